@@ -1,0 +1,294 @@
+//! `jobfleet dev`: a whole fleet in one process on the embedded backend, running a sample
+//! workload while a progress display follows the jobs' state records.
+//!
+//! One scheduler and N workers start through the same entry points production uses
+//! (`jobfleet_scheduler::run`, `jobfleet_worker::run`), on one embedded broker and store.
+//! With `--until-idle` the command returns once every job is in a terminal state; without
+//! it the fleet keeps running after the workload until the shutdown token is cancelled.
+
+mod tally;
+pub mod workload;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use jobfleet_common::{Backends, Config, JobId};
+use jobfleet_producer::Producer;
+use jobfleet_worker::Registry;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+pub use tally::{DevSummary, Tally, Watcher};
+
+use crate::error::{Error, Result};
+use crate::parse;
+use crate::progress::{Mode, Progress};
+
+/// How often job records are read for the progress display.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// Jobs per `enqueue_many` call.
+const ENQUEUE_BATCH: usize = 500;
+
+/// Flags of `jobfleet dev`.
+#[derive(Clone, Debug, Args)]
+pub struct DevArgs {
+    /// Workers to run, each with its own consumers.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Jobs each worker runs at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Sample jobs to enqueue.
+    #[arg(long, default_value_t = 200)]
+    pub jobs: usize,
+    /// Exit once every job has finished, instead of running until Ctrl-C.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// With --until-idle: give up (exit 1) if the jobs have not finished by then.
+    #[arg(long, value_parser = parse::duration, default_value = "120s")]
+    pub timeout: Duration,
+}
+
+/// Everything [`run`] needs.
+#[derive(Clone, Debug)]
+pub struct DevOptions {
+    /// The loaded configuration; dev forces the embedded backend and quick timings.
+    pub config: Config,
+    /// Workers to run.
+    pub workers: usize,
+    /// Jobs each worker runs at once.
+    pub concurrency: usize,
+    /// Sample jobs to enqueue.
+    pub jobs: usize,
+    /// Return once every job is finished.
+    pub until_idle: bool,
+    /// With `until_idle`: how long to wait for that.
+    pub timeout: Duration,
+    /// How progress is shown.
+    pub progress: Mode,
+}
+
+impl DevOptions {
+    /// Options from the command line, showing progress as the terminal allows.
+    pub fn from_args(args: DevArgs, config: Config) -> Self {
+        Self {
+            config,
+            workers: args.workers,
+            concurrency: args.concurrency,
+            jobs: args.jobs,
+            until_idle: args.until_idle,
+            timeout: args.timeout,
+            progress: Mode::detect(),
+        }
+    }
+}
+
+/// The command: runs the fleet and prints the summary to stdout.
+pub async fn main(args: DevArgs, config: Config, shutdown: CancellationToken) -> Result<()> {
+    match run(DevOptions::from_args(args, config), shutdown).await {
+        Ok(summary) => {
+            println!("{}", summary.render());
+            Ok(())
+        }
+        Err(Error::NotIdle { timeout, summary }) => {
+            println!("{}", summary.render());
+            Err(Error::NotIdle { timeout, summary })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the fleet and the sample workload; returns the summary once idle (with
+/// `until_idle`) or once `shutdown` is cancelled.
+pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<DevSummary> {
+    if options.workers == 0 {
+        return Err(Error::Usage("--workers must be at least 1".into()));
+    }
+    let config = Arc::new(dev_config(options.config.clone(), options.concurrency)?);
+    let started = Instant::now();
+    let backends = Backends::embedded();
+    let fleet = shutdown.child_token();
+    // A JoinSet rather than a TaskTracker: the roles' results matter, and one ending early
+    // (an error, a panic) has to stop the run.
+    let mut roles: JoinSet<Result<()>> = JoinSet::new();
+    let (c, b, t) = (config.clone(), backends.clone(), fleet.clone());
+    roles.spawn(async move { Ok(jobfleet_scheduler::run(c, b, t).await?) });
+    let registry = Arc::new(Registry::with_builtins());
+    for _ in 0..options.workers {
+        let (c, b, r, t) = (
+            config.clone(),
+            backends.clone(),
+            registry.clone(),
+            fleet.clone(),
+        );
+        roles.spawn(async move { Ok(jobfleet_worker::run(c, b, r, t).await?) });
+    }
+
+    let mut progress = Progress::new(options.progress, "jobs", options.jobs as u64);
+    let mut watcher = Watcher::new(backends.store.clone());
+    let stop = match enqueue_workload(&backends, &config, options.jobs).await {
+        Ok(ids) => {
+            watcher.watch(ids);
+            follow(&options, &mut roles, &mut watcher, &mut progress, &shutdown).await
+        }
+        Err(e) => Err(e),
+    };
+    let elapsed = started.elapsed();
+    fleet.cancel();
+    let drained = drain(&mut roles).await;
+    let tally = watcher.poll().await.unwrap_or_else(|_| watcher.tally());
+    progress.finish();
+    let summary = DevSummary::new(&tally, elapsed);
+    match stop? {
+        Stop::Idle | Stop::Shutdown => drained.map(|()| summary),
+        Stop::TimedOut => Err(Error::NotIdle {
+            timeout: options.timeout,
+            summary: Box::new(summary),
+        }),
+    }
+}
+
+/// Why following the jobs stopped.
+enum Stop {
+    /// Every job finished (`until_idle`).
+    Idle,
+    /// The shutdown token was cancelled.
+    Shutdown,
+    /// `until_idle` and the timeout passed first.
+    TimedOut,
+}
+
+/// The configuration dev runs with: the embedded backend, `concurrency`, and quick timings
+/// wherever the user left the built-in default.
+pub fn dev_config(mut config: Config, concurrency: usize) -> Result<Config> {
+    let defaults = Config::default();
+    config.broker = "embedded".into();
+    config.store = "embedded".into();
+    config.worker.concurrency = concurrency;
+    if !config.worker.queues.iter().any(|q| q == workload::QUEUE) {
+        config.worker.queues.push(workload::QUEUE.into());
+    }
+    let quick = |value: &mut Duration, default: Duration, dev: u64| {
+        if *value == default {
+            *value = Duration::from_millis(dev);
+        }
+    };
+    let (w, d) = (&mut config.worker, &defaults.worker);
+    quick(&mut w.cancel_poll, d.cancel_poll, 100);
+    quick(&mut w.heartbeat, d.heartbeat, 1_000);
+    quick(&mut w.lock_conflict_delay, d.lock_conflict_delay, 200);
+    quick(&mut w.grace_period, d.grace_period, 5_000);
+    quick(&mut config.scheduler.tick, defaults.scheduler.tick, 50);
+    config.validate()?;
+    Ok(config)
+}
+
+/// Publishes the sample workload in batches; returns the ids to follow.
+async fn enqueue_workload(backends: &Backends, config: &Config, n: usize) -> Result<Vec<JobId>> {
+    let producer = Producer::new(backends, config);
+    let jobs = workload::jobs(n, producer.now_ms());
+    let mut ids = Vec::with_capacity(n);
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let batch: Vec<_> = jobs.by_ref().take(ENQUEUE_BATCH).collect();
+        let enqueued = producer.enqueue_many(batch).await?;
+        ids.extend(enqueued.into_iter().map(|e| e.id));
+    }
+    Ok(ids)
+}
+
+/// Polls the jobs' records and shows progress until idle, shutdown or the timeout; a role
+/// that ends on its own ends the run with its error.
+async fn follow(
+    options: &DevOptions,
+    roles: &mut JoinSet<Result<()>>,
+    watcher: &mut Watcher,
+    progress: &mut Progress,
+    shutdown: &CancellationToken,
+) -> Result<Stop> {
+    let deadline = tokio::time::Instant::now() + options.timeout;
+    let mut ticks = tokio::time::interval(POLL_EVERY);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut announced_idle = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(Stop::Shutdown),
+            Some(ended) = roles.join_next() => {
+                return Err(role_ended(ended).err().unwrap_or_else(|| {
+                    Error::Task("a fleet role stopped before it was asked to".into())
+                }));
+            }
+            _ = ticks.tick() => {}
+        }
+        let tally = match watcher.poll().await {
+            Ok(tally) => tally,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read job records for progress");
+                watcher.tally()
+            }
+        };
+        progress.update(tally.finished(), &tally.describe());
+        if tally.is_idle() {
+            if options.until_idle {
+                return Ok(Stop::Idle);
+            }
+            if !announced_idle {
+                progress.note(&format!(
+                    "all {} jobs finished; the fleet keeps running until Ctrl-C",
+                    tally.total
+                ));
+                announced_idle = true;
+            }
+        }
+        if options.until_idle && tokio::time::Instant::now() >= deadline {
+            return Ok(Stop::TimedOut);
+        }
+    }
+}
+
+/// Waits for every role to return; the first failure, if any.
+async fn drain(roles: &mut JoinSet<Result<()>>) -> Result<()> {
+    let mut first = Ok(());
+    while let Some(ended) = roles.join_next().await {
+        if let (Err(e), Ok(())) = (role_ended(ended), &first) {
+            first = Err(e);
+        }
+    }
+    first
+}
+
+fn role_ended(ended: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    ended.map_err(|e| Error::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_config_is_quick_but_respects_what_was_set() {
+        let config = dev_config(Config::default(), 4).expect("valid");
+        assert_eq!(config.worker.concurrency, 4);
+        assert_eq!(config.scheduler.tick, Duration::from_millis(50));
+        assert_eq!(config.worker.cancel_poll, Duration::from_millis(100));
+        assert_eq!(config.broker, "embedded");
+
+        let mut mine = Config::default();
+        mine.scheduler.tick = Duration::from_millis(75);
+        mine.worker.queues = vec!["other".into()];
+        let config = dev_config(mine, 2).expect("valid");
+        assert_eq!(config.scheduler.tick, Duration::from_millis(75));
+        assert_eq!(config.worker.queues, ["other", "default"]);
+    }
+
+    #[test]
+    fn zero_concurrency_is_refused_by_key() {
+        let e = dev_config(Config::default(), 0).expect_err("invalid");
+        assert!(
+            matches!(&e, Error::Config(c) if c.key == "worker.concurrency"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Where `jobfleet dev`'s jobs are, read from their state records in the store, and the
+//! summary printed at the end.
+//!
+//! Only jobs not yet in a terminal state are read again on each poll, and those reads go
+//! out together (a bounded number in flight), so a poll costs one round of store calls
+//! however many jobs there are.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use jobfleet_common::store::{JobState, StoreResult};
+use jobfleet_common::{JobId, Store};
+use serde::{Deserialize, Serialize};
+
+/// Record reads in flight at once during a poll.
+const READS_IN_FLIGHT: usize = 64;
+
+/// Counts of jobs by where they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Jobs watched.
+    pub total: u64,
+    /// Pending, scheduled, or not recorded yet.
+    pub waiting: u64,
+    /// Running now.
+    pub running: u64,
+    /// Waiting for their next attempt.
+    pub retrying: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Dead.
+    pub dead: u64,
+    /// Cancelled or skipped.
+    pub cancelled: u64,
+    /// Finished (completed or dead) after more than one attempt.
+    pub retried: u64,
+}
+
+impl Tally {
+    /// Jobs in a terminal state.
+    pub fn finished(&self) -> u64 {
+        self.completed + self.dead + self.cancelled
+    }
+
+    /// Whether every watched job is in a terminal state.
+    pub fn is_idle(&self) -> bool {
+        self.finished() == self.total
+    }
+
+    /// The counts in one line, for the progress display.
+    pub fn describe(&self) -> String {
+        format!(
+            "completed {} · running {} · retrying {} · dead {} · cancelled {} · waiting {}",
+            self.completed, self.running, self.retrying, self.dead, self.cancelled, self.waiting
+        )
+    }
+}
+
+/// The state and attempt last read for one job; `None` before its record exists.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    state: Option<JobState>,
+    attempt: u32,
+}
+
+/// Follows a set of jobs through their state records.
+pub struct Watcher {
+    store: Arc<dyn Store>,
+    seen: HashMap<JobId, Seen>,
+}
+
+impl Watcher {
+    /// A watcher reading from `store`, watching nothing yet.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Adds jobs to watch.
+    pub fn watch(&mut self, ids: impl IntoIterator<Item = JobId>) {
+        self.seen
+            .extend(ids.into_iter().map(|id| (id, Seen::default())));
+    }
+
+    /// Reads the records of unfinished jobs again and returns the new counts.
+    pub async fn poll(&mut self) -> StoreResult<Tally> {
+        let unfinished: Vec<JobId> = self
+            .seen
+            .iter()
+            .filter(|(_, s)| !s.state.is_some_and(JobState::is_terminal))
+            .map(|(&id, _)| id)
+            .collect();
+        let store = &self.store;
+        let records: Vec<_> = futures::stream::iter(unfinished)
+            .map(|id| async move { store.record(id).await })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for record in records.into_iter().flatten() {
+            if let Some(seen) = self.seen.get_mut(&record.id) {
+                *seen = Seen {
+                    state: Some(record.state),
+                    attempt: record.attempt,
+                };
+            }
+        }
+        Ok(self.tally())
+    }
+
+    /// The counts as of the last poll.
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally {
+            total: self.seen.len() as u64,
+            ..Tally::default()
+        };
+        for seen in self.seen.values() {
+            match seen.state {
+                None | Some(JobState::Pending | JobState::Scheduled) => t.waiting += 1,
+                Some(JobState::Running) => t.running += 1,
+                Some(JobState::Retrying) => t.retrying += 1,
+                Some(JobState::Completed) => t.completed += 1,
+                Some(JobState::Dead) => t.dead += 1,
+                Some(JobState::Cancelled) => t.cancelled += 1,
+            }
+            let done = matches!(seen.state, Some(JobState::Completed | JobState::Dead));
+            if done && seen.attempt > 1 {
+                t.retried += 1;
+            }
+        }
+        t
+    }
+}
+
+/// What `jobfleet dev` did, printed at the end; the last line of the output is
+/// `summary: ` followed by this as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DevSummary {
+    /// Jobs enqueued.
+    pub total: u64,
+    /// Jobs completed.
+    pub completed: u64,
+    /// Jobs that finished (completed or dead) after more than one attempt.
+    pub retried: u64,
+    /// Jobs dead.
+    pub dead: u64,
+    /// Jobs cancelled or skipped.
+    pub cancelled: u64,
+    /// Jobs not in a terminal state when dev stopped.
+    pub unfinished: u64,
+    /// From start to the end of the run, in milliseconds.
+    pub elapsed_ms: u64,
+    /// Finished jobs per second of the run.
+    pub jobs_per_sec: f64,
+}
+
+impl DevSummary {
+    /// The summary of `tally` over `elapsed`.
+    pub fn new(tally: &Tally, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            tally.finished() as f64 / secs
+        } else {
+            0.0
+        };
+        Self {
+            total: tally.total,
+            completed: tally.completed,
+            retried: tally.retried,
+            dead: tally.dead,
+            cancelled: tally.cancelled,
+            unfinished: tally.total - tally.finished(),
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            jobs_per_sec: (rate * 10.0).round() / 10.0,
+        }
+    }
+
+    /// The summary for people, then the `summary: {json}` line for machines.
+    pub fn render(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let elapsed = Duration::from_millis(self.elapsed_ms).as_secs_f64();
+        format!(
+            "total      {}\ncompleted  {}\nretried    {}\ndead       {}\ncancelled  {}\n\
+             unfinished {}\nelapsed    {elapsed:.2}s\njobs/s     {:.1}\nsummary: {json}",
+            self.total,
+            self.completed,
+            self.retried,
+            self.dead,
+            self.cancelled,
+            self.unfinished,
+            self.jobs_per_sec,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(states: &[(Option<JobState>, u32)]) -> Tally {
+        let store: Arc<dyn Store> = jobfleet_common::Backends::embedded().store;
+        let mut w = Watcher::new(store);
+        for &(state, attempt) in states {
+            w.seen.insert(JobId::new(), Seen { state, attempt });
+        }
+        w.tally()
+    }
+
+    #[test]
+    fn retried_counts_finished_jobs_past_their_first_attempt() {
+        let t = tally(&[
+            (None, 1),
+            (Some(JobState::Completed), 1),
+            (Some(JobState::Completed), 2),
+            (Some(JobState::Dead), 3),
+            (Some(JobState::Retrying), 2),
+            (Some(JobState::Cancelled), 1),
+        ]);
+        assert_eq!(
+            (t.total, t.completed, t.dead, t.cancelled, t.retried),
+            (6, 2, 1, 1, 2)
+        );
+        assert_eq!((t.waiting, t.retrying, t.finished()), (1, 1, 4));
+        assert!(!t.is_idle());
+    }
+
+    #[test]
+    fn summary_ends_with_parseable_json() {
+        let t = Tally {
+            total: 10,
+            completed: 8,
+            dead: 2,
+            retried: 3,
+            ..Tally::default()
+        };
+        let s = DevSummary::new(&t, Duration::from_secs(4));
+        assert_eq!((s.unfinished, s.jobs_per_sec), (0, 2.5));
+        let text = s.render();
+        let last = text.lines().last().expect("lines");
+        let json = last.strip_prefix("summary: ").expect("summary line");
+        assert_eq!(serde_json::from_str::<DevSummary>(json).expect("json"), s);
+    }
+}

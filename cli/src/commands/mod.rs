@@ -1,0 +1,12 @@
+//! One module per `jobfleet` command. Each exposes its clap flags (`…Args`) and an async
+//! `run` that takes the loaded configuration (and, for long-running commands, the
+//! shutdown token); `dev` also exposes [`dev::run`] for tests to call in-process.
+
+pub mod cancel;
+pub mod dev;
+pub mod dlq;
+pub mod enqueue;
+pub mod queues;
+pub mod scheduler;
+pub mod status;
+pub mod worker;

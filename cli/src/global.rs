@@ -1,0 +1,125 @@
+//! The flags every command takes, and what they turn into: a validated [`Config`] and, for
+//! the commands that talk to shared services, connected [`Backends`].
+//!
+//! Flags are applied as dotted-key overrides on top of the file and the `JOBFLEET_*`
+//! environment, so they win and are validated by the same code as every other layer.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use jobfleet_common::{Backends, Config};
+
+use crate::error::{Error, Result};
+use crate::parse::toml_string;
+
+/// Flags accepted before or after any command.
+#[derive(Clone, Debug, Default, Args)]
+pub struct GlobalArgs {
+    /// A TOML configuration file (see docs/configuration.md).
+    #[arg(long, global = true, env = "JOBFLEET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Broker URL: `embedded`, `amqp://…` or `kafka://host:port`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub broker: Option<String>,
+    /// Store URL: `embedded` or `redis://…`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// Prefix of every route and key, so several fleets can share services.
+    #[arg(long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+/// `--log-format` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormatArg {
+    /// The configuration value this flag sets.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl GlobalArgs {
+    /// The flags as dotted-key overrides, each value a TOML literal.
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        let pairs = [
+            ("broker", self.broker.as_deref()),
+            ("store", self.store.as_deref()),
+            ("namespace", self.namespace.as_deref()),
+            ("log.format", self.log_format.map(LogFormatArg::as_str)),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.to_string(), toml_string(value?))))
+            .collect()
+    }
+
+    /// Loads the configuration: defaults, `--config` file, `JOBFLEET_*`, then these flags.
+    pub fn load_config(&self) -> Result<Config> {
+        Ok(Config::load_from_env(
+            self.config.as_deref(),
+            &self.overrides(),
+        )?)
+    }
+}
+
+/// Connects to the shared services `config` names for `command`, refusing the embedded
+/// backend: a second process would get its own empty broker and store and silently see
+/// nothing.
+pub async fn connect_shared(config: &Config, command: &'static str) -> Result<Backends> {
+    if config.broker == "embedded" || config.store == "embedded" {
+        return Err(Error::EmbeddedOnly { command });
+    }
+    Ok(Backends::connect(config).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_given_flags_become_overrides_and_stay_strings() {
+        let args = GlobalArgs {
+            broker: Some("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            namespace: Some("2024".into()),
+            log_format: Some(LogFormatArg::Json),
+            ..GlobalArgs::default()
+        };
+        let overrides = args.overrides();
+        assert_eq!(
+            overrides,
+            [
+                (
+                    "broker".to_string(),
+                    "\"amqp://guest:guest@127.0.0.1:5672/%2f\"".to_string()
+                ),
+                ("namespace".to_string(), "\"2024\"".to_string()),
+                ("log.format".to_string(), "\"json\"".to_string()),
+            ]
+        );
+        let config = Config::load(None, [], &overrides[1..]).expect("valid");
+        assert_eq!(config.namespace, "2024");
+        assert_eq!(config.log.format, jobfleet_common::config::LogFormat::Json);
+    }
+
+    #[tokio::test]
+    async fn shared_commands_refuse_the_embedded_backend() {
+        let e = connect_shared(&Config::default(), "status")
+            .await
+            .expect_err("refused");
+        assert!(matches!(e, Error::EmbeddedOnly { command: "status" }));
+        assert_eq!(e.exit_code(), 2);
+    }
+}

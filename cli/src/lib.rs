@@ -1,0 +1,26 @@
+//! The `jobfleet` command as a library: every command is a function here, and the binary
+//! (`src/main.rs`) only parses the command line and calls them. Tests call the same
+//! functions in-process, e.g. [`commands::dev::run`].
+//!
+//! # Layout
+//!
+//! - [`global`]: the flags every command takes, loading the configuration from them, and
+//!   connecting to shared services (refusing the single-process embedded backend).
+//! - [`commands`]: one module per command (`dev`, `worker`, `scheduler`, `enqueue`,
+//!   `status`, `queues`, `dlq`, `cancel`), each with its flags and its `run`.
+//! - [`shutdown`]: SIGTERM and Ctrl-C cancel a `CancellationToken`, and nothing else.
+//! - [`logging`]: `tracing` output, JSON or text, quiet in `dev`.
+//! - [`progress`]: the progress bar, or plain lines when stderr is not a terminal.
+//! - [`parse`]: flag values clap does not know (durations, priorities, JSON payloads).
+//! - [`error`]: every failure with its exit code.
+
+pub mod commands;
+pub mod error;
+pub mod global;
+pub mod logging;
+pub mod parse;
+pub mod progress;
+pub mod shutdown;
+
+pub use error::{Error, Result};
+pub use global::GlobalArgs;

@@ -1,0 +1,140 @@
+//! Log output for the process: `tracing` lines as text or JSON on stderr.
+//!
+//! Production roles log at the configured level and format (JSON for log pipelines).
+//! `jobfleet dev` is for people at a terminal: text at `warn`, so the progress bar stays
+//! readable, unless `RUST_LOG`, `--log-format` or a configured `log.level` asks for more.
+
+use jobfleet_common::config::{ConfigError, LogConfig, LogFormat};
+use jobfleet_common::Config;
+use tracing_subscriber::EnvFilter;
+
+use crate::global::LogFormatArg;
+use crate::progress::LogWriter;
+
+/// Which defaults apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// A long-running or operator command: the configuration decides.
+    Service,
+    /// `jobfleet dev`: quiet text unless asked otherwise.
+    Dev,
+}
+
+/// The filter and format the process logs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogChoice {
+    /// A `tracing` filter directive.
+    pub filter: String,
+    /// Text or JSON.
+    pub format: LogFormat,
+}
+
+/// Decides the filter and format from `RUST_LOG` (`rust_log`), the flag and the config.
+pub fn choose(
+    config: &Config,
+    profile: Profile,
+    flag: Option<LogFormatArg>,
+    rust_log: Option<String>,
+) -> LogChoice {
+    let configured_level = config.log.level != LogConfig::default().level;
+    let quiet_dev = profile == Profile::Dev && flag.is_none() && !configured_level;
+    let filter = match rust_log.filter(|v| !v.trim().is_empty()) {
+        Some(directives) => directives,
+        None if quiet_dev => "warn".to_string(),
+        None => config.log.level.clone(),
+    };
+    let format = match (profile, flag) {
+        (_, Some(LogFormatArg::Json)) => LogFormat::Json,
+        (_, Some(LogFormatArg::Text)) | (Profile::Dev, None) => LogFormat::Text,
+        (Profile::Service, None) => config.log.format,
+    };
+    LogChoice { filter, format }
+}
+
+/// Installs the global subscriber. A second call (tests) leaves the first in place.
+pub fn init(choice: &LogChoice) -> Result<(), ConfigError> {
+    let filter = EnvFilter::try_new(&choice.filter).map_err(|e| ConfigError {
+        key: "log.level".into(),
+        reason: format!("{:?} is not a tracing filter: {e}", choice.filter),
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(LogWriter);
+    let installed = match choice.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // Already installed (several commands in one test process): keep the first one.
+    drop(installed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_is_quiet_text_unless_asked() {
+        let config = Config::default();
+        let dev = choose(&config, Profile::Dev, None, None);
+        assert_eq!(
+            dev,
+            LogChoice {
+                filter: "warn".into(),
+                format: LogFormat::Text
+            }
+        );
+        let dev = choose(&config, Profile::Dev, None, Some("debug".into()));
+        assert_eq!(dev.filter, "debug");
+        let dev = choose(&config, Profile::Dev, Some(LogFormatArg::Json), None);
+        assert_eq!(
+            dev,
+            LogChoice {
+                filter: "info".into(),
+                format: LogFormat::Json
+            }
+        );
+        let mut loud = Config::default();
+        loud.log.level = "jobfleet_worker=debug".into();
+        assert_eq!(
+            choose(&loud, Profile::Dev, None, None).filter,
+            "jobfleet_worker=debug"
+        );
+    }
+
+    #[test]
+    fn services_follow_the_configuration() {
+        let mut config = Config::default();
+        config.log.format = LogFormat::Json;
+        let svc = choose(&config, Profile::Service, None, None);
+        assert_eq!(
+            svc,
+            LogChoice {
+                filter: "info".into(),
+                format: LogFormat::Json
+            }
+        );
+        let svc = choose(
+            &config,
+            Profile::Service,
+            Some(LogFormatArg::Text),
+            Some(" ".into()),
+        );
+        assert_eq!(
+            svc,
+            LogChoice {
+                filter: "info".into(),
+                format: LogFormat::Text
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_filter_names_the_key() {
+        let choice = LogChoice {
+            filter: "foo=bar=baz".into(),
+            format: LogFormat::Text,
+        };
+        assert_eq!(init(&choice).expect_err("invalid").key, "log.level");
+    }
+}

@@ -1,0 +1,91 @@
+//! The `jobfleet` binary: parses the command line, loads the configuration, sets up
+//! logging and signals, and calls the command in the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jobfleet::commands::{cancel, dev, dlq, enqueue, queues, scheduler, status, worker};
+use jobfleet::logging::{self, Profile};
+use jobfleet::{shutdown, Error, GlobalArgs};
+use jobfleet_common::Config;
+use tokio_util::sync::CancellationToken;
+
+/// jobfleet: a distributed job queue. Run `jobfleet dev` to see a fleet at work.
+#[derive(Parser)]
+#[command(name = "jobfleet", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scheduler, workers and a sample workload in one process (embedded backend).
+    Dev(dev::DevArgs),
+    /// Run a worker until SIGTERM or Ctrl-C.
+    Worker,
+    /// Run the scheduler until SIGTERM or Ctrl-C.
+    Scheduler,
+    /// Enqueue one job from flags, or many from a JSON-lines file.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Show a job's state.
+    Status(status::StatusArgs),
+    /// Show queue depths and live workers.
+    Queues(queues::QueuesArgs),
+    /// List, show, replay or purge dead letters.
+    Dlq(dlq::DlqArgs),
+    /// Cancel a job.
+    Cancel(cancel::CancelArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    let config = cli.global.load_config()?;
+    let profile = match cli.command {
+        Command::Dev(_) => Profile::Dev,
+        _ => Profile::Service,
+    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    logging::init(&logging::choose(
+        &config,
+        profile,
+        cli.global.log_format,
+        rust_log,
+    ))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Task(format!("cannot start the async runtime: {e}")))?;
+    let out = runtime.block_on(shutdown::run_until_signal(|token| {
+        dispatch(cli.command, config, token)
+    }));
+    // The command has returned (or was abandoned on a second signal): do not wait for
+    // stragglers.
+    runtime.shutdown_background();
+    out
+}
+
+async fn dispatch(command: Command, config: Config, token: CancellationToken) -> Result<(), Error> {
+    match command {
+        Command::Dev(args) => dev::main(args, config, token).await,
+        Command::Worker => worker::run(config, token).await,
+        Command::Scheduler => scheduler::run(config, token).await,
+        Command::Enqueue(args) => enqueue::run(args, config).await,
+        Command::Status(args) => status::run(args, config).await,
+        Command::Queues(args) => queues::run(args, config).await,
+        Command::Dlq(args) => dlq::run(args, config).await,
+        Command::Cancel(args) => cancel::run(args, config).await,
+    }
+}

@@ -1,0 +1,122 @@
+//! The `jobfleet` binary as a user runs it: the whole dev fleet to idle, a broken
+//! configuration, and the shared-service commands refusing the embedded backend.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn jobfleet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+        .args(args)
+        // The test must not pick up a developer's configuration or services.
+        .env_remove("JOBFLEET_CONFIG")
+        .env_remove("JOBFLEET_BROKER")
+        .env_remove("JOBFLEET_STORE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run jobfleet")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jobfleet-cli-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write");
+    path
+}
+
+#[test]
+fn dev_until_idle_runs_every_job_to_a_terminal_state() {
+    let out = jobfleet(&["dev", "--until-idle", "--jobs", "150", "--timeout", "90s"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let json = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stdout}"));
+    let summary: serde_json::Value = serde_json::from_str(json).expect("summary is JSON");
+    let n = |key: &str| {
+        summary[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {summary}"))
+    };
+    // 150 jobs hold 5 `fail` jobs (one per 30): exactly those end dead.
+    assert_eq!(n("total"), 150);
+    assert!(n("completed") > 0, "{summary}");
+    assert_eq!(n("dead"), 5, "{summary}");
+    assert!(n("retried") > 0, "{summary}");
+    assert_eq!(
+        n("completed") + n("dead") + n("cancelled"),
+        n("total"),
+        "{summary}"
+    );
+    assert_eq!(n("unfinished"), 0, "{summary}");
+}
+
+#[test]
+fn a_broken_config_exits_2_naming_the_key() {
+    let path = temp_file("jobfleet.toml", "[worker]\nconcurrency = 0\n");
+    let out = jobfleet(&["--config", path.to_str().expect("utf8 path"), "queues"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("config key `worker.concurrency`"),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_key_from_the_environment_config_variable_is_refused() {
+    let path = temp_file("jobfleet.toml", "brokr = \"embedded\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+        .arg("worker")
+        .env("JOBFLEET_CONFIG", &path)
+        .output()
+        .expect("run jobfleet");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("brokr"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn shared_service_commands_refuse_the_embedded_backend() {
+    let id = "0190b3a4-0000-7000-8000-000000000000";
+    let commands: [&[&str]; 6] = [
+        &["worker"],
+        &["scheduler"],
+        &["enqueue", "--queue", "q", "--kind", "echo"],
+        &["status", id],
+        &["dlq", "list"],
+        &["cancel", id],
+    ];
+    for args in commands {
+        let out = jobfleet(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("the embedded backend lives inside one process; use `jobfleet dev`"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_flag_values_are_usage_errors() {
+    let out = jobfleet(&["dev", "--timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\"soon\" is not a duration"),
+        "{}",
+        text(&out.stderr)
+    );
+}

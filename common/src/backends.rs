@@ -1,0 +1,90 @@
+//! Picking the broker and store a configuration names.
+
+use std::sync::Arc;
+
+use crate::broker::Broker;
+use crate::clock::{self, SharedClock};
+use crate::config::{redact, Config};
+use crate::embedded::{EmbeddedBroker, EmbeddedStore};
+use crate::store::Store;
+
+/// The broker, store and clock every role is started with.
+#[derive(Clone)]
+pub struct Backends {
+    /// Where jobs travel.
+    pub broker: Arc<dyn Broker>,
+    /// Where shared state lives.
+    pub store: Arc<dyn Store>,
+    /// "Now" for every role.
+    pub clock: SharedClock,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("broker", &self.broker.name())
+            .field("store", &self.store.name())
+            .finish()
+    }
+}
+
+/// Why the configured backends could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL's scheme has no backend in this build.
+    #[error("config key `{key}`: {url} is not supported by this build")]
+    Unsupported {
+        /// `broker` or `store`.
+        key: &'static str,
+        /// The URL, password redacted.
+        url: String,
+    },
+    /// The service did not answer.
+    #[error("cannot connect to the {key} at {url}: {reason}")]
+    Unreachable {
+        /// `broker` or `store`.
+        key: &'static str,
+        /// The URL, password redacted.
+        url: String,
+        /// What the client said.
+        reason: String,
+    },
+}
+
+impl Backends {
+    /// A fresh embedded broker and store on the system clock.
+    pub fn embedded() -> Self {
+        Self::embedded_with_clock(clock::system())
+    }
+
+    /// A fresh embedded broker and store on `clock` (e.g. a
+    /// [`TokioClock`](crate::clock::TokioClock) in tests with paused time).
+    pub fn embedded_with_clock(clock: SharedClock) -> Self {
+        Self {
+            broker: Arc::new(EmbeddedBroker::new()),
+            store: Arc::new(EmbeddedStore::new(clock.clone())),
+            clock,
+        }
+    }
+
+    /// Connects to the backends `config` names.
+    pub async fn connect(config: &Config) -> Result<Self, ConnectError> {
+        if config.broker == "embedded" && config.store == "embedded" {
+            return Ok(Self::embedded());
+        }
+        let key = if config.broker == "embedded" {
+            "store"
+        } else {
+            "broker"
+        };
+        let url = if key == "store" {
+            &config.store
+        } else {
+            &config.broker
+        };
+        Err(ConnectError::Unsupported {
+            key,
+            url: redact(url),
+        })
+    }
+}

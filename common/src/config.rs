@@ -1,0 +1,473 @@
+//! One typed configuration for every role.
+//!
+//! Layers, later wins: built-in defaults, a TOML file, `JOBFLEET_*` environment variables,
+//! then command-line flags. An environment variable names a key in upper case with `__`
+//! between levels: `JOBFLEET_BROKER` is `broker`, `JOBFLEET_WORKER__CONCURRENCY` is
+//! `worker.concurrency`. A value that parses as TOML (a number, `true`, `["a","b"]`) is
+//! taken as such, anything else as a string. Every error names the key and the reason.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{humantime_serde_compat as hs, Limits};
+use crate::retry::RetryPolicy;
+
+/// A configuration problem: the key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config key `{key}`: {reason}")]
+pub struct ConfigError {
+    /// The dotted key, e.g. `worker.concurrency`; `<file>` for the file as a whole.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `embedded`, `amqp://…`/`amqps://…`, or `kafka://host:port[,host:port]`.
+    pub broker: String,
+    /// `embedded`, or `redis://…`/`rediss://…`.
+    pub store: String,
+    /// Prefix of every broker route and store key, so fleets can share services.
+    pub namespace: String,
+    /// Bounds on jobs.
+    pub limits: Limits,
+    /// Worker settings.
+    pub worker: WorkerConfig,
+    /// Scheduler settings.
+    pub scheduler: SchedulerConfig,
+    /// Per-queue settings; queues not named here use `[queue_defaults]`.
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Settings for queues not named in `[queues]`.
+    pub queue_defaults: QueueConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            broker: "embedded".into(),
+            store: "embedded".into(),
+            namespace: "jobfleet".into(),
+            limits: Limits::default(),
+            worker: WorkerConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            queues: BTreeMap::new(),
+            queue_defaults: QueueConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Worker settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Queues to consume.
+    pub queues: Vec<String>,
+    /// Jobs run at once, at most.
+    pub concurrency: usize,
+    /// Unsettled deliveries per queue; defaults to `concurrency` so priority order holds.
+    pub prefetch: Option<u16>,
+    /// How long a draining worker lets running jobs finish before handing them back.
+    #[serde(with = "hs")]
+    pub grace_period: Duration,
+    /// A job lock's TTL; renewed every third of it while the job runs.
+    #[serde(with = "hs")]
+    pub lock_ttl: Duration,
+    /// How long a job whose lock is taken waits before it is tried again.
+    #[serde(with = "hs")]
+    pub lock_conflict_delay: Duration,
+    /// How often the worker reports itself alive.
+    #[serde(with = "hs")]
+    pub heartbeat: Duration,
+    /// How often running jobs are checked for cancel requests.
+    #[serde(with = "hs")]
+    pub cancel_poll: Duration,
+    /// Jobs whose timeout is longer than this are held in the store and acknowledged
+    /// early, so a broker's delivery timeout (RabbitMQ's `consumer_timeout`) cannot kill
+    /// them; see docs/architecture.md, "Long jobs".
+    #[serde(with = "hs")]
+    pub ack_early_after: Duration,
+    /// How long a held job survives its worker's silence before the scheduler runs it
+    /// again elsewhere.
+    #[serde(with = "hs")]
+    pub hold_lease: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            queues: vec!["default".into()],
+            concurrency: 16,
+            prefetch: None,
+            grace_period: Duration::from_secs(30),
+            lock_ttl: Duration::from_secs(30),
+            lock_conflict_delay: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(5),
+            cancel_poll: Duration::from_millis(500),
+            ack_early_after: Duration::from_secs(15 * 60),
+            hold_lease: Duration::from_secs(120),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The prefetch to ask the broker for.
+    pub fn effective_prefetch(&self) -> u16 {
+        self.prefetch
+            .unwrap_or_else(|| self.concurrency.clamp(1, u16::MAX as usize) as u16)
+    }
+}
+
+/// Scheduler settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Longest sleep between looks at the delayed set.
+    #[serde(with = "hs")]
+    pub tick: Duration,
+    /// Jobs claimed per release round.
+    pub release_batch: usize,
+    /// How long claimed jobs stay leased before another scheduler may release them.
+    #[serde(with = "hs")]
+    pub release_lease: Duration,
+    /// Address of the HTTP endpoint (health, metrics, dashboard); none when empty.
+    pub http: Option<String>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(200),
+            release_batch: 500,
+            release_lease: Duration::from_secs(30),
+            http: None,
+        }
+    }
+}
+
+/// Per-queue settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Retry timing for jobs that do not carry their own.
+    pub retry: RetryPolicy,
+}
+
+/// Log output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `jobfleet_worker=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `JOBFLEET_*` variables from `env`, then
+    /// `overrides` (dotted key, value), and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("<file>", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| err("<file>", format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            if let Some(rest) = name.strip_prefix("JOBFLEET_") {
+                if rest.is_empty() {
+                    continue;
+                }
+                let key = rest.to_ascii_lowercase().replace("__", ".");
+                set_path(&mut table, &key, &value)?;
+            }
+        }
+        for (key, value) in overrides {
+            set_path(&mut table, key, value)?;
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| err(e.path().to_string(), e.inner().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads with the process environment.
+    pub fn load_from_env(
+        file: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        Self::load(file, std::env::vars(), overrides)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_url(
+            "broker",
+            &self.broker,
+            &["embedded", "amqp://", "amqps://", "kafka://"],
+        )?;
+        check_url("store", &self.store, &["embedded", "redis://", "rediss://"])?;
+        if (self.broker == "embedded") != (self.store == "embedded") {
+            return Err(err(
+                "store",
+                "the embedded broker and store live in one process and go together: set both to \
+                 `embedded`, or neither",
+            ));
+        }
+        if self.namespace.is_empty()
+            || !self
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(err(
+                "namespace",
+                "use letters, digits and - _ . only, not empty",
+            ));
+        }
+        if self.limits.max_payload_bytes == 0 {
+            return Err(err("limits.max_payload_bytes", "must be greater than 0"));
+        }
+        if self.limits.max_attempts == 0 {
+            return Err(err("limits.max_attempts", "must be greater than 0"));
+        }
+        let w = &self.worker;
+        if w.queues.is_empty() {
+            return Err(err("worker.queues", "name at least one queue"));
+        }
+        if let Some(q) = w.queues.iter().find(|q| q.is_empty()) {
+            return Err(err("worker.queues", format!("{q:?} is not a queue name")));
+        }
+        if w.concurrency == 0 {
+            return Err(err("worker.concurrency", "must be at least 1"));
+        }
+        if w.prefetch == Some(0) {
+            return Err(err("worker.prefetch", "must be at least 1"));
+        }
+        if w.lock_ttl < Duration::from_millis(30) {
+            return Err(err("worker.lock_ttl", "must be at least 30ms"));
+        }
+        if w.hold_lease < Duration::from_millis(300) {
+            return Err(err("worker.hold_lease", "must be at least 300ms"));
+        }
+        for (key, d) in [
+            ("worker.heartbeat", w.heartbeat),
+            ("worker.cancel_poll", w.cancel_poll),
+        ] {
+            if d.is_zero() {
+                return Err(err(key, "must be greater than 0"));
+            }
+        }
+        let s = &self.scheduler;
+        if s.tick.is_zero() {
+            return Err(err("scheduler.tick", "must be greater than 0"));
+        }
+        if s.release_batch == 0 {
+            return Err(err("scheduler.release_batch", "must be at least 1"));
+        }
+        if s.release_lease < Duration::from_secs(1) {
+            return Err(err("scheduler.release_lease", "must be at least 1s"));
+        }
+        if let Some(addr) = &s.http {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(err("scheduler.http", format!("{addr:?} is not host:port")));
+            }
+        }
+        let queues = self
+            .queues
+            .iter()
+            .map(|(n, q)| (format!("queues.{n}.retry"), q));
+        for (key, q) in queues.chain([("queue_defaults.retry".to_string(), &self.queue_defaults)]) {
+            if q.retry.base.is_zero() || q.retry.cap < q.retry.base {
+                return Err(err(key, "need 0 < base <= cap"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The retry policy of `queue`.
+    pub fn retry_policy(&self, queue: &str) -> RetryPolicy {
+        self.queues.get(queue).unwrap_or(&self.queue_defaults).retry
+    }
+}
+
+fn check_url(key: &str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+    if allowed.iter().any(|p| {
+        if p.ends_with("://") {
+            value.starts_with(p)
+        } else {
+            value == *p
+        }
+    }) {
+        Ok(())
+    } else {
+        Err(err(
+            key,
+            format!("{:?} is not one of: {}", redact(value), allowed.join(", ")),
+        ))
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+fn set_path(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err(key, "is not a key"));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = parts.split_last().ok_or_else(|| err(key, "is not a key"))?;
+    let mut cur = table;
+    for (i, p) in parents.iter().enumerate() {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| err(parts[..=i].join("."), "is a value, not a section"))?;
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("jobfleet-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("jobfleet.toml");
+        std::fs::write(&path, file_text).expect("write");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let out = Config::load(Some(&path), env, &[]);
+        let _ = std::fs::remove_dir_all(dir);
+        out
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::load(None, [], &[]), Ok(Config::default()));
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let c = load(
+            "[worker]\nconcurrency = 4\nqueues = [\"a\"]\n",
+            &[("JOBFLEET_WORKER__CONCURRENCY", "9")],
+        )
+        .expect("valid");
+        assert_eq!(c.worker.concurrency, 9);
+        assert_eq!(c.worker.queues, ["a"]);
+        let flags = [("worker.concurrency".to_string(), "2".to_string())];
+        let env = [("JOBFLEET_WORKER__CONCURRENCY".to_string(), "9".to_string())];
+        assert_eq!(
+            Config::load(None, env, &flags)
+                .expect("valid")
+                .worker
+                .concurrency,
+            2
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load("[worker]\nconcurrency = \"many\"\n", &[]).expect_err("invalid");
+        assert_eq!(e.key, "worker.concurrency");
+        let e = load("", &[("JOBFLEET_WORKER__CONCURRENCY", "0")]).expect_err("invalid");
+        assert_eq!(e.key, "worker.concurrency");
+        let e = load("[worker]\ngrace_period = \"soon\"\n", &[]).expect_err("invalid");
+        assert_eq!(e.key, "worker.grace_period");
+        assert!(e.reason.contains("soon"), "{e}");
+        let e = load("brokr = \"x\"\n", &[]).expect_err("invalid");
+        assert!(e.reason.contains("brokr"), "{e}");
+        let e = load("", &[("JOBFLEET_BROKER", "amqp://u:secret@h/")]).expect_err("invalid");
+        assert_eq!(e.key, "store");
+        let e = load(
+            "broker = \"nats://u:secret@h\"\nstore = \"redis://h\"\n",
+            &[],
+        )
+        .expect_err("invalid");
+        assert_eq!(e.key, "broker");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(redact("embedded"), "embedded");
+    }
+}

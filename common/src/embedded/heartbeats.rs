@@ -1,0 +1,63 @@
+//! Embedded worker heartbeats that expire. Times are passed in.
+
+use std::collections::HashMap;
+
+use crate::store::WorkerInfo;
+
+/// Workers by id, with when their last heartbeat runs out (Unix ms).
+#[derive(Debug, Default)]
+pub(super) struct HeartbeatTable {
+    workers: HashMap<String, (WorkerInfo, i64)>,
+}
+
+impl HeartbeatTable {
+    pub fn beat(&mut self, info: &WorkerInfo, ttl_ms: u64, now_ms: i64) {
+        let until = now_ms.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+        self.workers.insert(info.id.clone(), (info.clone(), until));
+    }
+
+    pub fn gone(&mut self, worker_id: &str) {
+        self.workers.remove(worker_id);
+    }
+
+    /// Live workers by id; forgets the expired ones on the way.
+    pub fn live(&mut self, now_ms: i64) -> Vec<WorkerInfo> {
+        self.workers.retain(|_, (_, until)| *until > now_ms);
+        let mut live: Vec<WorkerInfo> = self.workers.values().map(|(w, _)| w.clone()).collect();
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(id: &str) -> WorkerInfo {
+        WorkerInfo {
+            id: id.into(),
+            host: "h".into(),
+            pid: 1,
+            queues: vec!["q".into()],
+            concurrency: 4,
+            running: 0,
+            started_at_ms: 0,
+            last_seen_ms: 0,
+        }
+    }
+
+    #[test]
+    fn heartbeats_expire_and_gone_workers_vanish() {
+        let mut t = HeartbeatTable::default();
+        t.beat(&worker("b"), 100, 0);
+        t.beat(&worker("a"), 100, 50);
+        t.beat(&worker("c"), 100, 0);
+        let ids = |t: &mut HeartbeatTable, now| -> Vec<String> {
+            t.live(now).into_iter().map(|w| w.id).collect()
+        };
+        assert_eq!(ids(&mut t, 99), ["a", "b", "c"]);
+        t.gone("c");
+        assert_eq!(ids(&mut t, 100), ["a"]);
+        assert!(ids(&mut t, 150).is_empty());
+    }
+}

@@ -1,0 +1,114 @@
+//! Embedded job states: state records, completion markers, cancel requests and
+//! uniqueness keys. Times are passed in.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::job::JobId;
+use crate::store::JobRecord;
+
+/// Everything the store knows about individual jobs.
+#[derive(Debug, Default)]
+pub(super) struct StateTable {
+    records: HashMap<JobId, JobRecord>,
+    completed: HashSet<JobId>,
+    cancels: HashSet<JobId>,
+    /// Uniqueness key → (holder, expiry in Unix ms).
+    unique: HashMap<String, (JobId, i64)>,
+}
+
+impl StateTable {
+    pub fn put(&mut self, record: JobRecord) {
+        self.records.insert(record.id, record);
+    }
+
+    pub fn record(&self, id: JobId) -> Option<JobRecord> {
+        self.records.get(&id).cloned()
+    }
+
+    /// The record and its marker under one lock, so no reader sees one without the other.
+    pub fn complete(&mut self, record: JobRecord) {
+        self.completed.insert(record.id);
+        self.put(record);
+    }
+
+    pub fn is_completed(&self, id: JobId) -> bool {
+        self.completed.contains(&id)
+    }
+
+    pub fn request_cancel(&mut self, id: JobId) {
+        self.cancels.insert(id);
+    }
+
+    pub fn cancel_requested(&self, ids: &[JobId]) -> Vec<bool> {
+        ids.iter().map(|id| self.cancels.contains(id)).collect()
+    }
+
+    /// `None` if `id` now holds the key (or already did), else the live holder. A repeated
+    /// claim by the holder keeps the original expiry, as `SET NX` would.
+    pub fn unique_claim(
+        &mut self,
+        key: &str,
+        id: JobId,
+        ttl_ms: u64,
+        now_ms: i64,
+    ) -> Option<JobId> {
+        if let Some((holder, until)) = self.unique.get(key) {
+            if *until > now_ms {
+                return (*holder != id).then_some(*holder);
+            }
+        }
+        let until = now_ms.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+        self.unique.insert(key.to_string(), (id, until));
+        None
+    }
+
+    pub fn unique_release(&mut self, key: &str, id: JobId) {
+        if self
+            .unique
+            .get(key)
+            .is_some_and(|(holder, _)| *holder == id)
+        {
+            self.unique.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniqueness_keys_hold_until_released_or_expired() {
+        let mut t = StateTable::default();
+        let (a, b) = (JobId::new(), JobId::new());
+        assert_eq!(t.unique_claim("k", a, 100, 0), None);
+        assert_eq!(
+            t.unique_claim("k", a, 100, 10),
+            None,
+            "the holder may claim again"
+        );
+        assert_eq!(t.unique_claim("k", b, 100, 10), Some(a));
+        t.unique_release("k", b);
+        assert_eq!(
+            t.unique_claim("k", b, 100, 20),
+            Some(a),
+            "only the holder releases"
+        );
+        t.unique_release("k", a);
+        assert_eq!(t.unique_claim("k", b, 100, 20), None);
+        assert_eq!(t.unique_claim("k", a, 100, 119), Some(b));
+        assert_eq!(
+            t.unique_claim("k", a, 100, 120),
+            None,
+            "b's claim expired at 120"
+        );
+    }
+
+    #[test]
+    fn cancel_flags_answer_in_order() {
+        let mut t = StateTable::default();
+        let (a, b) = (JobId::new(), JobId::new());
+        t.request_cancel(b);
+        assert_eq!(t.cancel_requested(&[a, b, a]), [false, true, false]);
+    }
+}

@@ -1,0 +1,157 @@
+//! The `Store` traits: the state the roles share beside the broker.
+//!
+//! A store is several small capabilities, each a trait: the [`DelayedSet`] the scheduler
+//! times jobs in, [`Locks`] with fencing tokens, [`JobStates`] (state records, completion
+//! markers, cancel requests, uniqueness keys), [`DeadLetters`] and [`Heartbeats`].
+//! [`Store`] is all of them together; every backend implements all of them.
+
+mod records;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::job::{JobId, LockMode};
+pub use records::{DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The connection is down or timed out; retrying after a reconnect can help.
+    #[error("store connection: {0}")]
+    Connection(String),
+    /// Stored data could not be read back; retrying will not help.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+    /// The request is wrong; retrying will not help.
+    #[error("store rejected the request: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same call later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Connection(_))
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Jobs waiting for their time, ordered by due time.
+///
+/// Release never loses a job: [`DelayedSet::claim_due`] moves due jobs atomically into a
+/// releasing set under a lease; the caller publishes them and then calls
+/// [`DelayedSet::release_done`]. A lease that expires (its scheduler died mid-release)
+/// puts the jobs back, so they are claimed again. Concurrent claimers never get the same
+/// job while its lease holds.
+#[async_trait]
+pub trait DelayedSet: Send + Sync {
+    /// Adds jobs, or moves them to a new due time if their id is already there.
+    async fn schedule(&self, jobs: Vec<ScheduledJob>) -> StoreResult<()>;
+    /// Claims up to `limit` jobs due at `now_ms` under a lease of `lease_ms`, returning
+    /// expired leases to the set first.
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> StoreResult<Vec<ScheduledJob>>;
+    /// Forgets claimed jobs once they are published.
+    async fn release_done(&self, ids: &[JobId]) -> StoreResult<()>;
+    /// Removes a waiting job (cancel); true if it was waiting.
+    async fn unschedule(&self, id: JobId) -> StoreResult<bool>;
+    /// The earliest due time waiting, if any (lets the scheduler sleep until then).
+    async fn next_due_ms(&self) -> StoreResult<Option<i64>>;
+    /// Waiting jobs per queue (claimed ones included until released).
+    async fn delayed_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
+}
+
+/// What a lock call names: which lock, how, by whom, for how long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockRequest {
+    /// The lock key.
+    pub key: String,
+    /// Exclusive or shared.
+    pub mode: LockMode,
+    /// The holder's unique id (a worker id plus the job id).
+    pub holder: String,
+    /// How long the lock lives without renewal.
+    pub ttl_ms: u64,
+}
+
+/// Locks with fencing tokens.
+///
+/// Every successful acquire returns a token that is strictly greater than every token
+/// issued before for the same key, in either mode. A resource guarded by the lock checks
+/// tokens with [`Locks::fenced_write`], so a holder that lost its lock (paused past its
+/// TTL) cannot write after a newer holder has.
+#[async_trait]
+pub trait Locks: Send + Sync {
+    /// Takes the lock; `Some(fencing token)` if granted, `None` if held incompatibly.
+    async fn lock_acquire(&self, req: &LockRequest) -> StoreResult<Option<u64>>;
+    /// Extends the TTL; false if `req.holder` no longer holds the lock.
+    async fn lock_renew(&self, req: &LockRequest) -> StoreResult<bool>;
+    /// Releases the lock if `req.holder` holds it; releasing a lost lock is not an error.
+    async fn lock_release(&self, req: &LockRequest) -> StoreResult<()>;
+    /// Writes `value` to `resource` unless a write with a greater token already happened;
+    /// true if written.
+    async fn fenced_write(&self, resource: &str, token: u64, value: Bytes) -> StoreResult<bool>;
+    /// The last accepted write to `resource` and its token.
+    async fn fenced_read(&self, resource: &str) -> StoreResult<Option<(u64, Bytes)>>;
+}
+
+/// Job state records, completion markers, cancel requests and uniqueness keys.
+#[async_trait]
+pub trait JobStates: Send + Sync {
+    /// Writes (replaces) state records.
+    async fn put_records(&self, records: &[JobRecord]) -> StoreResult<()>;
+    /// Reads one state record.
+    async fn record(&self, id: JobId) -> StoreResult<Option<JobRecord>>;
+    /// Writes the final record of a completed job and its completion marker, atomically.
+    async fn complete(&self, record: &JobRecord) -> StoreResult<()>;
+    /// Whether a completion marker exists for the job.
+    async fn is_completed(&self, id: JobId) -> StoreResult<bool>;
+    /// Asks that the job not run (or stop running).
+    async fn request_cancel(&self, id: JobId) -> StoreResult<()>;
+    /// For each id, whether cancellation was requested.
+    async fn cancel_requested(&self, ids: &[JobId]) -> StoreResult<Vec<bool>>;
+    /// Claims a uniqueness key for `id` for at most `ttl_ms`: `None` if claimed, or the id
+    /// of the job that holds it.
+    async fn unique_claim(&self, key: &str, id: JobId, ttl_ms: u64) -> StoreResult<Option<JobId>>;
+    /// Frees a uniqueness key if `id` holds it.
+    async fn unique_release(&self, key: &str, id: JobId) -> StoreResult<()>;
+}
+
+/// The dead-letter store: jobs (or undecodable messages) that will not run again.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Files a dead letter (replacing one with the same id).
+    async fn dead_put(&self, letter: DeadLetter) -> StoreResult<()>;
+    /// Dead letters matching `filter`, newest first, at most `limit`.
+    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadLetter>>;
+    /// One dead letter.
+    async fn dead_get(&self, id: JobId) -> StoreResult<Option<DeadLetter>>;
+    /// Removes dead letters; returns how many existed.
+    async fn dead_remove(&self, ids: &[JobId]) -> StoreResult<u64>;
+    /// Dead letters per queue (`?` for messages whose queue is unknown).
+    async fn dead_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
+}
+
+/// Live workers, from heartbeats that expire.
+#[async_trait]
+pub trait Heartbeats: Send + Sync {
+    /// Records that a worker is alive for the next `ttl_ms`.
+    async fn heartbeat(&self, info: &WorkerInfo, ttl_ms: u64) -> StoreResult<()>;
+    /// Removes a worker that stopped cleanly.
+    async fn worker_gone(&self, worker_id: &str) -> StoreResult<()>;
+    /// Workers whose heartbeat has not expired.
+    async fn workers(&self) -> StoreResult<Vec<WorkerInfo>>;
+}
+
+/// Every store capability together; what the roles hold as `Arc<dyn Store>`.
+pub trait Store: DelayedSet + Locks + JobStates + DeadLetters + Heartbeats + 'static {
+    /// The backend's name (`embedded`, `redis`).
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,44 @@
+//! Metric names, and events that write the log line and the metric together so the two
+//! never drift apart.
+//!
+//! Every metric jobfleet records is named here. Labels: `queue`, `kind`, `outcome`,
+//! `reason`, `route`.
+
+/// Counter: jobs accepted by the broker from a producer. Labels: queue.
+pub const JOBS_ENQUEUED: &str = "jobfleet_jobs_enqueued_total";
+/// Counter: attempts finished. Labels: queue, kind, outcome (completed, failed, timeout,
+/// panic, lock_lost, cancelled, skipped, requeued, duplicate).
+pub const ATTEMPTS: &str = "jobfleet_attempts_total";
+/// Histogram (seconds): handler run time. Labels: queue, kind.
+pub const RUN_SECONDS: &str = "jobfleet_job_run_seconds";
+/// Histogram (seconds): enqueue (or due time) to handler start. Labels: queue.
+pub const WAIT_SECONDS: &str = "jobfleet_job_wait_seconds";
+/// Gauge: jobs running in this worker.
+pub const RUNNING: &str = "jobfleet_worker_running";
+/// Counter: messages sent to the dead route. Labels: queue, reason.
+pub const DEAD: &str = "jobfleet_jobs_dead_total";
+/// Counter: retries scheduled. Labels: queue.
+pub const RETRIES: &str = "jobfleet_retries_scheduled_total";
+/// Counter: jobs released from the delayed set to their ready route. Labels: queue.
+pub const RELEASED: &str = "jobfleet_delayed_released_total";
+/// Histogram (seconds): how late a delayed job was released after its due time.
+pub const RELEASE_LATENESS: &str = "jobfleet_delayed_release_lateness_seconds";
+/// Gauge: queue depth. Labels: queue, state (ready, unacked, delayed, dead).
+pub const QUEUE_DEPTH: &str = "jobfleet_queue_depth";
+/// Gauge: live workers seen through heartbeats.
+pub const LIVE_WORKERS: &str = "jobfleet_live_workers";
+/// Counter: errors talking to the broker or store. Labels: role, op.
+pub const BACKEND_ERRORS: &str = "jobfleet_backend_errors_total";
+
+/// A message went to the dead route: logs a warning and counts it.
+pub fn dead_lettered(queue: &str, reason_kind: &str, reason: &str) {
+    tracing::warn!(queue, reason_kind, reason, "dead-lettered");
+    metrics::counter!(DEAD, "queue" => queue.to_string(), "reason" => reason_kind.to_string())
+        .increment(1);
+}
+
+/// A backend call failed: logs it and counts it.
+pub fn backend_error(role: &'static str, op: &'static str, error: &dyn std::fmt::Display) {
+    tracing::warn!(role, op, %error, "backend call failed");
+    metrics::counter!(BACKEND_ERRORS, "role" => role, "op" => op).increment(1);
+}

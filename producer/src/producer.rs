@@ -1,0 +1,238 @@
+//! [`Producer`]: validate, stamp, deduplicate, record and publish jobs, a batch at a time.
+//!
+//! The order of the steps is what makes an enqueue safe to race with a fast worker and
+//! safe to retry: the whole batch is validated before anything happens; uniqueness keys
+//! are claimed next; state records are written before the publish, so a worker's
+//! `running` record is never overwritten by a late `pending`; the publish is one
+//! confirmed, pipelined broker call for the whole batch.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jobfleet_common::codec::{self, Format};
+use jobfleet_common::limits::Limits;
+use jobfleet_common::store::{JobRecord, JobState};
+use jobfleet_common::{telemetry, Backends, Broker, Config, Job, JobId, Message, Route};
+use jobfleet_common::{SharedClock, Store};
+
+use crate::error::ProduceError;
+use crate::uniqueness;
+
+/// How long past the furthest allowed due time a uniqueness key may outlive its job, so a
+/// release that never happens (a crashed worker) cannot block the key forever.
+const UNIQUE_KEY_SLACK: Duration = Duration::from_secs(24 * 3600);
+
+/// What happened to one enqueued job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The job's id; for a duplicate, the id of the job that holds its uniqueness key.
+    pub id: JobId,
+    /// True when another job holds the uniqueness key: nothing was published for this one.
+    pub duplicate: bool,
+    /// True when the job went to the delayed route because it is due later.
+    pub delayed: bool,
+}
+
+/// Publishes jobs. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Producer {
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    limits: Limits,
+    format: Format,
+    /// Routes this producer has declared; declaring is idempotent but a round trip.
+    declared: Mutex<HashSet<Route>>,
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("broker", &self.broker.name())
+            .field("store", &self.store.name())
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// A producer on `backends` with `config`'s limits, writing the binary form.
+    pub fn new(backends: &Backends, config: &Config) -> Self {
+        Self {
+            broker: backends.broker.clone(),
+            store: backends.store.clone(),
+            clock: backends.clock.clone(),
+            limits: config.limits.clone(),
+            format: Format::Binary,
+            declared: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Writes envelopes in `format` instead (JSON is easier to read on the broker).
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Now, by the backends' clock: what `run_at_ms` and `enqueued_at_ms` are measured on.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Enqueues one job; see [`Producer::enqueue_many`].
+    pub async fn enqueue(&self, job: Job) -> Result<Enqueued, ProduceError> {
+        let mut done = self.enqueue_many(vec![job]).await?;
+        // enqueue_many answers once per job it is given.
+        Ok(done.remove(0))
+    }
+
+    /// Enqueues a batch: one answer per job, in order.
+    ///
+    /// Every job is validated first and one invalid job refuses the whole batch. A job
+    /// whose uniqueness key another job holds is answered with that job's id and
+    /// `duplicate: true`, and not published. The rest get `enqueued_at_ms` (if 0), a
+    /// `pending` or `scheduled` state record (one store call) and are published in one
+    /// broker call, to their ready route or, when due later, to the delayed route.
+    ///
+    /// On a failed publish the uniqueness keys claimed here are released and the error is
+    /// returned. The state records already written then say `pending` (or `scheduled`)
+    /// for jobs that were never published. That is accepted: writing them after the
+    /// publish would let them overwrite a fast worker's `running`, and the caller, who
+    /// got the error, enqueues again (same ids are fine) or gives up.
+    pub async fn enqueue_many(&self, mut jobs: Vec<Job>) -> Result<Vec<Enqueued>, ProduceError> {
+        let now = self.now_ms();
+        for (index, job) in jobs.iter().enumerate() {
+            self.limits
+                .validate(job, now)
+                .map_err(|source| ProduceError::Invalid { index, source })?;
+        }
+        for job in jobs.iter_mut().filter(|job| job.enqueued_at_ms == 0) {
+            job.enqueued_at_ms = now;
+        }
+
+        let claims = uniqueness::claim(self.store.as_ref(), &jobs, self.unique_ttl_ms())
+            .await
+            .map_err(|e| backend_failed("unique_claim", e.into()))?;
+        let fresh: Vec<&Job> = jobs
+            .iter()
+            .zip(&claims.holders)
+            .filter(|(_, holder)| holder.is_none())
+            .map(|(job, _)| job)
+            .collect();
+        if let Err(e) = self.record_and_publish(&fresh, now).await {
+            uniqueness::release(self.store.as_ref(), &claims.claimed).await;
+            return Err(e);
+        }
+
+        Ok(jobs
+            .iter()
+            .zip(claims.holders)
+            .map(|(job, holder)| match holder {
+                Some(id) => Enqueued { id, duplicate: true, delayed: false },
+                None => Enqueued { id: job.id, duplicate: false, delayed: job.is_delayed(now) },
+            })
+            .collect())
+    }
+
+    /// Declares, records and publishes the jobs that are not duplicates.
+    async fn record_and_publish(&self, jobs: &[&Job], now: i64) -> Result<(), ProduceError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let routes: Vec<Route> = jobs.iter().map(|job| route_of(job, now)).collect();
+        self.declare(&routes).await?;
+
+        let records: Vec<JobRecord> = jobs
+            .iter()
+            .map(|job| {
+                let state = if job.is_delayed(now) { JobState::Scheduled } else { JobState::Pending };
+                JobRecord::of(job, state, now)
+            })
+            .collect();
+        self.store
+            .put_records(&records)
+            .await
+            .map_err(|e| backend_failed("put_records", e.into()))?;
+
+        let messages = jobs
+            .iter()
+            .zip(routes)
+            .map(|(job, route)| Message {
+                key: job.ordering_key.clone(),
+                ..Message::new(
+                    route,
+                    job.priority,
+                    codec::encode(job, self.format),
+                    self.format.content_type(),
+                )
+            })
+            .collect();
+        self.broker
+            .publish(messages)
+            .await
+            .map_err(|e| backend_failed("publish", e.into()))?;
+
+        count_enqueued(jobs);
+        Ok(())
+    }
+
+    /// Declares the routes among `routes` this producer has not declared yet, in one call.
+    async fn declare(&self, routes: &[Route]) -> Result<(), ProduceError> {
+        let missing: HashSet<Route> = {
+            let declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
+            routes.iter().filter(|r| !declared.contains(r)).cloned().collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let queues: Vec<String> = missing
+            .iter()
+            .filter_map(|route| match route {
+                Route::Ready(queue) => Some(queue.clone()),
+                _ => None,
+            })
+            .collect();
+        // Every declare also declares the shared delayed, failed and dead routes.
+        self.broker
+            .declare(&queues)
+            .await
+            .map_err(|e| backend_failed("declare", e.into()))?;
+        let mut declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
+        declared.extend(missing);
+        declared.insert(Route::Delayed);
+        Ok(())
+    }
+
+    fn unique_ttl_ms(&self) -> u64 {
+        let ttl = self.limits.max_delay.saturating_add(UNIQUE_KEY_SLACK);
+        u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Where a job goes at `now`: its ready route, or the delayed route when due later.
+fn route_of(job: &Job, now: i64) -> Route {
+    if job.is_delayed(now) {
+        Route::Delayed
+    } else {
+        Route::Ready(job.queue.clone())
+    }
+}
+
+/// Logs and counts a failed backend call, and hands the error on.
+fn backend_failed(op: &'static str, error: ProduceError) -> ProduceError {
+    telemetry::backend_error("producer", op, &error);
+    error
+}
+
+/// Counts published jobs per queue: one metric update per queue, not per job.
+fn count_enqueued(jobs: &[&Job]) {
+    let mut per_queue: BTreeMap<&str, u64> = BTreeMap::new();
+    for job in jobs {
+        *per_queue.entry(job.queue.as_str()).or_default() += 1;
+    }
+    for (queue, n) in per_queue {
+        metrics::counter!(telemetry::JOBS_ENQUEUED, "queue" => queue.to_string()).increment(n);
+    }
+    tracing::debug!(jobs = jobs.len(), "enqueued");
+}

@@ -1,0 +1,92 @@
+//! What the scheduler's tasks share: configuration, backends, the queues already declared
+//! and the wake-up the intake gives the release loop.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use jobfleet_common::codec::{self, BINARY_MAGIC};
+use jobfleet_common::{Backends, BrokerError, Config};
+use tokio::sync::Notify;
+
+/// Shared by every task of one running scheduler.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// The configuration it was started with.
+    pub(crate) config: Arc<Config>,
+    /// Broker, store and clock.
+    pub(crate) backends: Backends,
+    /// Ready routes declared so far: each is declared once per process.
+    declared: Mutex<HashSet<String>>,
+    /// Poked when jobs enter the delayed set, so one due now is released without waiting
+    /// out the release loop's sleep.
+    pub(crate) wake: Notify,
+}
+
+impl Context {
+    /// A context for one scheduler.
+    pub(crate) fn new(config: Arc<Config>, backends: Backends) -> Self {
+        Self {
+            config,
+            backends,
+            declared: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Now, from the injected clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.backends.clock.now_ms()
+    }
+
+    /// Declares the ready routes of `queues` not declared before by this process.
+    pub(crate) async fn declare_queues<'a>(
+        &self,
+        queues: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), BrokerError> {
+        let fresh: Vec<String> = {
+            let declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
+            let mut fresh: Vec<String> = queues
+                .into_iter()
+                .filter(|q| !declared.contains(*q))
+                .map(str::to_string)
+                .collect();
+            fresh.sort();
+            fresh.dedup();
+            fresh
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.backends.broker.declare(&fresh).await?;
+        let mut declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
+        declared.extend(fresh);
+        Ok(())
+    }
+}
+
+/// The content type of an encoded job, told from its first bytes: the delayed set holds
+/// bodies without their headers.
+pub(crate) fn content_type_of(body: &Bytes) -> &'static str {
+    if body.starts_with(&BINARY_MAGIC[..2]) {
+        codec::POSTCARD_CONTENT_TYPE
+    } else {
+        codec::JSON_CONTENT_TYPE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobfleet_common::codec::Format;
+    use jobfleet_common::Job;
+
+    #[test]
+    fn content_type_follows_the_form() {
+        let job = Job::new("q", "k", "{}");
+        let binary = codec::encode(&job, Format::Binary);
+        let json = codec::encode(&job, Format::Json);
+        assert_eq!(content_type_of(&binary), codec::POSTCARD_CONTENT_TYPE);
+        assert_eq!(content_type_of(&json), codec::JSON_CONTENT_TYPE);
+    }
+}

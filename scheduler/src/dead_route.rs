@@ -1,0 +1,57 @@
+//! The dead route's consumer: messages that will not run are filed as dead letters.
+//!
+//! Workers send here what they could not or must not run (undecodable, oversized,
+//! invalid, unknown kind, permanent error), with the reason in a header. Whatever decodes
+//! keeps its id, so its state record says `dead` and its uniqueness key is freed; what
+//! does not decode is filed under a fresh id, to be inspected and purged.
+
+use async_trait::async_trait;
+use jobfleet_common::store::{JobRecord, JobState};
+use jobfleet_common::{codec, dead};
+
+use crate::consumer::{Incoming, RouteHandler};
+use crate::context::Context;
+use crate::error::SchedulerError;
+
+/// Files dead messages in the dead-letter store.
+#[derive(Debug)]
+pub(crate) struct DeadIntake;
+
+#[async_trait]
+impl RouteHandler for DeadIntake {
+    fn op(&self) -> &'static str {
+        "dead_intake"
+    }
+
+    async fn handle(&self, ctx: &Context, batch: &[Incoming]) -> Result<(), SchedulerError> {
+        let now = ctx.now_ms();
+        let store = &ctx.backends.store;
+        let mut records = Vec::new();
+        let mut unique_keys = Vec::new();
+        for delivery in batch {
+            let letter = dead::letter_from_message(
+                delivery.body.clone(),
+                delivery.content_type.clone(),
+                delivery.reason.as_deref(),
+                now,
+            );
+            if let Ok(job) = codec::decode(&delivery.body, delivery.content_type.as_deref()) {
+                let mut record = JobRecord::of(&job, JobState::Dead, now);
+                record.last_error = letter.errors.last().cloned();
+                record.note = Some(format!("{}: {}", letter.error_kind, letter.reason));
+                records.push(record);
+                if let Some(key) = job.unique_key {
+                    unique_keys.push((key, job.id));
+                }
+            }
+            store.dead_put(letter).await?;
+        }
+        if !records.is_empty() {
+            store.put_records(&records).await?;
+        }
+        for (key, id) in &unique_keys {
+            store.unique_release(key, *id).await?;
+        }
+        Ok(())
+    }
+}

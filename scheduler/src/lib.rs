@@ -1,0 +1,98 @@
+//! jobfleet's scheduler: the control plane that owns time and dead letters.
+//!
+//! [`run`] consumes the delayed, failed and dead routes into the store (the delayed set
+//! and the dead letters), and releases due jobs from the delayed set to their ready
+//! routes. Any number of schedulers may run against the same backends: the store's
+//! claim-under-lease hands each due job to one of them. [`ops`] holds the operator
+//! functions the `jobfleet` command calls (cancel, dead-letter list/replay/purge, queue
+//! depths); they need no running scheduler.
+//!
+//! # Layout
+//!
+//! - `consumer`: consuming one route in batches; ack after the work, re-open on errors.
+//! - `delayed`: the delayed route into the delayed set.
+//! - `failed`: the failed route: retry later, or dead after the last attempt.
+//! - `dead_route`: the dead route into the dead-letter store.
+//! - `release`: the loop that releases due jobs to their ready routes.
+//! - `context`, `pause`: what the tasks share, and backing off after errors.
+//! - [`ops`]: operator functions.
+//! - `error`: [`SchedulerError`] and [`OpsError`].
+
+mod consumer;
+mod context;
+mod dead_route;
+mod delayed;
+mod error;
+mod failed;
+pub mod ops;
+mod pause;
+mod release;
+
+use std::sync::Arc;
+
+use jobfleet_common::{telemetry, Backends, Config, Route};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use error::{OpsError, SchedulerError};
+
+use context::Context;
+use pause::Pause;
+
+/// Runs a scheduler until `shutdown` is cancelled and all its tasks have finished.
+///
+/// Backend errors never end it: every task logs them, backs off and carries on.
+pub async fn run(
+    config: Arc<Config>,
+    backends: Backends,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
+    let ctx = Arc::new(Context::new(config, backends));
+    if !declare_routes(&ctx, &shutdown).await {
+        return Ok(());
+    }
+    let tracker = TaskTracker::new();
+    tracker.spawn(consumer::consume(
+        ctx.clone(),
+        Route::Delayed,
+        delayed::DelayedIntake,
+        shutdown.clone(),
+    ));
+    tracker.spawn(consumer::consume(
+        ctx.clone(),
+        Route::Failed,
+        failed::FailedIntake,
+        shutdown.clone(),
+    ));
+    tracker.spawn(consumer::consume(
+        ctx.clone(),
+        Route::Dead,
+        dead_route::DeadIntake,
+        shutdown.clone(),
+    ));
+    tracker.spawn(release::run(ctx.clone(), shutdown.clone()));
+    tracker.close();
+    tracing::info!(
+        broker = ctx.backends.broker.name(),
+        store = ctx.backends.store.name(),
+        "scheduler running"
+    );
+    tracker.wait().await;
+    tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+/// Declares the shared routes, retrying until it works; false if shut down first.
+async fn declare_routes(ctx: &Context, shutdown: &CancellationToken) -> bool {
+    let mut pause = Pause::new();
+    while !shutdown.is_cancelled() {
+        match ctx.backends.broker.declare(&[]).await {
+            Ok(()) => return true,
+            Err(e) => {
+                telemetry::backend_error("scheduler", "declare", &e);
+                pause.wait(shutdown).await;
+            }
+        }
+    }
+    false
+}

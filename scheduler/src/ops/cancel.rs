@@ -1,0 +1,49 @@
+//! Cancelling a job: set the flag every role checks, and take the job out of the delayed
+//! set if it waits there.
+//!
+//! The flag is set first and unconditionally, so a job in transit (on the delayed route,
+//! claimed for release, or on its ready route) is dropped by whichever role sees it next,
+//! and a running job's handler is cancelled by its worker.
+
+use jobfleet_common::store::JobState;
+use jobfleet_common::{Backends, JobId};
+
+use crate::error::OpsError;
+
+/// What a cancel did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was waiting in the delayed set: removed, and recorded `cancelled`.
+    WasWaiting,
+    /// The flag is set; the worker that receives or runs the job will stop it.
+    Requested,
+    /// The job had already finished in this state; nothing changes.
+    AlreadyFinished(JobState),
+    /// No record of the job; the flag is set anyway in case it is still on its way.
+    Unknown,
+}
+
+/// Cancels job `id`.
+pub async fn cancel(backends: &Backends, id: JobId) -> Result<CancelOutcome, OpsError> {
+    let store = &backends.store;
+    store.request_cancel(id).await?;
+    let was_waiting = store.unschedule(id).await?;
+    let record = store.record(id).await?;
+    if was_waiting {
+        if let Some(mut record) = record {
+            let now = backends.clock.now_ms();
+            record.state = JobState::Cancelled;
+            record.updated_at_ms = now;
+            record.finished_at_ms = Some(now);
+            record.run_at_ms = None;
+            record.note = Some("cancelled while waiting".into());
+            store.put_records(&[record]).await?;
+        }
+        return Ok(CancelOutcome::WasWaiting);
+    }
+    Ok(match record {
+        None => CancelOutcome::Unknown,
+        Some(r) if r.state.is_terminal() => CancelOutcome::AlreadyFinished(r.state),
+        Some(_) => CancelOutcome::Requested,
+    })
+}

@@ -1,0 +1,74 @@
+//! Queue depths for `jobfleet queues` and the HTTP endpoint: how many jobs each queue
+//! holds on its ready route (from the broker) and in the delayed set and dead letters
+//! (from the store).
+
+use std::collections::BTreeSet;
+
+use jobfleet_common::broker::Depth;
+use jobfleet_common::{Backends, Route};
+use serde::Serialize;
+
+use crate::error::OpsError;
+
+/// The queue name dead letters are counted under when their message did not decode.
+const UNKNOWN_QUEUE: &str = "?";
+
+/// One queue's jobs, by where they are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueueDepth {
+    /// The queue.
+    pub queue: String,
+    /// Waiting on the ready route; `None` where the broker cannot tell.
+    pub ready: Option<u64>,
+    /// Delivered to a worker, not yet settled; `None` where the broker cannot tell.
+    pub unacked: Option<u64>,
+    /// Waiting in the delayed set (scheduled or retrying).
+    pub delayed: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+/// Depths of `queues` plus every queue with delayed jobs or dead letters, sorted by name.
+pub async fn queue_depths(
+    backends: &Backends,
+    queues: &[String],
+) -> Result<Vec<QueueDepth>, OpsError> {
+    let delayed = backends.store.delayed_counts().await?;
+    let dead = backends.store.dead_counts().await?;
+    let names: BTreeSet<&String> = queues
+        .iter()
+        .chain(delayed.keys())
+        .chain(dead.keys())
+        .collect();
+    let broker_depths =
+        futures::future::join_all(names.iter().map(|q| broker_depth(backends, q))).await;
+    let mut out = Vec::with_capacity(names.len());
+    for (name, depth) in names.into_iter().zip(broker_depths) {
+        let depth = depth?;
+        out.push(QueueDepth {
+            queue: name.clone(),
+            ready: depth.map(|d| d.ready),
+            unacked: depth.and_then(|d| d.unacked),
+            delayed: delayed.get(name).copied().unwrap_or(0),
+            dead: dead.get(name).copied().unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+/// The broker's depth of `queue`'s ready route; unknown where the route cannot exist or
+/// the broker refuses the question.
+async fn broker_depth(backends: &Backends, queue: &str) -> Result<Option<Depth>, OpsError> {
+    if queue == UNKNOWN_QUEUE {
+        return Ok(None);
+    }
+    match backends
+        .broker
+        .depth(&Route::Ready(queue.to_string()))
+        .await
+    {
+        Ok(depth) => Ok(depth),
+        Err(e) if !e.is_retryable() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

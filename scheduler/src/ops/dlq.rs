@@ -1,0 +1,149 @@
+//! Dead letters for operators: list them, replay them onto their ready routes, purge them.
+//!
+//! Every command picks letters either by id (`ids` given; each must also match the
+//! filter) or by filter alone (`ids` empty). A replay moves a job back with confirms
+//! before it removes its letter, so a failure part-way leaves a duplicate at worst.
+
+use std::collections::BTreeSet;
+
+use jobfleet_common::codec::{self, Format};
+use jobfleet_common::store::{DeadFilter, DeadLetter, JobRecord, JobState};
+use jobfleet_common::{Backends, JobId, Message, Route};
+use serde::Serialize;
+
+use crate::error::OpsError;
+
+/// Letters removed per round when purging by filter.
+const PURGE_PAGE: usize = 1_000;
+
+/// What a replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    /// Jobs published again to their ready routes, their letters removed.
+    pub replayed: Vec<JobId>,
+    /// Letters that cannot be replayed (their body is not a job), with why; they are kept.
+    pub not_replayable: Vec<(JobId, String)>,
+    /// Ids asked for that name no dead letter matching the filter.
+    pub not_found: Vec<JobId>,
+}
+
+/// Dead letters matching `filter`, newest first, at most `limit`.
+pub async fn dlq_list(
+    backends: &Backends,
+    filter: &DeadFilter,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, OpsError> {
+    Ok(backends.store.dead_list(filter, limit).await?)
+}
+
+/// Publishes dead jobs again as new first attempts (their error history kept), records
+/// them `pending`, then removes their letters. At most `limit` letters are replayed.
+pub async fn dlq_replay(
+    backends: &Backends,
+    filter: &DeadFilter,
+    ids: &[JobId],
+    limit: usize,
+) -> Result<ReplayReport, OpsError> {
+    let (letters, not_found) = select(backends, filter, ids, limit).await?;
+    let mut report = ReplayReport {
+        not_found,
+        ..ReplayReport::default()
+    };
+    let now = backends.clock.now_ms();
+    let mut messages = Vec::with_capacity(letters.len());
+    let mut records = Vec::with_capacity(letters.len());
+    let mut queues = BTreeSet::new();
+    for letter in letters {
+        let mut job = match codec::decode(&letter.body, letter.content_type.as_deref()) {
+            Ok(job) => job,
+            Err(e) => {
+                report.not_replayable.push((letter.id, e.to_string()));
+                continue;
+            }
+        };
+        job.attempt = 1;
+        job.run_at_ms = None;
+        // The letter's history is the fuller one: filing may have added the final error.
+        job.errors = letter.errors;
+        records.push(JobRecord::of(&job, JobState::Pending, now));
+        queues.insert(job.queue.clone());
+        report.replayed.push(letter.id);
+        messages.push(Message {
+            route: Route::Ready(job.queue.clone()),
+            priority: job.priority,
+            body: codec::encode(&job, Format::Binary),
+            content_type: Some(Format::Binary.content_type().to_string()),
+            reason: None,
+            key: job.ordering_key,
+        });
+    }
+    if messages.is_empty() {
+        return Ok(report);
+    }
+    let queues: Vec<String> = queues.into_iter().collect();
+    backends.broker.declare(&queues).await?;
+    // Records first: once published, a worker may record `running` at once.
+    backends.store.put_records(&records).await?;
+    backends.broker.publish(messages).await?;
+    backends.store.dead_remove(&report.replayed).await?;
+    Ok(report)
+}
+
+/// Removes dead letters (by `ids`, or every one matching `filter` when `ids` is empty);
+/// returns how many were removed.
+pub async fn dlq_purge(
+    backends: &Backends,
+    filter: &DeadFilter,
+    ids: &[JobId],
+) -> Result<u64, OpsError> {
+    let store = &backends.store;
+    if !ids.is_empty() {
+        let (letters, _) = select(backends, filter, ids, ids.len()).await?;
+        let ids: Vec<JobId> = letters.iter().map(|l| l.id).collect();
+        return Ok(if ids.is_empty() {
+            0
+        } else {
+            store.dead_remove(&ids).await?
+        });
+    }
+    let mut removed = 0;
+    loop {
+        let page = store.dead_list(filter, PURGE_PAGE).await?;
+        let ids: Vec<JobId> = page.iter().map(|l| l.id).collect();
+        let gone = if ids.is_empty() {
+            0
+        } else {
+            store.dead_remove(&ids).await?
+        };
+        removed += gone;
+        // A short page was the last; a page that removed nothing would repeat forever.
+        if page.len() < PURGE_PAGE || gone == 0 {
+            return Ok(removed);
+        }
+    }
+}
+
+/// The letters a command is about, and the ids asked for that match none.
+async fn select(
+    backends: &Backends,
+    filter: &DeadFilter,
+    ids: &[JobId],
+    limit: usize,
+) -> Result<(Vec<DeadLetter>, Vec<JobId>), OpsError> {
+    if ids.is_empty() {
+        return Ok((backends.store.dead_list(filter, limit).await?, Vec::new()));
+    }
+    let mut found = Vec::new();
+    let mut not_found = Vec::new();
+    for &id in ids {
+        match backends.store.dead_get(id).await? {
+            Some(letter) if filter.matches(&letter) => {
+                if found.len() < limit {
+                    found.push(letter);
+                }
+            }
+            _ => not_found.push(id),
+        }
+    }
+    Ok((found, not_found))
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Runs every check and test jobfleet has, starting the services the suite needs when they
+# are not already running: Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672.
+#
+# Steps: services, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true).
+# Safe to run again and from any directory.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
+RABBIT_PORT=5672
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs "$@" as a named step and prints how long it took.
+step() {
+  local name="$1"
+  shift
+  log "$name"
+  local started=$SECONDS
+  "$@"
+  log "$name: done in $((SECONDS - started))s"
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+redis_up() {
+  command -v redis-cli >/dev/null 2>&1 &&
+    [ "$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
+}
+
+ensure_redis() {
+  if redis_up; then
+    log "redis: already running on $REDIS_HOST:$REDIS_PORT"
+    return
+  fi
+  command -v redis-server >/dev/null 2>&1 ||
+    die "Redis is not running on $REDIS_HOST:$REDIS_PORT and redis-server is not installed.
+  Install it (apt-get install redis-server) or start one: docker compose up -d redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
+    --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 50); do
+    redis_up && { log "redis: started"; return; }
+    sleep 0.2
+  done
+  die "Redis did not answer PING within 10s; see /var/log/redis/ci.log.
+  Start it by hand: redis-server --port $REDIS_PORT --daemonize yes"
+}
+
+rabbit_up() {
+  port_open 127.0.0.1 "$RABBIT_PORT" && rabbitmqctl status >/dev/null 2>&1
+}
+
+ensure_rabbitmq() {
+  if port_open 127.0.0.1 "$RABBIT_PORT"; then
+    log "rabbitmq: already listening on 127.0.0.1:$RABBIT_PORT"
+    return
+  fi
+  command -v rabbitmq-server >/dev/null 2>&1 ||
+    die "RabbitMQ is not running on 127.0.0.1:$RABBIT_PORT and rabbitmq-server is not installed.
+  Install it (apt-get install rabbitmq-server) or start one: docker compose up -d rabbitmq"
+  rabbitmq-server -detached
+  if ! timeout 60 rabbitmqctl await_startup >/dev/null 2>&1; then
+    die "RabbitMQ did not start within 60s; see /var/log/rabbitmq/.
+  Start it by hand: rabbitmq-server -detached && rabbitmqctl await_startup"
+  fi
+  for _ in $(seq 1 50); do
+    rabbit_up && { log "rabbitmq: started"; return; }
+    sleep 0.2
+  done
+  die "RabbitMQ started but 127.0.0.1:$RABBIT_PORT does not accept connections"
+}
+
+ensure_services() {
+  ensure_redis
+  ensure_rabbitmq
+}
+
+ensure_cargo_deny() {
+  if ! command -v cargo-deny >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-deny" ]; then
+    log "installing cargo-deny"
+    cargo install --locked cargo-deny
+  fi
+}
+
+deny() {
+  ensure_cargo_deny
+  PATH="$HOME/.cargo/bin:$PATH" cargo deny check
+}
+
+nextest() {
+  command -v cargo-nextest >/dev/null 2>&1 ||
+    die "cargo-nextest is not installed: cargo install --locked cargo-nextest"
+  if [ "${CI:-}" = "true" ]; then
+    cargo nextest run --workspace --profile ci
+  else
+    cargo nextest run --workspace
+  fi
+}
+
+total_started=$SECONDS
+step "services" ensure_services
+step "rustfmt" cargo fmt --all -- --check
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo deny" deny
+step "tests" nextest
+log "all checks passed in $((SECONDS - total_started))s"

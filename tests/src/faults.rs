@@ -1,0 +1,147 @@
+//! Fault injection for any store backend: a wrapper that forwards every call to the real
+//! store except the faults a check switches on. Not a mock: the real backend still does
+//! all the work; the wrapper only makes one call fail the way a network or a pause would.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use jobfleet_common::store::{
+    DeadFilter, DeadLetter, DeadLetters, DelayedSet, Heartbeats, JobRecord, JobStates, LockRequest,
+    Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
+};
+use jobfleet_common::JobId;
+
+/// A store whose lock renewals can be made to report "no longer held".
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    /// When set, every `lock_renew` answers false, as if the TTL had passed.
+    pub lose_locks: AtomicBool,
+}
+
+impl FaultyStore {
+    /// Wraps `inner` with every fault off.
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            lose_locks: AtomicBool::new(false),
+        })
+    }
+}
+
+#[async_trait]
+impl DelayedSet for FaultyStore {
+    async fn schedule(&self, jobs: Vec<ScheduledJob>) -> StoreResult<()> {
+        self.inner.schedule(jobs).await
+    }
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        lease: u64,
+    ) -> StoreResult<Vec<ScheduledJob>> {
+        self.inner.claim_due(now, limit, lease).await
+    }
+    async fn release_done(&self, ids: &[JobId]) -> StoreResult<()> {
+        self.inner.release_done(ids).await
+    }
+    async fn unschedule(&self, id: JobId) -> StoreResult<bool> {
+        self.inner.unschedule(id).await
+    }
+    async fn next_due_ms(&self) -> StoreResult<Option<i64>> {
+        self.inner.next_due_ms().await
+    }
+    async fn delayed_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        self.inner.delayed_counts().await
+    }
+}
+
+#[async_trait]
+impl Locks for FaultyStore {
+    async fn lock_acquire(&self, req: &LockRequest) -> StoreResult<Option<u64>> {
+        self.inner.lock_acquire(req).await
+    }
+    async fn lock_renew(&self, req: &LockRequest) -> StoreResult<bool> {
+        if self.lose_locks.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.inner.lock_renew(req).await
+    }
+    async fn lock_release(&self, req: &LockRequest) -> StoreResult<()> {
+        self.inner.lock_release(req).await
+    }
+    async fn fenced_write(&self, resource: &str, token: u64, value: Bytes) -> StoreResult<bool> {
+        self.inner.fenced_write(resource, token, value).await
+    }
+    async fn fenced_read(&self, resource: &str) -> StoreResult<Option<(u64, Bytes)>> {
+        self.inner.fenced_read(resource).await
+    }
+}
+
+#[async_trait]
+impl JobStates for FaultyStore {
+    async fn put_records(&self, records: &[JobRecord]) -> StoreResult<()> {
+        self.inner.put_records(records).await
+    }
+    async fn record(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
+        self.inner.record(id).await
+    }
+    async fn complete(&self, record: &JobRecord) -> StoreResult<()> {
+        self.inner.complete(record).await
+    }
+    async fn is_completed(&self, id: JobId) -> StoreResult<bool> {
+        self.inner.is_completed(id).await
+    }
+    async fn request_cancel(&self, id: JobId) -> StoreResult<()> {
+        self.inner.request_cancel(id).await
+    }
+    async fn cancel_requested(&self, ids: &[JobId]) -> StoreResult<Vec<bool>> {
+        self.inner.cancel_requested(ids).await
+    }
+    async fn unique_claim(&self, key: &str, id: JobId, ttl_ms: u64) -> StoreResult<Option<JobId>> {
+        self.inner.unique_claim(key, id, ttl_ms).await
+    }
+    async fn unique_release(&self, key: &str, id: JobId) -> StoreResult<()> {
+        self.inner.unique_release(key, id).await
+    }
+}
+
+#[async_trait]
+impl DeadLetters for FaultyStore {
+    async fn dead_put(&self, letter: DeadLetter) -> StoreResult<()> {
+        self.inner.dead_put(letter).await
+    }
+    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadLetter>> {
+        self.inner.dead_list(filter, limit).await
+    }
+    async fn dead_get(&self, id: JobId) -> StoreResult<Option<DeadLetter>> {
+        self.inner.dead_get(id).await
+    }
+    async fn dead_remove(&self, ids: &[JobId]) -> StoreResult<u64> {
+        self.inner.dead_remove(ids).await
+    }
+    async fn dead_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        self.inner.dead_counts().await
+    }
+}
+
+#[async_trait]
+impl Heartbeats for FaultyStore {
+    async fn heartbeat(&self, info: &WorkerInfo, ttl_ms: u64) -> StoreResult<()> {
+        self.inner.heartbeat(info, ttl_ms).await
+    }
+    async fn worker_gone(&self, worker_id: &str) -> StoreResult<()> {
+        self.inner.worker_gone(worker_id).await
+    }
+    async fn workers(&self) -> StoreResult<Vec<WorkerInfo>> {
+        self.inner.workers().await
+    }
+}
+
+impl Store for FaultyStore {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+}

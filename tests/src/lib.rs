@@ -1,0 +1,55 @@
+//! jobfleet's conformance suite and the harness it runs on.
+//!
+//! The suite is a set of async functions generic over a [`BackendFactory`]; the
+//! [`conformance_suite!`] macro turns them into `#[tokio::test]`s for one backend, so a new
+//! backend joins with one file under `tests/tests/` and one macro call.
+//!
+//! # Layout
+//!
+//! - [`harness`]: backend factories, a test [`harness::Fleet`] (scheduler and workers
+//!   started in-process through their public entry points), waiting helpers, probes.
+//! - [`services`]: the RabbitMQ + Redis factory and the cleanup of what checks leave there.
+//! - [`faults`]: a store wrapper that injects faults (lost lock renewals) into any backend.
+//! - [`conformance`]: the behaviour checks every backend must pass.
+
+pub mod conformance;
+pub mod faults;
+pub mod harness;
+pub mod services;
+
+pub use harness::BackendFactory;
+
+/// Expands to one `#[tokio::test]` per conformance check, each building its backends with
+/// `$factory` (an expression of a type implementing [`BackendFactory`]).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@tests $factory;
+            priority_order_within_a_queue,
+            delayed_release_is_never_early,
+            retry_with_backoff_until_success,
+            dead_after_exactly_max_attempts_with_history,
+            undecodable_oversized_and_unknown_go_dead,
+            exclusive_lock_serialises_with_increasing_fences,
+            shared_locks_run_together_but_not_beside_exclusive,
+            lock_conflict_skip_ends_cancelled,
+            lock_loss_cancels_the_handler,
+            completion_marker_dedupes_redelivery,
+            cancel_pending_delayed_and_running,
+            unique_key_returns_first_id,
+            timeout_and_panic_are_failed_attempts,
+            graceful_drain_finishes_running_and_returns_the_rest,
+            dlq_replay_runs_the_job_again,
+        );
+    };
+    (@tests $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::harness::init_tracing();
+                let factory: $crate::harness::Factory = ::std::sync::Arc::new($factory);
+                $crate::conformance::$name(&factory).await;
+            }
+        )*
+    };
+}

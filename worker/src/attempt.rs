@@ -1,0 +1,181 @@
+//! Running one attempt of a handler: its timeout, its panics, its cancellation from
+//! outside, and the watchdog that keeps its lock alive.
+//!
+//! Whatever ends the attempt, the result is one [`Outcome`]; the pipeline turns that into
+//! records, publishes and the ack. When the handler is stopped from outside, its token is
+//! cancelled and its future dropped at once: a stopped handler must not keep working on
+//! a job whose lock may already belong to someone else.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use jobfleet_common::store::LockRequest;
+use jobfleet_common::{telemetry, ErrorKind, Store};
+use tokio::time::Instant;
+
+use crate::context::JobContext;
+use crate::handler::Handler;
+use crate::running::{StopReason, Stopper};
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The handler returned Ok.
+    Completed,
+    /// A retryable failure: `Failed`, `Timeout`, `Panic` or `LockLost`.
+    Failed { kind: ErrorKind, message: String },
+    /// The handler returned a permanent error.
+    Permanent(String),
+    /// Stopped by a cancel request.
+    Cancelled,
+    /// Stopped by a shutdown: the attempt does not count and the job goes back.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The `outcome` label of the attempts metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed { kind, .. } => kind.as_str(),
+            Self::Permanent(_) => ErrorKind::Permanent.as_str(),
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "requeued",
+        }
+    }
+}
+
+/// The lock an attempt holds, and how to keep it.
+pub(crate) struct LockWatch {
+    pub store: Arc<dyn Store>,
+    pub request: LockRequest,
+}
+
+impl LockWatch {
+    /// Renews the lock every third of its TTL; returns (after stopping the attempt) once
+    /// it is lost: renewal refused, or no successful renewal for a whole TTL.
+    async fn watch(&self, stopper: &Stopper) {
+        let ttl = Duration::from_millis(self.request.ttl_ms);
+        let mut last_ok = Instant::now();
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let sent = Instant::now();
+            // A renewal still unanswered when the TTL runs out is as good as refused.
+            match tokio::time::timeout_at(last_ok + ttl, self.store.lock_renew(&self.request)).await {
+                Ok(Ok(true)) => last_ok = sent,
+                Ok(Ok(false)) => break,
+                Ok(Err(e)) => {
+                    telemetry::backend_error("worker", "lock_renew", &e);
+                    if last_ok.elapsed() >= ttl {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        tracing::warn!(lock = %self.request.key, "lock lost; stopping the handler");
+        stopper.stop(StopReason::LockLost);
+    }
+}
+
+/// Runs `handler` on `ctx` until it returns, times out, panics or is stopped.
+pub(crate) async fn run(
+    handler: Arc<dyn Handler>,
+    ctx: JobContext,
+    stopper: &Stopper,
+    lock: Option<LockWatch>,
+) -> Outcome {
+    let timeout_ms = ctx.job().timeout_ms;
+    let lock_key = lock.as_ref().map(|l| l.request.key.clone());
+    let token = stopper.token().clone();
+    let handler_run = tokio::time::timeout(
+        Duration::from_millis(timeout_ms),
+        AssertUnwindSafe(handler.run(ctx)).catch_unwind(),
+    );
+    let watchdog = async {
+        match &lock {
+            Some(watch) => watch.watch(stopper).await,
+            None => std::future::pending().await,
+        }
+    };
+    let finished = tokio::select! {
+        // The handler first: one that finished its work counts as done even if a stop
+        // arrived in the same instant.
+        biased;
+        result = handler_run => Some(result),
+        () = token.cancelled() => None,
+        () = watchdog => None,
+    };
+    // Whatever ended the attempt, anything the handler left running on the token stops.
+    token.cancel();
+    let stopped = || from_stop(stopper.reason(), lock_key.as_deref());
+    match finished {
+        None => stopped(),
+        Some(Err(_elapsed)) => Outcome::Failed {
+            kind: ErrorKind::Timeout,
+            message: format!("ran past its timeout of {timeout_ms} ms"),
+        },
+        Some(Ok(Err(panic))) => Outcome::Failed {
+            kind: ErrorKind::Panic,
+            message: format!("handler panicked: {}", panic_message(panic.as_ref())),
+        },
+        Some(Ok(Ok(Ok(())))) => Outcome::Completed,
+        // An error returned after a stop is the handler noticing the stop: the stop is
+        // the real cause.
+        Some(Ok(Ok(Err(_)))) if stopper.reason().is_some() => stopped(),
+        Some(Ok(Ok(Err(e)))) if e.is_permanent() => Outcome::Permanent(e.message().to_string()),
+        Some(Ok(Ok(Err(e)))) => {
+            Outcome::Failed { kind: ErrorKind::Failed, message: e.message().to_string() }
+        }
+    }
+}
+
+fn from_stop(reason: Option<StopReason>, lock_key: Option<&str>) -> Outcome {
+    match reason {
+        Some(StopReason::CancelRequested) => Outcome::Cancelled,
+        Some(StopReason::LockLost) => Outcome::Failed {
+            kind: ErrorKind::LockLost,
+            message: format!("lock {} lost mid-run", lock_key.unwrap_or("?")),
+        },
+        // Only a stop cancels the token before the attempt ends; without a reason, hand
+        // the job back rather than count an attempt nobody can explain.
+        Some(StopReason::Shutdown) | None => Outcome::Interrupted,
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "(non-string panic payload)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_read_from_either_string_type() {
+        let boxed: Box<dyn Any + Send> = Box::new("static");
+        assert_eq!(panic_message(boxed.as_ref()), "static");
+        let boxed: Box<dyn Any + Send> = Box::new(String::from("owned"));
+        assert_eq!(panic_message(boxed.as_ref()), "owned");
+        let boxed: Box<dyn Any + Send> = Box::new(7_u8);
+        assert_eq!(panic_message(boxed.as_ref()), "(non-string panic payload)");
+    }
+
+    #[test]
+    fn stops_map_to_outcomes() {
+        assert_eq!(from_stop(Some(StopReason::CancelRequested), None), Outcome::Cancelled);
+        assert_eq!(from_stop(Some(StopReason::Shutdown), None), Outcome::Interrupted);
+        let lost = from_stop(Some(StopReason::LockLost), Some("k"));
+        assert!(matches!(lost, Outcome::Failed { kind: ErrorKind::LockLost, .. }), "{lost:?}");
+        assert_eq!(lost.label(), "lock_lost");
+    }
+}

@@ -1,0 +1,91 @@
+//! The worker's two periodic tasks beside the jobs: the heartbeat that tells the fleet it
+//! is alive, and the cancel poll that stops handlers whose jobs were cancelled.
+//!
+//! Both run until `stop` is cancelled, which the runtime does only after every job task
+//! has finished, so a job cancelled during the drain is still noticed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobfleet_common::store::WorkerInfo;
+use jobfleet_common::telemetry;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::running::StopReason;
+use crate::state::Worker;
+
+/// Reports the worker alive every `worker.heartbeat` for three intervals, and gone at the end.
+pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
+    let every = worker.config.worker.heartbeat;
+    let ttl_ms = u64::try_from((every * 3).as_millis()).unwrap_or(u64::MAX);
+    let store = &worker.backends.store;
+    let mut tick = ticker(every);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let info = WorkerInfo {
+            id: worker.id.to_string(),
+            host: worker.host.clone(),
+            pid: std::process::id(),
+            queues: worker.config.worker.queues.clone(),
+            concurrency: worker.config.worker.concurrency,
+            running: worker.running.len(),
+            started_at_ms: worker.started_at_ms,
+            last_seen_ms: worker.backends.clock.now_ms(),
+        };
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            result = store.heartbeat(&info, ttl_ms) => {
+                if let Err(e) = result {
+                    telemetry::backend_error("worker", "heartbeat", &e);
+                }
+            }
+        }
+    }
+    if let Err(e) = store.worker_gone(&worker.id).await {
+        telemetry::backend_error("worker", "worker_gone", &e);
+    }
+}
+
+/// Every `worker.cancel_poll`, asks the store in one call which running jobs were
+/// cancelled, and stops their handlers.
+pub(crate) async fn cancel_poll(worker: Arc<Worker>, stop: CancellationToken) {
+    let mut tick = ticker(worker.config.worker.cancel_poll);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let ids = worker.running.ids();
+        if ids.is_empty() {
+            continue;
+        }
+        let flags = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            result = worker.backends.store.cancel_requested(&ids) => result,
+        };
+        match flags {
+            Ok(flags) => {
+                for (id, _) in ids.iter().zip(flags).filter(|(_, cancel)| *cancel) {
+                    tracing::info!(job_id = %id, "cancel requested; stopping the handler");
+                    worker.running.stop(*id, StopReason::CancelRequested);
+                }
+            }
+            Err(e) => telemetry::backend_error("worker", "cancel_requested", &e),
+        }
+    }
+}
+
+/// An interval that does not burst to catch up after a slow store call.
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick
+}

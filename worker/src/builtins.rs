@@ -1,0 +1,61 @@
+//! The built-in job kinds that demos, smoke tests and benchmarks use:
+//!
+//! - `echo`: succeeds at once, logging the payload's size;
+//! - `sleep` (`{"ms": N}`): sleeps N ms, failing early (retryably) when cancelled;
+//! - `flaky` (`{"fail_times": N}`): fails retryably while `attempt <= N`, then succeeds;
+//! - `fail`: always fails retryably, so the job ends dead after its attempts: the
+//!   "poison" job of the demos.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::context::JobContext;
+use crate::handler::{JobError, Registry};
+
+/// Adds every built-in kind to `registry`.
+pub(crate) fn register(registry: &mut Registry) {
+    registry
+        .register_fn("echo", echo)
+        .register_fn("sleep", sleep)
+        .register_fn("flaky", flaky)
+        .register_fn("fail", fail);
+}
+
+async fn echo(ctx: JobContext) -> Result<(), JobError> {
+    tracing::info!(bytes = ctx.job().payload.len(), "echo");
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct SleepArgs {
+    ms: u64,
+}
+
+async fn sleep(ctx: JobContext) -> Result<(), JobError> {
+    let SleepArgs { ms } = ctx.payload_json()?;
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(()),
+        () = ctx.cancelled().cancelled() => Err(JobError::retryable("sleep cancelled")),
+    }
+}
+
+#[derive(Deserialize)]
+struct FlakyArgs {
+    fail_times: u32,
+}
+
+async fn flaky(ctx: JobContext) -> Result<(), JobError> {
+    let FlakyArgs { fail_times } = ctx.payload_json()?;
+    if ctx.attempt() <= fail_times {
+        return Err(JobError::retryable(format!(
+            "flaky: failing attempt {} of the first {fail_times}",
+            ctx.attempt()
+        )));
+    }
+    Ok(())
+}
+
+async fn fail(_ctx: JobContext) -> Result<(), JobError> {
+    Err(JobError::retryable("fail: this kind always fails"))
+}

@@ -1,0 +1,121 @@
+//! [`JobContext`]: what a handler gets besides its job — the attempt number, a
+//! cancellation token, the lock's fencing token, and a way to report progress.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use jobfleet_common::store::JobRecord;
+use jobfleet_common::{telemetry, Job, SharedClock, Store};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::JobError;
+
+/// One attempt of one job, as its handler sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct JobContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    job: Job,
+    cancelled: CancellationToken,
+    fence: Option<u64>,
+    worker_id: Arc<str>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    /// The `running` record this attempt wrote; progress reports rewrite it.
+    record: JobRecord,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("job", &self.inner.job.id)
+            .field("kind", &self.inner.job.kind)
+            .field("attempt", &self.inner.job.attempt)
+            .field("fence", &self.inner.fence)
+            .finish()
+    }
+}
+
+/// What an attempt is made of, gathered by the pipeline before the handler starts.
+pub(crate) struct Parts {
+    pub job: Job,
+    pub cancelled: CancellationToken,
+    pub fence: Option<u64>,
+    pub worker_id: Arc<str>,
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub record: JobRecord,
+}
+
+impl JobContext {
+    pub(crate) fn new(p: Parts) -> Self {
+        let Parts { job, cancelled, fence, worker_id, store, clock, record } = p;
+        Self { inner: Arc::new(Inner { job, cancelled, fence, worker_id, store, clock, record }) }
+    }
+
+    /// The job being run.
+    pub fn job(&self) -> &Job {
+        &self.inner.job
+    }
+
+    /// The attempt being run, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.job.attempt
+    }
+
+    /// Cancelled when the handler must stop: cancel request, lost lock, timeout, shutdown.
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.inner.cancelled
+    }
+
+    /// The fencing token of the job's lock, if the job holds one.
+    pub fn fence(&self) -> Option<u64> {
+        self.inner.fence
+    }
+
+    /// The id of the worker running the job.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    /// Reports progress, 0.0–1.0 (clamped), in the job's state record. Best effort: a
+    /// store error is logged, not returned, since the job itself is unaffected.
+    pub async fn progress(&self, fraction: f32) {
+        if fraction.is_nan() {
+            return;
+        }
+        let record = JobRecord {
+            progress: Some(fraction.clamp(0.0, 1.0)),
+            updated_at_ms: self.inner.clock.now_ms(),
+            ..self.inner.record.clone()
+        };
+        if let Err(e) = self.inner.store.put_records(&[record]).await {
+            telemetry::backend_error("worker", "progress", &e);
+        }
+    }
+
+    /// The payload parsed as JSON; a payload that does not parse is a permanent error.
+    pub fn payload_json<T: DeserializeOwned>(&self) -> Result<T, JobError> {
+        Ok(serde_json::from_slice(&self.inner.job.payload)?)
+    }
+
+    /// Writes `value` to `resource` with the job's fencing token; false if a holder with a
+    /// newer token wrote first (this attempt lost its lock and must stop). A job without a
+    /// lock has no token, which is a permanent error.
+    pub async fn fenced_write(&self, resource: &str, value: Bytes) -> Result<bool, JobError> {
+        let Some(token) = self.inner.fence else {
+            return Err(JobError::permanent(format!(
+                "fenced write to {resource:?} needs a lock, and job {} holds none",
+                self.inner.job.id
+            )));
+        };
+        self.inner
+            .store
+            .fenced_write(resource, token, value)
+            .await
+            .map_err(|e| JobError::retryable(format!("fenced write to {resource:?}: {e}")))
+    }
+}

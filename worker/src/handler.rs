@@ -1,0 +1,167 @@
+//! What the application plugs in: [`Handler`]s, registered by job kind in a [`Registry`],
+//! and the [`JobError`] a handler returns to say whether another attempt can help.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::context::JobContext;
+
+/// Runs jobs of one kind.
+///
+/// A handler should watch [`JobContext::cancelled`] in long waits: the worker cancels the
+/// token on a cancel request, a lost lock, a timeout or a forced shutdown, and drops the
+/// handler's future right after, so cleanup must not rely on running to the end.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// Runs one attempt of the job in `ctx`.
+    async fn run(&self, ctx: JobContext) -> Result<(), JobError>;
+}
+
+/// Why a handler failed, and whether another attempt could succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobError {
+    message: String,
+    permanent: bool,
+}
+
+impl JobError {
+    /// A failure worth retrying (a timeout upstream, a busy resource): the scheduler
+    /// retries the job with backoff until its attempts run out.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { message: message.into(), permanent: false }
+    }
+
+    /// A failure no retry can fix (bad input): the job goes straight to the dead letters.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), permanent: true }
+    }
+
+    /// Whether retrying is pointless.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+
+    /// The handler's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// A payload that does not parse will not parse on the next attempt either: permanent.
+impl From<serde_json::Error> for JobError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::permanent(format!("payload is not the expected JSON: {e}"))
+    }
+}
+
+/// Handlers by job kind.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("kinds", &self.kinds()).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A registry with the built-in kinds `echo`, `sleep`, `flaky` and `fail`.
+    pub fn with_builtins() -> Self {
+        let mut registry = Self::new();
+        crate::builtins::register(&mut registry);
+        registry
+    }
+
+    /// Registers `handler` for `kind`, replacing any handler registered before for it.
+    pub fn register(&mut self, kind: impl Into<String>, handler: impl Handler + 'static) -> &mut Self {
+        self.handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Registers an async function for `kind`.
+    pub fn register_fn<F, Fut>(&mut self, kind: impl Into<String>, f: F) -> &mut Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.register(kind, FnHandler(f))
+    }
+
+    /// The registered kinds, sorted.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        kinds.sort();
+        kinds
+    }
+
+    /// The handler for `kind`, if registered.
+    pub(crate) fn get(&self, kind: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers.get(kind).cloned()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+}
+
+struct FnHandler<F>(F);
+
+#[async_trait]
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    async fn run(&self, ctx: JobContext) -> Result<(), JobError> {
+        (self.0)(ctx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_lists_kinds_and_replaces_by_kind() {
+        let mut registry = Registry::new();
+        assert!(registry.is_empty());
+        registry
+            .register_fn("b", |_ctx| async { Ok(()) })
+            .register_fn("a", |_ctx| async { Err(JobError::retryable("x")) })
+            .register_fn("a", |_ctx| async { Ok(()) });
+        assert_eq!(registry.kinds(), ["a", "b"]);
+        assert!(registry.get("a").is_some());
+        assert!(registry.get("c").is_none());
+        assert_eq!(Registry::with_builtins().kinds(), ["echo", "fail", "flaky", "sleep"]);
+    }
+
+    #[test]
+    fn job_errors_say_whether_to_retry() {
+        let e = JobError::retryable("busy");
+        assert!(!e.is_permanent());
+        assert_eq!(e.to_string(), "busy");
+        assert!(JobError::permanent("bad").is_permanent());
+        let parse: JobError = serde_json::from_str::<u32>("x").expect_err("not json").into();
+        assert!(parse.is_permanent());
+        assert!(parse.message().contains("expected JSON"), "{parse}");
+    }
+}

@@ -1,0 +1,162 @@
+//! Settling a delivery: every move publishes (with confirms) first and acks after, and a
+//! backend error anywhere gives the delivery back instead, so it is redelivered.
+//!
+//! [`outcome`] turns an attempt's [`Outcome`] into the records, publishes and ack that
+//! architecture.md step 3.7 prescribes.
+
+use std::time::Duration;
+
+use jobfleet_common::broker::{Delivery, Message, Route};
+use jobfleet_common::codec::{self, Format};
+use jobfleet_common::store::{JobRecord, JobState};
+use jobfleet_common::{dead, telemetry, ErrorKind, ErrorRecord, Job, JobId};
+
+use crate::attempt::Outcome;
+use crate::events;
+use crate::state::Worker;
+
+/// How long a delivery is held after a backend error before it is given back, so a store
+/// or broker outage does not turn into a hot redelivery loop.
+const BACKEND_PAUSE: Duration = Duration::from_secs(1);
+
+/// Acks; a failed ack only means the message comes back, which the completion marker and
+/// the cancel flag absorb.
+pub(crate) async fn ack(delivery: Delivery) {
+    if let Err(e) = delivery.ack().await {
+        telemetry::backend_error("worker", "ack", &e);
+    }
+}
+
+/// Gives the delivery back at once (shutdown, nothing went wrong).
+pub(crate) async fn requeue(delivery: Delivery) {
+    if let Err(e) = delivery.requeue().await {
+        telemetry::backend_error("worker", "requeue", &e);
+    }
+}
+
+/// Logs a backend error and gives the delivery back after a pause (cut short by shutdown).
+pub(crate) async fn give_back(
+    worker: &Worker,
+    delivery: Delivery,
+    op: &'static str,
+    error: &(dyn std::fmt::Display + Sync),
+) {
+    telemetry::backend_error("worker", op, error);
+    tokio::select! {
+        () = tokio::time::sleep(BACKEND_PAUSE) => {}
+        () = worker.shutdown.cancelled() => {}
+    }
+    requeue(delivery).await;
+}
+
+/// Publishes `message` with confirms, then acks; gives the delivery back if the publish fails.
+pub(crate) async fn publish_then_ack(worker: &Worker, delivery: Delivery, message: Message) {
+    match worker.backends.broker.publish(vec![message]).await {
+        Ok(()) => ack(delivery).await,
+        Err(e) => give_back(worker, delivery, "publish", &e).await,
+    }
+}
+
+/// `job` encoded in the binary form for `route`.
+pub(crate) fn job_message(route: Route, job: &Job) -> Message {
+    let format = Format::Binary;
+    let mut message =
+        Message::new(route, job.priority, codec::encode(job, format), format.content_type());
+    message.key = job.ordering_key.clone();
+    message
+}
+
+/// Writes a terminal `cancelled` record with `note`, frees the uniqueness key, acks.
+pub(crate) async fn cancelled(
+    worker: &Worker,
+    delivery: Delivery,
+    record: JobRecord,
+    unique_key: Option<&str>,
+    note: String,
+) {
+    let now = worker.backends.clock.now_ms();
+    let record = JobRecord {
+        state: JobState::Cancelled,
+        updated_at_ms: now,
+        finished_at_ms: Some(now),
+        note: Some(note),
+        worker: Some(worker.id.to_string()),
+        ..record
+    };
+    if let Err(e) = worker.backends.store.put_records(std::slice::from_ref(&record)).await {
+        return give_back(worker, delivery, "put_records", &e).await;
+    }
+    release_unique(worker, record.id, unique_key).await;
+    ack(delivery).await;
+}
+
+/// Frees the job's uniqueness key; a failure is logged, since the key expires anyway.
+pub(crate) async fn release_unique(worker: &Worker, id: JobId, key: Option<&str>) {
+    let Some(key) = key else { return };
+    if let Err(e) = worker.backends.store.unique_release(key, id).await {
+        telemetry::backend_error("worker", "unique_release", &e);
+    }
+}
+
+/// Settles an attempt that ended with `outcome`; `running` is the record it started with.
+pub(crate) async fn outcome(
+    worker: &Worker,
+    delivery: Delivery,
+    mut job: Job,
+    running: JobRecord,
+    outcome: Outcome,
+) {
+    let now = worker.backends.clock.now_ms();
+    let label = outcome.label();
+    let unique = job.unique_key.clone();
+    match outcome {
+        Outcome::Completed => {
+            let record = JobRecord {
+                state: JobState::Completed,
+                updated_at_ms: now,
+                finished_at_ms: Some(now),
+                progress: Some(1.0),
+                ..running
+            };
+            if let Err(e) = worker.backends.store.complete(&record).await {
+                return give_back(worker, delivery, "complete", &e).await;
+            }
+            release_unique(worker, job.id, unique.as_deref()).await;
+            ack(delivery).await;
+        }
+        Outcome::Failed { kind, message } => {
+            tracing::warn!(error_kind = %kind, error = %message, "attempt failed");
+            job.errors.push(ErrorRecord { attempt: job.attempt, at_ms: now, kind, message });
+            publish_then_ack(worker, delivery, job_message(Route::Failed, &job)).await;
+        }
+        Outcome::Permanent(message) => {
+            let kind = ErrorKind::Permanent;
+            telemetry::dead_lettered(&job.queue, kind.as_str(), &message);
+            job.errors.push(ErrorRecord { attempt: job.attempt, at_ms: now, kind, message });
+            let text = job.errors.last().map_or("", |e| e.message.as_str());
+            let encoded = job_message(Route::Dead, &job);
+            let message = dead::message(encoded.body, encoded.content_type, kind, text);
+            match worker.backends.broker.publish(vec![message]).await {
+                Ok(()) => {
+                    // Dead is terminal: a new job with the same key may be enqueued.
+                    release_unique(worker, job.id, unique.as_deref()).await;
+                    ack(delivery).await;
+                }
+                Err(e) => return give_back(worker, delivery, "publish", &e).await,
+            }
+        }
+        Outcome::Cancelled => {
+            let note = "cancelled while running".to_string();
+            cancelled(worker, delivery, running, unique.as_deref(), note).await;
+        }
+        Outcome::Interrupted => {
+            // Back to the ready route without counting an attempt: say so in the record.
+            let record = JobRecord { state: JobState::Pending, updated_at_ms: now, ..running };
+            if let Err(e) = worker.backends.store.put_records(&[record]).await {
+                telemetry::backend_error("worker", "put_records", &e);
+            }
+            requeue(delivery).await;
+        }
+    }
+    events::finished(&job, label);
+}

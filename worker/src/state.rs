@@ -1,0 +1,80 @@
+//! The state one running worker shares between its tasks: who it is, what it runs with,
+//! and the table of attempts in flight.
+
+use std::sync::Arc;
+
+use jobfleet_common::{Backends, Config};
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::Registry;
+use crate::running::Running;
+
+/// One worker process's shared state.
+pub(crate) struct Worker {
+    /// `{host}-{pid}-{random}`, unique per run.
+    pub id: Arc<str>,
+    /// The host name in the id and the heartbeat.
+    pub host: String,
+    pub config: Arc<Config>,
+    pub backends: Backends,
+    pub registry: Arc<Registry>,
+    pub running: Arc<Running>,
+    /// Cancelled when the worker starts draining: no new attempt starts after it.
+    pub shutdown: CancellationToken,
+    pub started_at_ms: i64,
+}
+
+impl Worker {
+    pub fn new(
+        config: Arc<Config>,
+        backends: Backends,
+        registry: Arc<Registry>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let host = host_name();
+        let id = worker_id(&host, std::process::id(), rand::random::<u32>()).into();
+        let started_at_ms = backends.clock.now_ms();
+        Self {
+            id,
+            host,
+            config,
+            backends,
+            registry,
+            running: Arc::default(),
+            shutdown,
+            started_at_ms,
+        }
+    }
+
+    /// The lock holder id of this worker's attempt at `job`: unique per worker and job,
+    /// so a redelivery of the same job elsewhere never looks like the same holder.
+    pub fn lock_holder(&self, job: &jobfleet_common::Job) -> String {
+        format!("{}:{}", self.id, job.id)
+    }
+}
+
+/// The host name from `HOSTNAME`, which shells and container runtimes set; looking it up
+/// through libc is not worth a dependency for a label.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn worker_id(host: &str, pid: u32, random: u32) -> String {
+    format!("{host}-{pid}-{:06x}", random & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_ids_name_host_pid_and_a_short_random_part() {
+        assert_eq!(worker_id("box", 42, 0xdead_beef), "box-42-adbeef");
+        assert_eq!(worker_id("box", 42, 1), "box-42-000001");
+        assert!(!host_name().is_empty());
+    }
+}
