@@ -8,6 +8,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
 
 REDIS_HOST=127.0.0.1
 REDIS_PORT=6379
@@ -83,21 +84,41 @@ ensure_services() {
   ensure_rabbitmq
 }
 
-ensure_cargo_deny() {
-  if ! command -v cargo-deny >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-deny" ]; then
-    log "installing cargo-deny"
-    cargo install --locked cargo-deny
+# Installs a cargo subcommand from crates.io when it is missing (a new machine).
+ensure_tool() {
+  local bin="$1" crate="$2"
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    log "installing $crate"
+    cargo install --locked "$crate"
   fi
 }
 
+# Bans, licenses and sources need nothing but the lock file. Advisories need the RustSec
+# database, cloned from GitHub: where GitHub cannot be reached the last fetched copy is
+# used, and with no copy at all the advisories check is reported as skipped, loudly.
 deny() {
-  ensure_cargo_deny
-  PATH="$HOME/.cargo/bin:$PATH" cargo deny check
+  ensure_tool cargo-deny cargo-deny
+  cargo deny check bans licenses sources
+  local out
+  if out="$(cargo deny check advisories 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    return
+  fi
+  if ! grep -q "failed to fetch advisory database" <<<"$out"; then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
+  if compgen -G "$HOME/.cargo/advisory-dbs/*/crates" >/dev/null; then
+    log "advisory database unreachable: checking against the last fetched copy"
+    cargo deny --offline check advisories
+  else
+    log "WARNING: advisories NOT checked: the RustSec database could not be fetched and no"
+    log "WARNING: local copy exists. Run 'cargo deny check advisories' where GitHub is reachable."
+  fi
 }
 
 nextest() {
-  command -v cargo-nextest >/dev/null 2>&1 ||
-    die "cargo-nextest is not installed: cargo install --locked cargo-nextest"
+  ensure_tool cargo-nextest cargo-nextest
   if [ "${CI:-}" = "true" ]; then
     cargo nextest run --workspace --profile ci
   else

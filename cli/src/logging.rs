@@ -4,12 +4,19 @@
 //! `jobfleet dev` is for people at a terminal: text at `warn`, so the progress bar stays
 //! readable, unless `RUST_LOG`, `--log-format` or a configured `log.level` asks for more.
 
+use std::io::IsTerminal;
+
 use jobfleet_common::config::{ConfigError, LogConfig, LogFormat};
 use jobfleet_common::Config;
 use tracing_subscriber::EnvFilter;
 
 use crate::global::LogFormatArg;
 use crate::progress::LogWriter;
+
+/// `jobfleet dev`'s default filter. The sample workload fails attempts on purpose, and the
+/// progress display already counts them (retrying, dead); a warning per failed attempt
+/// would only scroll the bar away. Other warnings still show.
+pub const DEV_FILTER: &str = "warn,jobfleet_worker::settle=error";
 
 /// Which defaults apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +47,7 @@ pub fn choose(
     let quiet_dev = profile == Profile::Dev && flag.is_none() && !configured_level;
     let filter = match rust_log.filter(|v| !v.trim().is_empty()) {
         Some(directives) => directives,
-        None if quiet_dev => "warn".to_string(),
+        None if quiet_dev => DEV_FILTER.to_string(),
         None => config.log.level.clone(),
     };
     let format = match (profile, flag) {
@@ -59,7 +66,8 @@ pub fn init(choice: &LogChoice) -> Result<(), ConfigError> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(LogWriter);
+        .with_writer(LogWriter)
+        .with_ansi(std::io::stderr().is_terminal());
     let installed = match choice.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -80,7 +88,7 @@ mod tests {
         assert_eq!(
             dev,
             LogChoice {
-                filter: "warn".into(),
+                filter: DEV_FILTER.into(),
                 format: LogFormat::Text
             }
         );

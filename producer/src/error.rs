@@ -42,9 +42,15 @@ mod tests {
     fn invalid_names_the_index_and_field_and_is_final() {
         let e = ProduceError::Invalid {
             index: 3,
-            source: InvalidJob { field: "queue", reason: "must not be empty".into() },
+            source: InvalidJob {
+                field: "queue",
+                reason: "must not be empty".into(),
+            },
         };
-        assert_eq!(e.to_string(), "job 3: invalid job: queue: must not be empty");
+        assert_eq!(
+            e.to_string(),
+            "job 3: invalid job: queue: must not be empty"
+        );
         assert!(!e.is_retryable());
     }
 

@@ -129,8 +129,16 @@ impl Producer {
             .iter()
             .zip(claims.holders)
             .map(|(job, holder)| match holder {
-                Some(id) => Enqueued { id, duplicate: true, delayed: false },
-                None => Enqueued { id: job.id, duplicate: false, delayed: job.is_delayed(now) },
+                Some(id) => Enqueued {
+                    id,
+                    duplicate: true,
+                    delayed: false,
+                },
+                None => Enqueued {
+                    id: job.id,
+                    duplicate: false,
+                    delayed: job.is_delayed(now),
+                },
             })
             .collect())
     }
@@ -146,7 +154,11 @@ impl Producer {
         let records: Vec<JobRecord> = jobs
             .iter()
             .map(|job| {
-                let state = if job.is_delayed(now) { JobState::Scheduled } else { JobState::Pending };
+                let state = if job.is_delayed(now) {
+                    JobState::Scheduled
+                } else {
+                    JobState::Pending
+                };
                 JobRecord::of(job, state, now)
             })
             .collect();
@@ -181,7 +193,11 @@ impl Producer {
     async fn declare(&self, routes: &[Route]) -> Result<(), ProduceError> {
         let missing: HashSet<Route> = {
             let declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
-            routes.iter().filter(|r| !declared.contains(r)).cloned().collect()
+            routes
+                .iter()
+                .filter(|r| !declared.contains(r))
+                .cloned()
+                .collect()
         };
         if missing.is_empty() {
             return Ok(());

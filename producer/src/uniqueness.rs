@@ -24,7 +24,11 @@ pub(crate) struct Claims {
 /// Claims every distinct key of `jobs` for `ttl_ms`, all store calls at once.
 ///
 /// On a store error the keys claimed so far are released again and the error returned.
-pub(crate) async fn claim(store: &dyn Store, jobs: &[Job], ttl_ms: u64) -> Result<Claims, StoreError> {
+pub(crate) async fn claim(
+    store: &dyn Store,
+    jobs: &[Job],
+    ttl_ms: u64,
+) -> Result<Claims, StoreError> {
     // For each job with a key: the index of the first job in the batch with that key.
     let mut first_with_key: HashMap<&str, usize> = HashMap::new();
     let mut first_of: Vec<Option<usize>> = vec![None; jobs.len()];
@@ -35,10 +39,17 @@ pub(crate) async fn claim(store: &dyn Store, jobs: &[Job], ttl_ms: u64) -> Resul
     }
 
     let firsts: Vec<(usize, &str)> = first_with_key.iter().map(|(&key, &i)| (i, key)).collect();
-    let answers =
-        join_all(firsts.iter().map(|&(i, key)| store.unique_claim(key, jobs[i].id, ttl_ms))).await;
+    let answers = join_all(
+        firsts
+            .iter()
+            .map(|&(i, key)| store.unique_claim(key, jobs[i].id, ttl_ms)),
+    )
+    .await;
 
-    let mut claims = Claims { holders: vec![None; jobs.len()], claimed: Vec::new() };
+    let mut claims = Claims {
+        holders: vec![None; jobs.len()],
+        claimed: Vec::new(),
+    };
     let mut failure = None;
     for (&(i, key), answer) in firsts.iter().zip(answers) {
         let id = jobs[i].id;
@@ -66,7 +77,12 @@ pub(crate) async fn claim(store: &dyn Store, jobs: &[Job], ttl_ms: u64) -> Resul
 /// Releases keys this producer claimed for jobs it then failed to publish. Best effort: a
 /// key that cannot be released expires after its TTL, and the failure is logged.
 pub(crate) async fn release(store: &dyn Store, claimed: &[(String, JobId)]) {
-    let answers = join_all(claimed.iter().map(|(key, id)| store.unique_release(key, *id))).await;
+    let answers = join_all(
+        claimed
+            .iter()
+            .map(|(key, id)| store.unique_release(key, *id)),
+    )
+    .await;
     for e in answers.into_iter().filter_map(Result::err) {
         telemetry::backend_error("producer", "unique_release", &e);
     }

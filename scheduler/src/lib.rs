@@ -14,6 +14,7 @@
 //! - `failed`: the failed route: retry later, or dead after the last attempt.
 //! - `dead_route`: the dead route into the dead-letter store.
 //! - `release`: the loop that releases due jobs to their ready routes.
+//! - `http`: the optional HTTP endpoint (health, metrics, queue depths).
 //! - `context`, `pause`: what the tasks share, and backing off after errors.
 //! - [`ops`]: operator functions.
 //! - `error`: [`SchedulerError`] and [`OpsError`].
@@ -24,6 +25,7 @@ mod dead_route;
 mod delayed;
 mod error;
 mod failed;
+mod http;
 pub mod ops;
 mod pause;
 mod release;
@@ -41,17 +43,29 @@ use pause::Pause;
 
 /// Runs a scheduler until `shutdown` is cancelled and all its tasks have finished.
 ///
-/// Backend errors never end it: every task logs them, backs off and carries on.
+/// With `scheduler.http` set it also serves health, metrics and queue depths there; an
+/// address it cannot listen on is the one error that stops it (at once, before anything
+/// else starts). Backend errors never end it: every task logs them, backs off and
+/// carries on.
 pub async fn run(
     config: Arc<Config>,
     backends: Backends,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
+    let listener = match &config.scheduler.http {
+        Some(addr) => Some(http::bind(addr).await?),
+        None => None,
+    };
     let ctx = Arc::new(Context::new(config, backends));
     if !declare_routes(&ctx, &shutdown).await {
         return Ok(());
     }
     let tracker = TaskTracker::new();
+    if let Some(listener) = listener {
+        let (config, backends) = (ctx.config.clone(), ctx.backends.clone());
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move { http::serve(listener, &config, backends, shutdown).await });
+    }
     tracker.spawn(consumer::consume(
         ctx.clone(),
         Route::Delayed,

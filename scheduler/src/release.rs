@@ -50,6 +50,8 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
         pause.reset();
         if full {
+            // More are due; let the other tasks on this thread run before the next round.
+            tokio::task::yield_now().await;
             continue;
         }
         let wait = until_next(&ctx, claimed_at, tick).await;

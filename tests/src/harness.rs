@@ -204,18 +204,18 @@ impl Ctx {
 
     /// Waits until the job's record is in `state`, returning it.
     pub async fn wait_state(&self, id: JobId, state: JobState, within: Duration) -> JobRecord {
-        let mut last = None;
-        let found = wait_for(within, || async {
-            last = self.record(id).await;
-            last.as_ref().is_some_and(|r| r.state == state)
-        })
-        .await;
-        assert!(
-            found,
-            "job {id} not {state} within {within:?} on {}: last record {last:?}",
-            self.config.broker
-        );
-        last.expect("record present")
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let last = self.record(id).await;
+            match last {
+                Some(r) if r.state == state => return r,
+                _ if tokio::time::Instant::now() >= deadline => panic!(
+                    "job {id} not {state} within {within:?} on {}: last record {last:?}",
+                    self.factory.name()
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
     }
 }
 

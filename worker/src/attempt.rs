@@ -64,7 +64,8 @@ impl LockWatch {
             tokio::time::sleep(ttl / 3).await;
             let sent = Instant::now();
             // A renewal still unanswered when the TTL runs out is as good as refused.
-            match tokio::time::timeout_at(last_ok + ttl, self.store.lock_renew(&self.request)).await {
+            match tokio::time::timeout_at(last_ok + ttl, self.store.lock_renew(&self.request)).await
+            {
                 Ok(Ok(true)) => last_ok = sent,
                 Ok(Ok(false)) => break,
                 Ok(Err(e)) => {
@@ -102,18 +103,20 @@ pub(crate) async fn run(
         }
     };
     let finished = tokio::select! {
-        // The handler first: one that finished its work counts as done even if a stop
-        // arrived in the same instant.
         biased;
-        result = handler_run => Some(result),
         () = token.cancelled() => None,
         () = watchdog => None,
+        result = handler_run => Some(result),
     };
-    // Whatever ended the attempt, anything the handler left running on the token stops.
+    // A stop decides the outcome whatever the handler returned: a handler that notices
+    // its token and returns Ok has not done its work.
+    if let Some(reason) = stopper.reason() {
+        return from_stop(Some(reason), lock_key.as_deref());
+    }
+    // The handler ended on its own: anything it left running on the token stops now.
     token.cancel();
-    let stopped = || from_stop(stopper.reason(), lock_key.as_deref());
     match finished {
-        None => stopped(),
+        None => from_stop(None, lock_key.as_deref()),
         Some(Err(_elapsed)) => Outcome::Failed {
             kind: ErrorKind::Timeout,
             message: format!("ran past its timeout of {timeout_ms} ms"),
@@ -123,13 +126,11 @@ pub(crate) async fn run(
             message: format!("handler panicked: {}", panic_message(panic.as_ref())),
         },
         Some(Ok(Ok(Ok(())))) => Outcome::Completed,
-        // An error returned after a stop is the handler noticing the stop: the stop is
-        // the real cause.
-        Some(Ok(Ok(Err(_)))) if stopper.reason().is_some() => stopped(),
         Some(Ok(Ok(Err(e)))) if e.is_permanent() => Outcome::Permanent(e.message().to_string()),
-        Some(Ok(Ok(Err(e)))) => {
-            Outcome::Failed { kind: ErrorKind::Failed, message: e.message().to_string() }
-        }
+        Some(Ok(Ok(Err(e)))) => Outcome::Failed {
+            kind: ErrorKind::Failed,
+            message: e.message().to_string(),
+        },
     }
 }
 
@@ -172,10 +173,25 @@ mod tests {
 
     #[test]
     fn stops_map_to_outcomes() {
-        assert_eq!(from_stop(Some(StopReason::CancelRequested), None), Outcome::Cancelled);
-        assert_eq!(from_stop(Some(StopReason::Shutdown), None), Outcome::Interrupted);
+        assert_eq!(
+            from_stop(Some(StopReason::CancelRequested), None),
+            Outcome::Cancelled
+        );
+        assert_eq!(
+            from_stop(Some(StopReason::Shutdown), None),
+            Outcome::Interrupted
+        );
         let lost = from_stop(Some(StopReason::LockLost), Some("k"));
-        assert!(matches!(lost, Outcome::Failed { kind: ErrorKind::LockLost, .. }), "{lost:?}");
+        assert!(
+            matches!(
+                lost,
+                Outcome::Failed {
+                    kind: ErrorKind::LockLost,
+                    ..
+                }
+            ),
+            "{lost:?}"
+        );
         assert_eq!(lost.label(), "lock_lost");
     }
 }

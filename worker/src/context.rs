@@ -52,8 +52,26 @@ pub(crate) struct Parts {
 
 impl JobContext {
     pub(crate) fn new(p: Parts) -> Self {
-        let Parts { job, cancelled, fence, worker_id, store, clock, record } = p;
-        Self { inner: Arc::new(Inner { job, cancelled, fence, worker_id, store, clock, record }) }
+        let Parts {
+            job,
+            cancelled,
+            fence,
+            worker_id,
+            store,
+            clock,
+            record,
+        } = p;
+        Self {
+            inner: Arc::new(Inner {
+                job,
+                cancelled,
+                fence,
+                worker_id,
+                store,
+                clock,
+                record,
+            }),
+        }
     }
 
     /// The job being run.

@@ -50,7 +50,10 @@ mod tests {
         assert!(!WorkerError::NoHandlers.is_retryable());
         assert!(WorkerError::ConsumersClosed.is_retryable());
         assert!(WorkerError::Declare(BrokerError::Connection("down".into())).is_retryable());
-        let refused = WorkerError::Consume { queue: "q".into(), source: BrokerError::Invalid("x".into()) };
+        let refused = WorkerError::Consume {
+            queue: "q".into(),
+            source: BrokerError::Invalid("x".into()),
+        };
         assert!(!refused.is_retryable());
         assert!(refused.to_string().contains("\"q\""), "{refused}");
     }

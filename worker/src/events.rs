@@ -34,7 +34,9 @@ pub(crate) fn stopped(job: &Job, ran: Duration) {
 
 /// How long `job` waited: from when it was due (enqueued, or its run time) to `now_ms`.
 pub(crate) fn wait_of(job: &Job, now_ms: i64) -> Duration {
-    let due = job.run_at_ms.map_or(job.enqueued_at_ms, |r| r.max(job.enqueued_at_ms));
+    let due = job
+        .run_at_ms
+        .map_or(job.enqueued_at_ms, |r| r.max(job.enqueued_at_ms));
     Duration::from_millis(now_ms.saturating_sub(due).max(0) as u64)
 }
 

@@ -32,12 +32,18 @@ impl JobError {
     /// A failure worth retrying (a timeout upstream, a busy resource): the scheduler
     /// retries the job with backoff until its attempts run out.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: false }
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
     }
 
     /// A failure no retry can fix (bad input): the job goes straight to the dead letters.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), permanent: true }
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
     }
 
     /// Whether retrying is pointless.
@@ -74,7 +80,9 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("kinds", &self.kinds()).finish()
+        f.debug_struct("Registry")
+            .field("kinds", &self.kinds())
+            .finish()
     }
 }
 
@@ -92,7 +100,11 @@ impl Registry {
     }
 
     /// Registers `handler` for `kind`, replacing any handler registered before for it.
-    pub fn register(&mut self, kind: impl Into<String>, handler: impl Handler + 'static) -> &mut Self {
+    pub fn register(
+        &mut self,
+        kind: impl Into<String>,
+        handler: impl Handler + 'static,
+    ) -> &mut Self {
         self.handlers.insert(kind.into(), Arc::new(handler));
         self
     }
@@ -151,7 +163,10 @@ mod tests {
         assert_eq!(registry.kinds(), ["a", "b"]);
         assert!(registry.get("a").is_some());
         assert!(registry.get("c").is_none());
-        assert_eq!(Registry::with_builtins().kinds(), ["echo", "fail", "flaky", "sleep"]);
+        assert_eq!(
+            Registry::with_builtins().kinds(),
+            ["echo", "fail", "flaky", "sleep"]
+        );
     }
 
     #[test]
@@ -160,7 +175,9 @@ mod tests {
         assert!(!e.is_permanent());
         assert_eq!(e.to_string(), "busy");
         assert!(JobError::permanent("bad").is_permanent());
-        let parse: JobError = serde_json::from_str::<u32>("x").expect_err("not json").into();
+        let parse: JobError = serde_json::from_str::<u32>("x")
+            .expect_err("not json")
+            .into();
         assert!(parse.is_permanent());
         assert!(parse.message().contains("expected JSON"), "{parse}");
     }

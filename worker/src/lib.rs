@@ -25,17 +25,18 @@
 //!
 //! # Layout
 //!
-//! - [`runtime`](run): the main loop, concurrency limit and graceful drain.
+//! - `runtime`: [`run`]: consumers, the concurrency limit, the graceful drain.
 //! - `pipeline`: one delivery, step by step: size, decode, validate, kind, completion
 //!   marker, cancel flag, lock, `running` record, attempt.
 //! - `attempt`: one handler run: timeout, panic, stop from outside, lock watchdog.
 //! - `settle`: publish-then-ack, giving deliveries back on backend errors, outcomes.
-//! - `background`: heartbeat and cancel poll.
+//! - `background`: the heartbeat and the cancel poll.
 //! - `running`: the table of running attempts and how each is stopped.
-//! - [`handler`](Handler): [`Handler`], [`Registry`], [`JobError`]; [`JobContext`] in
-//!   `context`; the built-in kinds in `builtins`.
-//! - `events`: log lines and metrics, together.
-//! - [`WorkerError`]: why the worker could not start or had to stop.
+//! - `state`: the worker's identity and the state its tasks share.
+//! - `handler`: [`Handler`], [`Registry`], [`JobError`]; `context`: [`JobContext`];
+//!   `builtins`: the built-in kinds `echo`, `sleep`, `flaky`, `fail`.
+//! - `events`: log lines and metrics, recorded together.
+//! - `error`: [`WorkerError`], why the worker could not start or had to stop.
 
 mod attempt;
 mod background;
@@ -45,8 +46,8 @@ mod error;
 mod events;
 mod handler;
 mod pipeline;
-mod runtime;
 mod running;
+mod runtime;
 mod settle;
 mod state;
 

@@ -25,7 +25,9 @@ use crate::state::Worker;
 
 /// Handles one delivery from start to settlement.
 pub(crate) async fn process(worker: Arc<Worker>, delivery: Delivery) {
-    let Some((job, handler, delivery)) = admit(&worker, delivery).await else { return };
+    let Some((job, handler, delivery)) = admit(&worker, delivery).await else {
+        return;
+    };
     let span = tracing::info_span!(
         "job",
         job_id = %job.id,
@@ -33,7 +35,9 @@ pub(crate) async fn process(worker: Arc<Worker>, delivery: Delivery) {
         kind = %job.kind,
         attempt = job.attempt,
     );
-    execute(&worker, job, handler, delivery).instrument(span).await;
+    execute(&worker, job, handler, delivery)
+        .instrument(span)
+        .await;
 }
 
 /// Steps 1–2: a message that cannot become a runnable job goes to the dead route.
@@ -41,26 +45,47 @@ async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Hand
     let limits = &worker.config.limits;
     let max_body = limits.max_payload_bytes.saturating_add(ENVELOPE_ALLOWANCE);
     if delivery.body.len() > max_body {
-        let text = format!("message of {} bytes, over the limit of {max_body}", delivery.body.len());
+        let text = format!(
+            "message of {} bytes, over the limit of {max_body}",
+            delivery.body.len()
+        );
         reject(worker, delivery, None, ErrorKind::Oversized, text).await;
         return None;
     }
     let job = match codec::decode(&delivery.body, delivery.content_type.as_deref()) {
         Ok(job) => job,
         Err(e) => {
-            reject(worker, delivery, None, ErrorKind::Undecodable, e.to_string()).await;
+            reject(
+                worker,
+                delivery,
+                None,
+                ErrorKind::Undecodable,
+                e.to_string(),
+            )
+            .await;
             return None;
         }
     };
     if let Err(e) = limits.validate(&job, worker.backends.clock.now_ms()) {
-        let kind = if e.field == "payload" { ErrorKind::Oversized } else { ErrorKind::Invalid };
+        let kind = if e.field == "payload" {
+            ErrorKind::Oversized
+        } else {
+            ErrorKind::Invalid
+        };
         let text = format!("{}: {}", e.field, e.reason);
         reject(worker, delivery, Some(&job.queue), kind, text).await;
         return None;
     }
     let Some(handler) = worker.registry.get(&job.kind) else {
         let text = format!("no handler for kind {:?} on worker {}", job.kind, worker.id);
-        reject(worker, delivery, Some(&job.queue), ErrorKind::UnknownKind, text).await;
+        reject(
+            worker,
+            delivery,
+            Some(&job.queue),
+            ErrorKind::UnknownKind,
+            text,
+        )
+        .await;
         return None;
     };
     Some((job, handler, delivery))
@@ -74,68 +99,108 @@ async fn reject(
     kind: ErrorKind,
     text: String,
 ) {
-    telemetry::dead_lettered(queue.unwrap_or("?"), kind.as_str(), &text);
-    let message = dead::message(delivery.body.clone(), delivery.content_type.clone(), kind, &text);
-    settle::publish_then_ack(worker, delivery, message).await;
+    let message = dead::message(
+        delivery.body.clone(),
+        delivery.content_type.clone(),
+        kind,
+        &text,
+    );
+    if settle::publish_then_ack(worker, delivery, message).await {
+        telemetry::dead_lettered(queue.unwrap_or("?"), kind.as_str(), &text);
+    }
 }
 
 /// Steps 3–7 for a job that can run.
 async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery: Delivery) {
+    let Some(delivery) = preflight(worker, &job, delivery).await else {
+        return;
+    };
     let store = &worker.backends.store;
-    let now = worker.backends.clock.now_ms();
-    match store.is_completed(job.id).await {
-        Err(e) => return settle::give_back(worker, delivery, "is_completed", &e).await,
-        Ok(true) => {
-            settle::ack(delivery).await;
-            return events::finished(&job, "duplicate");
-        }
-        Ok(false) => {}
-    }
-    match store.cancel_requested(&[job.id]).await {
-        Err(e) => return settle::give_back(worker, delivery, "cancel_requested", &e).await,
-        Ok(flags) if flags.first() == Some(&true) => {
-            let record = JobRecord::of(&job, JobState::Cancelled, now);
-            let note = "cancel requested before it started".to_string();
-            settle::cancelled(worker, delivery, record, job.unique_key.as_deref(), note).await;
-            return events::finished(&job, "cancelled");
-        }
-        Ok(_) => {}
-    }
     let lock = job.lock.as_ref().map(|spec| LockRequest {
         key: spec.key.clone(),
         mode: spec.mode,
         holder: worker.lock_holder(&job),
-        ttl_ms: worker.config.worker.lock_ttl.as_millis() as u64,
+        ttl_ms: u64::try_from(worker.config.worker.lock_ttl.as_millis()).unwrap_or(u64::MAX),
     });
     let fence = match &lock {
         None => None,
         Some(request) => match store.lock_acquire(request).await {
-            Err(e) => return settle::give_back(worker, delivery, "lock_acquire", &e).await,
+            Err(e) => {
+                settle::give_back(worker, delivery, "lock_acquire", &e).await;
+                return;
+            }
             Ok(Some(token)) => Some(token),
             Ok(None) => return lock_conflict(worker, job, delivery, &request.key).await,
         },
     };
-    let guard = worker.running.enter(job.id);
-    let release_lock = || async {
-        if let Some(request) = &lock {
-            if let Err(e) = store.lock_release(request).await {
-                telemetry::backend_error("worker", "lock_release", &e);
-            }
+    run_attempt(worker, job, handler, delivery, fence, lock.as_ref()).await;
+    // Whatever happened, the lock goes: releasing one already lost is harmless.
+    if let Some(request) = &lock {
+        if let Err(e) = store.lock_release(request).await {
+            telemetry::backend_error("worker", "lock_release", &e);
         }
-    };
+    }
+}
+
+/// Steps 3–4: the completion marker and the cancel flag. Returns the delivery if the job
+/// should run, having settled it otherwise.
+async fn preflight(worker: &Worker, job: &Job, delivery: Delivery) -> Option<Delivery> {
+    let store = &worker.backends.store;
+    match store.is_completed(job.id).await {
+        Err(e) => {
+            settle::give_back(worker, delivery, "is_completed", &e).await;
+            return None;
+        }
+        Ok(true) => {
+            settle::ack(delivery).await;
+            events::finished(job, "duplicate");
+            return None;
+        }
+        Ok(false) => {}
+    }
+    match store.cancel_requested(&[job.id]).await {
+        Err(e) => {
+            settle::give_back(worker, delivery, "cancel_requested", &e).await;
+            None
+        }
+        Ok(flags) if flags.first() == Some(&true) => {
+            let now = worker.backends.clock.now_ms();
+            let record = JobRecord::of(job, JobState::Cancelled, now);
+            let note = "cancel requested before it started".to_string();
+            if settle::cancelled(worker, delivery, record, job.unique_key.as_deref(), note).await {
+                events::finished(job, "cancelled");
+            }
+            None
+        }
+        Ok(_) => Some(delivery),
+    }
+}
+
+/// Steps 6–7 with the lock (if any) held: `running` record, handler, outcome.
+async fn run_attempt(
+    worker: &Worker,
+    job: Job,
+    handler: Arc<dyn Handler>,
+    delivery: Delivery,
+    fence: Option<u64>,
+    lock: Option<&LockRequest>,
+) {
+    let store = &worker.backends.store;
+    // Registered before the shutdown check, so a drain that ends now cannot miss it.
+    let guard = worker.running.enter(job.id);
     if worker.shutdown.is_cancelled() {
         // Received but not started when the drain began: hand it back untouched.
-        release_lock().await;
         return settle::requeue(delivery).await;
     }
+    let now = worker.backends.clock.now_ms();
     let record = JobRecord {
         started_at_ms: Some(now),
         worker: Some(worker.id.to_string()),
         ..JobRecord::of(&job, JobState::Running, now)
     };
     if let Err(e) = store.put_records(std::slice::from_ref(&record)).await {
-        release_lock().await;
-        return settle::give_back(worker, delivery, "put_records", &e).await;
+        settle::give_back(worker, delivery, "put_records", &e).await;
+        return;
     }
     let ctx = JobContext::new(Parts {
         job: job.clone(),
@@ -146,19 +211,24 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
         clock: worker.backends.clock.clone(),
         record: record.clone(),
     });
-    let watch = lock.clone().map(|request| LockWatch { store: store.clone(), request });
+    let watch = lock.map(|request| LockWatch {
+        store: store.clone(),
+        request: request.clone(),
+    });
     events::started(&job, events::wait_of(&job, now));
     let began = Instant::now();
     let outcome = attempt::run(handler, ctx, guard.stopper(), watch).await;
     events::stopped(&job, began.elapsed());
     drop(guard);
     settle::outcome(worker, delivery, job, record, outcome).await;
-    release_lock().await;
 }
 
 /// Step 5's conflict policies: requeue through the delayed route, or skip as cancelled.
 async fn lock_conflict(worker: &Worker, mut job: Job, delivery: Delivery, key: &str) {
-    let policy = job.lock.as_ref().map_or(ConflictPolicy::Requeue, |l| l.on_conflict);
+    let policy = job
+        .lock
+        .as_ref()
+        .map_or(ConflictPolicy::Requeue, |l| l.on_conflict);
     match policy {
         ConflictPolicy::Requeue => {
             let delay = worker.config.worker.lock_conflict_delay;
@@ -166,15 +236,17 @@ async fn lock_conflict(worker: &Worker, mut job: Job, delivery: Delivery, key: &
             tracing::debug!(lock = key, run_at, "lock held; requeued for later");
             job.run_at_ms = Some(run_at);
             let message = settle::job_message(Route::Delayed, &job);
-            settle::publish_then_ack(worker, delivery, message).await;
-            events::finished(&job, "requeued");
+            if settle::publish_then_ack(worker, delivery, message).await {
+                events::finished(&job, "requeued");
+            }
         }
         ConflictPolicy::Skip => {
             let now = worker.backends.clock.now_ms();
             let record = JobRecord::of(&job, JobState::Cancelled, now);
             let note = format!("skipped: lock {key} held");
-            settle::cancelled(worker, delivery, record, job.unique_key.as_deref(), note).await;
-            events::finished(&job, "skipped");
+            if settle::cancelled(worker, delivery, record, job.unique_key.as_deref(), note).await {
+                events::finished(&job, "skipped");
+            }
         }
     }
 }

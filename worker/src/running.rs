@@ -38,7 +38,10 @@ impl Stopper {
 
     /// Stops the attempt, unless it was already stopped for another reason.
     pub fn stop(&self, reason: StopReason) {
-        self.reason.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(reason);
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
         self.token.cancel();
     }
 
@@ -75,7 +78,11 @@ impl Running {
             stopper.stop(StopReason::Shutdown);
         }
         table.jobs.insert(id, stopper.clone());
-        RunningGuard { running: self.clone(), id, stopper }
+        RunningGuard {
+            running: self.clone(),
+            id,
+            stopper,
+        }
     }
 
     /// The ids of the running attempts.

@@ -41,7 +41,11 @@ pub async fn run(
         return Err(WorkerError::NoHandlers);
     }
     let queues = config.worker.queues.clone();
-    backends.broker.declare(&queues).await.map_err(WorkerError::Declare)?;
+    backends
+        .broker
+        .declare(&queues)
+        .await
+        .map_err(WorkerError::Declare)?;
     let prefetch = config.worker.effective_prefetch();
     let mut consumers = SelectAll::new();
     for queue in &queues {
@@ -50,17 +54,31 @@ pub async fn run(
             .broker
             .consume(&route, prefetch)
             .await
-            .map_err(|source| WorkerError::Consume { queue: queue.clone(), source })?;
+            .map_err(|source| WorkerError::Consume {
+                queue: queue.clone(),
+                source,
+            })?;
         consumers.push(consumer);
     }
     // A child token: the worker can start its own drain when the consumers end.
-    let worker = Arc::new(Worker::new(config, backends, registry, shutdown.child_token()));
+    let worker = Arc::new(Worker::new(
+        config,
+        backends,
+        registry,
+        shutdown.child_token(),
+    ));
     tracing::info!(worker = %worker.id, ?queues, prefetch, "worker started");
 
     let stop_background = CancellationToken::new();
     let background_tasks = TaskTracker::new();
-    background_tasks.spawn(background::heartbeat(worker.clone(), stop_background.clone()));
-    background_tasks.spawn(background::cancel_poll(worker.clone(), stop_background.clone()));
+    background_tasks.spawn(background::heartbeat(
+        worker.clone(),
+        stop_background.clone(),
+    ));
+    background_tasks.spawn(background::cancel_poll(
+        worker.clone(),
+        stop_background.clone(),
+    ));
 
     let jobs = TaskTracker::new();
     let consumers_ended = consume(&worker, &mut consumers, &jobs).await;
@@ -80,7 +98,11 @@ pub async fn run(
 
 /// Takes deliveries and spawns a job task for each until shutdown; true if instead every
 /// consumer ended.
-async fn consume(worker: &Arc<Worker>, consumers: &mut SelectAll<Consumer>, jobs: &TaskTracker) -> bool {
+async fn consume(
+    worker: &Arc<Worker>,
+    consumers: &mut SelectAll<Consumer>,
+    jobs: &TaskTracker,
+) -> bool {
     let limit = Arc::new(Semaphore::new(worker.config.worker.concurrency));
     let stop = &worker.shutdown;
     loop {

@@ -19,12 +19,16 @@ use crate::state::Worker;
 /// or broker outage does not turn into a hot redelivery loop.
 const BACKEND_PAUSE: Duration = Duration::from_secs(1);
 
+/// Whether a delivery was settled as intended, or given back after a backend error.
+pub(crate) type Settled = bool;
+
 /// Acks; a failed ack only means the message comes back, which the completion marker and
 /// the cancel flag absorb.
-pub(crate) async fn ack(delivery: Delivery) {
+pub(crate) async fn ack(delivery: Delivery) -> Settled {
     if let Err(e) = delivery.ack().await {
         telemetry::backend_error("worker", "ack", &e);
     }
+    true
 }
 
 /// Gives the delivery back at once (shutdown, nothing went wrong).
@@ -40,17 +44,22 @@ pub(crate) async fn give_back(
     delivery: Delivery,
     op: &'static str,
     error: &(dyn std::fmt::Display + Sync),
-) {
+) -> Settled {
     telemetry::backend_error("worker", op, error);
     tokio::select! {
         () = tokio::time::sleep(BACKEND_PAUSE) => {}
         () = worker.shutdown.cancelled() => {}
     }
     requeue(delivery).await;
+    false
 }
 
 /// Publishes `message` with confirms, then acks; gives the delivery back if the publish fails.
-pub(crate) async fn publish_then_ack(worker: &Worker, delivery: Delivery, message: Message) {
+pub(crate) async fn publish_then_ack(
+    worker: &Worker,
+    delivery: Delivery,
+    message: Message,
+) -> Settled {
     match worker.backends.broker.publish(vec![message]).await {
         Ok(()) => ack(delivery).await,
         Err(e) => give_back(worker, delivery, "publish", &e).await,
@@ -60,8 +69,12 @@ pub(crate) async fn publish_then_ack(worker: &Worker, delivery: Delivery, messag
 /// `job` encoded in the binary form for `route`.
 pub(crate) fn job_message(route: Route, job: &Job) -> Message {
     let format = Format::Binary;
-    let mut message =
-        Message::new(route, job.priority, codec::encode(job, format), format.content_type());
+    let mut message = Message::new(
+        route,
+        job.priority,
+        codec::encode(job, format),
+        format.content_type(),
+    );
     message.key = job.ordering_key.clone();
     message
 }
@@ -73,7 +86,7 @@ pub(crate) async fn cancelled(
     record: JobRecord,
     unique_key: Option<&str>,
     note: String,
-) {
+) -> Settled {
     let now = worker.backends.clock.now_ms();
     let record = JobRecord {
         state: JobState::Cancelled,
@@ -83,11 +96,16 @@ pub(crate) async fn cancelled(
         worker: Some(worker.id.to_string()),
         ..record
     };
-    if let Err(e) = worker.backends.store.put_records(std::slice::from_ref(&record)).await {
+    if let Err(e) = worker
+        .backends
+        .store
+        .put_records(std::slice::from_ref(&record))
+        .await
+    {
         return give_back(worker, delivery, "put_records", &e).await;
     }
     release_unique(worker, record.id, unique_key).await;
-    ack(delivery).await;
+    ack(delivery).await
 }
 
 /// Frees the job's uniqueness key; a failure is logged, since the key expires anyway.
@@ -109,7 +127,7 @@ pub(crate) async fn outcome(
     let now = worker.backends.clock.now_ms();
     let label = outcome.label();
     let unique = job.unique_key.clone();
-    match outcome {
+    let settled = match outcome {
         Outcome::Completed => {
             let record = JobRecord {
                 state: JobState::Completed,
@@ -118,45 +136,63 @@ pub(crate) async fn outcome(
                 progress: Some(1.0),
                 ..running
             };
-            if let Err(e) = worker.backends.store.complete(&record).await {
-                return give_back(worker, delivery, "complete", &e).await;
+            match worker.backends.store.complete(&record).await {
+                Ok(()) => {
+                    release_unique(worker, job.id, unique.as_deref()).await;
+                    ack(delivery).await
+                }
+                Err(e) => give_back(worker, delivery, "complete", &e).await,
             }
-            release_unique(worker, job.id, unique.as_deref()).await;
-            ack(delivery).await;
         }
         Outcome::Failed { kind, message } => {
             tracing::warn!(error_kind = %kind, error = %message, "attempt failed");
-            job.errors.push(ErrorRecord { attempt: job.attempt, at_ms: now, kind, message });
-            publish_then_ack(worker, delivery, job_message(Route::Failed, &job)).await;
+            job.errors.push(ErrorRecord {
+                attempt: job.attempt,
+                at_ms: now,
+                kind,
+                message,
+            });
+            publish_then_ack(worker, delivery, job_message(Route::Failed, &job)).await
         }
-        Outcome::Permanent(message) => {
+        Outcome::Permanent(text) => {
             let kind = ErrorKind::Permanent;
-            telemetry::dead_lettered(&job.queue, kind.as_str(), &message);
-            job.errors.push(ErrorRecord { attempt: job.attempt, at_ms: now, kind, message });
-            let text = job.errors.last().map_or("", |e| e.message.as_str());
+            let record = ErrorRecord {
+                attempt: job.attempt,
+                at_ms: now,
+                kind,
+                message: text.clone(),
+            };
+            job.errors.push(record);
+            // The body carries the whole history; the scheduler files it as it is.
             let encoded = job_message(Route::Dead, &job);
-            let message = dead::message(encoded.body, encoded.content_type, kind, text);
-            match worker.backends.broker.publish(vec![message]).await {
-                Ok(()) => {
-                    // Dead is terminal: a new job with the same key may be enqueued.
-                    release_unique(worker, job.id, unique.as_deref()).await;
-                    ack(delivery).await;
-                }
-                Err(e) => return give_back(worker, delivery, "publish", &e).await,
+            let message = dead::message(encoded.body, encoded.content_type, kind, &text);
+            let settled = publish_then_ack(worker, delivery, message).await;
+            if settled {
+                telemetry::dead_lettered(&job.queue, kind.as_str(), &text);
+                // Dead is terminal: a new job with the same key may be enqueued now.
+                release_unique(worker, job.id, unique.as_deref()).await;
             }
+            settled
         }
         Outcome::Cancelled => {
             let note = "cancelled while running".to_string();
-            cancelled(worker, delivery, running, unique.as_deref(), note).await;
+            cancelled(worker, delivery, running, unique.as_deref(), note).await
         }
         Outcome::Interrupted => {
             // Back to the ready route without counting an attempt: say so in the record.
-            let record = JobRecord { state: JobState::Pending, updated_at_ms: now, ..running };
+            let record = JobRecord {
+                state: JobState::Pending,
+                updated_at_ms: now,
+                ..running
+            };
             if let Err(e) = worker.backends.store.put_records(&[record]).await {
                 telemetry::backend_error("worker", "put_records", &e);
             }
             requeue(delivery).await;
+            true
         }
+    };
+    if settled {
+        events::finished(&job, label);
     }
-    events::finished(&job, label);
 }

@@ -1,16 +1,274 @@
-//! The Redis store (placeholder while it is written).
+//! The Redis store: every [`Store`] capability on one Redis server, atomic where it matters
+//! through Lua scripts, one round trip per call.
+//!
+//! # Key layout
+//!
+//! Every key starts with the configured namespace (`ns` below) and a colon, so fleets can
+//! share a server. Job ids are written as hyphenated UUIDs.
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `ns:delayed:waiting` | ZSET | job id → due time (Unix ms) |
+//! | `ns:delayed:releasing` | ZSET | claimed job id → lease expiry (Unix ms) |
+//! | `ns:delayed:body` | HASH | job id → encoded job |
+//! | `ns:delayed:queue` | HASH | job id → queue |
+//! | `ns:delayed:due` | HASH | job id → due time, kept while the job is claimed |
+//! | `ns:delayed:counts` | HASH | queue → waiting + claimed jobs, kept by the scripts |
+//! | `ns:lock:{key}:x` | STRING | exclusive holder, `PX` = the lock's TTL |
+//! | `ns:lock:{key}:s` | ZSET | shared holder → expiry (Redis server ms) |
+//! | `ns:fence:{key}` | STRING | last fencing token issued for the lock (never expires) |
+//! | `ns:fenced:{resource}` | HASH | `token`, `value` of the last accepted fenced write |
+//! | `ns:job:{id}` | STRING | the [`JobRecord`](crate::store::JobRecord) as JSON, [`RECORD_TTL`] |
+//! | `ns:done:{id}` | STRING | completion marker, [`RECORD_TTL`] |
+//! | `ns:cancel:{id}` | STRING | cancel request, [`RECORD_TTL`] |
+//! | `ns:unique:{key}` | STRING | id of the job holding a uniqueness key, `PX` = its TTL |
+//! | `ns:dead:index` | ZSET | dead letter id → died at (Unix ms) |
+//! | `ns:dead:letters` | HASH | id → the [`DeadLetter`](crate::store::DeadLetter) as JSON |
+//! | `ns:dead:queue` | HASH | id → queue (`?` if unknown), to keep counts on replace |
+//! | `ns:dead:counts` | HASH | queue → dead letters, kept by the scripts |
+//! | `ns:workers` | ZSET | worker id → heartbeat expiry (Unix ms, the roles' clock) |
+//! | `ns:worker:{id}` | STRING | the [`WorkerInfo`](crate::store::WorkerInfo) as JSON, `PX` = TTL |
+//!
+//! Lock expiry is judged by the Redis server's clock (`TIME` inside the scripts), never by
+//! a client's, so holders on machines with skewed clocks still exclude each other. The
+//! fence counters never expire: a token must stay greater than every token before it.
+//! Scripts touch only keys passed as `KEYS`, except the heartbeat listing, which reads
+//! `ns:worker:*` keys it derives from the ids it finds (this store targets a single
+//! server, not a cluster).
+//!
+//! # Layout
+//!
+//! - this file: [`RedisStore`], connecting, key names and error mapping.
+//! - `scripts`: the Lua scripts.
+//! - `delayed`, `locks`, `states`, `dead`, `heartbeats`: one capability trait each.
+
+mod dead;
+mod delayed;
+mod heartbeats;
+mod locks;
+mod scripts;
+mod states;
+#[cfg(test)]
+mod testkit;
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
 use crate::clock::SharedClock;
-use crate::store::StoreError;
-/// Redis store.
-#[derive(Debug)]
-pub struct RedisStore;
+use crate::config::redact;
+use crate::job::JobId;
+use crate::store::{Store, StoreError};
+
+pub use states::RECORD_TTL;
+
+/// How long one connection attempt may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a reply may take; scripts are short, so a longer wait means trouble.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reconnect attempts (exponential backoff from 100 ms) before a call fails; the caller's
+/// own retry takes over after that.
+const RECONNECT_RETRIES: usize = 4;
+
+/// The Redis store. Cheap to clone: clones share one multiplexed, self-reconnecting
+/// connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    clock: SharedClock,
+}
+
 impl RedisStore {
-    /// Connects.
+    /// Connects to the server at `url` (`redis://` or `rediss://`) and keeps every key under
+    /// `namespace`. Heartbeat expiry follows `clock`; lock expiry follows the server's.
+    /// Errors never contain the URL's password.
     pub async fn connect(
-        _url: &str,
-        _namespace: &str,
-        _clock: SharedClock,
+        url: &str,
+        namespace: &str,
+        clock: SharedClock,
     ) -> Result<Self, StoreError> {
-        Err(StoreError::Invalid("redis store not built yet".into()))
+        if namespace.is_empty() || namespace.contains(char::is_whitespace) {
+            return Err(StoreError::Invalid(format!(
+                "namespace {namespace:?} must be non-empty and without whitespace"
+            )));
+        }
+        let unreachable = |e: RedisError| {
+            let reason = scrub_password(url, &e.to_string());
+            match to_store_error(e) {
+                StoreError::Connection(_) => {
+                    StoreError::Connection(format!("{}: {reason}", redact(url)))
+                }
+                _ => StoreError::Invalid(format!("{}: {reason}", redact(url))),
+            }
+        };
+        let client = redis::Client::open(url).map_err(unreachable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(unreachable)?;
+        Ok(Self {
+            conn,
+            keys: Keys::new(namespace),
+            clock,
+        })
+    }
+
+    /// A handle on the shared connection for one call (a clone, as commands need `&mut`).
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.keys.namespace())
+            .finish()
+    }
+}
+
+impl Store for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// Key names under one namespace (the layout is in the module docs).
+#[derive(Clone, Debug)]
+struct Keys {
+    /// The namespace and its trailing colon.
+    prefix: String,
+}
+
+impl Keys {
+    fn new(namespace: &str) -> Self {
+        Self {
+            prefix: format!("{namespace}:"),
+        }
+    }
+
+    fn namespace(&self) -> &str {
+        self.prefix.trim_end_matches(':')
+    }
+
+    /// `ns:{suffix}`.
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// `ns:{kind}:{id}`.
+    fn of_job(&self, kind: &str, id: JobId) -> String {
+        format!("{}{kind}:{id}", self.prefix)
+    }
+}
+
+/// Maps a client error to whether retrying can help: transport trouble and a server that
+/// is loading or failing over can pass; data of the wrong shape is corrupt; the rest is a
+/// bad request.
+fn to_store_error(e: RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        );
+    if transient {
+        return StoreError::Connection(e.to_string());
+    }
+    let wrong_shape = matches!(e.kind(), ErrorKind::UnexpectedReturnType | ErrorKind::Parse)
+        || e.code() == Some("WRONGTYPE");
+    if wrong_shape {
+        StoreError::Corrupt(e.to_string())
+    } else {
+        StoreError::Invalid(e.to_string())
+    }
+}
+
+impl From<RedisError> for StoreError {
+    fn from(e: RedisError) -> Self {
+        to_store_error(e)
+    }
+}
+
+/// A stored JSON document that does not decode as `T`.
+fn decode_json<T: serde::de::DeserializeOwned>(what: &str, json: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A JSON document for storing; our records always serialise, but say so if one does not.
+fn encode_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
+}
+
+/// A stored job id that does not parse is corrupt data.
+fn parse_id(text: &str) -> Result<JobId, StoreError> {
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("job id {text:?}: {e}")))
+}
+
+/// A TTL for `PX`, which refuses 0: a zero TTL becomes the shortest one.
+fn px(ttl_ms: u64) -> u64 {
+    ttl_ms.max(1)
+}
+
+/// `message` with the URL's password (if any) masked, in case the client echoed it.
+fn scrub_password(url: &str, message: &str) -> String {
+    let password = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => message.replace(p, "***"),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock;
+
+    #[test]
+    fn scrub_masks_only_the_password() {
+        let url = "redis://user:s3cret@h:6379/0";
+        assert_eq!(scrub_password(url, "bad s3cret here"), "bad *** here");
+        assert_eq!(scrub_password("redis://h:6379", "fine"), "fine");
+    }
+
+    #[tokio::test]
+    async fn connect_errors_hide_the_password() {
+        // Port 1 is never a Redis server: the connection is refused.
+        let url = "redis://user:hunter2@127.0.0.1:1/0";
+        let err = RedisStore::connect(url, "ns", clock::system())
+            .await
+            .expect_err("refused");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("user:***@127.0.0.1:1"), "{text}");
+        assert!(err.is_retryable(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn empty_namespace_is_refused() {
+        let err = RedisStore::connect("redis://127.0.0.1:6379/", "", clock::system()).await;
+        assert!(matches!(err, Err(StoreError::Invalid(_))));
     }
 }

@@ -34,7 +34,13 @@ impl SpyBroker {
             fail_publish: AtomicBool::new(false),
             states_at_publish: Mutex::new(Vec::new()),
         });
-        (Backends { broker: spy.clone(), ..backends }, spy)
+        (
+            Backends {
+                broker: spy.clone(),
+                ..backends
+            },
+            spy,
+        )
     }
 
     pub fn publishes(&self) -> usize {
@@ -62,8 +68,15 @@ impl Broker for SpyBroker {
         for message in &batch {
             let job = codec::decode(&message.body, message.content_type.as_deref())
                 .expect("the producer publishes decodable jobs");
-            let record = self.store.record(job.id).await.expect("embedded store answers");
-            self.states_at_publish.lock().unwrap().push(record.map(|r| r.state));
+            let record = self
+                .store
+                .record(job.id)
+                .await
+                .expect("embedded store answers");
+            self.states_at_publish
+                .lock()
+                .expect("not poisoned")
+                .push(record.map(|r| r.state));
         }
         if self.fail_publish.load(Ordering::SeqCst) {
             return Err(BrokerError::Connection("spy: connection reset".into()));

@@ -128,14 +128,22 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
 
     let mut progress = Progress::new(options.progress, "jobs", options.jobs as u64);
     let mut watcher = Watcher::new(backends.store.clone());
+    let mut idle_after = None;
     let stop = match enqueue_workload(&backends, &config, options.jobs).await {
         Ok(ids) => {
             watcher.watch(ids);
-            follow(&options, &mut roles, &mut watcher, &mut progress, &shutdown).await
+            let mut view = View {
+                watcher: &mut watcher,
+                progress: &mut progress,
+                started,
+                idle_after: &mut idle_after,
+            };
+            follow(&options, &mut roles, &mut view, &shutdown).await
         }
         Err(e) => Err(e),
     };
-    let elapsed = started.elapsed();
+    // The rate is of the workload, not of the idle time spent waiting for Ctrl-C after it.
+    let elapsed = idle_after.unwrap_or_else(|| started.elapsed());
     fleet.cancel();
     let drained = drain(&mut roles).await;
     let tally = watcher.poll().await.unwrap_or_else(|_| watcher.tally());
@@ -199,19 +207,26 @@ async fn enqueue_workload(backends: &Backends, config: &Config, n: usize) -> Res
     Ok(ids)
 }
 
+/// What following the jobs reads and updates.
+struct View<'a> {
+    watcher: &'a mut Watcher,
+    progress: &'a mut Progress,
+    started: Instant,
+    /// Set when every job first reaches a terminal state.
+    idle_after: &'a mut Option<Duration>,
+}
+
 /// Polls the jobs' records and shows progress until idle, shutdown or the timeout; a role
 /// that ends on its own ends the run with its error.
 async fn follow(
     options: &DevOptions,
     roles: &mut JoinSet<Result<()>>,
-    watcher: &mut Watcher,
-    progress: &mut Progress,
+    view: &mut View<'_>,
     shutdown: &CancellationToken,
 ) -> Result<Stop> {
     let deadline = tokio::time::Instant::now() + options.timeout;
     let mut ticks = tokio::time::interval(POLL_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut announced_idle = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(Stop::Shutdown),
@@ -222,25 +237,23 @@ async fn follow(
             }
             _ = ticks.tick() => {}
         }
-        let tally = match watcher.poll().await {
+        let tally = match view.watcher.poll().await {
             Ok(tally) => tally,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read job records for progress");
-                watcher.tally()
+                view.watcher.tally()
             }
         };
-        progress.update(tally.finished(), &tally.describe());
-        if tally.is_idle() {
+        view.progress.update(tally.finished(), &tally.describe());
+        if tally.is_idle() && view.idle_after.is_none() {
+            *view.idle_after = Some(view.started.elapsed());
             if options.until_idle {
                 return Ok(Stop::Idle);
             }
-            if !announced_idle {
-                progress.note(&format!(
-                    "all {} jobs finished; the fleet keeps running until Ctrl-C",
-                    tally.total
-                ));
-                announced_idle = true;
-            }
+            view.progress.note(&format!(
+                "all {} jobs finished; the fleet keeps running until Ctrl-C",
+                tally.total
+            ));
         }
         if options.until_idle && tokio::time::Instant::now() >= deadline {
             return Ok(Stop::TimedOut);

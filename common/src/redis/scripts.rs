@@ -1,0 +1,272 @@
+//! The Lua scripts behind every call that must be atomic.
+//!
+//! Redis runs a script without interleaving any other command, so a script is how a
+//! read-then-write (claim due jobs, take a lock unless someone holds it, keep a count
+//! beside a set) stays correct with many clients. Each script touches only the keys it is
+//! given, except [`LIVE_WORKERS`] (see the module docs). Scripts are sent by hash
+//! (`EVALSHA`) and loaded on first use by `redis::Script`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Lua: `decr(hash, field)` lowers a counter and drops it at zero, so count hashes hold
+/// only live queues and never go negative.
+macro_rules! decr_fn {
+    () => {
+        "local function decr(hash, field)
+            if redis.call('HINCRBY', hash, field, -1) <= 0 then
+                redis.call('HDEL', hash, field)
+            end
+        end
+        "
+    };
+}
+
+/// Lua: `now` is the server's time in ms; lock expiry must not depend on client clocks.
+/// `keep_until_last(zset)` makes a shared-holder set expire with its last holder, so an
+/// abandoned lock leaves nothing behind.
+macro_rules! time_fns {
+    () => {
+        "local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local function keep_until_last(zset)
+            local last = redis.call('ZRANGE', zset, -1, -1, 'WITHSCORES')
+            if last[2] then redis.call('PEXPIREAT', zset, last[2]) end
+        end
+        "
+    };
+}
+
+/// Adds or moves jobs. KEYS: waiting, releasing, body, queue, due, counts. ARGV: id,
+/// queue, due, body for each job. A job already there (waiting or claimed) moves to its
+/// new due time and its old lease is dropped; it is counted once, under its new queue.
+pub(super) const SCHEDULE_LUA: &str = concat!(
+    decr_fn!(),
+    "for i = 1, #ARGV, 4 do
+        local id, queue, due = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+        local old = redis.call('HGET', KEYS[4], id)
+        if old ~= queue then
+            if old then decr(KEYS[6], old) end
+            redis.call('HINCRBY', KEYS[6], queue, 1)
+        end
+        redis.call('ZREM', KEYS[2], id)
+        redis.call('ZADD', KEYS[1], due, id)
+        redis.call('HSET', KEYS[3], id, ARGV[i + 3])
+        redis.call('HSET', KEYS[4], id, queue)
+        redis.call('HSET', KEYS[5], id, due)
+    end
+    return 0"
+);
+
+/// [`SCHEDULE_LUA`], for one batch of jobs.
+pub(super) static SCHEDULE: LazyLock<Script> = LazyLock::new(|| Script::new(SCHEDULE_LUA));
+
+/// Claims due jobs. KEYS: waiting, releasing, body, queue, due. ARGV: now, limit, lease
+/// expiry. First returns expired leases to waiting (at their own due time), then moves up
+/// to `limit` jobs due by `now`, earliest first, into releasing. Returns `{id, body,
+/// queue, due}` per claimed job.
+pub(super) static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+        for _, id in ipairs(expired) do
+            redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[5], id) or ARGV[1], id)
+        end
+        if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1]) end
+        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+        local claimed = {}
+        for _, id in ipairs(ids) do
+            redis.call('ZREM', KEYS[1], id)
+            redis.call('ZADD', KEYS[2], ARGV[3], id)
+            claimed[#claimed + 1] = {
+                id,
+                redis.call('HGET', KEYS[3], id),
+                redis.call('HGET', KEYS[4], id),
+                redis.call('HGET', KEYS[5], id),
+            }
+        end
+        return claimed",
+    )
+});
+
+/// Forgets published jobs. KEYS: releasing, body, queue, due, counts. ARGV: ids. Only
+/// jobs still claimed go: one rescheduled since its claim has started a new wait.
+pub(super) static RELEASE_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        decr_fn!(),
+        "for _, id in ipairs(ARGV) do
+            if redis.call('ZREM', KEYS[1], id) == 1 then
+                local queue = redis.call('HGET', KEYS[3], id)
+                redis.call('HDEL', KEYS[2], id)
+                redis.call('HDEL', KEYS[3], id)
+                redis.call('HDEL', KEYS[4], id)
+                if queue then decr(KEYS[5], queue) end
+            end
+        end
+        return 0"
+    ))
+});
+
+/// Removes a job wherever it is. KEYS: waiting, releasing, body, queue, due, counts.
+/// ARGV: id. Returns 1 only if it was waiting (a claimed job may be published already).
+pub(super) static UNSCHEDULE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        decr_fn!(),
+        "local waiting = redis.call('ZREM', KEYS[1], ARGV[1])
+        local claimed = redis.call('ZREM', KEYS[2], ARGV[1])
+        if waiting + claimed > 0 then
+            local queue = redis.call('HGET', KEYS[4], ARGV[1])
+            redis.call('HDEL', KEYS[3], ARGV[1])
+            redis.call('HDEL', KEYS[4], ARGV[1])
+            redis.call('HDEL', KEYS[5], ARGV[1])
+            if queue then decr(KEYS[6], queue) end
+        end
+        return waiting"
+    ))
+});
+
+/// Takes a lock. KEYS: exclusive key, shared set, fence counter. ARGV: `x` or `s`,
+/// holder, TTL ms. Grants unless another live holder excludes the request (a holder
+/// asking again, even in the other mode, is renewed); returns the next fencing token,
+/// or nil if refused.
+pub(super) static LOCK_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        time_fns!(),
+        "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+        local owner = redis.call('GET', KEYS[1])
+        if owner and owner ~= ARGV[2] then return false end
+        local ttl = tonumber(ARGV[3])
+        if ARGV[1] == 'x' then
+            local others = redis.call('ZCARD', KEYS[2])
+            if redis.call('ZSCORE', KEYS[2], ARGV[2]) then others = others - 1 end
+            if others > 0 then return false end
+            redis.call('ZREM', KEYS[2], ARGV[2])
+            redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+        else
+            redis.call('DEL', KEYS[1])
+            redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
+            keep_until_last(KEYS[2])
+        end
+        return redis.call('INCR', KEYS[3])"
+    ))
+});
+
+/// Extends a lock. KEYS: exclusive key, shared set. ARGV: holder, TTL ms. Returns 1 if
+/// the holder still held it (in either mode), else 0.
+pub(super) static LOCK_RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        time_fns!(),
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return 1
+        end
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+        if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+            redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+            keep_until_last(KEYS[2])
+            return 1
+        end
+        return 0"
+    ))
+});
+
+/// Releases a lock if the holder holds it. KEYS: exclusive key, shared set. ARGV: holder.
+pub(super) static LOCK_RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+        redis.call('ZREM', KEYS[2], ARGV[1])
+        return 0",
+    )
+});
+
+/// Writes a fenced resource. KEYS: resource hash. ARGV: token, value. Refuses (returns 0)
+/// a token below the stored one. Tokens are compared as decimal strings (length, then
+/// text) because Lua numbers lose precision past 2^53.
+pub(super) static FENCED_WRITE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local stored = redis.call('HGET', KEYS[1], 'token')
+        if stored and (#ARGV[1] < #stored or (#ARGV[1] == #stored and ARGV[1] < stored)) then
+            return 0
+        end
+        redis.call('HSET', KEYS[1], 'token', ARGV[1], 'value', ARGV[2])
+        return 1",
+    )
+});
+
+/// Claims a uniqueness key. KEYS: the key. ARGV: job id, TTL ms. Returns nil if the job
+/// now holds it (or already did, keeping its expiry), else the holder's id.
+pub(super) static UNIQUE_CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+        local holder = redis.call('GET', KEYS[1])
+        if holder == ARGV[1] then return false end
+        return holder",
+    )
+});
+
+/// Deletes a key only if it holds the given value. KEYS: the key. ARGV: value.
+pub(super) static COMPARE_AND_DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0",
+    )
+});
+
+/// Files a dead letter. KEYS: index, letters, queues, counts. ARGV: id, died at, JSON,
+/// queue. Replacing a letter counts it once, under its new queue.
+pub(super) static DEAD_PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        decr_fn!(),
+        "local old = redis.call('HGET', KEYS[3], ARGV[1])
+        if old ~= ARGV[4] then
+            if old then decr(KEYS[4], old) end
+            redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+        end
+        redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+        redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+        return 0"
+    ))
+});
+
+/// Removes dead letters. KEYS: index, letters, queues, counts. ARGV: ids. Returns how
+/// many existed.
+pub(super) static DEAD_REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        decr_fn!(),
+        "local removed = 0
+        for _, id in ipairs(ARGV) do
+            if redis.call('HDEL', KEYS[2], id) == 1 then
+                removed = removed + 1
+                redis.call('ZREM', KEYS[1], id)
+                local queue = redis.call('HGET', KEYS[3], id)
+                redis.call('HDEL', KEYS[3], id)
+                if queue then decr(KEYS[4], queue) end
+            end
+        end
+        return removed"
+    ))
+});
+
+/// One page of dead letters, newest first. KEYS: index, letters. ARGV: first and last
+/// rank. Returns the JSON of each letter in the page (nil for one removed meanwhile).
+pub(super) static DEAD_PAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])
+        local page = {}
+        for i, id in ipairs(ids) do page[i] = redis.call('HGET', KEYS[2], id) end
+        return page",
+    )
+});
+
+/// Lists live workers. KEYS: the workers set. ARGV: now, the `ns:worker:` prefix. Drops
+/// expired ids, then returns the JSON of each live worker (nil if its key expired first).
+pub(super) static LIVE_WORKERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+        local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+        local infos = {}
+        for i, id in ipairs(ids) do infos[i] = redis.call('GET', ARGV[2] .. id) end
+        return infos",
+    )
+});

@@ -1,0 +1,97 @@
+//! The optional HTTP endpoint: health, queue depths as JSON, Prometheus metrics, and a
+//! refusal to start on an address that is taken.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobfleet_common::store::JobState;
+use jobfleet_common::{Backends, Config, Job, Route};
+use jobfleet_scheduler::SchedulerError;
+use support::{queue, Fleet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// A local address nothing listens on right now.
+fn free_addr() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("addr").to_string()
+}
+
+/// `GET path` over plain HTTP/1.1; the status line and the body.
+async fn get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = None;
+    // The server binds before `run` returns control, but the task may not be polled yet.
+    for _ in 0..50 {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let mut stream = stream.expect("endpoint listening");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+#[tokio::test]
+async fn serves_health_queue_depths_and_metrics() {
+    let addr = free_addr();
+    let q = queue();
+    let mut config = Config::default();
+    config.scheduler.http = Some(addr.clone());
+    config.worker.queues = vec![q.clone()];
+    let mut fleet = Fleet::with_config(config);
+    fleet.start_scheduler();
+    let job = Job::new(&q, "work", "{}").with_run_at_ms(fleet.now() + 600_000);
+    fleet.publish(Route::Delayed, &job).await;
+    fleet
+        .wait_for_state(job.id, JobState::Scheduled, Duration::from_secs(5))
+        .await;
+
+    let (status, body) = get(&addr, "/healthz").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "ok");
+
+    let (status, body) = get(&addr, "/api/queues").await;
+    assert!(status.contains("200"), "{status}");
+    let depths: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let row = depths
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == q.as_str()))
+        .expect("a row for the queue");
+    assert_eq!(row["delayed"], 1);
+    assert_eq!(row["dead"], 0);
+
+    let (status, body) = get(&addr, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let gauge = format!("jobfleet_queue_depth{{queue=\"{q}\",state=\"delayed\"}} 1");
+    assert!(body.contains(&gauge), "no {gauge} in:\n{body}");
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn refuses_to_start_on_a_taken_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut config = Config::default();
+    config.scheduler.http = Some(taken.local_addr().expect("addr").to_string());
+    let backends = Backends::embedded();
+    let result = jobfleet_scheduler::run(Arc::new(config), backends, CancellationToken::new());
+    let result = tokio::time::timeout(Duration::from_secs(5), result)
+        .await
+        .expect("returns");
+    assert!(
+        matches!(result, Err(SchedulerError::Http { .. })),
+        "{result:?}"
+    );
+}
