@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 /// jobfleet: a distributed job queue. Run `jobfleet dev` to see a fleet at work.
 #[derive(Parser)]
-#[command(name = "jobfleet", version, about, long_about = None)]
+#[command(name = "jobfleet", version)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

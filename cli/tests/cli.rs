@@ -120,3 +120,14 @@ fn bad_flag_values_are_usage_errors() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn purging_everything_needs_all() {
+    let out = jobfleet(&["dlq", "purge"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("add --all"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -135,14 +135,15 @@ fn decode_json(body: &[u8]) -> Result<Job, DecodeError> {
     wire.into_job()
 }
 
-/// The JSON form. Only `queue` and `kind` are required; every other field has the
+/// The JSON form. Only `v`, `id`, `queue` and `kind` are required; every other field has the
 /// default a Rust producer would give it, so a hand-written job stays short.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonJob {
     v: u32,
-    #[serde(default)]
-    id: Option<JobId>,
+    /// Required: a decoder that invented ids would give a redelivered message a new id
+    /// every time, and the completion marker could not recognise it.
+    id: JobId,
     queue: String,
     kind: String,
     #[serde(default)]
@@ -177,10 +178,13 @@ struct JsonJob {
 
 impl JsonJob {
     fn from_job(job: &Job) -> Self {
+        // Inline only payloads that read back byte for byte: JSON without surrounding
+        // whitespace (RawValue drops it), and not `null` (which reads back as absent).
         let raw = std::str::from_utf8(&job.payload)
             .ok()
-            .filter(|s| !s.trim().is_empty())
-            .and_then(|s| serde_json::value::RawValue::from_string(s.to_string()).ok());
+            .filter(|s| *s != "null")
+            .and_then(|s| serde_json::value::RawValue::from_string(s.to_string()).ok())
+            .filter(|raw| raw.get().len() == job.payload.len());
         let payload_base64 = match raw {
             Some(_) => None,
             None if job.payload.is_empty() => None,
@@ -188,7 +192,7 @@ impl JsonJob {
         };
         Self {
             v: VERSION,
-            id: Some(job.id),
+            id: job.id,
             queue: job.queue.clone(),
             kind: job.kind.clone(),
             priority: Some(job.priority.level()),
@@ -232,7 +236,7 @@ impl JsonJob {
             Some(p) => Priority::new(p).unwrap_or(Priority::out_of_range(p)),
         };
         Ok(Job {
-            id: self.id.unwrap_or_default(),
+            id: self.id,
             queue: self.queue,
             kind: self.kind,
             priority,
@@ -286,11 +290,8 @@ mod tests {
 
     #[test]
     fn minimal_hand_written_json_gets_defaults() {
-        let job = decode(
-            br#"{"v":1,"queue":"q","kind":"echo","payload":[1,2]}"#,
-            None,
-        )
-        .expect("decodes");
+        let text = r#"{"v":1,"id":"01890a5d-ac96-774b-bcce-b302099a8057","queue":"q","kind":"echo","payload":[1,2]}"#;
+        let job = decode(text.as_bytes(), None).expect("decodes");
         assert_eq!(job.queue, "q");
         assert_eq!(&job.payload[..], b"[1,2]");
         assert_eq!(job.priority, Priority::NORMAL);
@@ -300,9 +301,12 @@ mod tests {
     #[test]
     fn wrong_versions_and_garbage_are_errors() {
         assert_eq!(decode(b"JF\x02rest", None), Err(DecodeError::Version(2)));
-        assert_eq!(
-            decode(br#"{"v":2,"queue":"q","kind":"k"}"#, None),
-            Err(DecodeError::Version(2))
+        let v2 = r#"{"v":2,"id":"01890a5d-ac96-774b-bcce-b302099a8057","queue":"q","kind":"k"}"#;
+        assert_eq!(decode(v2.as_bytes(), None), Err(DecodeError::Version(2)));
+        let no_id = decode(br#"{"v":1,"queue":"q","kind":"k"}"#, None);
+        assert!(
+            matches!(&no_id, Err(DecodeError::Json(m)) if m.contains("`id`")),
+            "{no_id:?}"
         );
         assert_eq!(decode(b"hello", None), Err(DecodeError::Unrecognised));
         assert!(matches!(decode(b"{", None), Err(DecodeError::Json(_))));

@@ -7,7 +7,7 @@
 /// Counter: jobs accepted by the broker from a producer. Labels: queue.
 pub const JOBS_ENQUEUED: &str = "jobfleet_jobs_enqueued_total";
 /// Counter: attempts finished. Labels: queue, kind, outcome (completed, failed, timeout,
-/// panic, lock_lost, cancelled, skipped, requeued, duplicate).
+/// panic, lock_lost, permanent, cancelled, skipped, requeued, duplicate).
 pub const ATTEMPTS: &str = "jobfleet_attempts_total";
 /// Histogram (seconds): handler run time. Labels: queue, kind.
 pub const RUN_SECONDS: &str = "jobfleet_job_run_seconds";

@@ -30,6 +30,7 @@
 //!   marker, cancel flag, lock, `running` record, attempt.
 //! - `attempt`: one handler run: timeout, panic, stop from outside, lock watchdog.
 //! - `settle`: publish-then-ack, giving deliveries back on backend errors, outcomes.
+//! - `ticket`: what is settled: the delivery, or the store hold of a long job acked early.
 //! - `background`: the heartbeat and the cancel poll.
 //! - `running`: the table of running attempts and how each is stopped.
 //! - `state`: the worker's identity and the state its tasks share.
@@ -50,6 +51,7 @@ mod running;
 mod runtime;
 mod settle;
 mod state;
+mod ticket;
 
 #[cfg(test)]
 mod tests;

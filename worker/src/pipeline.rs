@@ -22,6 +22,7 @@ use crate::events;
 use crate::handler::Handler;
 use crate::settle;
 use crate::state::Worker;
+use crate::ticket::{self, Hold, Ticket};
 
 /// Handles one delivery from start to settlement.
 pub(crate) async fn process(worker: Arc<Worker>, delivery: Delivery) {
@@ -202,6 +203,9 @@ async fn run_attempt(
         settle::give_back(worker, delivery, "put_records", &e).await;
         return;
     }
+    let Some(ticket) = hold_if_long(worker, &job, delivery).await else {
+        return;
+    };
     let ctx = JobContext::new(Parts {
         job: job.clone(),
         cancelled: guard.stopper().token().clone(),
@@ -217,10 +221,30 @@ async fn run_attempt(
     });
     events::started(&job, events::wait_of(&job, now));
     let began = Instant::now();
-    let outcome = attempt::run(handler, ctx, guard.stopper(), watch).await;
+    let attempt = attempt::run(handler, ctx, guard.stopper(), watch);
+    let outcome = ticket::run_while(ticket.hold(), attempt).await;
     events::stopped(&job, began.elapsed());
     drop(guard);
-    settle::outcome(worker, delivery, job, record, outcome).await;
+    settle::outcome(worker, ticket, job, record, outcome).await;
+}
+
+/// A job longer than `worker.ack_early_after` is held in the store and its delivery acked
+/// now (see [`crate::ticket`]); others keep their delivery. `None` if the delivery was
+/// given back after a store error.
+async fn hold_if_long(worker: &Worker, job: &Job, delivery: Delivery) -> Option<Ticket> {
+    let settings = &worker.config.worker;
+    if !Hold::wanted(job, settings.ack_early_after) {
+        return Some(delivery.into());
+    }
+    let (store, clock) = (worker.backends.store.clone(), worker.backends.clock.clone());
+    let body = settle::job_message(Route::Ready(job.queue.clone()), job).body;
+    match Hold::take(store, clock, job, body, settings.hold_lease, delivery).await {
+        Ok(hold) => Some(Ticket::Held(hold)),
+        Err((delivery, e)) => {
+            settle::give_back(worker, delivery, "hold", &e).await;
+            None
+        }
+    }
 }
 
 /// Step 5's conflict policies: requeue through the delayed route, or skip as cancelled.

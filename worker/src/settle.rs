@@ -1,12 +1,13 @@
-//! Settling a delivery: every move publishes (with confirms) first and acks after, and a
-//! backend error anywhere gives the delivery back instead, so it is redelivered.
+//! Settling a job's [`Ticket`] (its delivery, or its hold for a long job): every move
+//! publishes (with confirms) first and acks after, and a backend error anywhere gives the
+//! job back instead, so it runs again.
 //!
 //! [`outcome`] turns an attempt's [`Outcome`] into the records, publishes and ack that
 //! architecture.md step 3.7 prescribes.
 
 use std::time::Duration;
 
-use jobfleet_common::broker::{Delivery, Message, Route};
+use jobfleet_common::broker::{Message, Route};
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{dead, telemetry, ErrorKind, ErrorRecord, Job, JobId};
@@ -14,6 +15,7 @@ use jobfleet_common::{dead, telemetry, ErrorKind, ErrorRecord, Job, JobId};
 use crate::attempt::Outcome;
 use crate::events;
 use crate::state::Worker;
+use crate::ticket::Ticket;
 
 /// How long a delivery is held after a backend error before it is given back, so a store
 /// or broker outage does not turn into a hot redelivery loop.
@@ -24,16 +26,16 @@ pub(crate) type Settled = bool;
 
 /// Acks; a failed ack only means the message comes back, which the completion marker and
 /// the cancel flag absorb.
-pub(crate) async fn ack(delivery: Delivery) -> Settled {
-    if let Err(e) = delivery.ack().await {
+pub(crate) async fn ack(ticket: impl Into<Ticket>) -> Settled {
+    if let Err(e) = ticket.into().ack().await {
         telemetry::backend_error("worker", "ack", &e);
     }
     true
 }
 
 /// Gives the delivery back at once (shutdown, nothing went wrong).
-pub(crate) async fn requeue(delivery: Delivery) {
-    if let Err(e) = delivery.requeue().await {
+pub(crate) async fn requeue(ticket: impl Into<Ticket>) {
+    if let Err(e) = ticket.into().requeue().await {
         telemetry::backend_error("worker", "requeue", &e);
     }
 }
@@ -41,7 +43,7 @@ pub(crate) async fn requeue(delivery: Delivery) {
 /// Logs a backend error and gives the delivery back after a pause (cut short by shutdown).
 pub(crate) async fn give_back(
     worker: &Worker,
-    delivery: Delivery,
+    ticket: impl Into<Ticket>,
     op: &'static str,
     error: &(dyn std::fmt::Display + Sync),
 ) -> Settled {
@@ -50,19 +52,19 @@ pub(crate) async fn give_back(
         () = tokio::time::sleep(BACKEND_PAUSE) => {}
         () = worker.shutdown.cancelled() => {}
     }
-    requeue(delivery).await;
+    requeue(ticket).await;
     false
 }
 
 /// Publishes `message` with confirms, then acks; gives the delivery back if the publish fails.
 pub(crate) async fn publish_then_ack(
     worker: &Worker,
-    delivery: Delivery,
+    ticket: impl Into<Ticket>,
     message: Message,
 ) -> Settled {
     match worker.backends.broker.publish(vec![message]).await {
-        Ok(()) => ack(delivery).await,
-        Err(e) => give_back(worker, delivery, "publish", &e).await,
+        Ok(()) => ack(ticket).await,
+        Err(e) => give_back(worker, ticket, "publish", &e).await,
     }
 }
 
@@ -82,7 +84,7 @@ pub(crate) fn job_message(route: Route, job: &Job) -> Message {
 /// Writes a terminal `cancelled` record with `note`, frees the uniqueness key, acks.
 pub(crate) async fn cancelled(
     worker: &Worker,
-    delivery: Delivery,
+    ticket: impl Into<Ticket>,
     record: JobRecord,
     unique_key: Option<&str>,
     note: String,
@@ -102,10 +104,10 @@ pub(crate) async fn cancelled(
         .put_records(std::slice::from_ref(&record))
         .await
     {
-        return give_back(worker, delivery, "put_records", &e).await;
+        return give_back(worker, ticket, "put_records", &e).await;
     }
     release_unique(worker, record.id, unique_key).await;
-    ack(delivery).await
+    ack(ticket).await
 }
 
 /// Frees the job's uniqueness key; a failure is logged, since the key expires anyway.
@@ -119,7 +121,7 @@ pub(crate) async fn release_unique(worker: &Worker, id: JobId, key: Option<&str>
 /// Settles an attempt that ended with `outcome`; `running` is the record it started with.
 pub(crate) async fn outcome(
     worker: &Worker,
-    delivery: Delivery,
+    ticket: Ticket,
     mut job: Job,
     running: JobRecord,
     outcome: Outcome,
@@ -139,20 +141,20 @@ pub(crate) async fn outcome(
             match worker.backends.store.complete(&record).await {
                 Ok(()) => {
                     release_unique(worker, job.id, unique.as_deref()).await;
-                    ack(delivery).await
+                    ack(ticket).await
                 }
-                Err(e) => give_back(worker, delivery, "complete", &e).await,
+                Err(e) => give_back(worker, ticket, "complete", &e).await,
             }
         }
         Outcome::Failed { kind, message } => {
-            tracing::warn!(error_kind = %kind, error = %message, "attempt failed");
+            tracing::info!(error_kind = %kind, error = %message, "attempt failed");
             job.errors.push(ErrorRecord {
                 attempt: job.attempt,
                 at_ms: now,
                 kind,
                 message,
             });
-            publish_then_ack(worker, delivery, job_message(Route::Failed, &job)).await
+            publish_then_ack(worker, ticket, job_message(Route::Failed, &job)).await
         }
         Outcome::Permanent(text) => {
             let kind = ErrorKind::Permanent;
@@ -166,7 +168,7 @@ pub(crate) async fn outcome(
             // The body carries the whole history; the scheduler files it as it is.
             let encoded = job_message(Route::Dead, &job);
             let message = dead::message(encoded.body, encoded.content_type, kind, &text);
-            let settled = publish_then_ack(worker, delivery, message).await;
+            let settled = publish_then_ack(worker, ticket, message).await;
             if settled {
                 telemetry::dead_lettered(&job.queue, kind.as_str(), &text);
                 // Dead is terminal: a new job with the same key may be enqueued now.
@@ -176,7 +178,7 @@ pub(crate) async fn outcome(
         }
         Outcome::Cancelled => {
             let note = "cancelled while running".to_string();
-            cancelled(worker, delivery, running, unique.as_deref(), note).await
+            cancelled(worker, ticket, running, unique.as_deref(), note).await
         }
         Outcome::Interrupted => {
             // Back to the ready route without counting an attempt: say so in the record.
@@ -188,7 +190,7 @@ pub(crate) async fn outcome(
             if let Err(e) = worker.backends.store.put_records(&[record]).await {
                 telemetry::backend_error("worker", "put_records", &e);
             }
-            requeue(delivery).await;
+            requeue(ticket).await;
             true
         }
     };

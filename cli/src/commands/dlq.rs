@@ -84,6 +84,18 @@ impl FilterArgs {
 
 /// Runs the command.
 pub async fn run(args: DlqArgs, config: Config) -> Result<()> {
+    if let DlqAction::Purge {
+        filter,
+        ids,
+        all: false,
+    } = &args.action
+    {
+        if ids.is_empty() && filter.filter() == DeadFilter::default() {
+            return Err(Error::Usage(
+                "purge with no ids and no filter removes every dead letter; add --all".into(),
+            ));
+        }
+    }
     let backends = connect_shared(&config, "dlq").await?;
     match args.action {
         DlqAction::List(f) => {
@@ -108,12 +120,7 @@ pub async fn run(args: DlqArgs, config: Config) -> Result<()> {
                 println!("not found {id}");
             }
         }
-        DlqAction::Purge { filter, ids, all } => {
-            if ids.is_empty() && filter.filter() == DeadFilter::default() && !all {
-                return Err(Error::Usage(
-                    "purge with no ids and no filter removes every dead letter; add --all".into(),
-                ));
-            }
+        DlqAction::Purge { filter, ids, .. } => {
             let removed = ops::dlq_purge(&backends, &filter.filter(), &ids).await?;
             println!("purged {removed}");
         }

@@ -169,30 +169,29 @@ impl Keys {
 }
 
 /// Maps a client error to whether retrying can help: transport trouble and a server that
-/// is loading or failing over can pass; data of the wrong shape is corrupt; the rest is a
-/// bad request.
+/// is loading or failing over can pass; a value of the wrong type is corrupt data; the
+/// rest (refused credentials included) is a bad request or configuration.
 fn to_store_error(e: RedisError) -> StoreError {
-    let transient = e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_unrecoverable_error()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ClusterDown
-                    | ServerErrorKind::ReadOnly
-            )
-        );
+    let transient = match e.kind() {
+        ErrorKind::AuthenticationFailed => false,
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::ReadOnly,
+        ) => true,
+        _ => {
+            e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+                || e.is_unrecoverable_error()
+        }
+    };
     if transient {
-        return StoreError::Connection(e.to_string());
-    }
-    let wrong_shape = matches!(e.kind(), ErrorKind::UnexpectedReturnType | ErrorKind::Parse)
-        || e.code() == Some("WRONGTYPE");
-    if wrong_shape {
+        StoreError::Connection(e.to_string())
+    } else if e.kind() == ErrorKind::UnexpectedReturnType || e.code() == Some("WRONGTYPE") {
         StoreError::Corrupt(e.to_string())
     } else {
         StoreError::Invalid(e.to_string())
@@ -243,6 +242,8 @@ fn scrub_password(url: &str, message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use redis::AsyncCommands;
+
     use super::*;
     use crate::clock;
 
@@ -264,6 +265,32 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("user:***@127.0.0.1:1"), "{text}");
         assert!(err.is_retryable(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_are_not_retryable_and_stay_hidden() {
+        let url = "redis://:hunter2@127.0.0.1:6379/";
+        let err = RedisStore::connect(url, "ns", clock::system())
+            .await
+            .expect_err("no such user");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!err.is_retryable(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_key_of_the_wrong_type_is_corrupt() {
+        let t = testkit::TestStore::new().await;
+        let _: () = t
+            .conn()
+            .set(t.keys.key("delayed:counts"), "oops")
+            .await
+            .expect("set");
+        let err = crate::store::DelayedSet::delayed_counts(&*t)
+            .await
+            .expect_err("wrong type");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        t.cleanup().await;
     }
 
     #[tokio::test]

@@ -27,8 +27,11 @@ pub enum CancelOutcome {
 pub async fn cancel(backends: &Backends, id: JobId) -> Result<CancelOutcome, OpsError> {
     let store = &backends.store;
     store.request_cancel(id).await?;
-    let was_waiting = store.unschedule(id).await?;
     let record = store.record(id).await?;
+    // A running long job is held in the delayed set (docs/architecture.md, "Long jobs"):
+    // its worker stops it on the flag, so it is not a waiting job to cancel here.
+    let running = record.as_ref().is_some_and(|r| r.state == JobState::Running);
+    let was_waiting = !running && store.unschedule(id).await?;
     if was_waiting {
         if let Some(mut record) = record {
             let now = backends.clock.now_ms();
