@@ -40,6 +40,7 @@ macro_rules! conformance_suite {
             timeout_and_panic_are_failed_attempts,
             graceful_drain_finishes_running_and_returns_the_rest,
             dlq_replay_runs_the_job_again,
+            long_job_is_held_and_handed_back,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

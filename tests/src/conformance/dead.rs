@@ -112,7 +112,8 @@ pub async fn undecodable_oversized_and_unknown_go_dead(factory: &Factory) {
     };
     let unknown = Job::new(&cx.queue, "no-such-kind", "{}");
     let invalid = format!(
-        r#"{{"v":1,"queue":"{}","kind":"ok","priority":42}}"#,
+        r#"{{"v":1,"id":"{}","queue":"{}","kind":"ok","priority":42}}"#,
+        jobfleet_common::JobId::new(),
         cx.queue
     );
     cx.backends
@@ -155,7 +156,9 @@ pub async fn undecodable_oversized_and_unknown_go_dead(factory: &Factory) {
         ErrorKind::UnknownKind,
         ErrorKind::Invalid,
     ];
-    assert_eq!(kinds, want.into_iter().collect(), "{letters:?}");
+    let seen: Vec<(ErrorKind, &str)> =
+        letters.iter().map(|l| (l.error_kind, l.reason.as_str())).collect();
+    assert_eq!(kinds, want.into_iter().collect(), "{seen:?}");
     let unknown_letter = letters
         .iter()
         .find(|l| l.error_kind == ErrorKind::UnknownKind)

@@ -8,6 +8,7 @@
 mod dead;
 mod lifecycle;
 mod locks;
+mod long_jobs;
 mod ordering;
 
 pub use dead::{
@@ -23,6 +24,7 @@ pub use locks::{
     exclusive_lock_serialises_with_increasing_fences, lock_conflict_skip_ends_cancelled,
     lock_loss_cancels_the_handler, shared_locks_run_together_but_not_beside_exclusive,
 };
+pub use long_jobs::long_job_is_held_and_handed_back;
 pub use ordering::{delayed_release_is_never_early, priority_order_within_a_queue};
 
 use std::time::Duration;
