@@ -6,6 +6,8 @@ use crate::broker::Broker;
 use crate::clock::{self, SharedClock};
 use crate::config::{redact, Config};
 use crate::embedded::{EmbeddedBroker, EmbeddedStore};
+use crate::rabbitmq::RabbitBroker;
+use crate::redis::RedisStore;
 use crate::store::Store;
 
 /// The broker, store and clock every role is started with.
@@ -72,19 +74,43 @@ impl Backends {
         if config.broker == "embedded" && config.store == "embedded" {
             return Ok(Self::embedded());
         }
-        let key = if config.broker == "embedded" {
-            "store"
-        } else {
-            "broker"
-        };
-        let url = if key == "store" {
-            &config.store
-        } else {
-            &config.broker
-        };
-        Err(ConnectError::Unsupported {
+        let clock = clock::system();
+        let unreachable = |key, url: &str, reason: String| ConnectError::Unreachable {
             key,
             url: redact(url),
+            reason,
+        };
+        let store: Arc<dyn Store> = if is_scheme(&config.store, &["redis", "rediss"]) {
+            let store = RedisStore::connect(&config.store, &config.namespace, clock.clone())
+                .await
+                .map_err(|e| unreachable("store", &config.store, e.to_string()))?;
+            Arc::new(store)
+        } else {
+            return Err(ConnectError::Unsupported {
+                key: "store",
+                url: redact(&config.store),
+            });
+        };
+        let broker: Arc<dyn Broker> = if is_scheme(&config.broker, &["amqp", "amqps"]) {
+            let broker = RabbitBroker::connect(&config.broker, &config.namespace)
+                .await
+                .map_err(|e| unreachable("broker", &config.broker, e.to_string()))?;
+            Arc::new(broker)
+        } else {
+            return Err(ConnectError::Unsupported {
+                key: "broker",
+                url: redact(&config.broker),
+            });
+        };
+        Ok(Self {
+            broker,
+            store,
+            clock,
         })
     }
+}
+
+fn is_scheme(url: &str, schemes: &[&str]) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| schemes.contains(&scheme))
 }
