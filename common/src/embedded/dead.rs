@@ -52,24 +52,10 @@ impl DeadTable {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
     use crate::job::ErrorKind;
-
-    fn letter(queue: Option<&str>, kind: ErrorKind, died_at_ms: i64) -> DeadLetter {
-        DeadLetter {
-            id: JobId::new(),
-            queue: queue.map(str::to_string),
-            kind: Some("email".into()),
-            reason: format!("gave up: {kind}"),
-            error_kind: kind,
-            errors: Vec::new(),
-            died_at_ms,
-            body: Bytes::from_static(b"b"),
-            content_type: None,
-        }
-    }
+    use crate::store::fixtures::letter;
 
     #[test]
     fn lists_newest_first_through_the_filter() {

@@ -32,19 +32,7 @@ impl HeartbeatTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn worker(id: &str) -> WorkerInfo {
-        WorkerInfo {
-            id: id.into(),
-            host: "h".into(),
-            pid: 1,
-            queues: vec!["q".into()],
-            concurrency: 4,
-            running: 0,
-            started_at_ms: 0,
-            last_seen_ms: 0,
-        }
-    }
+    use crate::store::fixtures::worker;
 
     #[test]
     fn heartbeats_expire_and_gone_workers_vanish() {

@@ -16,18 +16,25 @@
 //! # `consumer_timeout`
 //!
 //! RabbitMQ closes a channel on which a delivery stays unacknowledged longer than
-//! `consumer_timeout` (milliseconds; 1 800 000 = 30 minutes by default since 3.8.15,
-//! set in `rabbitmq.conf`, disabled with `consumer_timeout = undefined` in
-//! `advanced.config`). On 3.10 the setting is global only: the per-queue
-//! `x-consumer-timeout` argument and the `consumer-timeout` policy key arrived in 3.12.
-//! The check runs on each channel's periodic tick (`channel_tick_interval`, 60 s by
-//! default), so the close comes up to a minute late. It arrives as `channel.close` with
-//! `406 PRECONDITION_FAILED - delivery acknowledgement on channel N timed out. Timeout
-//! value used: 1800000 ms…`, and every unacknowledged delivery of that channel is
-//! requeued, not only the late one. Here that close is one more lost channel: the stream
-//! reports it and resumes on a new channel. Jobs that may run that long are acked early
+//! `consumer_timeout` (milliseconds; 1 800 000 = 30 minutes by default since 3.8.15, set
+//! in `rabbitmq.conf`; `advanced.config` can set it to `undefined` to disable it). On 3.10
+//! the setting is global only: the per-queue `x-consumer-timeout` argument and the
+//! `consumer-timeout` policy key arrived in 3.12. Seen on this project's 3.10.8 server
+//! (the ignored test `a_channel_closed_for_consumer_timeout_is_resumed`):
+//!
+//! - a channel takes the value in force when it opens; changing it later does not touch
+//!   open channels;
+//! - the check runs on the channel's periodic tick (`channel_tick_interval`, 60 s), so
+//!   the close comes up to a minute after the limit;
+//! - the close is `channel.close` with `406 PRECONDITION_FAILED - delivery
+//!   acknowledgement on channel N timed out. Timeout value used: … ms`; the connection
+//!   stays up, and every unacknowledged delivery of the channel is requeued (redelivered
+//!   with `redelivered = true`), not only the late one.
+//!
+//! Here that close is one more lost channel: the stream yields the error, then resumes
+//! on a new channel of the same connection. Jobs that may run that long are acked early
 //! by the worker, which holds them in the store under a lease instead (see
-//! `docs/architecture.md`, "Long jobs and RabbitMQ's consumer_timeout").
+//! `docs/architecture.md`, "Long jobs and RabbitMQ's `consumer_timeout`").
 
 use std::sync::Arc;
 
@@ -63,7 +70,12 @@ pub(super) async fn consume(
 ) -> Result<Consumer, BrokerError> {
     let queue = shared.topology.queue(route)?;
     let attached = attach(&shared, &queue, prefetch, Patience::Call).await?;
-    let subscription = Subscription { shared, queue, prefetch, attached: Some(attached) };
+    let subscription = Subscription {
+        shared,
+        queue,
+        prefetch,
+        attached: Some(attached),
+    };
     let stream = futures::stream::unfold(subscription, |mut subscription| async move {
         let item = subscription.next().await?;
         Some((item, subscription))
@@ -147,7 +159,11 @@ async fn attach(
         )
         .await
         .map_err(|e| broker_error(&format!("consume {}", queue.name), &e))?;
-    Ok(Attached { channel, consumer: Some(consumer), tasks: shared.tasks.clone() })
+    Ok(Attached {
+        channel,
+        consumer: Some(consumer),
+        tasks: shared.tasks.clone(),
+    })
 }
 
 /// A consumer and its channel.
@@ -173,7 +189,13 @@ impl Attached {
             tasks: self.tasks.clone(),
         };
         let body = Bytes::from(delivery.data);
-        Delivery::new(body, content_type, reason, delivery.redelivered, Box::new(acker))
+        Delivery::new(
+            body,
+            content_type,
+            reason,
+            delivery.redelivered,
+            Box::new(acker),
+        )
     }
 }
 
@@ -184,7 +206,10 @@ impl Drop for Attached {
             return;
         };
         let channel = self.channel.clone();
-        runtime.spawn(self.tasks.track_future(give_back_buffered(channel, consumer)));
+        runtime.spawn(
+            self.tasks
+                .track_future(give_back_buffered(channel, consumer)),
+        );
     }
 }
 
@@ -194,12 +219,18 @@ async fn give_back_buffered(channel: Channel, mut consumer: lapin::Consumer) {
     if !channel.status().connected() {
         return;
     }
-    if let Err(e) = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
+    if let Err(e) = channel
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await
+    {
         tracing::debug!(error = %e, "rabbitmq basic.cancel");
         return;
     }
     while let Some(Some(Ok(delivery))) = consumer.next().now_or_never() {
-        let requeue = BasicNackOptions { requeue: true, multiple: false };
+        let requeue = BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        };
         if let Err(e) = delivery.acker.nack(requeue).await {
             tracing::debug!(error = %e, "rabbitmq requeue of a buffered delivery");
         }
@@ -236,7 +267,10 @@ impl Acker for RabbitAcker {
         let Some(acker) = self.acker.take() else {
             return Ok(());
         };
-        let requeue = BasicNackOptions { requeue: true, multiple: false };
+        let requeue = BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        };
         settled("requeue", acker.nack(requeue).await)
     }
 }
@@ -252,7 +286,10 @@ impl Drop for RabbitAcker {
         };
         let channel = self.channel.clone();
         runtime.spawn(self.tasks.track_future(async move {
-            let requeue = BasicNackOptions { requeue: true, multiple: false };
+            let requeue = BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            };
             if let Err(e) = acker.nack(requeue).await {
                 tracing::debug!(error = %e, "rabbitmq requeue of a dropped delivery");
             }

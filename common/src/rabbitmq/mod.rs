@@ -87,9 +87,9 @@ impl RabbitBroker {
             )));
         }
         // The parser's message may quote the URL, password included: do not pass it on.
-        let uri: AMQPUri = url
-            .parse()
-            .map_err(|_| BrokerError::Invalid(format!("{} is not a valid AMQP URL", redact(url))))?;
+        let uri: AMQPUri = url.parse().map_err(|_| {
+            BrokerError::Invalid(format!("{} is not a valid AMQP URL", redact(url)))
+        })?;
         let shared = Arc::new(Shared {
             link: Link::new(uri, redact(url), format!("jobfleet/{namespace}")),
             topology: Topology::new(namespace),
@@ -128,7 +128,11 @@ impl Broker for RabbitBroker {
 
     async fn declare(&self, queues: &[String]) -> Result<(), BrokerError> {
         let shared = [Route::Delayed, Route::Failed, Route::Dead];
-        let routes: Vec<Route> = queues.iter().map(|q| Route::Ready(q.clone())).chain(shared).collect();
+        let routes: Vec<Route> = queues
+            .iter()
+            .map(|q| Route::Ready(q.clone()))
+            .chain(shared)
+            .collect();
         self.shared.declare(&routes, true).await
     }
 
@@ -148,7 +152,10 @@ impl Broker for RabbitBroker {
         let session = self.shared.session(Patience::Call).await?;
         let name = self.shared.topology.queue(route)?;
         let ready = topology::ready_count(&session, &name).await?;
-        Ok(Some(Depth { ready, unacked: None }))
+        Ok(Some(Depth {
+            ready,
+            unacked: None,
+        }))
     }
 }
 
@@ -182,7 +189,9 @@ pub(crate) struct QueueName {
 
 /// The priority property of a message on `queue`: only priority queues get one.
 fn priority_of(queue: &QueueName, priority: Priority) -> Option<u8> {
-    queue.prioritised.then(|| priority.level().min(Priority::MAX))
+    queue
+        .prioritised
+        .then(|| priority.level().min(Priority::MAX))
 }
 
 /// Maps a client error to whether retrying can help. The server refusing the request

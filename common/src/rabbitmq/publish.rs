@@ -50,7 +50,11 @@ pub(super) async fn publish(shared: &Shared, batch: Vec<Message>) -> Result<(), 
     let mut outgoing = Vec::with_capacity(batch.len());
     for message in &batch {
         let queue = &queues[&message.route];
-        outgoing.push((queue.name.clone(), properties(queue, message)?, &message.body));
+        outgoing.push((
+            queue.name.clone(),
+            properties(queue, message)?,
+            &message.body,
+        ));
     }
 
     let session = shared.session(Patience::Call).await?;
@@ -66,9 +70,18 @@ pub(super) async fn publish(shared: &Shared, batch: Vec<Message>) -> Result<(), 
         let mut channel = slot.lock().await;
         let channel = session.confirming(&mut channel).await?;
         for (routing_key, properties, body) in chunk {
-            let options = BasicPublishOptions { mandatory: true, immediate: false };
+            let options = BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            };
             let confirm = channel
-                .basic_publish("".into(), routing_key.clone(), options, body, properties.clone())
+                .basic_publish(
+                    "".into(),
+                    routing_key.clone(),
+                    options,
+                    body,
+                    properties.clone(),
+                )
                 .await
                 .map_err(|e| lost("publish", &e))?;
             confirms.push(confirm);
@@ -93,14 +106,12 @@ fn settle(shared: &Shared, confirmation: lapin::Result<Confirmation>) -> Result<
                 returned.reply_code, returned.reply_text
             )))
         }
-        Confirmation::Nack(None) => {
-            Err(BrokerError::NotAccepted("nacked by the server".into()))
-        }
+        Confirmation::Nack(None) => Err(BrokerError::NotAccepted("nacked by the server".into())),
         // Every publishing channel is put in confirm mode before use; a channel that is
         // not has lost its state, and the message's fate is unknown.
-        Confirmation::NotRequested => {
-            Err(BrokerError::Connection("publisher confirms were not enabled".into()))
-        }
+        Confirmation::NotRequested => Err(BrokerError::Connection(
+            "publisher confirms were not enabled".into(),
+        )),
     }
 }
 
@@ -117,7 +128,10 @@ fn properties(queue: &QueueName, message: &Message) -> Result<BasicProperties, B
     }
     if let Some(reason) = &message.reason {
         let mut headers = FieldTable::default();
-        headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.as_str().into()));
+        headers.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString(reason.as_str().into()),
+        );
         properties = properties.with_headers(headers);
     }
     Ok(properties)

@@ -55,7 +55,12 @@ pub(super) struct Link {
 
 impl Link {
     pub fn new(uri: AMQPUri, server: String, connection_name: String) -> Self {
-        Self { uri, server, connection_name, current: Mutex::new(None) }
+        Self {
+            uri,
+            server,
+            connection_name,
+            current: Mutex::new(None),
+        }
     }
 
     /// The server's URL, password masked.
@@ -66,15 +71,19 @@ impl Link {
     /// Closes the current connection, if any.
     pub async fn close(&self) {
         if let Some(session) = self.current.lock().await.take() {
-            if let Err(e) = session.connection.close(200, "jobfleet closing".into()).await {
+            if let Err(e) = session
+                .connection
+                .close(200, "jobfleet closing".into())
+                .await
+            {
                 tracing::debug!(server = %self.server, error = %e, "rabbitmq close");
             }
         }
     }
 
     async fn open(&self) -> Result<Session, BrokerError> {
-        let properties =
-            ConnectionProperties::default().with_connection_name(self.connection_name.clone().into());
+        let properties = ConnectionProperties::default()
+            .with_connection_name(self.connection_name.clone().into());
         let connect = Connection::connect_uri(self.uri.clone(), properties);
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
@@ -108,7 +117,10 @@ impl Session {
 
     /// A new channel, e.g. for declares or a consumer.
     pub async fn channel(&self) -> Result<Channel, BrokerError> {
-        self.connection.create_channel().await.map_err(|e| lost("open channel", &e))
+        self.connection
+            .create_channel()
+            .await
+            .map_err(|e| lost("open channel", &e))
     }
 
     /// The next publishing slot, round robin. Hold its lock only while sending.

@@ -27,7 +27,10 @@ pub(super) struct Topology {
 
 impl Topology {
     pub fn new(namespace: &str) -> Self {
-        Self { namespace: namespace.to_string(), declared: Mutex::default() }
+        Self {
+            namespace: namespace.to_string(),
+            declared: Mutex::default(),
+        }
     }
 
     /// The queue behind `route`; refused if the name is longer than AMQP allows.
@@ -55,7 +58,11 @@ impl Topology {
     }
 
     /// Declares `queues` and remembers them.
-    pub async fn declare(&self, session: &Session, queues: &[QueueName]) -> Result<(), BrokerError> {
+    pub async fn declare(
+        &self,
+        session: &Session,
+        queues: &[QueueName],
+    ) -> Result<(), BrokerError> {
         let channel = session.channel().await?;
         for queue in queues {
             declare_on(&channel, queue).await?;
@@ -90,7 +97,10 @@ impl Topology {
 
 /// Declares `queue` (durable, with its arguments) on `channel`.
 pub(super) async fn declare_on(channel: &Channel, queue: &QueueName) -> Result<(), BrokerError> {
-    let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
     channel
         .queue_declare(queue.name.clone(), options, arguments(queue))
         .await
@@ -102,7 +112,10 @@ pub(super) async fn declare_on(channel: &Channel, queue: &QueueName) -> Result<(
 fn arguments(queue: &QueueName) -> FieldTable {
     let mut arguments = FieldTable::default();
     if queue.prioritised {
-        arguments.insert("x-max-priority".into(), AMQPValue::LongInt(Priority::MAX.into()));
+        arguments.insert(
+            "x-max-priority".into(),
+            AMQPValue::LongInt(Priority::MAX.into()),
+        );
     }
     arguments
 }
@@ -111,8 +124,13 @@ fn arguments(queue: &QueueName) -> FieldTable {
 /// queue closes the channel it is asked on); 0 if the queue does not exist.
 pub(super) async fn ready_count(session: &Session, queue: &QueueName) -> Result<u64, BrokerError> {
     let channel = session.channel().await?;
-    let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-    let declared = channel.queue_declare(queue.name.clone(), options, FieldTable::default()).await;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declared = channel
+        .queue_declare(queue.name.clone(), options, FieldTable::default())
+        .await;
     match declared {
         Ok(q) => Ok(u64::from(q.message_count())),
         Err(e) if is_not_found(&e) => Ok(0),

@@ -101,25 +101,11 @@ impl DeadLetters for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
     use crate::job::ErrorKind;
     use crate::redis::testkit::TestStore;
-
-    fn letter(queue: Option<&str>, kind: ErrorKind, died_at_ms: i64) -> DeadLetter {
-        DeadLetter {
-            id: JobId::new(),
-            queue: queue.map(str::to_string),
-            kind: Some("email".into()),
-            reason: format!("gave up: {kind}"),
-            error_kind: kind,
-            errors: Vec::new(),
-            died_at_ms,
-            body: Bytes::from_static(b"\x00binary\xff"),
-            content_type: None,
-        }
-    }
+    use crate::store::fixtures::letter;
 
     fn times(letters: &[DeadLetter]) -> Vec<i64> {
         letters.iter().map(|l| l.died_at_ms).collect()

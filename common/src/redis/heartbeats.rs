@@ -70,19 +70,7 @@ mod tests {
 
     use super::*;
     use crate::redis::testkit::TestStore;
-
-    fn worker(id: &str) -> WorkerInfo {
-        WorkerInfo {
-            id: id.into(),
-            host: "h".into(),
-            pid: 1,
-            queues: vec!["q".into()],
-            concurrency: 4,
-            running: 0,
-            started_at_ms: 0,
-            last_seen_ms: 0,
-        }
-    }
+    use crate::store::fixtures::worker;
 
     fn ids(workers: &[WorkerInfo]) -> Vec<&str> {
         workers.iter().map(|w| w.id.as_str()).collect()

@@ -5,6 +5,8 @@
 //! markers, cancel requests, uniqueness keys), [`DeadLetters`] and [`Heartbeats`].
 //! [`Store`] is all of them together; every backend implements all of them.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod records;
 
 use std::collections::BTreeMap;
