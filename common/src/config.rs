@@ -52,6 +52,8 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueConfig>,
     /// Settings for queues not named in `[queues]`.
     pub queue_defaults: QueueConfig,
+    /// Kafka settings, used when `broker` is `kafka://…`.
+    pub kafka: KafkaConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -67,6 +69,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             queues: BTreeMap::new(),
             queue_defaults: QueueConfig::default(),
+            kafka: KafkaConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -166,6 +169,34 @@ impl Default for SchedulerConfig {
 pub struct QueueConfig {
     /// Retry timing for jobs that do not carry their own.
     pub retry: RetryPolicy,
+}
+
+/// Kafka settings. Kafka has no per-message priority: each queue is `bands` topics, one
+/// per priority band, polled highest first (see docs/kafka.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Priority bands per queue, 1–10: priorities 0–9 are split evenly over them.
+    pub bands: u8,
+    /// Partitions of each topic jobfleet creates.
+    pub partitions: i32,
+    /// Replication factor of each topic jobfleet creates.
+    pub replication_factor: i32,
+    /// Extra librdkafka properties for every client, e.g. `"security.protocol" = "SASL_SSL"`,
+    /// `"sasl.mechanisms" = "PLAIN"`, `"sasl.username"`, `"sasl.password"`,
+    /// `"ssl.ca.location"`. Values of keys containing `password` are never logged.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bands: 3,
+            partitions: 6,
+            replication_factor: 1,
+            properties: BTreeMap::new(),
+        }
+    }
 }
 
 /// Log output.
@@ -298,6 +329,16 @@ impl Config {
             if d.is_zero() {
                 return Err(err(key, "must be greater than 0"));
             }
+        }
+        let k = &self.kafka;
+        if !(1..=10).contains(&k.bands) {
+            return Err(err("kafka.bands", "must be between 1 and 10"));
+        }
+        if k.partitions < 1 {
+            return Err(err("kafka.partitions", "must be at least 1"));
+        }
+        if k.replication_factor < 1 {
+            return Err(err("kafka.replication_factor", "must be at least 1"));
         }
         let s = &self.scheduler;
         if s.tick.is_zero() {

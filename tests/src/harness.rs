@@ -24,6 +24,12 @@ pub trait BackendFactory: Send + Sync {
     /// Fresh backends for `config`. A backend that cannot be reached panics with how to
     /// start it: a conformance check never passes without its service.
     async fn backends(&self, config: &Config) -> Backends;
+    /// The band a priority falls in on this broker: brokers with native priorities (the
+    /// default) order all ten levels; a banded one (Kafka) orders only between bands.
+    fn priority_band(&self, config: &Config, priority: u8) -> u8 {
+        let _ = config;
+        priority
+    }
     /// Removes what a check left in shared services (queues, keys) under its namespace.
     async fn cleanup(&self, config: &Config, queues: &[String]) {
         let _ = (config, queues);
