@@ -37,7 +37,7 @@ pub(super) enum Patience {
     /// One attempt: [`RabbitBroker::connect`](super::RabbitBroker::connect) reports an
     /// unreachable server at once.
     Once,
-    /// A few attempts (about three seconds): publishes, declares, new consumers.
+    /// A few attempts over a few seconds: publishes, declares, new consumers.
     Call,
     /// Until the broker is closed: consumer streams resuming after a loss.
     Forever,

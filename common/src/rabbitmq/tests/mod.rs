@@ -197,13 +197,3 @@ async fn assert_quiet(consumer: &mut Consumer) {
         );
     }
 }
-
-/// Runs Erlang `code` on the server; its printed result.
-fn rabbit_eval(code: &str) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["eval", code])
-        .output()
-        .expect("run rabbitmqctl eval");
-    assert!(out.status.success(), "rabbitmqctl eval {code}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}

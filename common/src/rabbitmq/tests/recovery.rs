@@ -1,5 +1,8 @@
-//! Recovery: a connection closed by the server, a channel closed for `consumer_timeout`,
-//! closing the broker, refused connections.
+//! Recovery: a connection closed by the server, closing the broker, refused connections.
+//!
+//! A channel closed for `consumer_timeout` takes the same resume path; it is not tested
+//! here because 3.10 only has the global setting, which a test would have to change for
+//! every client of the server (see `consume.rs` for what was observed).
 
 use super::*;
 
@@ -56,47 +59,6 @@ async fn a_publish_right_after_a_loss_reconnects() {
     }
     t.publish(&ready("again"), &["3"], 0).await;
     assert_eq!(t.ready(&ready("again")).await, 3);
-}
-
-#[tokio::test]
-#[ignore = "sets the server's global consumer_timeout to 1 s for about a second and takes a \
-            minute: run it on a server nobody else uses, with `-- --ignored`"]
-async fn a_channel_closed_for_consumer_timeout_is_resumed() {
-    let t = TestBroker::new(&["slow"]).await;
-    t.publish(&ready("slow"), &["long job"], 0).await;
-    // 3.10 reads the setting when a channel opens: only channels opened between the two
-    // evals get the short timeout.
-    let saved = rabbit_eval("application:get_env(rabbit, consumer_timeout).");
-    let shorten = "application:set_env(rabbit, consumer_timeout, 1000).";
-    tokio::task::spawn_blocking(move || rabbit_eval(shorten))
-        .await
-        .expect("eval");
-    let consumer = t.consume(&ready("slow"), 1).await;
-    let restore = format!(
-        "case {saved} of {{ok, V}} -> application:set_env(rabbit, consumer_timeout, V); \
-         undefined -> application:unset_env(rabbit, consumer_timeout) end."
-    );
-    tokio::task::spawn_blocking(move || rabbit_eval(&restore))
-        .await
-        .expect("eval");
-    let mut consumer = consumer.expect("consume");
-
-    let held = next(&mut consumer).await;
-    // The server checks on the channel's tick (`channel_tick_interval`, 60 s).
-    let item = tokio::time::timeout(Duration::from_secs(90), consumer.next()).await;
-    match item {
-        Ok(Some(Err(BrokerError::Connection(e)))) => assert!(e.contains("timed out"), "{e}"),
-        other => panic!(
-            "expected the timeout's close, got {:?}",
-            other.map(|o| o.is_some())
-        ),
-    }
-    let ack = held.ack().await;
-    assert!(matches!(ack, Err(BrokerError::Connection(_))), "{ack:?}");
-    let d = next(&mut consumer).await;
-    assert_eq!(d.body, Bytes::from("long job"));
-    assert!(d.redelivered);
-    d.ack().await.expect("ack on the new channel");
 }
 
 #[tokio::test]
