@@ -156,8 +156,10 @@ pub async fn undecodable_oversized_and_unknown_go_dead(factory: &Factory) {
         ErrorKind::UnknownKind,
         ErrorKind::Invalid,
     ];
-    let seen: Vec<(ErrorKind, &str)> =
-        letters.iter().map(|l| (l.error_kind, l.reason.as_str())).collect();
+    let seen: Vec<(ErrorKind, &str)> = letters
+        .iter()
+        .map(|l| (l.error_kind, l.reason.as_str()))
+        .collect();
     assert_eq!(kinds, want.into_iter().collect(), "{seen:?}");
     let unknown_letter = letters
         .iter()

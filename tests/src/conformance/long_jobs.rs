@@ -39,16 +39,26 @@ pub async fn long_job_is_held_and_handed_back(factory: &Factory) {
     let (token, handle) = cx.spawn_worker(registry(&starts));
     let job = Job::new(&cx.queue, "long", "{}").with_timeout_ms(60_000);
     let id = cx.producer.enqueue(job).await.expect("enqueued").id;
-    assert!(wait_for(WITHIN, || async { starts.len() == 1 }).await, "it started");
+    assert!(
+        wait_for(WITHIN, || async { starts.len() == 1 }).await,
+        "it started"
+    );
 
     let route = Route::Ready(cx.queue.clone());
     let acked = wait_for(WITHIN, || async {
         let depth = cx.backends.broker.depth(&route).await.expect("depth");
         depth.is_none_or(|d| d.ready == 0 && d.unacked.unwrap_or(0) == 0)
     });
-    assert!(acked.await, "the delivery was acknowledged while the job runs");
+    assert!(
+        acked.await,
+        "the delivery was acknowledged while the job runs"
+    );
     let held = cx.backends.store.delayed_counts().await.expect("store");
-    assert_eq!(held.get(&cx.queue), Some(&1), "the running job is held: {held:?}");
+    assert_eq!(
+        held.get(&cx.queue),
+        Some(&1),
+        "the running job is held: {held:?}"
+    );
 
     token.cancel();
     tokio::time::timeout(Duration::from_secs(5), handle)

@@ -1,0 +1,289 @@
+//! Jobs published from Python (`examples/python_producer.py`, with `pika`) run on a fleet
+//! started in-process on RabbitMQ and Redis: the wire format of docs/wire-format.md, checked
+//! from the other side of the language boundary.
+//!
+//! The Python side runs in a throwaway venv made (once, then reused) by
+//! `scripts/python-venv.sh` under `target/python-venv`. A machine without Python's venv
+//! module, or without access to PyPI, fails these tests with what to install: they never
+//! pass without having run the script.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use jobfleet_common::store::{DeadFilter, JobState};
+use jobfleet_common::{ErrorKind, JobId};
+use jobfleet_tests::harness::{init_tracing, wait_for, Ctx, Factory, Probe};
+use jobfleet_tests::services::RabbitRedis;
+use jobfleet_worker::{JobContext, Registry};
+use serde_json::{json, Value};
+use tokio::process::Command;
+
+/// How long any single outcome may take.
+const WITHIN: Duration = Duration::from_secs(30);
+/// The kind the Python jobs name.
+const KIND: &str = "py-echo";
+
+/// What the handler saw of one run: the job's id, priority and payload bytes.
+type Run = (JobId, u8, Bytes);
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits inside the workspace")
+}
+
+fn show(output: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The venv's python, making the venv first if needed; fails the test with the helper's
+/// advice (what to install) if it cannot.
+async fn venv_python() -> PathBuf {
+    let script = repo_root().join("scripts/python-venv.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (is bash installed?)", script.display()));
+    assert!(
+        output.status.success(),
+        "these tests need Python 3 with its venv module and pika from PyPI; {} said: {}",
+        script.display(),
+        show(&output)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("a UTF-8 path");
+    PathBuf::from(stdout.trim())
+}
+
+/// Runs `python` with `args` (the example script or `-c` code), failing the test if it fails.
+async fn run_python(python: &Path, args: &[&str]) -> String {
+    let output = Command::new(python)
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        output.status.success(),
+        "python {args:?} failed: {}",
+        show(&output)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// Publishes `count` jobs of `priority` with `payload` through the example script; returns
+/// the ids it printed.
+async fn publish(
+    python: &Path,
+    cx: &Ctx,
+    count: usize,
+    priority: &str,
+    payload: Option<&str>,
+) -> Vec<JobId> {
+    let amqp = jobfleet_tests::services::amqp_url();
+    let count = count.to_string();
+    let mut args = vec![
+        "examples/python_producer.py",
+        "--amqp-url",
+        &amqp,
+        "--namespace",
+        &cx.config.namespace,
+        "--queue",
+        &cx.queue,
+        "--kind",
+        KIND,
+        "--count",
+        &count,
+        "--priority",
+        priority,
+    ];
+    if let Some(payload) = payload {
+        args.extend(["--payload", payload]);
+    }
+    let stdout = run_python(python, &args).await;
+    let ids: Vec<JobId> = stdout
+        .lines()
+        .map(|line| {
+            line.parse()
+                .unwrap_or_else(|e| panic!("{line:?} is not a job id: {e}"))
+        })
+        .collect();
+    assert_eq!(
+        ids.len().to_string(),
+        count,
+        "one id per job printed: {stdout}"
+    );
+    ids
+}
+
+/// A registry whose `KIND` handler records every run.
+fn recording(runs: &Probe<Run>) -> Registry {
+    let mut registry = Registry::new();
+    let runs = runs.clone();
+    registry.register_fn(KIND, move |ctx: JobContext| {
+        let job = ctx.job();
+        runs.push((job.id, job.priority.level(), job.payload.clone()));
+        async { Ok(()) }
+    });
+    registry
+}
+
+async fn fleet() -> (Ctx, Probe<Run>) {
+    init_tracing();
+    let factory: Factory = Arc::new(RabbitRedis);
+    let mut cx = Ctx::new(&factory, |_| {}).await;
+    let runs = Probe::default();
+    cx.start_scheduler();
+    cx.start_worker(recording(&runs));
+    (cx, runs)
+}
+
+/// Twenty jobs at four priorities with payloads of every JSON type all complete, and each
+/// handler run sees the priority and the payload JSON the script sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_jobs_complete_with_their_payloads() {
+    let python = venv_python().await;
+    let (mut cx, runs) = fleet().await;
+    let batches: [(usize, &str, u8, Option<&str>); 5] = [
+        (5, "low", 0, Some("42")),
+        (
+            5,
+            "normal",
+            3,
+            Some(r#""text with \"quotes\", ünïcode and \n""#),
+        ),
+        (5, "6", 6, Some("[1, 2.5, null, true, []]")),
+        (4, "critical", 9, None),
+        (
+            1,
+            "7",
+            7,
+            Some(r#"{"to": "ada@example.com", "tags": {"n": [1, 2]}}"#),
+        ),
+    ];
+    // id -> (priority, payload as sent; None for no payload)
+    let mut sent: BTreeMap<JobId, (u8, Option<Value>)> = BTreeMap::new();
+    for (count, priority, level, payload) in batches {
+        let parsed = payload.map(|p| serde_json::from_str::<Value>(p).expect("test JSON"));
+        for id in publish(&python, &cx, count, priority, payload).await {
+            assert!(
+                sent.insert(id, (level, parsed.clone())).is_none(),
+                "id {id} repeated"
+            );
+        }
+    }
+    assert_eq!(sent.len(), 20);
+
+    for &id in sent.keys() {
+        cx.wait_state(id, JobState::Completed, WITHIN).await;
+    }
+    let runs = runs.items();
+    let ran: BTreeSet<JobId> = runs.iter().map(|r| r.0).collect();
+    assert_eq!(
+        ran,
+        sent.keys().copied().collect(),
+        "exactly the published jobs ran"
+    );
+    for (id, level, payload) in runs {
+        let (want_level, want_payload) = &sent[&id];
+        assert_eq!(level, *want_level, "priority of {id}");
+        match want_payload {
+            None => assert!(payload.is_empty(), "{id} has no payload, got {payload:?}"),
+            Some(want) => {
+                let got: Value = serde_json::from_slice(&payload)
+                    .unwrap_or_else(|e| panic!("payload of {id} is not JSON ({e}): {payload:?}"));
+                assert_eq!(&got, want, "payload of {id}");
+            }
+        }
+    }
+    cx.stop().await;
+}
+
+/// Publishes, with the example's own functions, a job without `id` and one of priority 42
+/// (which the script's command line refuses); prints the second one's id.
+const MALFORMED: &str = r#"
+import sys
+sys.path.insert(0, "examples")
+import python_producer as p
+
+url, namespace, queue = sys.argv[1:4]
+connection, channel = p.connect(url)
+p.declare(channel, namespace, queue)
+no_id = p.make_job(queue, "py-echo", {"n": 1})
+del no_id["id"]
+too_high = p.make_job(queue, "py-echo", {"n": 2}, priority=42)
+for job in (no_id, too_high):
+    p.publish(channel, namespace, job)
+connection.close()
+print(too_high["id"])
+"#;
+
+/// Malformed jobs from Python are dead letters whose reason names the problem, with the
+/// body as sent; a good job after them still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_python_jobs_are_dead_lettered() {
+    let python = venv_python().await;
+    let (mut cx, runs) = fleet().await;
+    let amqp = jobfleet_tests::services::amqp_url();
+    let args = ["-c", MALFORMED, &amqp, &cx.config.namespace, &cx.queue];
+    let stdout = run_python(&python, &args).await;
+    let too_high: JobId = stdout.trim().parse().expect("the script prints an id");
+    let good = publish(&python, &cx, 1, "high", Some(r#"{"ok": true}"#)).await[0];
+    cx.wait_state(good, JobState::Completed, WITHIN).await;
+
+    let store = cx.backends.store.clone();
+    let all = DeadFilter::default();
+    let two = wait_for(WITHIN, || async {
+        store
+            .dead_list(&all, 10)
+            .await
+            .expect("store answers")
+            .len()
+            == 2
+    });
+    assert!(two.await, "two dead letters");
+    let letters = store.dead_list(&all, 10).await.expect("store answers");
+    let find = |kind: ErrorKind| {
+        letters
+            .iter()
+            .find(|l| l.error_kind == kind)
+            .unwrap_or_else(|| panic!("a {kind:?} letter among {letters:?}"))
+    };
+
+    let no_id = find(ErrorKind::Undecodable);
+    assert!(
+        no_id.reason.contains("`id`"),
+        "reason names the field: {}",
+        no_id.reason
+    );
+    let body: Value = serde_json::from_slice(&no_id.body).expect("body kept as sent");
+    assert_eq!(body.get("id"), None);
+    assert_eq!(body["payload"], json!({"n": 1}));
+
+    let invalid = find(ErrorKind::Invalid);
+    assert_eq!(invalid.id, too_high);
+    assert!(
+        invalid.reason.contains("priority"),
+        "reason names the field: {}",
+        invalid.reason
+    );
+    assert!(
+        invalid.reason.contains("42"),
+        "reason names the value: {}",
+        invalid.reason
+    );
+    assert_eq!(invalid.queue.as_deref(), Some(cx.queue.as_str()));
+
+    let ran: Vec<JobId> = runs.items().into_iter().map(|r| r.0).collect();
+    assert_eq!(ran, [good], "only the good job ran");
+    cx.stop().await;
+}
