@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test jobfleet has, starting the services the suite needs when they
-# are not already running: Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672.
+# are not already running: Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672. A
+# Kafka-compatible server (tansu, in memory) is always started for this run on a free
+# port, exported as JOBFLEET_TEST_KAFKA, and stopped on exit; JOBFLEET_TEST_KAFKA already
+# set (e.g. to a `docker compose up -d kafka`) is used instead.
 #
-# Steps: services, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true).
+# Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true).
 # Safe to run again and from any directory.
 set -euo pipefail
 
@@ -84,6 +87,53 @@ ensure_services() {
   ensure_rabbitmq
 }
 
+TANSU_LOG="${TMPDIR:-/tmp}/jobfleet-tansu.log"
+TANSU_PID=""
+
+stop_kafka() {
+  if [ -n "$TANSU_PID" ]; then
+    kill "$TANSU_PID" 2>/dev/null || true
+    wait "$TANSU_PID" 2>/dev/null || true
+    TANSU_PID=""
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Starts tansu (installing it once into ~/.cargo/bin) with in-memory storage on a free
+# loopback port, waits until it accepts connections and exports JOBFLEET_TEST_KAFKA.
+ensure_kafka() {
+  if [ -n "${JOBFLEET_TEST_KAFKA:-}" ]; then
+    log "kafka: using JOBFLEET_TEST_KAFKA=$JOBFLEET_TEST_KAFKA"
+    return
+  fi
+  if ! command -v tansu >/dev/null 2>&1; then
+    log "installing tansu (a Kafka-compatible broker; takes a while, once)"
+    cargo install tansu --locked --features dynostore
+  fi
+  local port
+  port="$(free_port)"
+  trap stop_kafka EXIT
+  tansu broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ >"$TANSU_LOG" 2>&1 &
+  TANSU_PID=$!
+  for _ in $(seq 1 100); do
+    if port_open 127.0.0.1 "$port"; then
+      export JOBFLEET_TEST_KAFKA="127.0.0.1:$port"
+      log "kafka: tansu started on $JOBFLEET_TEST_KAFKA (log: $TANSU_LOG)"
+      return
+    fi
+    kill -0 "$TANSU_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  die "tansu did not accept connections on 127.0.0.1:$port within 20s; see $TANSU_LOG.
+  Start a Kafka by hand (docker compose up -d kafka) and set JOBFLEET_TEST_KAFKA=127.0.0.1:9092"
+}
+
 # Installs a cargo subcommand from crates.io when it is missing (a new machine).
 ensure_tool() {
   local bin="$1" crate="$2"
@@ -128,6 +178,7 @@ nextest() {
 
 total_started=$SECONDS
 step "services" ensure_services
+step "kafka" ensure_kafka
 step "rustfmt" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny

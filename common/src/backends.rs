@@ -6,6 +6,7 @@ use crate::broker::Broker;
 use crate::clock::{self, SharedClock};
 use crate::config::{redact, Config};
 use crate::embedded::{EmbeddedBroker, EmbeddedStore};
+use crate::kafka::KafkaBroker;
 use crate::rabbitmq::RabbitBroker;
 use crate::redis::RedisStore;
 use crate::store::Store;
@@ -93,6 +94,11 @@ impl Backends {
         };
         let broker: Arc<dyn Broker> = if is_scheme(&config.broker, &["amqp", "amqps"]) {
             let broker = RabbitBroker::connect(&config.broker, &config.namespace)
+                .await
+                .map_err(|e| unreachable("broker", &config.broker, e.to_string()))?;
+            Arc::new(broker)
+        } else if is_scheme(&config.broker, &["kafka"]) {
+            let broker = KafkaBroker::connect(&config.broker, &config.namespace, &config.kafka)
                 .await
                 .map_err(|e| unreachable("broker", &config.broker, e.to_string()))?;
             Arc::new(broker)

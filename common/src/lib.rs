@@ -13,6 +13,7 @@
 //! - [`store`]: the `Store` traits: delayed set, locks, job states, dead letters, heartbeats.
 //! - [`embedded`]: the in-process broker and store, for `jobfleet dev` and fast tests.
 //! - [`rabbitmq`]: the RabbitMQ broker (lapin): priority queues, pipelined confirms, reconnects.
+//! - [`kafka`]: the Kafka broker (librdkafka): priority bands, consumer groups, per-key order.
 //! - [`redis`]: the Redis store: Lua-scripted delayed set, fenced locks, states, dead letters.
 //! - [`backends`]: picking backends from the configuration's URLs.
 //! - [`dead`]: the dead route's reason header and dead letters made from messages.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod dead;
 pub mod embedded;
 pub mod job;
+pub mod kafka;
 pub mod limits;
 pub mod rabbitmq;
 pub mod redis;

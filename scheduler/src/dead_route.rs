@@ -46,11 +46,12 @@ impl RouteHandler for DeadIntake {
             }
             store.dead_put(letter).await?;
         }
-        if !records.is_empty() {
-            store.put_records(&records).await?;
-        }
+        // Keys first: a `dead` record promises a free uniqueness key.
         for (key, id) in &unique_keys {
             store.unique_release(key, *id).await?;
+        }
+        if !records.is_empty() {
+            store.put_records(&records).await?;
         }
         Ok(())
     }

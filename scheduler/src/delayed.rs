@@ -60,17 +60,18 @@ impl RouteHandler for DelayedIntake {
         for (job, cancelled) in jobs.into_iter().zip(cancelled) {
             plan.add(job, cancelled, now);
         }
-        // Records first: once scheduled, a job may be released and run at once, and a
-        // `scheduled` written after that would hide it.
+        // Keys of cancelled jobs first: a `cancelled` record promises a free key.
+        for (key, id) in &plan.unique_keys {
+            store.unique_release(key, *id).await?;
+        }
+        // Records before scheduling: once scheduled, a job may be released and run at once,
+        // and a `scheduled` written after that would hide it.
         if !plan.records.is_empty() {
             store.put_records(&plan.records).await?;
         }
         if !plan.scheduled.is_empty() {
             store.schedule(plan.scheduled).await?;
             ctx.wake.notify_one();
-        }
-        for (key, id) in &plan.unique_keys {
-            store.unique_release(key, *id).await?;
         }
         // Last, so a store failure above (which gives the batch back) does not file the
         // same undecodable message twice.

@@ -103,22 +103,22 @@ impl RouteHandler for FailedIntake {
             }
         }
         let retries: Vec<String> = scheduled.iter().map(|s| s.queue.clone()).collect();
-        // Records first: once scheduled, a retry may be released and run at once, and a
-        // `retrying` written after that would hide it.
+        // A `dead` record promises its dead letter and a free uniqueness key: file and free
+        // them before the record says so.
+        for (letter, job) in &died {
+            store.dead_put(letter.clone()).await?;
+            if let Some(key) = &job.unique_key {
+                store.unique_release(key, job.id).await?;
+            }
+        }
+        // Records before scheduling: once scheduled, a retry may be released and run at
+        // once, and a `retrying` written after that would hide it.
         if !records.is_empty() {
             store.put_records(&records).await?;
         }
         if !scheduled.is_empty() {
             store.schedule(scheduled).await?;
             ctx.wake.notify_one();
-        }
-        for (letter, _) in &died {
-            store.dead_put(letter.clone()).await?;
-        }
-        for (_, job) in &died {
-            if let Some(key) = &job.unique_key {
-                store.unique_release(key, job.id).await?;
-            }
         }
         if !undecodable.is_empty() {
             ctx.backends.broker.publish(undecodable).await?;

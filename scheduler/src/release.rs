@@ -124,8 +124,12 @@ async fn release(ctx: &Context, claimed: Vec<ScheduledJob>) -> Result<(), Schedu
     }
     ctx.declare_queues(released.iter().map(|(q, _)| q.as_str()))
         .await?;
-    // Records first: once published, a worker may record `running` at once, and a
-    // `pending` written after it would hide that.
+    // Keys of cancelled jobs first: a `cancelled` record promises a free key.
+    for (key, id) in &unique_keys {
+        store.unique_release(key, *id).await?;
+    }
+    // Records before publishing: once published, a worker may record `running` at once,
+    // and a `pending` written after it would hide that.
     if !records.is_empty() {
         store.put_records(&records).await?;
     }
@@ -133,9 +137,6 @@ async fn release(ctx: &Context, claimed: Vec<ScheduledJob>) -> Result<(), Schedu
         ctx.backends.broker.publish(messages).await?;
     }
     store.release_done(&ids).await?;
-    for (key, id) in &unique_keys {
-        store.unique_release(key, *id).await?;
-    }
     for (queue, late_ms) in released {
         let late = Duration::from_millis(late_ms.max(0) as u64).as_secs_f64();
         metrics::histogram!(telemetry::RELEASE_LATENESS).record(late);
