@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use jobfleet::commands::{cancel, dev, dlq, enqueue, queues, scheduler, status, worker};
+use jobfleet::commands::{bench, cancel, dev, dlq, enqueue, queues, scheduler, status, worker};
 use jobfleet::logging::{self, Profile};
 use jobfleet::{shutdown, Error, GlobalArgs};
 use jobfleet_common::Config;
@@ -38,6 +38,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Cancel a job.
     Cancel(cancel::CancelArgs),
+    /// Measure jobfleet's throughput against the bare broker's; one JSON line on stdout.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,7 +56,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Error> {
     let config = cli.global.load_config()?;
     let profile = match cli.command {
-        Command::Dev(_) => Profile::Dev,
+        // Both are watched at a terminal; the bench must not log a line per job either.
+        Command::Dev(_) | Command::Bench(_) => Profile::Dev,
         _ => Profile::Service,
     };
     let rust_log = std::env::var("RUST_LOG").ok();
@@ -87,5 +90,6 @@ async fn dispatch(command: Command, config: Config, token: CancellationToken) ->
         Command::Queues(args) => queues::run(args, config).await,
         Command::Dlq(args) => dlq::run(args, config).await,
         Command::Cancel(args) => cancel::run(args, config).await,
+        Command::Bench(args) => bench::run(args, config).await,
     }
 }

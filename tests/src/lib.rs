@@ -9,12 +9,16 @@
 //! - [`harness`]: backend factories, a test [`harness::Fleet`] (scheduler and workers
 //!   started in-process through their public entry points), waiting helpers, probes.
 //! - [`services`]: the RabbitMQ + Redis factory and the cleanup of what checks leave there.
+//! - [`kafka`]: the Kafka + Redis factory, and the Kafka-only per-key order check.
 //! - [`faults`]: a store wrapper that injects faults (lost lock renewals) into any backend.
 //! - [`conformance`]: the behaviour checks every backend must pass.
+//! - [`processes`]: worker and scheduler processes for the crash tests (`tests/crash_*.rs`).
 
 pub mod conformance;
 pub mod faults;
 pub mod harness;
+pub mod kafka;
+pub mod processes;
 pub mod services;
 
 pub use harness::BackendFactory;

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use jobfleet_common::Job;
 
 use crate::context::JobContext;
 
@@ -72,16 +73,21 @@ impl From<serde_json::Error> for JobError {
     }
 }
 
-/// Handlers by job kind.
+/// What [`Registry::on_settled`] calls: the job and its outcome label.
+type SettledHook = Arc<dyn Fn(&Job, &'static str) + Send + Sync>;
+
+/// Handlers by job kind, and an optional observer of settled jobs.
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, Arc<dyn Handler>>,
+    on_settled: Option<SettledHook>,
 }
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("kinds", &self.kinds())
+            .field("on_settled", &self.on_settled.is_some())
             .finish()
     }
 }
@@ -116,6 +122,34 @@ impl Registry {
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
         self.register(kind, FnHandler(f))
+    }
+
+    /// Calls `hook` each time the worker is done with a job's delivery: after the outcome
+    /// was recorded (completion marker, `cancelled` record, publish to the failed, dead or
+    /// delayed route) and the delivery acked — or, for `requeued` on shutdown, handed
+    /// back. It gets the job and the outcome label of the attempts metric: `completed`,
+    /// `duplicate`, `cancelled`, `skipped`, `requeued`, `permanent`, or the retryable
+    /// error kind (`failed`, `timeout`, `panic`, `lock_lost`).
+    ///
+    /// Not called for deliveries that never decoded into a runnable job (they go to the
+    /// dead route without a [`Job`]) nor for deliveries given back after a backend error
+    /// (they come again). The hook runs on the job's task: keep it short and non-blocking
+    /// (count, timestamp, notify). Benchmarks and tests use it to know when work is
+    /// really finished, not merely when a handler returned. A second call replaces the
+    /// first hook.
+    pub fn on_settled<F>(&mut self, hook: F) -> &mut Self
+    where
+        F: Fn(&Job, &'static str) + Send + Sync + 'static,
+    {
+        self.on_settled = Some(Arc::new(hook));
+        self
+    }
+
+    /// Tells the settled hook, if any, that `job` ended with `outcome`.
+    pub(crate) fn settled(&self, job: &Job, outcome: &'static str) {
+        if let Some(hook) = &self.on_settled {
+            hook(job, outcome);
+        }
     }
 
     /// The registered kinds, sorted.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use jobfleet_common::broker::{Delivery, Route};
 use jobfleet_common::job::ConflictPolicy;
 use jobfleet_common::limits::ENVELOPE_ALLOWANCE;
-use jobfleet_common::store::{JobRecord, JobState, LockRequest};
+use jobfleet_common::store::{Admission, JobRecord, JobState, LockRequest};
 use jobfleet_common::{codec, dead, telemetry, ErrorKind, Job};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -113,9 +113,6 @@ async fn reject(
 
 /// Steps 3–7 for a job that can run.
 async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery: Delivery) {
-    let Some(delivery) = preflight(worker, &job, delivery).await else {
-        return;
-    };
     let store = &worker.backends.store;
     let lock = job.lock.as_ref().map(|spec| LockRequest {
         key: spec.key.clone(),
@@ -123,6 +120,12 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
         holder: worker.lock_holder(&job),
         ttl_ms: u64::try_from(worker.config.worker.lock_ttl.as_millis()).unwrap_or(u64::MAX),
     });
+    // Without a lock nothing stands between the checks and the `running` record, so one
+    // store call does both; with one, the record waits until the lock is taken.
+    let early = lock.is_none().then(|| running_record(worker, &job));
+    let Some(delivery) = preflight(worker, &job, delivery, early.as_ref()).await else {
+        return;
+    };
     let fence = match &lock {
         None => None,
         Some(request) => match store.lock_acquire(request).await {
@@ -134,7 +137,12 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
             Ok(None) => return lock_conflict(worker, job, delivery, &request.key).await,
         },
     };
-    run_attempt(worker, job, handler, delivery, fence, lock.as_ref()).await;
+    let attempt = Attempt {
+        fence,
+        lock: lock.as_ref(),
+        recorded: early,
+    };
+    run_attempt(worker, job, handler, delivery, attempt).await;
     // Whatever happened, the lock goes: releasing one already lost is harmless.
     if let Some(request) = &lock {
         if let Err(e) = store.lock_release(request).await {
@@ -143,38 +151,55 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
     }
 }
 
-/// Steps 3–4: the completion marker and the cancel flag. Returns the delivery if the job
-/// should run, having settled it otherwise.
-async fn preflight(worker: &Worker, job: &Job, delivery: Delivery) -> Option<Delivery> {
-    let store = &worker.backends.store;
-    match store.is_completed(job.id).await {
-        Err(e) => {
-            settle::give_back(worker, delivery, "is_completed", &e).await;
-            return None;
-        }
-        Ok(true) => {
-            settle::ack(delivery).await;
-            events::finished(job, "duplicate");
-            return None;
-        }
-        Ok(false) => {}
+/// The `running` record of this worker's attempt at `job`, starting now.
+fn running_record(worker: &Worker, job: &Job) -> JobRecord {
+    let now = worker.backends.clock.now_ms();
+    JobRecord {
+        started_at_ms: Some(now),
+        worker: Some(worker.id.to_string()),
+        ..JobRecord::of(job, JobState::Running, now)
     }
-    match store.cancel_requested(&[job.id]).await {
+}
+
+/// Steps 3–4: the completion marker and the cancel flag, writing `running` too if given
+/// and both are clear ([`JobStates::admit`](jobfleet_common::store::JobStates::admit)).
+/// Returns the delivery if the job should run, having settled it otherwise.
+async fn preflight(
+    worker: &Worker,
+    job: &Job,
+    delivery: Delivery,
+    running: Option<&JobRecord>,
+) -> Option<Delivery> {
+    match worker.backends.store.admit(job.id, running).await {
         Err(e) => {
-            settle::give_back(worker, delivery, "cancel_requested", &e).await;
+            settle::give_back(worker, delivery, "admit", &e).await;
             None
         }
-        Ok(flags) if flags.first() == Some(&true) => {
+        Ok(Admission::Completed) => {
+            settle::ack(delivery).await;
+            worker.finished(job, "duplicate");
+            None
+        }
+        Ok(Admission::CancelRequested) => {
             let now = worker.backends.clock.now_ms();
             let record = JobRecord::of(job, JobState::Cancelled, now);
             let note = "cancel requested before it started".to_string();
             if settle::cancelled(worker, delivery, record, job.unique_key.as_deref(), note).await {
-                events::finished(job, "cancelled");
+                worker.finished(job, "cancelled");
             }
             None
         }
-        Ok(_) => Some(delivery),
+        Ok(Admission::Clear) => Some(delivery),
     }
+}
+
+/// What an attempt starts with besides its job.
+struct Attempt<'a> {
+    /// The lock's fencing token, if the job holds a lock.
+    fence: Option<u64>,
+    lock: Option<&'a LockRequest>,
+    /// The `running` record, if [`preflight`] already wrote it.
+    recorded: Option<JobRecord>,
 }
 
 /// Steps 6–7 with the lock (if any) held: `running` record, handler, outcome.
@@ -183,46 +208,55 @@ async fn run_attempt(
     job: Job,
     handler: Arc<dyn Handler>,
     delivery: Delivery,
-    fence: Option<u64>,
-    lock: Option<&LockRequest>,
+    attempt: Attempt<'_>,
 ) {
     let store = &worker.backends.store;
     // Registered before the shutdown check, so a drain that ends now cannot miss it.
     let guard = worker.running.enter(job.id);
     if worker.shutdown.is_cancelled() {
-        // Received but not started when the drain began: hand it back untouched.
+        // Received but not started when the drain began: hand it back, saying `pending`
+        // again if its `running` record is already written.
+        if attempt.recorded.is_some() {
+            let now = worker.backends.clock.now_ms();
+            let pending = JobRecord::of(&job, JobState::Pending, now);
+            if let Err(e) = store.put_records(&[pending]).await {
+                telemetry::backend_error("worker", "put_records", &e);
+            }
+        }
         return settle::requeue(delivery).await;
     }
-    let now = worker.backends.clock.now_ms();
-    let record = JobRecord {
-        started_at_ms: Some(now),
-        worker: Some(worker.id.to_string()),
-        ..JobRecord::of(&job, JobState::Running, now)
+    let record = match attempt.recorded {
+        Some(record) => record,
+        None => {
+            let record = running_record(worker, &job);
+            if let Err(e) = store.put_records(std::slice::from_ref(&record)).await {
+                settle::give_back(worker, delivery, "put_records", &e).await;
+                return;
+            }
+            record
+        }
     };
-    if let Err(e) = store.put_records(std::slice::from_ref(&record)).await {
-        settle::give_back(worker, delivery, "put_records", &e).await;
-        return;
-    }
     let Some(ticket) = hold_if_long(worker, &job, delivery).await else {
         return;
     };
     let ctx = JobContext::new(Parts {
         job: job.clone(),
         cancelled: guard.stopper().token().clone(),
-        fence,
+        fence: attempt.fence,
         worker_id: worker.id.clone(),
         store: store.clone(),
         clock: worker.backends.clock.clone(),
         record: record.clone(),
     });
-    let watch = lock.map(|request| LockWatch {
+    let watch = attempt.lock.map(|request| LockWatch {
         store: store.clone(),
         request: request.clone(),
     });
+    let now = worker.backends.clock.now_ms();
     events::started(&job, events::wait_of(&job, now));
     let began = Instant::now();
-    let attempt = attempt::run(handler, ctx, guard.stopper(), watch);
-    let outcome = ticket::run_while(ticket.hold(), attempt).await;
+    let outcome = attempt::run(handler, ctx, guard.stopper(), watch);
+    let outcome = ticket::run_while(ticket.hold(), outcome).await;
     events::stopped(&job, began.elapsed());
     drop(guard);
     settle::outcome(worker, ticket, job, record, outcome).await;
@@ -261,7 +295,7 @@ async fn lock_conflict(worker: &Worker, mut job: Job, delivery: Delivery, key: &
             job.run_at_ms = Some(run_at);
             let message = settle::job_message(Route::Delayed, &job);
             if settle::publish_then_ack(worker, delivery, message).await {
-                events::finished(&job, "requeued");
+                worker.finished(&job, "requeued");
             }
         }
         ConflictPolicy::Skip => {
@@ -269,7 +303,7 @@ async fn lock_conflict(worker: &Worker, mut job: Job, delivery: Delivery, key: &
             let record = JobRecord::of(&job, JobState::Cancelled, now);
             let note = format!("skipped: lock {key} held");
             if settle::cancelled(worker, delivery, record, job.unique_key.as_deref(), note).await {
-                events::finished(&job, "skipped");
+                worker.finished(&job, "skipped");
             }
         }
     }

@@ -13,7 +13,6 @@ use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{dead, telemetry, ErrorKind, ErrorRecord, Job, JobId};
 
 use crate::attempt::Outcome;
-use crate::events;
 use crate::state::Worker;
 use crate::ticket::Ticket;
 
@@ -98,6 +97,8 @@ pub(crate) async fn cancelled(
         worker: Some(worker.id.to_string()),
         ..record
     };
+    // The key first: a `cancelled` record promises a free uniqueness key.
+    release_unique(worker, record.id, unique_key).await;
     if let Err(e) = worker
         .backends
         .store
@@ -106,7 +107,6 @@ pub(crate) async fn cancelled(
     {
         return give_back(worker, ticket, "put_records", &e).await;
     }
-    release_unique(worker, record.id, unique_key).await;
     ack(ticket).await
 }
 
@@ -138,11 +138,12 @@ pub(crate) async fn outcome(
                 progress: Some(1.0),
                 ..running
             };
+            // Whoever sees `completed` may enqueue the same uniqueness key again at once:
+            // free it first. Should `complete` then fail, the job runs again with its key
+            // free, a duplicate the completion marker cannot stop but no lost job.
+            release_unique(worker, job.id, unique.as_deref()).await;
             match worker.backends.store.complete(&record).await {
-                Ok(()) => {
-                    release_unique(worker, job.id, unique.as_deref()).await;
-                    ack(ticket).await
-                }
+                Ok(()) => ack(ticket).await,
                 Err(e) => give_back(worker, ticket, "complete", &e).await,
             }
         }
@@ -195,6 +196,6 @@ pub(crate) async fn outcome(
         }
     };
     if settled {
-        events::finished(&job, label);
+        worker.finished(&job, label);
     }
 }

@@ -46,6 +46,13 @@ impl Worker {
         }
     }
 
+    /// A delivery of `job` is settled with `outcome`: the log line, the metric, and the
+    /// registry's settled hook.
+    pub fn finished(&self, job: &jobfleet_common::Job, outcome: &'static str) {
+        crate::events::finished(job, outcome);
+        self.registry.settled(job, outcome);
+    }
+
     /// The lock holder id of this worker's attempt at `job`: unique per worker and job,
     /// so a redelivery of the same job elsewhere never looks like the same holder.
     pub fn lock_holder(&self, job: &jobfleet_common::Job) -> String {

@@ -126,7 +126,12 @@ impl Hold {
         if let Err(e) = delivery.ack().await {
             telemetry::backend_error("worker", "ack", &e);
         }
-        Ok(Self { store, clock, entry, lease_ms })
+        Ok(Self {
+            store,
+            clock,
+            entry,
+            lease_ms,
+        })
     }
 
     /// Pushes the due time one lease ahead every third of a lease, forever.

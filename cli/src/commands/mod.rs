@@ -2,6 +2,7 @@
 //! `run` that takes the loaded configuration (and, for long-running commands, the
 //! shutdown token); `dev` also exposes [`dev::run`] for tests to call in-process.
 
+pub mod bench;
 pub mod cancel;
 pub mod dev;
 pub mod dlq;

@@ -17,8 +17,11 @@ pub(super) struct StateTable {
 }
 
 impl StateTable {
+    /// Writes a record, unless the job completed: its final record stays.
     pub fn put(&mut self, record: JobRecord) {
-        self.records.insert(record.id, record);
+        if !self.completed.contains(&record.id) {
+            self.records.insert(record.id, record);
+        }
     }
 
     pub fn record(&self, id: JobId) -> Option<JobRecord> {
@@ -28,7 +31,7 @@ impl StateTable {
     /// The record and its marker under one lock, so no reader sees one without the other.
     pub fn complete(&mut self, record: JobRecord) {
         self.completed.insert(record.id);
-        self.put(record);
+        self.records.insert(record.id, record);
     }
 
     pub fn is_completed(&self, id: JobId) -> bool {
@@ -76,6 +79,18 @@ impl StateTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_completed_jobs_record_is_never_replaced() {
+        let mut t = StateTable::default();
+        use crate::store::JobState;
+        let job = crate::job::Job::new("q", "k", "{}");
+        t.put(JobRecord::of(&job, JobState::Running, 1));
+        let done = JobRecord::of(&job, JobState::Completed, 2);
+        t.complete(done.clone());
+        t.put(JobRecord::of(&job, JobState::Pending, 3));
+        assert_eq!(t.record(job.id), Some(done));
+    }
 
     #[test]
     fn uniqueness_keys_hold_until_released_or_expired() {

@@ -204,6 +204,18 @@ pub(super) static UNIQUE_CLAIM: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// The checks before a job runs. KEYS: completion marker, cancel flag, state record.
+/// ARGV: the `running` record's JSON (empty: write nothing), its TTL ms. Returns 1 if the
+/// job completed, 2 if its cancel was requested, else writes the record and returns 0.
+pub(super) static ADMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+        if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+        if ARGV[1] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
+        return 0",
+    )
+});
+
 /// Deletes a key only if it holds the given value. KEYS: the key. ARGV: value.
 pub(super) static COMPARE_AND_DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -270,3 +282,14 @@ pub(super) static LIVE_WORKERS: LazyLock<Script> = LazyLock::new(|| {
         return infos",
     )
 });
+
+/// Writes a state record unless the job completed. KEYS: record, completion marker.
+/// ARGV: record JSON, TTL ms. A completed job's final record is never replaced by a
+/// write meant for an earlier stage (a re-release, a retried enqueue).
+pub(super) const PUT_RECORD_LUA: &str = "if redis.call('EXISTS', KEYS[2]) == 0 then
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    end
+    return 0";
+
+/// [`PUT_RECORD_LUA`].
+pub(super) static PUT_RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_RECORD_LUA));

@@ -6,10 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::scripts::{COMPARE_AND_DELETE, UNIQUE_CLAIM};
+use super::scripts::{ADMIT, COMPARE_AND_DELETE, PUT_RECORD, PUT_RECORD_LUA, UNIQUE_CLAIM};
 use super::{decode_json, encode_json, parse_id, px, RedisStore};
 use crate::job::JobId;
-use crate::store::{JobRecord, JobStates, StoreResult};
+use crate::store::{Admission, JobRecord, JobStates, StoreError, StoreResult};
 
 /// How long state records, completion markers and cancel requests live after their last
 /// write: long enough to outlast any retry schedule and for operators to ask about a job
@@ -37,8 +37,18 @@ impl JobStates for RedisStore {
             return Ok(());
         }
         let mut pipe = redis::pipe();
+        // Loading first in the same pipeline makes every EVALSHA after it find the script.
+        pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_RECORD_LUA).ignore();
         for record in records {
-            self.record_pipeline(&mut pipe, record)?;
+            let json = encode_json("job record", record)?;
+            pipe.cmd("EVALSHA")
+                .arg(PUT_RECORD.get_hash())
+                .arg(2)
+                .arg(self.keys.of_job("job", record.id))
+                .arg(self.keys.of_job("done", record.id))
+                .arg(json)
+                .arg(record_ttl_ms())
+                .ignore();
         }
         Ok(pipe.query_async(&mut self.conn()).await?)
     }
@@ -79,6 +89,31 @@ impl JobStates for RedisStore {
             pipe.exists(self.keys.of_job("cancel", *id));
         }
         Ok(pipe.query_async(&mut self.conn()).await?)
+    }
+
+    /// One script: the marker, the cancel flag and the `running` record in one round trip,
+    /// and atomically, so no cancel can slip in between the check and the write.
+    async fn admit(&self, id: JobId, running: Option<&JobRecord>) -> StoreResult<Admission> {
+        let json = match running {
+            Some(record) => encode_json("job record", record)?,
+            None => String::new(),
+        };
+        let found: i64 = ADMIT
+            .key(self.keys.of_job("done", id))
+            .key(self.keys.of_job("cancel", id))
+            .key(self.keys.of_job("job", id))
+            .arg(json)
+            .arg(record_ttl_ms())
+            .invoke_async(&mut self.conn())
+            .await?;
+        match found {
+            0 => Ok(Admission::Clear),
+            1 => Ok(Admission::Completed),
+            2 => Ok(Admission::CancelRequested),
+            other => Err(StoreError::Corrupt(format!(
+                "admit script returned {other}"
+            ))),
+        }
     }
 
     async fn unique_claim(&self, key: &str, id: JobId, ttl_ms: u64) -> StoreResult<Option<JobId>> {
@@ -146,7 +181,13 @@ mod tests {
         t.complete(&done).await?;
         assert!(t.is_completed(a).await?);
         assert!(!t.is_completed(b).await?);
-        assert_eq!(t.record(a).await?, Some(done));
+        assert_eq!(t.record(a).await?, Some(done.clone()));
+        t.put_records(&[record(a, JobState::Pending)]).await?;
+        assert_eq!(
+            t.record(a).await?,
+            Some(done),
+            "a completed job's record stays"
+        );
 
         let ttl: i64 = t.conn().pttl(t.keys.of_job("done", a)).await?;
         let week = record_ttl_ms() as i64;
@@ -161,6 +202,38 @@ mod tests {
         let id = JobId::new();
         let _: () = t.conn().set(t.keys.of_job("job", id), "not json").await?;
         assert!(matches!(t.record(id).await, Err(StoreError::Corrupt(_))));
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn admit_checks_marker_then_cancel_then_writes_the_record() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        let running = |id| record(id, JobState::Running);
+        assert_eq!(t.admit(a, Some(&running(a))).await?, Admission::Clear);
+        assert_eq!(t.record(a).await?, Some(running(a)));
+        assert_eq!(t.admit(b, None).await?, Admission::Clear);
+        assert_eq!(t.record(b).await?, None, "nothing to write");
+
+        t.request_cancel(b).await?;
+        assert_eq!(
+            t.admit(b, Some(&running(b))).await?,
+            Admission::CancelRequested
+        );
+        assert_eq!(
+            t.record(b).await?,
+            None,
+            "a cancelled job is not marked running"
+        );
+
+        let done = record(c, JobState::Completed);
+        t.complete(&done).await?;
+        t.request_cancel(c).await?;
+        assert_eq!(t.admit(c, Some(&running(c))).await?, Admission::Completed);
+        assert_eq!(t.record(c).await?, Some(done), "the final record stays");
+        let ttl: i64 = t.conn().pttl(t.keys.of_job("job", a)).await?;
+        assert!(ttl > 0, "the record expires like every record: {ttl}");
         t.cleanup().await;
         Ok(())
     }

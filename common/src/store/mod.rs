@@ -104,10 +104,23 @@ pub trait Locks: Send + Sync {
     async fn fenced_read(&self, resource: &str) -> StoreResult<Option<(u64, Bytes)>>;
 }
 
+/// What [`JobStates::admit`] found for a job about to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// The completion marker exists: the job already ran. Nothing was written.
+    Completed,
+    /// Cancellation was requested. Nothing was written.
+    CancelRequested,
+    /// Neither: the job may run, and the `running` record (if one was given) is written.
+    Clear,
+}
+
 /// Job state records, completion markers, cancel requests and uniqueness keys.
 #[async_trait]
 pub trait JobStates: Send + Sync {
-    /// Writes (replaces) state records.
+    /// Writes (replaces) state records, except the record of a job whose completion
+    /// marker exists: its final record stays (a re-release or a retried enqueue writes
+    /// `pending` just before publishing a job that may have completed meanwhile).
     async fn put_records(&self, records: &[JobRecord]) -> StoreResult<()>;
     /// Reads one state record.
     async fn record(&self, id: JobId) -> StoreResult<Option<JobRecord>>;
@@ -119,6 +132,24 @@ pub trait JobStates: Send + Sync {
     async fn request_cancel(&self, id: JobId) -> StoreResult<()>;
     /// For each id, whether cancellation was requested.
     async fn cancel_requested(&self, ids: &[JobId]) -> StoreResult<Vec<bool>>;
+    /// The checks before a job runs, in one call: its completion marker, then its cancel
+    /// flag; if neither is set and `running` is given, writes that record. Backends that
+    /// can do this in one round trip override it (Redis does, atomically); the default
+    /// calls [`JobStates::is_completed`], [`JobStates::cancel_requested`] and
+    /// [`JobStates::put_records`] in turn.
+    async fn admit(&self, id: JobId, running: Option<&JobRecord>) -> StoreResult<Admission> {
+        if self.is_completed(id).await? {
+            return Ok(Admission::Completed);
+        }
+        if self.cancel_requested(&[id]).await?.first() == Some(&true) {
+            return Ok(Admission::CancelRequested);
+        }
+        if let Some(record) = running {
+            self.put_records(std::slice::from_ref(record)).await?;
+        }
+        Ok(Admission::Clear)
+    }
+
     /// Claims a uniqueness key for `id` for at most `ttl_ms`: `None` if claimed, or the id
     /// of the job that holds it.
     async fn unique_claim(&self, key: &str, id: JobId, ttl_ms: u64) -> StoreResult<Option<JobId>>;

@@ -30,7 +30,9 @@ pub async fn cancel(backends: &Backends, id: JobId) -> Result<CancelOutcome, Ops
     let record = store.record(id).await?;
     // A running long job is held in the delayed set (docs/architecture.md, "Long jobs"):
     // its worker stops it on the flag, so it is not a waiting job to cancel here.
-    let running = record.as_ref().is_some_and(|r| r.state == JobState::Running);
+    let running = record
+        .as_ref()
+        .is_some_and(|r| r.state == JobState::Running);
     let was_waiting = !running && store.unschedule(id).await?;
     if was_waiting {
         if let Some(mut record) = record {

@@ -7,6 +7,7 @@ mod drain;
 mod faults;
 mod locks;
 mod rejects;
+mod settled;
 
 use std::sync::Arc;
 use std::time::Duration;
