@@ -2,7 +2,7 @@
 # Runs every check and test jobfleet has, starting the services the suite needs when they
 # are not already running: Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672. A
 # Kafka-compatible server (tansu, in memory) is always started for this run on a free
-# port, exported as JOBFLEET_TEST_KAFKA, and stopped on exit; JOBFLEET_TEST_KAFKA already
+# port, exported as TEST_KAFKA_BROKERS, and stopped on exit; TEST_KAFKA_BROKERS already
 # set (e.g. to a `docker compose up -d kafka`) is used instead.
 #
 # Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true).
@@ -103,10 +103,10 @@ free_port() {
 }
 
 # Starts tansu (installing it once into ~/.cargo/bin) with in-memory storage on a free
-# loopback port, waits until it accepts connections and exports JOBFLEET_TEST_KAFKA.
+# loopback port, waits until it accepts connections and exports TEST_KAFKA_BROKERS.
 ensure_kafka() {
-  if [ -n "${JOBFLEET_TEST_KAFKA:-}" ]; then
-    log "kafka: using JOBFLEET_TEST_KAFKA=$JOBFLEET_TEST_KAFKA"
+  if [ -n "${TEST_KAFKA_BROKERS:-}" ]; then
+    log "kafka: using TEST_KAFKA_BROKERS=$TEST_KAFKA_BROKERS"
     return
   fi
   if ! command -v tansu >/dev/null 2>&1; then
@@ -123,15 +123,15 @@ ensure_kafka() {
   TANSU_PID=$!
   for _ in $(seq 1 100); do
     if port_open 127.0.0.1 "$port"; then
-      export JOBFLEET_TEST_KAFKA="127.0.0.1:$port"
-      log "kafka: tansu started on $JOBFLEET_TEST_KAFKA (log: $TANSU_LOG)"
+      export TEST_KAFKA_BROKERS="127.0.0.1:$port"
+      log "kafka: tansu started on $TEST_KAFKA_BROKERS (log: $TANSU_LOG)"
       return
     fi
     kill -0 "$TANSU_PID" 2>/dev/null || break
     sleep 0.2
   done
   die "tansu did not accept connections on 127.0.0.1:$port within 20s; see $TANSU_LOG.
-  Start a Kafka by hand (docker compose up -d kafka) and set JOBFLEET_TEST_KAFKA=127.0.0.1:9092"
+  Start a Kafka by hand (docker compose up -d kafka) and set TEST_KAFKA_BROKERS=127.0.0.1:9092"
 }
 
 # Installs a cargo subcommand from crates.io when it is missing (a new machine).

@@ -3,7 +3,8 @@
 //! Layers, later wins: built-in defaults, a TOML file, `JOBFLEET_*` environment variables,
 //! then command-line flags. An environment variable names a key in upper case with `__`
 //! between levels: `JOBFLEET_BROKER` is `broker`, `JOBFLEET_WORKER__CONCURRENCY` is
-//! `worker.concurrency`. A value that parses as TOML (a number, `true`, `["a","b"]`) is
+//! `worker.concurrency`; [`FILE_VAR`] (`JOBFLEET_CONFIG`) names the file instead. Any other
+//! `JOBFLEET_*` variable that is not a key is refused, so a typo never passes silently. A value that parses as TOML (a number, `true`, `["a","b"]`) is
 //! taken as such, anything else as a string. Every error names the key and the reason.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::{humantime_serde_compat as hs, Limits};
 use crate::retry::RetryPolicy;
+
+/// The environment variable that names the configuration file (read by the binary); the
+/// only `JOBFLEET_*` variable that is not a configuration key.
+pub const FILE_VAR: &str = "JOBFLEET_CONFIG";
 
 /// A configuration problem: the key and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -246,6 +251,9 @@ impl Config {
             None => toml::Table::new(),
         };
         for (name, value) in env {
+            if name == FILE_VAR {
+                continue;
+            }
             if let Some(rest) = name.strip_prefix("JOBFLEET_") {
                 if rest.is_empty() {
                     continue;
@@ -474,6 +482,14 @@ mod tests {
                 .concurrency,
             2
         );
+    }
+
+    #[test]
+    fn the_file_variable_is_not_a_key_but_typos_are_refused() {
+        let env = [(FILE_VAR.to_string(), "/etc/jobfleet.toml".to_string())];
+        assert_eq!(Config::load(None, env, &[]), Ok(Config::default()));
+        let env = [("JOBFLEET_WORKR__CONCURRENCY".to_string(), "2".to_string())];
+        assert_eq!(Config::load(None, env, &[]).expect_err("typo").key, "workr");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Kafka as the broker, Redis as the store: a Kafka-compatible server wherever
-//! `JOBFLEET_TEST_KAFKA` points (`host:port`; `scripts/test.sh` starts one) and Redis as
+//! `TEST_KAFKA_BROKERS` points (`host:port`; `scripts/test.sh` starts one) and Redis as
 //! in [`services`](crate::services).
 //!
 //! A check that cannot reach either fails with how to start it; none is skipped. Besides
@@ -13,16 +13,16 @@ use crate::harness::BackendFactory;
 use crate::services::delete_redis_keys;
 
 /// The variable naming the Kafka server tests use.
-pub const KAFKA_VAR: &str = "JOBFLEET_TEST_KAFKA";
+pub const KAFKA_VAR: &str = "TEST_KAFKA_BROKERS";
 
 /// How to start the services, for failure messages.
 pub const HOW_TO_START: &str = "run the suite through `scripts/test.sh`, which starts a \
-    Kafka-compatible server (tansu) and exports JOBFLEET_TEST_KAFKA, or start one by hand: \
+    Kafka-compatible server (tansu) and exports TEST_KAFKA_BROKERS, or start one by hand: \
     `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url \
     tcp://127.0.0.1:9092 --storage-engine memory://tansu/` (or `docker compose up -d kafka`) \
-    and `export JOBFLEET_TEST_KAFKA=127.0.0.1:9092`; Redis as for the rabbitmq+redis checks";
+    and `export TEST_KAFKA_BROKERS=127.0.0.1:9092`; Redis as for the rabbitmq+redis checks";
 
-/// The Kafka URL tests use, if `JOBFLEET_TEST_KAFKA` is set.
+/// The Kafka URL tests use, if `TEST_KAFKA_BROKERS` is set.
 pub fn kafka_url() -> Option<String> {
     let address = std::env::var(KAFKA_VAR).ok()?;
     let address = address.trim();

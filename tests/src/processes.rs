@@ -98,8 +98,8 @@ impl Processes {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        // The file decides; the test's own JOBFLEET_* variables (JOBFLEET_TEST_AMQP…) are
-        // not configuration keys and would be refused.
+        // The file decides: a JOBFLEET_* variable in the test's environment (a developer's
+        // own settings) must not leak into the processes under test.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
             if name.starts_with("JOBFLEET_") || name == "RUST_LOG" {

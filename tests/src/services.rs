@@ -1,5 +1,5 @@
 //! The real services the suite runs against: RabbitMQ and Redis on this machine (or
-//! wherever `JOBFLEET_TEST_AMQP` / `JOBFLEET_TEST_REDIS` point).
+//! wherever `TEST_AMQP_URL` / `TEST_REDIS_URL` point).
 //!
 //! A check that cannot reach a service fails with how to start it; none is skipped.
 
@@ -16,13 +16,13 @@ pub const HOW_TO_START: &str = "start them with `scripts/test.sh` (which starts 
 
 /// The AMQP URL tests use.
 pub fn amqp_url() -> String {
-    std::env::var("JOBFLEET_TEST_AMQP")
+    std::env::var("TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
 
 /// The Redis URL tests use.
 pub fn redis_url() -> String {
-    std::env::var("JOBFLEET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string())
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string())
 }
 
 /// RabbitMQ as the broker, Redis as the store.

@@ -1,5 +1,5 @@
 //! The conformance suite on Kafka (broker; a Kafka-compatible server at
-//! `JOBFLEET_TEST_KAFKA`) and Redis (store).
+//! `TEST_KAFKA_BROKERS`) and Redis (store).
 
 jobfleet_tests::conformance_suite!(jobfleet_tests::kafka::KafkaRedis);
 

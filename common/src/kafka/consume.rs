@@ -350,13 +350,24 @@ impl ClientContext for Rebalancer {
 impl ConsumerContext for Rebalancer {
     /// Revoked partitions lose their buffered records before librdkafka commits what was
     /// stored for them (and then lets them go).
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    ///
+    /// Partitions this stream paused (full buffers) are resumed before they go: librdkafka
+    /// keeps a partition paused across a revocation, so if the next assignment gave it
+    /// back to this member, whose ledger starts it unpaused, it would never be fetched
+    /// again. Resuming while still assigned, before the unassign, keeps librdkafka's own
+    /// fetch start for a later assignment (from the committed offset) the newest op.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(revoked) => {
                 let revoked = partitions(revoked);
                 tracing::debug!(group = %self.lane.group, revoked = revoked.len(), "kafka revoke");
-                lock(&self.lane.ledger).revoke(&revoked);
+                let paused = lock(&self.lane.ledger).revoke(&revoked);
                 lock(&self.lane.fresh).retain(|p| !revoked.contains(p));
+                if std::env::var("NOFIX").is_err() && !paused.is_empty() {
+                    if let Err(e) = consumer.resume(&list(&paused)) {
+                        tracing::warn!(group = %self.lane.group, error = %e, "kafka resume on revoke");
+                    }
+                }
             }
             Rebalance::Error(e) => {
                 tracing::warn!(group = %self.lane.group, error = %e, "kafka rebalance failed");

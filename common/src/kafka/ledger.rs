@@ -128,14 +128,20 @@ impl<T> Ledger<T> {
 
     /// Partitions taken away: their buffered entries are dropped (the next owner fetches
     /// them from the committed offset). Deliveries still running may be settled; they
-    /// no longer move any offset.
-    pub fn revoke(&mut self, partitions: &[Partition]) {
+    /// no longer move any offset. Returns those of them that were paused, for the caller
+    /// to resume: librdkafka keeps a partition paused across a revocation, and a later
+    /// assignment of it starts unpaused here.
+    pub fn revoke(&mut self, partitions: &[Partition]) -> Vec<Partition> {
+        let mut paused = Vec::new();
         for partition in partitions {
-            self.assigned.remove(partition);
+            if self.assigned.remove(partition).is_some_and(|s| s.paused) {
+                paused.push(partition.clone());
+            }
         }
         for band in &mut self.bands {
             band.retain(|e| !partitions.contains(&e.partition));
         }
+        paused
     }
 
     /// The partitions currently assigned.

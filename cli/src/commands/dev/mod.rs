@@ -229,6 +229,9 @@ async fn follow(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // Shutdown first: the roles stop on its child token, so once it is cancelled a
+            // role ending is the shutdown itself, not a failure.
+            biased;
             () = shutdown.cancelled() => return Ok(Stop::Shutdown),
             Some(ended) = roles.join_next() => {
                 return Err(role_ended(ended).err().unwrap_or_else(|| {

@@ -169,8 +169,8 @@ mod tests {
     #[test]
     fn a_good_batch_decodes_every_line() {
         let batch = lines(&[
-            r#"{"v":1,"queue":"q","kind":"echo","payload":{"n":1}}"#,
-            r#"{"v":1,"queue":"q","kind":"sleep","payload":{"ms":5},"priority":9}"#,
+            r#"{"v":1,"id":"01890a5d-ac96-774b-bcce-b302099a8057","queue":"q","kind":"echo","payload":{"n":1}}"#,
+            r#"{"v":1,"id":"01890a5d-ac96-774b-bcce-b302099a8058","queue":"q","kind":"sleep","payload":{"ms":5},"priority":9}"#,
         ]);
         let jobs = decode_batch(&batch, &Limits::default(), 0).expect("valid");
         assert_eq!(jobs.len(), 2);
@@ -181,8 +181,8 @@ mod tests {
     #[test]
     fn the_first_bad_line_is_named_with_its_reason() {
         let batch = lines(&[
-            r#"{"v":1,"queue":"q","kind":"echo"}"#,
-            r#"{"v":1,"queue":"q","kind":"echo","priority":12}"#,
+            r#"{"v":1,"id":"01890a5d-ac96-774b-bcce-b302099a8057","queue":"q","kind":"echo"}"#,
+            r#"{"v":1,"id":"01890a5d-ac96-774b-bcce-b302099a8058","queue":"q","kind":"echo","priority":12}"#,
             "not json",
         ]);
         let e = decode_batch(&batch, &Limits::default(), 0).expect_err("invalid");
@@ -191,8 +191,12 @@ mod tests {
         let e = decode_batch(&batch[2..], &Limits::default(), 0).expect_err("garbage");
         assert_eq!(e.number, 3);
         assert!(e.reason.contains("not a jobfleet envelope"), "{}", e.reason);
-        let e = decode_batch(&lines(&[r#"{"v":1,"kind":"echo"}"#]), &Limits::default(), 0)
-            .expect_err("no queue");
+        let e = decode_batch(
+            &lines(&[r#"{"v":1,"id":"01890a5d-ac96-774b-bcce-b302099a8059","kind":"echo"}"#]),
+            &Limits::default(),
+            0,
+        )
+        .expect_err("no queue");
         assert!(e.reason.contains("queue"), "{}", e.reason);
     }
 

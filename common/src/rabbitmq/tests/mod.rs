@@ -1,4 +1,4 @@
-//! Tests against the RabbitMQ server on this machine (or `JOBFLEET_TEST_AMQP`). Each test
+//! Tests against the RabbitMQ server on this machine (or `TEST_AMQP_URL`). Each test
 //! uses a fresh namespace and deletes its queues when it ends, even by panicking.
 
 mod delivery;
@@ -21,7 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(15);
 const QUIET: Duration = Duration::from_millis(700);
 
 fn url() -> String {
-    std::env::var("JOBFLEET_TEST_AMQP")
+    std::env::var("TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
 
