@@ -43,6 +43,15 @@ impl BackendFactory for KafkaRedis {
         // Unset, the URL stays invalid and `backends` fails with how to set it.
         config.broker = kafka_url().unwrap_or_else(|| "kafka://".into());
         config.store = crate::services::redis_url();
+        // One record per produced batch: tansu 0.6.0 mis-numbers multi-record batches (its
+        // high watermark moves by one per batch) and a fetch from an offset inside a batch
+        // returns nothing of it, so a consumer resuming mid-batch (after a pause, a commit,
+        // a rebalance) would skip the rest. Apache Kafka has neither problem.
+        let props = &mut config.kafka.properties;
+        props.insert("batch.num.messages".into(), "1".into());
+        // Members learn of a rebalance from their heartbeat; the default 3 s makes a join
+        // or leave slower than a whole check.
+        props.insert("heartbeat.interval.ms".into(), "100".into());
     }
 
     async fn backends(&self, config: &Config) -> Backends {
