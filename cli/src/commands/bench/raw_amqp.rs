@@ -20,7 +20,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 use tokio::time::Instant;
 
 use super::report::Baseline;
-use super::{per_second, Plan};
+use super::Plan;
 use crate::error::{Error, Result};
 
 /// Unconfirmed publishes at most, as in `RabbitBroker`.
@@ -100,20 +100,7 @@ async fn run(
     publish(&publishing, queue, &body, plan.jobs).await?;
     let published = began.elapsed();
 
-    let wait = plan.timeout.saturating_sub(began.elapsed());
-    let (acked, last_ack) = match tokio::time::timeout(wait, drain).await {
-        Ok(joined) => joined.map_err(|e| Error::Task(format!("baseline consumer: {e}")))??,
-        Err(_) => return Err(Error::Task(format!("baseline not drained within {wait:?}"))),
-    };
-    if acked < expected {
-        return Err(Error::Task(format!(
-            "baseline consumer ended after {acked} of {expected} messages"
-        )));
-    }
-    Ok(Baseline {
-        raw_e2e_per_s: per_second(expected, last_ack.duration_since(began)),
-        raw_publish_per_s: per_second(expected, published),
-    })
+    Baseline::from_drain(plan, began, published, drain).await
 }
 
 /// Publishes `n` copies of `body`, at most [`WINDOW`] unconfirmed, until all are confirmed.

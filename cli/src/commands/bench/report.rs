@@ -4,9 +4,14 @@
 //! serialised as declared. Rates are rounded to one decimal, latencies to two, the
 //! ratio to three: the machines this runs on are too noisy for more.
 
-use serde::Serialize;
+use std::time::Duration;
 
-use super::Plan;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{per_second, Plan};
+use crate::error::{Error, Result};
 
 /// What the jobfleet measurement found.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +37,34 @@ pub(crate) struct Baseline {
     pub raw_e2e_per_s: f64,
     /// Messages over first publish → last confirm.
     pub raw_publish_per_s: f64,
+}
+
+impl Baseline {
+    /// Waits (within what is left of `plan.timeout`) for the consumer task `drain`, which
+    /// returns how many messages it acked and when the last ack was, and computes the
+    /// rates from the first publish at `began`; `published` is how long publishing took.
+    pub(crate) async fn from_drain(
+        plan: &Plan,
+        began: Instant,
+        published: Duration,
+        drain: JoinHandle<Result<(usize, Instant)>>,
+    ) -> Result<Self> {
+        let expected = plan.jobs;
+        let wait = plan.timeout.saturating_sub(began.elapsed());
+        let (acked, last_ack) = match tokio::time::timeout(wait, drain).await {
+            Ok(joined) => joined.map_err(|e| Error::Task(format!("baseline consumer: {e}")))??,
+            Err(_) => return Err(Error::Task(format!("baseline not drained within {wait:?}"))),
+        };
+        if acked < expected {
+            return Err(Error::Task(format!(
+                "baseline consumer ended after {acked} of {expected} messages"
+            )));
+        }
+        Ok(Self {
+            raw_e2e_per_s: per_second(expected, last_ack.duration_since(began)),
+            raw_publish_per_s: per_second(expected, published),
+        })
+    }
 }
 
 /// Latency percentiles, ms.
