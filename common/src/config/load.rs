@@ -1,0 +1,193 @@
+//! Reading the configuration's layers, later wins: built-in defaults, a TOML file,
+//! `JOBFLEET_*` environment variables, then command-line flags. An environment variable
+//! names a key in upper case with `__` between levels: `JOBFLEET_BROKER` is `broker`,
+//! `JOBFLEET_WORKER__CONCURRENCY` is `worker.concurrency`; [`FILE_VAR`]
+//! (`JOBFLEET_CONFIG`) names the file instead. Any other `JOBFLEET_*` variable that is not
+//! a key is refused, so a typo never passes silently. A value that parses as TOML (a
+//! number, `true`, `["a","b"]`) is taken as such, anything else as a string.
+
+use std::path::Path;
+
+use super::{err, Config, ConfigError};
+
+/// The environment variable that names the configuration file (read by the binary); the
+/// only `JOBFLEET_*` variable that is not a configuration key.
+pub const FILE_VAR: &str = "JOBFLEET_CONFIG";
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `JOBFLEET_*` variables from `env`, then
+    /// `overrides` (dotted key, value), and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("<file>", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| err("<file>", format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            if name == FILE_VAR {
+                continue;
+            }
+            if let Some(rest) = name.strip_prefix("JOBFLEET_") {
+                if rest.is_empty() {
+                    continue;
+                }
+                let key = rest.to_ascii_lowercase().replace("__", ".");
+                set_path(&mut table, &key, &value)?;
+            }
+        }
+        for (key, value) in overrides {
+            set_path(&mut table, key, value)?;
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| err(e.path().to_string(), e.inner().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads with the process environment.
+    pub fn load_from_env(
+        file: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        Self::load(file, std::env::vars(), overrides)
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+fn set_path(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err(key, "is not a key"));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = parts.split_last().ok_or_else(|| err(key, "is not a key"))?;
+    let mut cur = table;
+    for (i, p) in parents.iter().enumerate() {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| err(parts[..=i].join("."), "is a value, not a section"))?;
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("jobfleet-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("jobfleet.toml");
+        std::fs::write(&path, file_text).expect("write");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let out = Config::load(Some(&path), env, &[]);
+        let _ = std::fs::remove_dir_all(dir);
+        out
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::load(None, [], &[]), Ok(Config::default()));
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let c = load(
+            "[worker]\nconcurrency = 4\nqueues = [\"a\"]\n",
+            &[("JOBFLEET_WORKER__CONCURRENCY", "9")],
+        )
+        .expect("valid");
+        assert_eq!(c.worker.concurrency, 9);
+        assert_eq!(c.worker.queues, ["a"]);
+        let flags = [("worker.concurrency".to_string(), "2".to_string())];
+        let env = [("JOBFLEET_WORKER__CONCURRENCY".to_string(), "9".to_string())];
+        assert_eq!(
+            Config::load(None, env, &flags)
+                .expect("valid")
+                .worker
+                .concurrency,
+            2
+        );
+    }
+
+    #[test]
+    fn the_file_variable_is_not_a_key_but_typos_are_refused() {
+        let env = [(FILE_VAR.to_string(), "/etc/jobfleet.toml".to_string())];
+        assert_eq!(Config::load(None, env, &[]), Ok(Config::default()));
+        let env = [("JOBFLEET_WORKR__CONCURRENCY".to_string(), "2".to_string())];
+        assert_eq!(Config::load(None, env, &[]).expect_err("typo").key, "workr");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load("[worker]\nconcurrency = \"many\"\n", &[]).expect_err("invalid");
+        assert_eq!(e.key, "worker.concurrency");
+        let e = load("", &[("JOBFLEET_WORKER__CONCURRENCY", "0")]).expect_err("invalid");
+        assert_eq!(e.key, "worker.concurrency");
+        let e = load("[worker]\ngrace_period = \"soon\"\n", &[]).expect_err("invalid");
+        assert_eq!(e.key, "worker.grace_period");
+        assert!(e.reason.contains("soon"), "{e}");
+        let e = load("brokr = \"x\"\n", &[]).expect_err("invalid");
+        assert!(e.reason.contains("brokr"), "{e}");
+        let e = load("", &[("JOBFLEET_BROKER", "amqp://u:secret@h/")]).expect_err("invalid");
+        assert_eq!(e.key, "store");
+        let e = load(
+            "broker = \"nats://u:secret@h\"\nstore = \"redis://h\"\n",
+            &[],
+        )
+        .expect_err("invalid");
+        assert_eq!(e.key, "broker");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(redact("embedded"), "embedded");
+    }
+}
