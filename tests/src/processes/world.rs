@@ -1,6 +1,7 @@
-//! One crash test's world: a random namespace and queue on the real RabbitMQ and Redis,
-//! backends and a producer in the test process, worker and scheduler processes, the
-//! checks of the end state, and the cleanup of every queue and key, pass or fail.
+//! One crash test's world: a random namespace and queue on the real RabbitMQ (or, when
+//! the test's config tweak points `broker` at it, Kafka) and Redis, backends and a
+//! producer in the test process, worker and scheduler processes, the checks of the end
+//! state, and the cleanup of every queue and key, pass or fail.
 
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ pub struct World {
 impl World {
     /// A fresh namespace and queue on RabbitMQ and Redis, with `tweak` applied to a
     /// configuration of short timers; processes run `bin` (the `testfleet` binary).
+    /// `tweak` may move the broker elsewhere (a `kafka://` URL); the RabbitMQ-only helpers
+    /// ([`World::rabbit_messages`] and the like) then do not apply.
     /// Panics with how to start the services if either cannot be reached.
     pub async fn new(bin: &str, tweak: impl FnOnce(&mut Config)) -> Self {
         let queue = unique("q");
@@ -65,7 +68,7 @@ impl World {
         tweak(&mut config);
         config.validate().expect("the test's config is valid");
         let backends = Backends::connect(&config).await.unwrap_or_else(|e| {
-            panic!("{e}\nThe crash tests need RabbitMQ and Redis: {HOW_TO_START}")
+            panic!("{e}\nThe crash tests need their broker and Redis: {HOW_TO_START}")
         });
         let redis = async {
             let client = redis::Client::open(redis_url())?;
@@ -86,6 +89,11 @@ impl World {
             keys,
             redis,
         }
+    }
+
+    /// Whether the broker is RabbitMQ (rather than Kafka).
+    pub fn on_rabbitmq(&self) -> bool {
+        self.config.broker.starts_with("amqp")
     }
 
     /// A connection to the test's Redis.
@@ -261,6 +269,9 @@ impl Drop for World {
         // Processes first, so none re-declares a queue the cleanup removed.
         self.procs.kill_all();
         let (config, queue) = (self.config.clone(), self.queue.clone());
+        // Kafka topics stay: deleting one crashes librdkafka in clients still holding it
+        // in their metadata (see `crate::kafka::KafkaRedis::cleanup`).
+        let rabbit = self.on_rabbitmq();
         // On a thread of its own: this also runs while a failed test unwinds.
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -268,7 +279,9 @@ impl Drop for World {
                 .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async {
-                    delete_rabbit_queues(&config, &[queue]).await;
+                    if rabbit {
+                        delete_rabbit_queues(&config, &[queue]).await;
+                    }
                     delete_redis_keys(&config.namespace).await;
                 });
             }
