@@ -108,14 +108,7 @@ async fn a_failed_release_publish_is_retried_after_the_lease() {
         .expect("consume");
     let due = backends.clock.now_ms() + 1_000;
     let job = Job::new(&q, "work", "{}").with_run_at_ms(due);
-    let body = jobfleet_common::codec::encode(&job, jobfleet_common::codec::Format::Binary);
-    let ct = jobfleet_common::codec::POSTCARD_CONTENT_TYPE;
-    let message = Message::new(Route::Delayed, job.priority, body, ct);
-    backends
-        .broker
-        .publish(vec![message])
-        .await
-        .expect("publish");
+    publish_delayed(&backends, &job).await;
 
     let released = recv(&mut ready, Duration::from_secs(5))
         .await
@@ -148,14 +141,7 @@ async fn consumers_that_fail_to_open_are_retried() {
     }
     let mut ready = ready.expect("consume");
     let job = Job::new(&q, "work", "{}").with_run_at_ms(backends.clock.now_ms() + 100);
-    let body = jobfleet_common::codec::encode(&job, jobfleet_common::codec::Format::Binary);
-    let ct = jobfleet_common::codec::POSTCARD_CONTENT_TYPE;
-    let message = Message::new(Route::Delayed, job.priority, body, ct);
-    backends
-        .broker
-        .publish(vec![message])
-        .await
-        .expect("publish");
+    publish_delayed(&backends, &job).await;
 
     let released = recv(&mut ready, Duration::from_secs(30))
         .await
@@ -163,4 +149,16 @@ async fn consumers_that_fail_to_open_are_retried() {
     assert_eq!(released.id, job.id);
     assert_eq!(flaky.failing_consumes.load(Ordering::SeqCst), 0);
     stop(scheduler, shutdown).await;
+}
+
+/// Publishes `job` to the delayed route, as a producer does for a job due later.
+async fn publish_delayed(backends: &Backends, job: &Job) {
+    let body = jobfleet_common::codec::encode(job, jobfleet_common::codec::Format::Binary);
+    let ct = jobfleet_common::codec::POSTCARD_CONTENT_TYPE;
+    let message = Message::new(Route::Delayed, job.priority, body, ct);
+    backends
+        .broker
+        .publish(vec![message])
+        .await
+        .expect("publish");
 }

@@ -14,18 +14,7 @@ use crate::handler::JobError;
 /// One attempt of one job, as its handler sees it. Cheap to clone.
 #[derive(Clone)]
 pub struct JobContext {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    job: Job,
-    cancelled: CancellationToken,
-    fence: Option<u64>,
-    worker_id: Arc<str>,
-    store: Arc<dyn Store>,
-    clock: SharedClock,
-    /// The `running` record this attempt wrote; progress reports rewrite it.
-    record: JobRecord,
+    inner: Arc<Parts>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -47,30 +36,14 @@ pub(crate) struct Parts {
     pub worker_id: Arc<str>,
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
+    /// The `running` record this attempt wrote; progress reports rewrite it.
     pub record: JobRecord,
 }
 
 impl JobContext {
-    pub(crate) fn new(p: Parts) -> Self {
-        let Parts {
-            job,
-            cancelled,
-            fence,
-            worker_id,
-            store,
-            clock,
-            record,
-        } = p;
+    pub(crate) fn new(parts: Parts) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                job,
-                cancelled,
-                fence,
-                worker_id,
-                store,
-                clock,
-                record,
-            }),
+            inner: Arc::new(parts),
         }
     }
 

@@ -95,18 +95,9 @@ impl DelayedTable {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
-
-    fn job(queue: &str, due_ms: i64) -> ScheduledJob {
-        ScheduledJob {
-            id: JobId::new(),
-            queue: queue.into(),
-            due_ms,
-            body: Bytes::from_static(b"j"),
-        }
-    }
+    use crate::store::fixtures::scheduled as job;
 
     fn ids(jobs: &[ScheduledJob]) -> Vec<JobId> {
         jobs.iter().map(|j| j.id).collect()

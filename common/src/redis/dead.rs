@@ -91,11 +91,7 @@ impl DeadLetters for RedisStore {
 
     async fn dead_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
         let [.., counts] = self.dead_keys();
-        let counts: BTreeMap<String, i64> = self.conn().hgetall(counts).await?;
-        Ok(counts
-            .into_iter()
-            .filter_map(|(q, n)| u64::try_from(n).ok().map(|n| (q, n)))
-            .collect())
+        self.queue_counts(counts).await
     }
 }
 

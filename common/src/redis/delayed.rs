@@ -134,11 +134,7 @@ impl DelayedSet for RedisStore {
 
     async fn delayed_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
         let [.., counts] = self.delayed_keys();
-        let counts: BTreeMap<String, i64> = self.conn().hgetall(counts).await?;
-        Ok(counts
-            .into_iter()
-            .filter_map(|(q, n)| u64::try_from(n).ok().map(|n| (q, n)))
-            .collect())
+        self.queue_counts(counts).await
     }
 }
 
@@ -149,15 +145,7 @@ mod tests {
 
     use super::*;
     use crate::redis::testkit::TestStore;
-
-    fn job(queue: &str, due_ms: i64) -> ScheduledJob {
-        ScheduledJob {
-            id: JobId::new(),
-            queue: queue.into(),
-            due_ms,
-            body: Bytes::from(format!("body of {queue}@{due_ms}")),
-        }
-    }
+    use crate::store::fixtures::scheduled as job;
 
     fn ids(jobs: &[ScheduledJob]) -> Vec<JobId> {
         jobs.iter().map(|j| j.id).collect()

@@ -51,6 +51,7 @@ mod states;
 #[cfg(test)]
 mod testkit;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -60,7 +61,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use crate::clock::SharedClock;
 use crate::config::redact;
 use crate::job::JobId;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreResult};
 
 pub use states::RECORD_TTL;
 
@@ -122,6 +123,17 @@ impl RedisStore {
     /// A handle on the shared connection for one call (a clone, as commands need `&mut`).
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// A per-queue count hash (kept by the scripts that add and remove entries) as counts;
+    /// a negative count, which only a hand edit could make, is skipped.
+    async fn queue_counts(&self, key: String) -> StoreResult<BTreeMap<String, u64>> {
+        let counts: BTreeMap<String, i64> =
+            redis::AsyncCommands::hgetall(&mut self.conn(), key).await?;
+        Ok(counts
+            .into_iter()
+            .filter_map(|(q, n)| u64::try_from(n).ok().map(|n| (q, n)))
+            .collect())
     }
 }
 

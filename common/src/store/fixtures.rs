@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{DeadLetter, WorkerInfo};
+use super::{DeadLetter, ScheduledJob, WorkerInfo};
 use crate::job::{ErrorKind, JobId};
 
 /// A dead letter of kind `email` in `queue`, died at `died_at_ms`, with a binary body.
@@ -31,5 +31,15 @@ pub(crate) fn worker(id: &str) -> WorkerInfo {
         running: 0,
         started_at_ms: 0,
         last_seen_ms: 0,
+    }
+}
+
+/// A job of `queue` due at `due_ms`, its body naming both so bodies tell jobs apart.
+pub(crate) fn scheduled(queue: &str, due_ms: i64) -> ScheduledJob {
+    ScheduledJob {
+        id: JobId::new(),
+        queue: queue.into(),
+        due_ms,
+        body: Bytes::from(format!("body of {queue}@{due_ms}")),
     }
 }
