@@ -175,6 +175,14 @@ mod tests {
         .expect_err("invalid");
         assert_eq!(e.key, "broker");
         assert!(!e.to_string().contains("secret"), "{e}");
+        let e = load("", &[("JOBFLEET_KAFKA__INSTANCE_ID", "pod/0")]).expect_err("invalid");
+        assert_eq!(e.key, "kafka.instance_id");
+    }
+
+    #[test]
+    fn a_kafka_instance_id_comes_from_the_environment() {
+        let c = load("", &[("JOBFLEET_KAFKA__INSTANCE_ID", "worker-0")]).expect("valid");
+        assert_eq!(c.kafka.instance_id.as_deref(), Some("worker-0"));
     }
 
     #[test]

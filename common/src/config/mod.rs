@@ -184,6 +184,11 @@ pub struct KafkaConfig {
     /// `"sasl.mechanisms" = "PLAIN"`, `"sasl.username"`, `"sasl.password"`,
     /// `"ssl.ca.location"`. Values of keys containing `password` are never logged.
     pub properties: BTreeMap<String, String>,
+    /// This process's stable name for static group membership (Kafka's KIP-345), e.g. a
+    /// StatefulSet pod name: each consumer joins its group as
+    /// `group.instance.id = {instance_id}.{group}.{n}`, so a process restarted with the
+    /// same name takes its partitions back without a rebalance. Unset: dynamic members.
+    pub instance_id: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -193,6 +198,7 @@ impl Default for KafkaConfig {
             partitions: 6,
             replication_factor: 1,
             properties: BTreeMap::new(),
+            instance_id: None,
         }
     }
 }
@@ -295,6 +301,15 @@ impl Config {
         }
         if k.replication_factor < 1 {
             return Err(err("kafka.replication_factor", "must be at least 1"));
+        }
+        if let Some(id) = &k.instance_id {
+            let legal = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+            if id.is_empty() || id.len() > 100 || !id.chars().all(legal) {
+                return Err(err(
+                    "kafka.instance_id",
+                    "must be 1 to 100 letters, digits, `.`, `_` or `-`",
+                ));
+            }
         }
         let s = &self.scheduler;
         if s.tick.is_zero() {

@@ -25,11 +25,15 @@ const FETCH_WAIT_MAX_MS: &str = "100";
 /// `depth` soon reflects what was acknowledged.
 const AUTO_COMMIT_INTERVAL_MS: &str = "1000";
 
-/// Bootstrap servers and extra properties.
+/// Bootstrap servers and extra properties, and the client configurations jobfleet's
+/// producer, consumers and admin client are made from (public as
+/// [`ClientSettings`](super::ClientSettings), so a bare-client baseline can be set up
+/// exactly like them).
 #[derive(Clone)]
-pub(super) struct Settings {
+pub struct Settings {
     bootstrap: String,
     properties: BTreeMap<String, String>,
+    instance_id: Option<String>,
 }
 
 impl Settings {
@@ -54,7 +58,13 @@ impl Settings {
         Ok(Self {
             bootstrap: hosts.join(","),
             properties: config.properties.clone(),
+            instance_id: config.instance_id.clone(),
         })
+    }
+
+    /// This process's static-membership name (`kafka.instance_id`), if any.
+    pub fn instance_id(&self) -> Option<&str> {
+        self.instance_id.as_deref()
     }
 
     /// The bootstrap servers, for logs.
@@ -66,11 +76,18 @@ impl Settings {
     /// (which may override anything but the settings jobfleet's guarantees rest on,
     /// set after them by the specific builders).
     fn base(&self) -> ClientConfig {
+        // librdkafka's debug contexts (`kafka.properties.debug = "cgrp,fetch"`) log at
+        // debug level: let them through when asked for.
+        let level = if self.properties.contains_key("debug") {
+            RDKafkaLogLevel::Debug
+        } else {
+            RDKafkaLogLevel::Warning
+        };
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap)
             .set("client.id", "jobfleet")
-            .set_log_level(RDKafkaLogLevel::Warning);
+            .set_log_level(level);
         for (key, value) in &self.properties {
             config.set(key, value);
         }
@@ -128,6 +145,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("bootstrap", &self.bootstrap)
             .field("properties", &properties)
+            .field("instance_id", &self.instance_id)
             .finish()
     }
 }

@@ -14,7 +14,15 @@
 //! Dropping the stream stops picks and fetching; the member stays in its group until
 //! every delivery it handed out is settled (their positions can still be stored), then
 //! commits and leaves. Records fetched and never handed out are not committed past.
+//!
+//! With `kafka.instance_id` set, each consumer is a static member of its group
+//! (`group.instance.id`), named by the process's id, the group and the lowest index not
+//! used by another open consumer of the same group in this process: a restarted process
+//! opens its consumers under the names they had and gets their partitions back. A static
+//! member does not leave its group on close; its partitions move only after
+//! `session.timeout.ms` without it (Kafka's rule for static members).
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -87,9 +95,15 @@ pub(super) async fn consume(
         group: group.clone(),
     });
     let context = Rebalancer { lane: lane.clone() };
-    let consumer: KafkaConsumer = shared
+    let mut config = shared.settings.consumer(&group);
+    let instance = shared
         .settings
-        .consumer(&group)
+        .instance_id()
+        .map(|id| shared.instances.take(id, &group));
+    if let Some(instance) = &instance {
+        config.set("group.instance.id", &instance.name);
+    }
+    let consumer: KafkaConsumer = config
         .create_with_context(context)
         .map_err(|e| kafka_error(&format!("consumer for {route}"), &e))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -111,6 +125,7 @@ pub(super) async fn consume(
         shared: shared.clone(),
         lane,
         consumer,
+        instance,
         route: route.clone(),
         paused_all: false,
     };
@@ -183,6 +198,8 @@ struct Poller {
     shared: Arc<Shared>,
     lane: Arc<Lane>,
     consumer: Arc<KafkaConsumer>,
+    /// The consumer's static-membership name, given back once it is closed.
+    instance: Option<Instance>,
     route: Route,
     paused_all: bool,
 }
@@ -229,8 +246,11 @@ impl Poller {
         }
         self.lane.ended.cancel();
         // Closing commits the stored positions and leaves the group; it blocks.
-        let consumer = self.consumer;
-        self.shared.tasks.spawn_blocking(move || drop(consumer));
+        let (consumer, instance) = (self.consumer, self.instance);
+        self.shared.tasks.spawn_blocking(move || {
+            drop(consumer);
+            drop(instance);
+        });
     }
 
     /// Puts a fetched record in the ledger, pausing its partition if the buffer is full.
@@ -302,6 +322,43 @@ impl Poller {
                 }
             }
             Err(e) => tracing::debug!(group = %self.lane.group, error = %e, "kafka assignment"),
+        }
+    }
+}
+
+/// The static-membership indexes in use by one process's consumers, per group.
+#[derive(Clone, Default)]
+pub(super) struct Instances(Arc<Mutex<HashMap<String, BTreeSet<usize>>>>);
+
+impl Instances {
+    /// The name for a new consumer of `group` in the process named `id`: the lowest index
+    /// of `group` no open consumer uses.
+    pub fn take(&self, id: &str, group: &str) -> Instance {
+        let mut taken = lock(&self.0);
+        let used = taken.entry(group.to_string()).or_default();
+        let index = (0..).find(|i| !used.contains(i)).unwrap_or_default();
+        used.insert(index);
+        Instance {
+            instances: self.clone(),
+            group: group.to_string(),
+            index,
+            name: format!("{id}.{group}.{index}"),
+        }
+    }
+}
+
+/// A consumer's `group.instance.id`, free for the next consumer once this is dropped.
+pub(super) struct Instance {
+    instances: Instances,
+    group: String,
+    index: usize,
+    pub name: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(used) = lock(&self.instances.0).get_mut(&self.group) {
+            used.remove(&self.index);
         }
     }
 }
@@ -390,5 +447,31 @@ impl ConsumerContext for Rebalancer {
         if let Err(e) = result {
             tracing::debug!(group = %self.lane.group, error = %e, "kafka offset commit");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_names_reuse_the_lowest_free_index_per_group() {
+        let instances = Instances::default();
+        let a = instances.take("pod-0", "ns.g.q.a");
+        let b = instances.take("pod-0", "ns.g.q.a");
+        let other = instances.take("pod-0", "ns.g.delayed");
+        assert_eq!(
+            [a.name.as_str(), b.name.as_str(), other.name.as_str()],
+            [
+                "pod-0.ns.g.q.a.0",
+                "pod-0.ns.g.q.a.1",
+                "pod-0.ns.g.delayed.0"
+            ]
+        );
+        drop(a);
+        let again = instances.take("pod-0", "ns.g.q.a");
+        assert_eq!(again.name, "pod-0.ns.g.q.a.0");
+        assert_eq!(instances.take("pod-0", "ns.g.q.a").name, "pod-0.ns.g.q.a.2");
+        drop((again, b, other));
     }
 }

@@ -61,6 +61,7 @@ use client::{Logged, Settings};
 use publish::Record;
 use topics::{Names, Topics};
 
+pub use client::Settings as ClientSettings;
 pub use topics::band_of;
 
 /// The header that carries the body's content type.
@@ -86,6 +87,8 @@ struct Shared {
     producer: FutureProducer<Logged>,
     /// Clients that read a group's committed offsets, one per group asked about.
     readers: Mutex<HashMap<String, Arc<BaseConsumer<Logged>>>>,
+    /// Static-membership indexes in use by this process's consumers, per group.
+    instances: consume::Instances,
     /// Cancelled by [`KafkaBroker::close`]: consumer streams end.
     closed: CancellationToken,
     /// Polling tasks, give-backs of dropped deliveries, consumer shutdowns.
@@ -144,6 +147,7 @@ impl KafkaBroker {
             topics,
             producer,
             readers: Mutex::default(),
+            instances: consume::Instances::default(),
             closed: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });

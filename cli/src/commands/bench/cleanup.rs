@@ -1,11 +1,12 @@
 //! Deleting what the jobfleet half of the bench left on the shared services: its
-//! RabbitMQ queues and every Redis key under its namespace.
+//! RabbitMQ queues or Kafka topics, and every Redis key under its namespace.
 //!
 //! Best effort: a failure is reported on stderr and the bench carries on, since the
 //! namespace is unique to the run and nothing else reads it. The baseline deletes its
 //! own queue.
 
 use jobfleet_common::broker::Route;
+use jobfleet_common::kafka::KafkaBroker;
 use jobfleet_common::Config;
 use lapin::options::QueueDeleteOptions;
 
@@ -46,6 +47,9 @@ fn queue_names(namespace: &str) -> Vec<String> {
 }
 
 async fn queues(config: &Config) -> Result<()> {
+    if config.broker.starts_with("kafka://") {
+        return topics(config).await;
+    }
     let connection = connect(&config.broker).await?;
     let channel = connection.create_channel().await.map_err(amqp("channel"))?;
     for name in queue_names(&config.namespace) {
@@ -58,6 +62,17 @@ async fn queues(config: &Config) -> Result<()> {
         tracing::debug!(error = %e, "closing the cleanup connection");
     }
     Ok(())
+}
+
+/// Deletes the run's topics (the worker and the producer are closed by now).
+async fn topics(config: &Config) -> Result<()> {
+    let kafka_error = |e| Error::Task(format!("topic cleanup: {e}"));
+    let broker = KafkaBroker::connect(&config.broker, &config.namespace, &config.kafka)
+        .await
+        .map_err(kafka_error)?;
+    let deleted = broker.delete_routes(&[QUEUE.to_string()]).await;
+    broker.close().await;
+    deleted.map_err(kafka_error)
 }
 
 /// Deletes every key under `namespace:`; returns how many there were.

@@ -5,6 +5,10 @@
 //! long the job waited since it was enqueued, and [`Registry::on_settled`] notes when a
 //! job's outcome is recorded and its delivery acked. The run ends when every job has
 //! settled as `completed`, not when the last handler returned.
+//!
+//! The clock starts once one warm-up job (kind `warm-up`, not counted) has settled: the
+//! worker's consumers are then open and, on Kafka, hold their partitions, so the figures
+//! are of moving jobs, not of connecting or of a consumer group's first rebalance.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -27,6 +31,8 @@ use crate::error::{Error, Result};
 pub(crate) const QUEUE: &str = "bench";
 /// The job kind: a handler that does nothing.
 const KIND: &str = "noop";
+/// The warm-up job's kind: does nothing either, and is not counted.
+const WARM_UP: &str = "warm-up";
 /// How long the worker may take to start consuming.
 const WORKER_START: Duration = Duration::from_secs(10);
 
@@ -42,6 +48,7 @@ struct Probe {
     other: AtomicUsize,
     last_settled: OnceLock<Instant>,
     all_settled: Notify,
+    warmed_up: Notify,
 }
 
 impl Probe {
@@ -55,6 +62,7 @@ impl Probe {
             other: AtomicUsize::new(0),
             last_settled: OnceLock::new(),
             all_settled: Notify::new(),
+            warmed_up: Notify::new(),
         }
     }
 
@@ -67,7 +75,11 @@ impl Probe {
             .push(waited as f64);
     }
 
-    fn settled(&self, outcome: &str) {
+    fn settled(&self, job: &Job, outcome: &str) {
+        if job.kind == WARM_UP {
+            self.warmed_up.notify_one();
+            return;
+        }
         if outcome != "completed" {
             self.other.fetch_add(1, Ordering::Relaxed);
             return;
@@ -103,7 +115,8 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures
             on_start.handler_started(ctx.job());
             async { Ok(()) }
         })
-        .on_settled(move |_job, outcome| on_settled.settled(outcome));
+        .register_fn(WARM_UP, |_| async { Ok(()) })
+        .on_settled(move |job, outcome| on_settled.settled(job, outcome));
 
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(jobfleet_worker::run(
@@ -115,6 +128,7 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures
     let outcome = async {
         wait_for_worker(&producer_side).await?;
         let producer = Producer::new(&producer_side, config);
+        warm_up(&producer, &probe, plan).await?;
         let enqueued = enqueue(&producer, plan).await?;
         let wait = plan.timeout.saturating_sub(enqueued.began.elapsed());
         if tokio::time::timeout(wait, probe.all_settled.notified())
@@ -192,6 +206,21 @@ async fn enqueue(producer: &Producer, plan: &Plan) -> Result<Enqueued> {
         began,
         took: began.elapsed(),
     })
+}
+
+/// Runs one uncounted job through the worker.
+async fn warm_up(producer: &Producer, probe: &Probe, plan: &Plan) -> Result<()> {
+    producer
+        .enqueue(Job::new(QUEUE, WARM_UP, Bytes::new()))
+        .await?;
+    tokio::time::timeout(plan.timeout, probe.warmed_up.notified())
+        .await
+        .map_err(|_| {
+            Error::Task(format!(
+                "the warm-up job did not settle within {:?}",
+                plan.timeout
+            ))
+        })
 }
 
 /// Waits until the worker heartbeats, which it does once its consumers are open, so the

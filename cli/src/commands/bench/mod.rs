@@ -8,10 +8,15 @@
 //!    `--prefetch`) runs them with every guarantee: completion marker, cancel flag,
 //!    state records, outcome recorded before the ack. The producer and the worker each
 //!    get their own connections, as separate processes would.
-//! 2. **baseline** ([`raw_amqp`], or [`raw_broker`] for the embedded broker): the same
-//!    number of messages of `--payload-bytes` bytes published with pipelined confirms to
-//!    a queue declared like a ready route, and consumed concurrently with manual acks and
-//!    the same prefetch: the ceiling jobfleet is measured against.
+//! 2. **baseline** ([`raw_amqp`] on RabbitMQ, [`raw_kafka`] on Kafka, [`raw_broker`] for
+//!    the embedded broker): the same number of messages of `--payload-bytes` bytes
+//!    published with pipelined confirms (delivery reports on Kafka) to a queue (topic)
+//!    set up like a ready route, and consumed concurrently with manual acks (stored
+//!    offsets on Kafka): the ceiling jobfleet is measured against.
+//!
+//! Both start their clocks warm: the jobfleet worker has run one warm-up job and the
+//! baseline consumer has received one warm-up message first, so neither figure includes
+//! connecting or (on Kafka) the consumer group's first rebalance.
 //!
 //! Exactly one JSON line goes to stdout ([`report::Report`]); progress and notes go to
 //! stderr. Queues and store keys are deleted afterwards ([`cleanup`]), also when a
@@ -21,6 +26,7 @@ mod cleanup;
 mod fleet;
 mod raw_amqp;
 mod raw_broker;
+mod raw_kafka;
 mod report;
 
 use std::time::Duration;
@@ -126,6 +132,8 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
         Baseline::default()
     } else if embedded {
         raw_broker::measure(&plan).await?
+    } else if config.broker.starts_with("kafka://") {
+        raw_kafka::measure(&config.broker, &config.namespace, &config.kafka, &plan).await?
     } else {
         raw_amqp::measure(&config.broker, &config.namespace, &plan).await?
     };

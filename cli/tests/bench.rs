@@ -1,0 +1,169 @@
+//! `jobfleet bench` as a user runs it, on each shared broker: one JSON line with the
+//! jobfleet figures and the bare client's baseline from the same run, and nothing left
+//! behind on the services afterwards. (The figures' sizes are not checked: these machines
+//! are too noisy for that; `docs/benchmarks.md` has measured ones.)
+//!
+//! Services as for the rest of the suite: `TEST_AMQP_URL`, `TEST_REDIS_URL` and
+//! `TEST_KAFKA_BROKERS`, started by `scripts/test.sh`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string())
+}
+
+fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+fn kafka_brokers() -> String {
+    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "TEST_KAFKA_BROKERS is not set: run the suite through `scripts/test.sh`, which \
+             starts a Kafka-compatible server (tansu), or start one and export \
+             TEST_KAFKA_BROKERS=host:port"
+        )
+    })
+}
+
+/// Runs `jobfleet --config <file> bench <args>` and returns the report and the run's
+/// namespace (from stderr).
+fn bench(config: &str, args: &[&str]) -> (serde_json::Value, String) {
+    let dir = std::env::temp_dir().join(format!("jobfleet-bench-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path: PathBuf = dir.join("jobfleet.toml");
+    std::fs::write(&path, config).expect("write the config");
+    let out = Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+        .arg("--config")
+        .arg(&path)
+        .arg("bench")
+        .args(args)
+        .env_remove("JOBFLEET_CONFIG")
+        .env_remove("JOBFLEET_BROKER")
+        .env_remove("JOBFLEET_STORE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run jobfleet bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stdout:\n{stdout}");
+    let report: serde_json::Value = serde_json::from_str(lines[0]).expect("the line is JSON");
+    let namespace = stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "namespace")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no namespace in stderr:\n{stderr}"))
+        .to_string();
+    (report, namespace)
+}
+
+/// The checks both brokers' reports must pass.
+fn check_report(report: &serde_json::Value, broker: &str, jobs: u64) {
+    assert_eq!(report["broker"], broker, "{report}");
+    assert_eq!(report["jobs"].as_u64(), Some(jobs), "{report}");
+    let rate = |path: &[&str]| {
+        let value = path.iter().fold(report, |v, key| &v[*key]);
+        value
+            .as_f64()
+            .unwrap_or_else(|| panic!("{path:?} in {report}"))
+    };
+    for path in [
+        &["enqueue_per_s"][..],
+        &["process_per_s"],
+        &["e2e_per_s"],
+        &["baseline", "raw_e2e_per_s"],
+        &["baseline", "raw_publish_per_s"],
+        &["ratio_e2e"],
+    ] {
+        let value = rate(path);
+        assert!(
+            value.is_finite() && value > 0.0,
+            "{path:?} = {value} in {report}"
+        );
+    }
+    // End to end includes the enqueue and the processing.
+    assert!(
+        rate(&["e2e_per_s"]) <= rate(&["process_per_s"]) * 1.001,
+        "{report}"
+    );
+    let expected_ratio = rate(&["e2e_per_s"]) / rate(&["baseline", "raw_e2e_per_s"]);
+    assert!(
+        (rate(&["ratio_e2e"]) - expected_ratio).abs() < 0.01,
+        "ratio_e2e is e2e over the baseline's: {report}"
+    );
+    let (p50, p99) = (rate(&["latency_ms", "p50"]), rate(&["latency_ms", "p99"]));
+    assert!(0.0 <= p50 && p50 <= p99, "{report}");
+}
+
+/// How many Redis keys are left under `namespace`.
+fn redis_keys_left(namespace: &str) -> usize {
+    let client = redis::Client::open(redis_url()).expect("redis URL");
+    let mut conn = client.get_connection().unwrap_or_else(|e| {
+        panic!(
+            "Redis at {} is unreachable ({e}): start it (scripts/test.sh does)",
+            redis_url()
+        )
+    });
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:*"))
+        .query(&mut conn)
+        .expect("KEYS");
+    keys.len()
+}
+
+#[test]
+fn bench_on_rabbitmq_reports_jobfleet_beside_raw_lapin_and_cleans_up() {
+    let config = format!("broker = {:?}\nstore = {:?}\n", amqp_url(), redis_url());
+    let (report, namespace) = bench(&config, &["--jobs", "400", "--concurrency", "16"]);
+    check_report(&report, "rabbitmq", 400);
+    assert_eq!(
+        redis_keys_left(&namespace),
+        0,
+        "store keys left under {namespace}"
+    );
+}
+
+#[test]
+fn bench_on_kafka_reports_jobfleet_beside_raw_rdkafka_and_cleans_up() {
+    let brokers = kafka_brokers();
+    // One record per produced batch, as the suite's Kafka factory sets for tansu (see
+    // docs/kafka.md, broker caveats).
+    let config = format!(
+        "broker = \"kafka://{brokers}\"\nstore = {:?}\n\n[kafka.properties]\n\
+         \"batch.num.messages\" = \"1\"\n\"heartbeat.interval.ms\" = \"100\"\n",
+        redis_url()
+    );
+    let (report, namespace) = bench(&config, &["--jobs", "400", "--concurrency", "16"]);
+    check_report(&report, "kafka", 400);
+    assert_eq!(
+        redis_keys_left(&namespace),
+        0,
+        "store keys left under {namespace}"
+    );
+    let metadata_client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("metadata client");
+    let metadata = metadata_client
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let left: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| name.starts_with(&format!("{namespace}.")))
+        .collect();
+    assert!(left.is_empty(), "topics left under {namespace}: {left:?}");
+}
