@@ -187,7 +187,8 @@ pub struct KafkaConfig {
     /// This process's stable name for static group membership (Kafka's KIP-345), e.g. a
     /// StatefulSet pod name: each consumer joins its group as
     /// `group.instance.id = {instance_id}.{group}.{n}`, so a process restarted with the
-    /// same name takes its partitions back without a rebalance. Unset: dynamic members.
+    /// same name takes its partitions back without a rebalance. No two live processes may
+    /// share one (Kafka fences the older). Unset: dynamic members.
     pub instance_id: Option<String>,
 }
 
