@@ -22,7 +22,6 @@
 //! member does not leave its group on close; its partitions move only after
 //! `session.timeout.ms` without it (Kafka's rule for static members).
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -42,6 +41,7 @@ use super::acker::KafkaAcker;
 use super::client::{client_error, log_line};
 use super::depth::backlogs;
 use super::ledger::{Entry, Ledger, Partition, Picked};
+use super::membership::Instance;
 use super::publish::Record;
 use super::{kafka_error, lock, Shared};
 use crate::broker::{BrokerError, Consumer, Delivery, Route};
@@ -326,43 +326,6 @@ impl Poller {
     }
 }
 
-/// The static-membership indexes in use by one process's consumers, per group.
-#[derive(Clone, Default)]
-pub(super) struct Instances(Arc<Mutex<HashMap<String, BTreeSet<usize>>>>);
-
-impl Instances {
-    /// The name for a new consumer of `group` in the process named `id`: the lowest index
-    /// of `group` no open consumer uses.
-    pub fn take(&self, id: &str, group: &str) -> Instance {
-        let mut taken = lock(&self.0);
-        let used = taken.entry(group.to_string()).or_default();
-        let index = (0..).find(|i| !used.contains(i)).unwrap_or_default();
-        used.insert(index);
-        Instance {
-            instances: self.clone(),
-            group: group.to_string(),
-            index,
-            name: format!("{id}.{group}.{index}"),
-        }
-    }
-}
-
-/// A consumer's `group.instance.id`, free for the next consumer once this is dropped.
-pub(super) struct Instance {
-    instances: Instances,
-    group: String,
-    index: usize,
-    pub name: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Some(used) = lock(&self.instances.0).get_mut(&self.group) {
-            used.remove(&self.index);
-        }
-    }
-}
-
 /// Whether a consume error leaves the consumer unusable.
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(e, KafkaError::MessageConsumptionFatal(_))
@@ -447,31 +410,5 @@ impl ConsumerContext for Rebalancer {
         if let Err(e) = result {
             tracing::debug!(group = %self.lane.group, error = %e, "kafka offset commit");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn static_names_reuse_the_lowest_free_index_per_group() {
-        let instances = Instances::default();
-        let a = instances.take("pod-0", "ns.g.q.a");
-        let b = instances.take("pod-0", "ns.g.q.a");
-        let other = instances.take("pod-0", "ns.g.delayed");
-        assert_eq!(
-            [a.name.as_str(), b.name.as_str(), other.name.as_str()],
-            [
-                "pod-0.ns.g.q.a.0",
-                "pod-0.ns.g.q.a.1",
-                "pod-0.ns.g.delayed.0"
-            ]
-        );
-        drop(a);
-        let again = instances.take("pod-0", "ns.g.q.a");
-        assert_eq!(again.name, "pod-0.ns.g.q.a.0");
-        assert_eq!(instances.take("pod-0", "ns.g.q.a").name, "pod-0.ns.g.q.a.2");
-        drop((again, b, other));
     }
 }

@@ -28,6 +28,7 @@
 //! - `publish`: producing batches with delivery reports.
 //! - `consume`: consumer streams, their polling task and rebalance handling.
 //! - `ledger`, `offsets`: what a stream hands out next and which offsets may be committed.
+//! - `membership`: static-membership names (`kafka.instance_id`).
 //! - `acker`: settling deliveries.
 //! - `depth`: backlogs and consumer-group lag.
 
@@ -36,6 +37,7 @@ mod client;
 mod consume;
 mod depth;
 mod ledger;
+mod membership;
 mod offsets;
 mod publish;
 mod topics;
@@ -88,7 +90,7 @@ struct Shared {
     /// Clients that read a group's committed offsets, one per group asked about.
     readers: Mutex<HashMap<String, Arc<BaseConsumer<Logged>>>>,
     /// Static-membership indexes in use by this process's consumers, per group.
-    instances: consume::Instances,
+    instances: membership::Instances,
     /// Cancelled by [`KafkaBroker::close`]: consumer streams end.
     closed: CancellationToken,
     /// Polling tasks, give-backs of dropped deliveries, consumer shutdowns.
@@ -147,7 +149,7 @@ impl KafkaBroker {
             topics,
             producer,
             readers: Mutex::default(),
-            instances: consume::Instances::default(),
+            instances: membership::Instances::default(),
             closed: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
