@@ -46,6 +46,7 @@ mod context;
 mod error;
 mod events;
 mod handler;
+mod lease;
 mod pipeline;
 mod running;
 mod runtime;
