@@ -11,11 +11,12 @@ use std::time::Duration;
 use jobfleet_common::broker::{Delivery, Route};
 use jobfleet_common::job::ConflictPolicy;
 use jobfleet_common::limits::ENVELOPE_ALLOWANCE;
-use jobfleet_common::store::{Admission, JobRecord, JobState, LeaseRequest, LockRequest};
+use jobfleet_common::store::{JobRecord, JobState, LockRequest};
 use jobfleet_common::{codec, dead, telemetry, ErrorKind, Job};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::admission;
 use crate::attempt;
 use crate::context::{JobContext, Parts};
 use crate::events;
@@ -24,9 +25,6 @@ use crate::lease::{Execution, LockWatch};
 use crate::settle;
 use crate::state::Worker;
 use crate::ticket::{self, Hold, Ticket};
-
-/// How often a delivery whose job runs elsewhere asks again, at most.
-const BUSY_RECHECK: Duration = Duration::from_secs(1);
 
 /// Handles one delivery from start to settlement.
 pub(crate) async fn process(worker: Arc<Worker>, delivery: Delivery) {
@@ -127,7 +125,8 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
     // Without a lock nothing stands between the checks and the `running` record, so one
     // store call does both; with one, the record waits until the lock is taken.
     let early = lock.is_none().then(|| running_record(worker, &job));
-    let Some((delivery, execution)) = preflight(worker, &job, delivery, early.as_ref()).await
+    let Some((delivery, execution)) =
+        admission::preflight(worker, &job, delivery, early.as_ref()).await
     else {
         return;
     };
@@ -175,98 +174,6 @@ fn running_record(worker: &Worker, job: &Job) -> JobRecord {
     }
 }
 
-/// Steps 3–4 and the execution lease
-/// ([`Executions::admit`](jobfleet_common::store::Executions::admit)): the completion
-/// marker, the cancel flag, the lease, and `running` if given. Returns the delivery and
-/// the lease if the job should run, having settled the delivery otherwise.
-///
-/// A job running elsewhere (its lease is live) is not run: this delivery waits, holding
-/// its slot, re-asking as the other lease runs out, about every second, so it runs as
-/// soon as that execution ends — or is a no-op if it completed. After waiting two lease
-/// TTLs (the other execution is long and alive) it is handed back to the broker.
-async fn preflight(
-    worker: &Worker,
-    job: &Job,
-    delivery: Delivery,
-    running: Option<&JobRecord>,
-) -> Option<(Delivery, Execution)> {
-    let store = &worker.backends.store;
-    let ttl = worker.config.worker.lease_ttl;
-    let lease = LeaseRequest {
-        holder: worker.execution_holder(job),
-        ttl_ms: millis_u64(ttl),
-        max_crashes: job.max_attempts,
-    };
-    let waiting_since = Instant::now();
-    loop {
-        let sent = Instant::now();
-        let admission = match store.admit(job.id, running, &lease).await {
-            Ok(admission) => admission,
-            Err(e) => {
-                settle::give_back(worker, delivery, "admit", &e).await;
-                return None;
-            }
-        };
-        let remaining_ms = match admission {
-            Admission::Clear { token, crashes } => {
-                if crashes > 0 {
-                    tracing::warn!(
-                        job_id = %job.id,
-                        crashes,
-                        "earlier executions of this job died with their worker"
-                    );
-                }
-                let execution =
-                    Execution::new(store.clone(), job.id, lease.holder, ttl, sent, token);
-                return Some((delivery, execution));
-            }
-            Admission::Busy { remaining_ms } => remaining_ms,
-            Admission::Completed => {
-                settle::ack(delivery).await;
-                worker.finished(job, "duplicate");
-                return None;
-            }
-            Admission::CancelRequested => {
-                let now = worker.backends.clock.now_ms();
-                let record = JobRecord::of(job, JobState::Cancelled, now);
-                let note = "cancel requested before it started".to_string();
-                let key = job.unique_key.as_deref();
-                if settle::cancelled(worker, delivery, record, key, note).await {
-                    worker.finished(job, "cancelled");
-                }
-                return None;
-            }
-            Admission::Crashed { crashes } => {
-                let text = format!(
-                    "worker crashed: {crashes} executions of this job ended with their worker \
-                     process dying (abort, out of memory, kill); max_attempts is {}",
-                    job.max_attempts
-                );
-                let mut job = job.clone();
-                if settle::dead(worker, delivery, &mut job, ErrorKind::WorkerCrashed, text).await {
-                    worker.finished(&job, ErrorKind::WorkerCrashed.as_str());
-                }
-                return None;
-            }
-        };
-        if waiting_since.elapsed() >= ttl * 2 {
-            tracing::info!(job_id = %job.id, "job still running elsewhere; delivery handed back");
-            settle::requeue(delivery).await;
-            worker.finished(job, "busy");
-            return None;
-        }
-        let pause =
-            Duration::from_millis(remaining_ms).min(BUSY_RECHECK) + Duration::from_millis(5);
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = worker.shutdown.cancelled() => {
-                settle::requeue(delivery).await;
-                return None;
-            }
-        }
-    }
-}
-
 /// What an attempt starts with besides its job.
 struct Attempt<'a> {
     /// The execution lease, taken at admission.
@@ -274,7 +181,7 @@ struct Attempt<'a> {
     /// The lock's fencing token and when its acquisition was sent, if the job holds one.
     fence: Option<(u64, Instant)>,
     lock: Option<&'a LockRequest>,
-    /// The `running` record, if [`preflight`] already wrote it.
+    /// The `running` record, if [`admission::preflight`] already wrote it.
     recorded: Option<JobRecord>,
 }
 
@@ -406,6 +313,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn millis_u64(d: Duration) -> u64 {
+pub(crate) fn millis_u64(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
