@@ -40,6 +40,7 @@ impl StateTable {
 
     /// The record and its marker under one lock, so no reader sees one without the other.
     pub fn complete(&mut self, record: JobRecord) {
+        self.leases.remove(&record.id);
         self.completed.insert(record.id);
         self.records.insert(record.id, record);
     }

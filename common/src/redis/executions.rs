@@ -116,7 +116,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn admission_writes_the_record_and_the_lease_expires_with_it() -> StoreResult<()> {
+    async fn the_lease_expires_with_the_records_and_goes_with_completion() -> StoreResult<()> {
         let t = TestStore::new().await;
         let job = crate::job::Job::new("q", "k", "{}");
         let running = JobRecord::of(&job, JobState::Running, 1);
@@ -131,6 +131,10 @@ mod tests {
         assert_eq!(t.record(job.id).await?, Some(running));
         let ttl: i64 = t.conn().pttl(t.keys.of_job("lease", job.id)).await?;
         assert!(ttl > 0, "the lease hash expires like the records: {ttl}");
+        t.complete(&JobRecord::of(&job, JobState::Completed, 2))
+            .await?;
+        let lease_left: bool = t.conn().exists(t.keys.of_job("lease", job.id)).await?;
+        assert!(!lease_left, "a completed job keeps no lease");
         t.cleanup().await;
         Ok(())
     }

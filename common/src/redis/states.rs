@@ -66,6 +66,9 @@ impl JobStates for RedisStore {
         self.record_pipeline(&mut pipe, record)?;
         pipe.pset_ex(self.keys.of_job("done", record.id), 1, record_ttl_ms())
             .ignore();
+        // A completed job never runs again (the marker is checked first), so its
+        // execution lease, token and crash count are not needed any more.
+        pipe.del(self.keys.of_job("lease", record.id)).ignore();
         Ok(pipe.query_async(&mut self.conn()).await?)
     }
 
