@@ -21,8 +21,8 @@ use super::states::StateTable;
 use crate::clock::SharedClock;
 use crate::job::JobId;
 use crate::store::{
-    DeadFilter, DeadLetter, DeadLetters, DelayedSet, Heartbeats, JobRecord, JobStates, LockRequest,
-    Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
+    DeadFilter, DeadLetter, DeadLetters, DelayedSet, Heartbeats, Integrity, JobRecord, JobStates,
+    LockRequest, Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
 };
 
 /// An in-process store; share it behind an `Arc`.
@@ -60,6 +60,9 @@ impl fmt::Debug for EmbeddedStore {
             .finish_non_exhaustive()
     }
 }
+
+/// The embedded store lives and dies with its process: nothing to check.
+impl Integrity for EmbeddedStore {}
 
 impl Store for EmbeddedStore {
     fn name(&self) -> &'static str {

@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod integrity;
 mod records;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::job::{JobId, LockMode};
+pub use integrity::{DataLossIncident, Integrity, IntegrityCheck};
 pub use records::{DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo};
 
 /// Why a store call failed.
@@ -184,7 +186,9 @@ pub trait Heartbeats: Send + Sync {
 }
 
 /// Every store capability together; what the roles hold as `Arc<dyn Store>`.
-pub trait Store: DelayedSet + Locks + JobStates + DeadLetters + Heartbeats + 'static {
+pub trait Store:
+    DelayedSet + Locks + JobStates + DeadLetters + Heartbeats + Integrity + 'static
+{
     /// The backend's name (`embedded`, `redis`).
     fn name(&self) -> &'static str;
 }
