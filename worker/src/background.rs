@@ -1,5 +1,6 @@
 //! The worker's two periodic tasks beside the jobs: the heartbeat that tells the fleet it
-//! is alive, and the cancel poll that stops handlers whose jobs were cancelled.
+//! is alive (and, with each beat, checks that the store has not lost its data), and the
+//! cancel poll that stops handlers whose jobs were cancelled.
 //!
 //! Both run until `stop` is cancelled, which the runtime does only after every job task
 //! has finished, so a job cancelled during the drain is still noticed.
@@ -16,8 +17,12 @@ use crate::running::StopReason;
 use crate::state::Worker;
 
 /// Reports the worker alive every `worker.heartbeat` for three intervals, and gone at the end.
+/// After each beat it checks the store's integrity: a store that lost its data logs,
+/// counts and records the loss itself (see `jobfleet_common::store::Integrity`).
 pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
     let every = worker.config.worker.heartbeat;
+    // The id already names the host and pid.
+    let me = format!("worker {}", worker.id);
     let ttl_ms = u64::try_from((every * 3).as_millis()).unwrap_or(u64::MAX);
     let store = &worker.backends.store;
     let mut tick = ticker(every);
@@ -43,6 +48,15 @@ pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
             result = store.heartbeat(&info, ttl_ms) => {
                 if let Err(e) = result {
                     telemetry::backend_error("worker", "heartbeat", &e);
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            result = store.check_integrity(&me) => {
+                if let Err(e) = result {
+                    telemetry::backend_error("worker", "check_integrity", &e);
                 }
             }
         }
