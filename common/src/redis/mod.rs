@@ -29,7 +29,7 @@
 //! | `ns:workers` | ZSET | worker id → heartbeat expiry (Unix ms, the roles' clock) |
 //! | `ns:worker:{id}` | STRING | the [`WorkerInfo`](crate::store::WorkerInfo) as JSON, `PX` = TTL |
 //! | `ns:sentinel` | STRING | a value unique to its creation (never expires); see `integrity` |
-//! | `ns:incident:data_loss` | STRING | the open [`DataLossIncident`](crate::store::DataLossIncident) as JSON (never expires) |
+//! | `ns:incident:data_loss` | STRING | the open data-loss incident as JSON (never expires) |
 //!
 //! Lock expiry is judged by the Redis server's clock (`TIME` inside the scripts), never by
 //! a client's, so holders on machines with skewed clocks still exclude each other. The
