@@ -3,12 +3,18 @@
 //! on the same directory and port; the scheduler and worker (in-process, on RabbitMQ and
 //! that Redis) carry on and every job completes: none is lost. The server is the test's
 //! own (`redis-server` must be installed), never the shared one.
+//!
+//! Also on servers of its own: a managed-style Redis with CONFIG disabled is judged by
+//! `INFO persistence` alone, and a restart of a volatile Redis is detected as data loss.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_common::store::IntegrityCheck;
+use jobfleet_common::clock;
+use jobfleet_common::config::RedisConfig;
+use jobfleet_common::redis::{RedisConnectError, RedisStore};
+use jobfleet_common::store::{Integrity, IntegrityCheck};
 use jobfleet_common::{Backends, Config, Job, JobId};
 use jobfleet_producer::Producer;
 use jobfleet_tests::harness::{init_tracing, unique, wait_for};
@@ -168,5 +174,71 @@ async fn delayed_jobs_survive_a_kill_9_of_a_redis_with_aof_always() {
         incident.ok(),
         Some(None),
         "no data-loss incident on a durable Redis"
+    );
+}
+
+/// A store on the test's own server under a fresh namespace.
+async fn connect(
+    server: &RedisServer,
+    settings: &RedisConfig,
+) -> Result<RedisStore, RedisConnectError> {
+    RedisStore::connect(&server.url(), &unique("durable"), settings, clock::system()).await
+}
+
+#[tokio::test]
+async fn managed_redis_without_config_is_judged_by_info_alone() {
+    // Managed services rename or disable CONFIG; INFO persistence still answers.
+    let aof = RedisServer::start(&["--appendonly", "yes", "--rename-command", "CONFIG", ""]);
+    connect(&aof, &RedisConfig::default())
+        .await
+        .expect("AOF on (from INFO) is accepted though CONFIG is unavailable");
+    let volatile = RedisServer::start(&["--appendonly", "no", "--rename-command", "CONFIG", ""]);
+    let err = connect(&volatile, &RedisConfig::default())
+        .await
+        .expect_err("no AOF is refused");
+    let text = err.to_string();
+    assert!(matches!(err, RedisConnectError::NotDurable(_)), "{text}");
+    assert!(text.contains("unknown (CONFIG unavailable)"), "{text}");
+    assert!(text.contains("redis.require_persistence"), "{text}");
+}
+
+#[tokio::test]
+async fn a_restart_of_a_volatile_redis_is_detected_as_data_loss() {
+    let mut server = RedisServer::start(&["--appendonly", "no", "--save", ""]);
+    let accept = RedisConfig {
+        require_persistence: false,
+        ..RedisConfig::default()
+    };
+    let store = connect(&server, &accept)
+        .await
+        .expect("accepted with the opt-out");
+    assert_eq!(
+        store.check_integrity("test").await.expect("check"),
+        IntegrityCheck::Intact
+    );
+    server.kill();
+    server.restart();
+    // The connection manager reconnects on the call after the one that failed.
+    let mut found = store.check_integrity("test").await;
+    for _ in 0..20 {
+        if found.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        found = store.check_integrity("test").await;
+    }
+    let IntegrityCheck::DataLost(incident) = found.expect("check after the restart") else {
+        panic!("the emptied server is detected");
+    };
+    assert!(incident.lost.contains("vanished"), "{}", incident.lost);
+    assert_eq!(
+        store.data_loss_incident().await.expect("read"),
+        Some(incident),
+        "recorded in the restarted server"
+    );
+    assert_eq!(
+        store.check_integrity("test").await.expect("check"),
+        IntegrityCheck::Intact,
+        "re-armed: one restart, one detection"
     );
 }
