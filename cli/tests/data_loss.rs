@@ -267,3 +267,52 @@ async fn a_lost_sentinel_is_detected_reported_and_cleared() {
     );
     cleanup(&ns).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_detects_a_lost_sentinel_with_its_heartbeat() {
+    let ns = namespace();
+    let mut config = Config {
+        namespace: ns.clone(),
+        broker: amqp_url(),
+        store: redis_url(),
+        ..Config::default()
+    };
+    config.redis.require_persistence = false;
+    config.worker.heartbeat = Duration::from_millis(100);
+    config.validate().expect("valid test config");
+    let backends = Backends::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(jobfleet_worker::run(
+        Arc::new(config),
+        backends,
+        Arc::new(jobfleet_worker::Registry::with_builtins()),
+        shutdown.clone(),
+    ));
+    let mut conn = redis().await;
+    let (sentinel, incident) = (format!("{ns}:sentinel"), format!("{ns}:incident:data_loss"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: () = conn.del(&sentinel).await.expect("DEL");
+    let started = Instant::now();
+    let mut record: Option<String> = None;
+    while record.is_none() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        record = conn.get(&incident).await.expect("GET");
+    }
+    let record = record.expect("the worker recorded the incident within 10s");
+    let json: serde_json::Value = serde_json::from_str(&record).expect("the incident is JSON");
+    assert!(
+        json["detected_by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("worker ")),
+        "{json}"
+    );
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the worker stops: {stopped:?}"
+    );
+    cleanup(&ns).await;
+}

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_common::store::WorkerInfo;
+use jobfleet_common::store::{IntegrityCheck, WorkerInfo};
 use jobfleet_common::telemetry;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,8 @@ pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
     let every = worker.config.worker.heartbeat;
     // The id already names the host and pid.
     let me = format!("worker {}", worker.id);
+    // The embedded store has nothing to check; asking once is enough to know.
+    let mut integrity_applies = true;
     let ttl_ms = u64::try_from((every * 3).as_millis()).unwrap_or(u64::MAX);
     let store = &worker.backends.store;
     let mut tick = ticker(every);
@@ -51,14 +53,17 @@ pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
                 }
             }
         }
+        if !integrity_applies {
+            continue;
+        }
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            result = store.check_integrity(&me) => {
-                if let Err(e) = result {
-                    telemetry::backend_error("worker", "check_integrity", &e);
-                }
-            }
+            result = store.check_integrity(&me) => match result {
+                Ok(IntegrityCheck::NotApplicable) => integrity_applies = false,
+                Ok(IntegrityCheck::Intact | IntegrityCheck::DataLost(_)) => {}
+                Err(e) => telemetry::backend_error("worker", "check_integrity", &e),
+            },
         }
     }
     if let Err(e) = store.worker_gone(&worker.id).await {

@@ -41,7 +41,7 @@ impl Persistence {
             })
         };
         Self {
-            aof_enabled: info.and(field("aof_enabled")).map(|v| v == "1"),
+            aof_enabled: field("aof_enabled").map(|v| v == "1"),
             appendfsync,
             save,
             rdb_last_save_time: field("rdb_last_save_time").and_then(|v| v.parse().ok()),
