@@ -13,12 +13,14 @@
 //! - [`faults`]: a store wrapper that injects faults (lost lock renewals) into any backend.
 //! - [`conformance`]: the behaviour checks every backend must pass.
 //! - [`processes`]: worker and scheduler processes for the crash tests (`tests/crash_*.rs`).
+//! - [`redis_server`]: a `redis-server` of a test's own, to kill and restart.
 
 pub mod conformance;
 pub mod faults;
 pub mod harness;
 pub mod kafka;
 pub mod processes;
+pub mod redis_server;
 pub mod services;
 
 pub use harness::BackendFactory;
