@@ -177,14 +177,7 @@ async fn a_lost_sentinel_is_detected_reported_and_cleared() {
 
     // What a restart without persistence or a FLUSHDB does to the namespace.
     let _: () = conn.del(&sentinel).await.expect("DEL");
-    let started = Instant::now();
-    let mut record: Option<String> = None;
-    while record.is_none() && started.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        record = conn.get(&incident).await.expect("GET");
-    }
-    let record = record.expect("the scheduler recorded the incident within 10s");
-    let json: serde_json::Value = serde_json::from_str(&record).expect("the incident is JSON");
+    let json = recorded_incident(&mut conn, &incident, "the scheduler").await;
     assert!(json["detected_at_ms"].as_i64().is_some(), "{json}");
     assert!(
         json["detected_by"]
@@ -294,14 +287,7 @@ async fn a_worker_detects_a_lost_sentinel_with_its_heartbeat() {
     let (sentinel, incident) = (format!("{ns}:sentinel"), format!("{ns}:incident:data_loss"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _: () = conn.del(&sentinel).await.expect("DEL");
-    let started = Instant::now();
-    let mut record: Option<String> = None;
-    while record.is_none() && started.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        record = conn.get(&incident).await.expect("GET");
-    }
-    let record = record.expect("the worker recorded the incident within 10s");
-    let json: serde_json::Value = serde_json::from_str(&record).expect("the incident is JSON");
+    let json = recorded_incident(&mut conn, &incident, "the worker").await;
     assert!(
         json["detected_by"]
             .as_str()
@@ -315,4 +301,20 @@ async fn a_worker_detects_a_lost_sentinel_with_its_heartbeat() {
         "the worker stops: {stopped:?}"
     );
     cleanup(&ns).await;
+}
+
+/// The incident record at `key` once a role (`who`) has written it, within 10 s.
+async fn recorded_incident(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    who: &str,
+) -> serde_json::Value {
+    let started = Instant::now();
+    let mut record: Option<String> = None;
+    while record.is_none() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        record = conn.get(key).await.expect("GET");
+    }
+    let record = record.unwrap_or_else(|| panic!("{who} recorded no incident within 10s"));
+    serde_json::from_str(&record).expect("the incident is JSON")
 }
