@@ -17,6 +17,7 @@
 //! - [`executions`]: every execution of the tracked kinds, and the check that no job ran
 //!   twice at the same time.
 //! - [`kinds`]: the job kinds those processes run, and where they record side effects.
+//! - [`steps`]: steps the fault tests share (consumers, running jobs, executions).
 //! - [`rabbitmqctl`]: asking RabbitMQ what AMQP cannot (unacknowledged counts) and
 //!   closing connections.
 //! - [`world`]: one test's namespace, queue, backends, producer and processes, checks of
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod executions;
 pub mod kinds;
 pub mod rabbitmqctl;
+pub mod steps;
 pub mod world;
 
 use std::fs::File;
