@@ -5,7 +5,8 @@
 # port, exported as TEST_KAFKA_BROKERS, and stopped on exit; TEST_KAFKA_BROKERS already
 # set (e.g. to a `docker compose up -d kafka`) is used instead.
 #
-# Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true).
+# Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true),
+# then the tests that stop a shared service, alone.
 # Safe to run again and from any directory.
 set -euo pipefail
 
@@ -169,11 +170,18 @@ deny() {
 
 nextest() {
   ensure_tool cargo-nextest cargo-nextest
-  if [ "${CI:-}" = "true" ]; then
-    cargo nextest run --workspace --profile ci
-  else
-    cargo nextest run --workspace
-  fi
+  local profile=default
+  [ "${CI:-}" = "true" ] && profile=ci
+  # The main suite: everything but the tests that stop shared services (the profile's
+  # default filter in .config/nextest.toml leaves them out).
+  cargo nextest run --workspace --profile "$profile"
+}
+
+# Tests that stop a shared service (RabbitMQ's stop_app) and so must run alone, after
+# the main suite; see tests/tests/fault_broker_restart.rs.
+nextest_alone() {
+  cargo nextest run -p jobfleet-tests --profile "$([ "${CI:-}" = "true" ] && echo ci || echo default)" \
+    --ignore-default-filter -E 'binary(fault_broker_restart)'
 }
 
 total_started=$SECONDS
@@ -183,4 +191,5 @@ step "rustfmt" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny
 step "tests" nextest
+step "tests that run alone" nextest_alone
 log "all checks passed in $((SECONDS - total_started))s"
