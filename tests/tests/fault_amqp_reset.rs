@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use jobfleet_tests::processes::executions::{set_lease_ttl, TrackedPayload};
-use jobfleet_tests::processes::steps::{executions, wait_consumers, wait_running};
+use jobfleet_tests::processes::steps::{quiet_executions, wait_consumers, wait_running};
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::Role;
 use jobfleet_tests::proxy::Proxy;
@@ -58,7 +58,7 @@ async fn an_amqp_reset_runs_no_job_twice_at_once() {
 
     let audit = world.wait_settled(&ids, Duration::from_secs(40)).await;
     let settled_after = reset_at.elapsed();
-    let execs = executions(&world).await;
+    let execs = quiet_executions(&mut world).await;
     let rabbit = world.rabbit_messages().await;
     println!(
         "fault_amqp_reset: {JOBS} jobs of {JOB_MS} ms, {on_proxied} on the proxied worker; \

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use jobfleet_tests::processes::executions::{set_lease_ttl, TrackedPayload};
 use jobfleet_tests::processes::rabbitmqctl;
-use jobfleet_tests::processes::steps::{executions, wait_consumers, wait_running};
+use jobfleet_tests::processes::steps::{quiet_executions, wait_consumers, wait_running};
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::Role;
 
@@ -86,7 +86,7 @@ async fn a_broker_restart_runs_each_long_job_once() {
 
     let audit = world.wait_settled(&ids, Duration::from_secs(45)).await;
     let settled_after = stopped_at.elapsed();
-    let execs = executions(&world).await;
+    let execs = quiet_executions(&mut world).await;
     let rabbit = world.rabbit_messages().await;
     println!(
         "fault_broker_restart: {JOBS} jobs of {JOB_MS} ms on 2 workers; broker stopped for \

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use jobfleet_tests::harness::wait_for;
 use jobfleet_tests::processes::executions::{set_lease_ttl, TrackedPayload};
-use jobfleet_tests::processes::steps::{executions, wait_consumers, wait_running};
+use jobfleet_tests::processes::steps::{quiet_executions, wait_consumers, wait_running};
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::Role;
 use jobfleet_tests::proxy::Proxy;
@@ -70,7 +70,7 @@ async fn a_worker_cut_from_redis_runs_no_held_job_twice_at_once() {
 
     let audit = world.wait_settled(&ids, Duration::from_secs(40)).await;
     let settled_after = blocked_at.elapsed();
-    let execs = executions(&world).await;
+    let execs = quiet_executions(&mut world).await;
     let pid = world.procs.pid(cut);
     let reruns = ids
         .iter()

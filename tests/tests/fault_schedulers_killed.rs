@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use jobfleet_common::{Config, JobId};
 use jobfleet_tests::harness::wait_for;
 use jobfleet_tests::processes::executions::{set_lease_ttl, TrackedPayload};
-use jobfleet_tests::processes::steps::executions;
+use jobfleet_tests::processes::steps::quiet_executions;
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::Role;
 use redis::AsyncCommands;
@@ -85,7 +85,7 @@ async fn schedulers_killed_mid_release_run_no_job_twice_at_once() {
 
     // Long enough for the old 30 s lease, so a late release is reported as such.
     let audit = world.wait_settled(&ids, Duration::from_secs(50)).await;
-    let execs = executions(&world).await;
+    let execs = quiet_executions(&mut world).await;
     let lateness = |id: &JobId| execs.first_start_ms(*id).map_or(i64::MAX, |s| s - due);
     let mut late: Vec<i64> = ids.iter().map(lateness).collect();
     late.sort_unstable();

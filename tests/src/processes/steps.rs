@@ -31,9 +31,21 @@ pub async fn wait_consumers(world: &mut World, n: u64, within: Duration) {
     }
 }
 
+/// How long a settled run is left alone before its executions are read, so that a
+/// copy that starts late (a redelivery running after its job completed) is counted too.
+pub const QUIET: Duration = Duration::from_secs(3);
+
 /// Every execution recorded so far.
 pub async fn executions(world: &World) -> Executions {
     Executions::load(&mut world.redis(), &world.keys).await
+}
+
+/// Every execution recorded once the run has been quiet for [`QUIET`]; panics if a
+/// process died by itself meanwhile.
+pub async fn quiet_executions(world: &mut World) -> Executions {
+    tokio::time::sleep(QUIET).await;
+    world.procs.assert_alive();
+    executions(world).await
 }
 
 /// Waits until every job of `ids` has an execution running (started, not ended);
