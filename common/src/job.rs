@@ -187,6 +187,9 @@ pub enum ErrorKind {
     Oversized,
     /// The message decoded but holds an invalid job.
     Invalid,
+    /// Its executions ended with their worker process dying (abort, out of memory, kill)
+    /// as many times as it has attempts: it is not run again.
+    WorkerCrashed,
 }
 
 impl ErrorKind {
@@ -210,6 +213,7 @@ impl ErrorKind {
             Self::Undecodable => "undecodable",
             Self::Oversized => "oversized",
             Self::Invalid => "invalid",
+            Self::WorkerCrashed => "worker_crashed",
         }
     }
 }

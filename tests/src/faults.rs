@@ -1,5 +1,5 @@
 //! Fault injection for any store backend: a wrapper that forwards every call to the real
-//! store except the faults a check switches on. Not a mock: the real backend still does
+//! store except the faults a check switches on (lost locks, lost execution leases). Not a mock: the real backend still does
 //! all the work; the wrapper only makes one call fail the way a network or a pause would.
 
 use std::collections::BTreeMap;
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use jobfleet_common::store::{
-    DeadFilter, DeadLetter, DeadLetters, DelayedSet, Heartbeats, JobRecord, JobStates, LockRequest,
-    Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
+    Admission, DeadFilter, DeadLetter, DeadLetters, DelayedSet, Executions, Heartbeats, JobRecord,
+    JobStates, LeaseRequest, LockRequest, Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
 };
 use jobfleet_common::JobId;
 
@@ -19,6 +19,9 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     /// When set, every `lock_renew` answers false, as if the TTL had passed.
     pub lose_locks: AtomicBool,
+    /// When set, every `lease_renew` answers false, as if another execution had taken
+    /// the job's lease.
+    pub lose_leases: AtomicBool,
 }
 
 impl FaultyStore {
@@ -27,6 +30,7 @@ impl FaultyStore {
         Arc::new(Self {
             inner,
             lose_locks: AtomicBool::new(false),
+            lose_leases: AtomicBool::new(false),
         })
     }
 }
@@ -105,6 +109,27 @@ impl JobStates for FaultyStore {
     }
     async fn unique_release(&self, key: &str, id: JobId) -> StoreResult<()> {
         self.inner.unique_release(key, id).await
+    }
+}
+
+#[async_trait]
+impl Executions for FaultyStore {
+    async fn admit(
+        &self,
+        id: JobId,
+        running: Option<&JobRecord>,
+        lease: &LeaseRequest,
+    ) -> StoreResult<Admission> {
+        self.inner.admit(id, running, lease).await
+    }
+    async fn lease_renew(&self, id: JobId, holder: &str, ttl_ms: u64) -> StoreResult<bool> {
+        if self.lose_leases.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.inner.lease_renew(id, holder, ttl_ms).await
+    }
+    async fn lease_release(&self, id: JobId, holder: &str) -> StoreResult<()> {
+        self.inner.lease_release(id, holder).await
     }
 }
 

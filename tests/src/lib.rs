@@ -48,6 +48,9 @@ macro_rules! conformance_suite {
             graceful_drain_finishes_running_and_returns_the_rest,
             dlq_replay_runs_the_job_again,
             long_job_is_held_and_handed_back,
+            a_running_job_never_runs_twice_at_once,
+            a_lost_lease_stops_the_handler_and_the_job_runs_again,
+            crashed_executions_end_in_worker_crashed,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

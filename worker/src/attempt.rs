@@ -1,5 +1,5 @@
 //! Running one attempt of a handler: its timeout, its panics, its cancellation from
-//! outside, and the watchdog that keeps its lock alive.
+//! outside, and the watchdogs that keep its execution lease and lock alive.
 //!
 //! Whatever ends the attempt, the result is one [`Outcome`]; the pipeline turns that into
 //! records, publishes and the ack. When the handler is stopped from outside, its token is
@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use jobfleet_common::store::LockRequest;
-use jobfleet_common::{telemetry, ErrorKind, Store};
-use tokio::time::Instant;
+use jobfleet_common::ErrorKind;
 
 use crate::context::JobContext;
 use crate::handler::Handler;
+use crate::lease::{Execution, LockWatch};
 use crate::running::{StopReason, Stopper};
 
 /// How an attempt ended.
@@ -48,45 +47,12 @@ impl Outcome {
     }
 }
 
-/// The lock an attempt holds, and how to keep it.
-pub(crate) struct LockWatch {
-    pub store: Arc<dyn Store>,
-    pub request: LockRequest,
-}
-
-impl LockWatch {
-    /// Renews the lock every third of its TTL; returns (after stopping the attempt) once
-    /// it is lost: renewal refused, or no successful renewal for a whole TTL.
-    async fn watch(&self, stopper: &Stopper) {
-        let ttl = Duration::from_millis(self.request.ttl_ms);
-        let mut last_ok = Instant::now();
-        loop {
-            tokio::time::sleep(ttl / 3).await;
-            let sent = Instant::now();
-            // A renewal still unanswered when the TTL runs out is as good as refused.
-            match tokio::time::timeout_at(last_ok + ttl, self.store.lock_renew(&self.request)).await
-            {
-                Ok(Ok(true)) => last_ok = sent,
-                Ok(Ok(false)) => break,
-                Ok(Err(e)) => {
-                    telemetry::backend_error("worker", "lock_renew", &e);
-                    if last_ok.elapsed() >= ttl {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        tracing::warn!(lock = %self.request.key, "lock lost; stopping the handler");
-        stopper.stop(StopReason::LockLost);
-    }
-}
-
 /// Runs `handler` on `ctx` until it returns, times out, panics or is stopped.
 pub(crate) async fn run(
     handler: Arc<dyn Handler>,
     ctx: JobContext,
     stopper: &Stopper,
+    lease: &Execution,
     lock: Option<LockWatch>,
 ) -> Outcome {
     let timeout_ms = ctx.job().timeout_ms;
@@ -96,16 +62,19 @@ pub(crate) async fn run(
         Duration::from_millis(timeout_ms),
         AssertUnwindSafe(handler.run(ctx)).catch_unwind(),
     );
-    let watchdog = async {
+    let lock_watchdog = async {
         match &lock {
             Some(watch) => watch.watch(stopper).await,
             None => std::future::pending().await,
         }
     };
+    // The watchdogs come before the handler: a process resumed past a deadline stops the
+    // handler in the same poll, without letting it take another step.
     let finished = tokio::select! {
         biased;
         () = token.cancelled() => None,
-        () = watchdog => None,
+        () = lock_watchdog => None,
+        () = lease.watch(stopper) => None,
         result = handler_run => Some(result),
     };
     // A stop decides the outcome whatever the handler returned: a handler that notices
@@ -140,6 +109,14 @@ fn from_stop(reason: Option<StopReason>, lock_key: Option<&str>) -> Outcome {
         Some(StopReason::LockLost) => Outcome::Failed {
             kind: ErrorKind::LockLost,
             message: format!("lock {} lost mid-run", lock_key.unwrap_or("?")),
+        },
+        // Counted like a lost lock: a job that keeps its worker from renewing (one that
+        // blocks the executor, say) must run out of attempts, not loop.
+        Some(StopReason::LeaseLost) => Outcome::Failed {
+            kind: ErrorKind::LockLost,
+            message: "execution lease lost mid-run (store unreachable, or the worker stalled \
+                      past worker.lease_ttl)"
+                .into(),
         },
         // Only a stop cancels the token before the attempt ends; without a reason, hand
         // the job back rather than count an attempt nobody can explain.
@@ -180,6 +157,12 @@ mod tests {
         assert_eq!(
             from_stop(Some(StopReason::Shutdown), None),
             Outcome::Interrupted
+        );
+        let lease = from_stop(Some(StopReason::LeaseLost), None);
+        assert!(
+            matches!(&lease, Outcome::Failed { kind: ErrorKind::LockLost, message }
+                if message.contains("lease")),
+            "{lease:?}"
         );
         let lost = from_stop(Some(StopReason::LockLost), Some("k"));
         assert!(

@@ -1,5 +1,6 @@
 //! [`JobContext`]: what a handler gets besides its job — the attempt number, a
-//! cancellation token, the lock's fencing token, and a way to report progress.
+//! cancellation token, the execution lease's and the lock's fencing tokens, and a way to
+//! report progress.
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ impl std::fmt::Debug for JobContext {
             .field("job", &self.inner.job.id)
             .field("kind", &self.inner.job.kind)
             .field("attempt", &self.inner.job.attempt)
+            .field("lease_token", &self.inner.lease_token)
             .field("fence", &self.inner.fence)
             .finish()
     }
@@ -32,6 +34,7 @@ impl std::fmt::Debug for JobContext {
 pub(crate) struct Parts {
     pub job: Job,
     pub cancelled: CancellationToken,
+    pub lease_token: u64,
     pub fence: Option<u64>,
     pub worker_id: Arc<str>,
     pub store: Arc<dyn Store>,
@@ -60,6 +63,14 @@ impl JobContext {
     /// Cancelled when the handler must stop: cancel request, lost lock, timeout, shutdown.
     pub fn cancelled(&self) -> &CancellationToken {
         &self.inner.cancelled
+    }
+
+    /// The fencing token of this execution's lease: strictly greater than that of every
+    /// earlier execution of this job. Writes a handler makes on the job's behalf can
+    /// carry it, so a resource can refuse a write from an execution that was stopped
+    /// (paused past its lease, cut off) after a newer one began.
+    pub fn lease_token(&self) -> u64 {
+        self.inner.lease_token
     }
 
     /// The fencing token of the job's lock, if the job holds one.

@@ -26,8 +26,12 @@
 //! # Layout
 //!
 //! - `runtime`: [`run`]: consumers, the concurrency limit, the graceful drain.
-//! - `pipeline`: one delivery, step by step: size, decode, validate, kind, completion
-//!   marker, cancel flag, lock, `running` record, attempt.
+//! - `pipeline`: one delivery, step by step: size, decode, validate, kind, admission,
+//!   lock, `running` record, attempt.
+//! - `admission`: completion marker, cancel flag and execution lease in one store call;
+//!   waiting for a job that runs elsewhere; ending a job that crashes its workers.
+//! - `lease`: the execution lease an attempt holds, and the watchdog that keeps it and
+//!   the job's lock alive.
 //! - `attempt`: one handler run: timeout, panic, stop from outside, lock watchdog.
 //! - `settle`: publish-then-ack, giving deliveries back on backend errors, outcomes.
 //! - `ticket`: what is settled: the delivery, or the store hold of a long job acked early.
@@ -39,6 +43,7 @@
 //! - `events`: log lines and metrics, recorded together.
 //! - `error`: [`WorkerError`], why the worker could not start or had to stop.
 
+mod admission;
 mod attempt;
 mod background;
 mod builtins;
@@ -46,6 +51,7 @@ mod context;
 mod error;
 mod events;
 mod handler;
+mod lease;
 mod pipeline;
 mod running;
 mod runtime;

@@ -1,6 +1,6 @@
 //! What a worker does with one delivery, in the order of architecture.md step 3: size,
-//! decode, validate, kind, completion marker, cancel flag, lock, `running` record, the
-//! attempt, and the outcome.
+//! decode, validate, kind, completion marker, cancel flag, execution lease, lock,
+//! `running` record, the attempt, and the outcome.
 //!
 //! Every step that cannot run a job ends by settling the delivery itself; a backend
 //! error at any step gives the delivery back so it is redelivered, never lost.
@@ -11,15 +11,17 @@ use std::time::Duration;
 use jobfleet_common::broker::{Delivery, Route};
 use jobfleet_common::job::ConflictPolicy;
 use jobfleet_common::limits::ENVELOPE_ALLOWANCE;
-use jobfleet_common::store::{Admission, JobRecord, JobState, LockRequest};
+use jobfleet_common::store::{JobRecord, JobState, LockRequest};
 use jobfleet_common::{codec, dead, telemetry, ErrorKind, Job};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::attempt::{self, LockWatch};
+use crate::admission;
+use crate::attempt;
 use crate::context::{JobContext, Parts};
 use crate::events;
 use crate::handler::Handler;
+use crate::lease::{Execution, LockWatch};
 use crate::settle;
 use crate::state::Worker;
 use crate::ticket::{self, Hold, Ticket};
@@ -118,31 +120,42 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
         key: spec.key.clone(),
         mode: spec.mode,
         holder: worker.lock_holder(&job),
-        ttl_ms: u64::try_from(worker.config.worker.lock_ttl.as_millis()).unwrap_or(u64::MAX),
+        ttl_ms: millis_u64(worker.config.worker.lock_ttl),
     });
     // Without a lock nothing stands between the checks and the `running` record, so one
     // store call does both; with one, the record waits until the lock is taken.
     let early = lock.is_none().then(|| running_record(worker, &job));
-    let Some(delivery) = preflight(worker, &job, delivery, early.as_ref()).await else {
+    let Some((delivery, execution)) =
+        admission::preflight(worker, &job, delivery, early.as_ref()).await
+    else {
         return;
     };
     let fence = match &lock {
         None => None,
-        Some(request) => match store.lock_acquire(request).await {
-            Err(e) => {
-                settle::give_back(worker, delivery, "lock_acquire", &e).await;
-                return;
+        Some(request) => {
+            let sent = Instant::now();
+            match store.lock_acquire(request).await {
+                Err(e) => {
+                    execution.release().await;
+                    settle::give_back(worker, delivery, "lock_acquire", &e).await;
+                    return;
+                }
+                Ok(Some(token)) => Some((token, sent)),
+                Ok(None) => {
+                    execution.release().await;
+                    return lock_conflict(worker, job, delivery, &request.key).await;
+                }
             }
-            Ok(Some(token)) => Some(token),
-            Ok(None) => return lock_conflict(worker, job, delivery, &request.key).await,
-        },
+        }
     };
     let attempt = Attempt {
+        execution: &execution,
         fence,
         lock: lock.as_ref(),
         recorded: early,
     };
     run_attempt(worker, job, handler, delivery, attempt).await;
+    execution.release().await;
     // Whatever happened, the lock goes: releasing one already lost is harmless.
     if let Some(request) = &lock {
         if let Err(e) = store.lock_release(request).await {
@@ -161,48 +174,20 @@ fn running_record(worker: &Worker, job: &Job) -> JobRecord {
     }
 }
 
-/// Steps 3–4: the completion marker and the cancel flag, writing `running` too if given
-/// and both are clear ([`JobStates::admit`](jobfleet_common::store::JobStates::admit)).
-/// Returns the delivery if the job should run, having settled it otherwise.
-async fn preflight(
-    worker: &Worker,
-    job: &Job,
-    delivery: Delivery,
-    running: Option<&JobRecord>,
-) -> Option<Delivery> {
-    match worker.backends.store.admit(job.id, running).await {
-        Err(e) => {
-            settle::give_back(worker, delivery, "admit", &e).await;
-            None
-        }
-        Ok(Admission::Completed) => {
-            settle::ack(delivery).await;
-            worker.finished(job, "duplicate");
-            None
-        }
-        Ok(Admission::CancelRequested) => {
-            let now = worker.backends.clock.now_ms();
-            let record = JobRecord::of(job, JobState::Cancelled, now);
-            let note = "cancel requested before it started".to_string();
-            if settle::cancelled(worker, delivery, record, job.unique_key.as_deref(), note).await {
-                worker.finished(job, "cancelled");
-            }
-            None
-        }
-        Ok(Admission::Clear) => Some(delivery),
-    }
-}
-
 /// What an attempt starts with besides its job.
 struct Attempt<'a> {
-    /// The lock's fencing token, if the job holds a lock.
-    fence: Option<u64>,
+    /// The execution lease, taken at admission.
+    execution: &'a Execution,
+    /// The lock's fencing token and when its acquisition was sent, if the job holds one.
+    fence: Option<(u64, Instant)>,
     lock: Option<&'a LockRequest>,
-    /// The `running` record, if [`preflight`] already wrote it.
+    /// The `running` record, if [`admission::preflight`] already wrote it.
     recorded: Option<JobRecord>,
 }
 
-/// Steps 6–7 with the lock (if any) held: `running` record, handler, outcome.
+/// Steps 6–7 with the lease and the lock (if any) held: `running` record, handler,
+/// outcome. The lease is released as soon as the handler has stopped, before the outcome
+/// is settled, so a retry or redelivery never waits for it.
 async fn run_attempt(
     worker: &Worker,
     job: Job,
@@ -211,6 +196,7 @@ async fn run_attempt(
     attempt: Attempt<'_>,
 ) {
     let store = &worker.backends.store;
+    let execution = attempt.execution;
     // Registered before the shutdown check, so a drain that ends now cannot miss it.
     let guard = worker.running.enter(job.id);
     if worker.shutdown.is_cancelled() {
@@ -223,6 +209,7 @@ async fn run_attempt(
                 telemetry::backend_error("worker", "put_records", &e);
             }
         }
+        execution.release().await;
         return settle::requeue(delivery).await;
     }
     let record = match attempt.recorded {
@@ -230,42 +217,54 @@ async fn run_attempt(
         None => {
             let record = running_record(worker, &job);
             if let Err(e) = store.put_records(std::slice::from_ref(&record)).await {
+                execution.release().await;
                 settle::give_back(worker, delivery, "put_records", &e).await;
                 return;
             }
             record
         }
     };
-    let Some(ticket) = hold_if_long(worker, &job, delivery).await else {
+    let Some(ticket) = hold_if_long(worker, &job, delivery, execution).await else {
         return;
     };
     let ctx = JobContext::new(Parts {
         job: job.clone(),
         cancelled: guard.stopper().token().clone(),
-        fence: attempt.fence,
+        lease_token: execution.token,
+        fence: attempt.fence.map(|(token, _)| token),
         worker_id: worker.id.clone(),
         store: store.clone(),
         clock: worker.backends.clock.clone(),
         record: record.clone(),
     });
-    let watch = attempt.lock.map(|request| LockWatch {
-        store: store.clone(),
-        request: request.clone(),
-    });
+    let watch = attempt
+        .lock
+        .zip(attempt.fence)
+        .map(|(request, (_, taken_at))| LockWatch {
+            store: store.clone(),
+            request: request.clone(),
+            taken_at,
+        });
     let now = worker.backends.clock.now_ms();
     events::started(&job, events::wait_of(&job, now));
     let began = Instant::now();
-    let outcome = attempt::run(handler, ctx, guard.stopper(), watch);
+    let outcome = attempt::run(handler, ctx, guard.stopper(), execution, watch);
     let outcome = ticket::run_while(ticket.hold(), outcome).await;
     events::stopped(&job, began.elapsed());
     drop(guard);
+    execution.release().await;
     settle::outcome(worker, ticket, job, record, outcome).await;
 }
 
 /// A job longer than `worker.ack_early_after` is held in the store and its delivery acked
 /// now (see [`crate::ticket`]); others keep their delivery. `None` if the delivery was
 /// given back after a store error.
-async fn hold_if_long(worker: &Worker, job: &Job, delivery: Delivery) -> Option<Ticket> {
+async fn hold_if_long(
+    worker: &Worker,
+    job: &Job,
+    delivery: Delivery,
+    execution: &Execution,
+) -> Option<Ticket> {
     let settings = &worker.config.worker;
     if !Hold::wanted(job, settings.ack_early_after) {
         return Some(delivery.into());
@@ -275,6 +274,7 @@ async fn hold_if_long(worker: &Worker, job: &Job, delivery: Delivery) -> Option<
     match Hold::take(store, clock, job, body, settings.hold_lease, delivery).await {
         Ok(hold) => Some(Ticket::Held(hold)),
         Err((delivery, e)) => {
+            execution.release().await;
             settle::give_back(worker, delivery, "hold", &e).await;
             None
         }
@@ -311,4 +311,8 @@ async fn lock_conflict(worker: &Worker, mut job: Job, delivery: Delivery, key: &
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn millis_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,8 +1,8 @@
 //! The table of attempts running in this worker, and the [`Stopper`] each one is stopped
 //! through.
 //!
-//! Three parties stop attempts from outside the handler — the cancel poll, the lock
-//! watchdog and the draining runtime — and the attempt must know which one did it,
+//! Four parties stop attempts from outside the handler — the cancel poll, the lock and
+//! lease watchdogs and the draining runtime — and the attempt must know which one did it,
 //! because the outcomes differ (cancelled, failed with `lock_lost`, handed back). The
 //! first reason given wins.
 
@@ -19,6 +19,8 @@ pub(crate) enum StopReason {
     CancelRequested,
     /// The lock could not be renewed.
     LockLost,
+    /// The execution lease could not be renewed: another worker may run the job soon.
+    LeaseLost,
     /// The worker is shutting down and the grace period is over.
     Shutdown,
 }

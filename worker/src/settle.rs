@@ -118,6 +118,33 @@ pub(crate) async fn release_unique(worker: &Worker, id: JobId, key: Option<&str>
     }
 }
 
+/// Sends `job` to the dead route with `kind` and `text` added to its error history (the
+/// scheduler files the body as it is), acks, and frees its uniqueness key.
+pub(crate) async fn dead(
+    worker: &Worker,
+    ticket: impl Into<Ticket>,
+    job: &mut Job,
+    kind: ErrorKind,
+    text: String,
+) -> Settled {
+    let now = worker.backends.clock.now_ms();
+    job.errors.push(ErrorRecord {
+        attempt: job.attempt,
+        at_ms: now,
+        kind,
+        message: text.clone(),
+    });
+    let encoded = job_message(Route::Dead, job);
+    let message = dead::message(encoded.body, encoded.content_type, kind, &text);
+    let settled = publish_then_ack(worker, ticket, message).await;
+    if settled {
+        telemetry::dead_lettered(&job.queue, kind.as_str(), &text);
+        // Dead is terminal: a new job with the same key may be enqueued now.
+        release_unique(worker, job.id, job.unique_key.as_deref()).await;
+    }
+    settled
+}
+
 /// Settles an attempt that ended with `outcome`; `running` is the record it started with.
 pub(crate) async fn outcome(
     worker: &Worker,
@@ -158,24 +185,7 @@ pub(crate) async fn outcome(
             publish_then_ack(worker, ticket, job_message(Route::Failed, &job)).await
         }
         Outcome::Permanent(text) => {
-            let kind = ErrorKind::Permanent;
-            let record = ErrorRecord {
-                attempt: job.attempt,
-                at_ms: now,
-                kind,
-                message: text.clone(),
-            };
-            job.errors.push(record);
-            // The body carries the whole history; the scheduler files it as it is.
-            let encoded = job_message(Route::Dead, &job);
-            let message = dead::message(encoded.body, encoded.content_type, kind, &text);
-            let settled = publish_then_ack(worker, ticket, message).await;
-            if settled {
-                telemetry::dead_lettered(&job.queue, kind.as_str(), &text);
-                // Dead is terminal: a new job with the same key may be enqueued now.
-                release_unique(worker, job.id, unique.as_deref()).await;
-            }
-            settled
+            dead(worker, ticket, &mut job, ErrorKind::Permanent, text).await
         }
         Outcome::Cancelled => {
             let note = "cancelled while running".to_string();

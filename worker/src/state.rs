@@ -1,6 +1,7 @@
 //! The state one running worker shares between its tasks: who it is, what it runs with,
 //! and the table of attempts in flight.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use jobfleet_common::{Backends, Config};
@@ -22,6 +23,8 @@ pub(crate) struct Worker {
     /// Cancelled when the worker starts draining: no new attempt starts after it.
     pub shutdown: CancellationToken,
     pub started_at_ms: i64,
+    /// Executions admitted so far, to tell this worker's execution holders apart.
+    executions: AtomicU64,
 }
 
 impl Worker {
@@ -43,6 +46,7 @@ impl Worker {
             running: Arc::default(),
             shutdown,
             started_at_ms,
+            executions: AtomicU64::new(0),
         }
     }
 
@@ -57,6 +61,15 @@ impl Worker {
     /// so a redelivery of the same job elsewhere never looks like the same holder.
     pub fn lock_holder(&self, job: &jobfleet_common::Job) -> String {
         format!("{}:{}", self.id, job.id)
+    }
+}
+
+impl Worker {
+    /// A fresh execution-lease holder id for one attempt at `job`: unique even within
+    /// this worker, so a second delivery of a job it is running waits like any other.
+    pub fn execution_holder(&self, job: &jobfleet_common::Job) -> String {
+        let n = self.executions.fetch_add(1, Ordering::Relaxed);
+        format!("{}:{}:{n}", self.id, job.id)
     }
 }
 

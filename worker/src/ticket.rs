@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use jobfleet_common::broker::{BrokerError, Delivery};
 use jobfleet_common::store::ScheduledJob;
-use jobfleet_common::{telemetry, Job, SharedClock, Store};
+use jobfleet_common::{telemetry, Job, JobId, SharedClock, Store};
 
 /// A delivery, or a hold standing in for one.
 pub(crate) enum Ticket {
@@ -73,6 +73,16 @@ impl Ticket {
     }
 }
 
+/// The delayed-set id a hold of job `id` is filed under. Not the job's own id: a retry
+/// of the job (filed by the scheduler under its id once the attempt's failure is
+/// published) must survive the holder removing its hold. The mapping flips the UUID's
+/// 62 random low bits, so it cannot meet another job's id in practice, and the entry's
+/// body still carries the job with its own id.
+pub(crate) fn hold_id(id: JobId) -> JobId {
+    const RANDOM_LOW_BITS: u128 = (1 << 62) - 1;
+    JobId(uuid::Uuid::from_u128(id.0.as_u128() ^ RANDOM_LOW_BITS))
+}
+
 /// Runs `attempt` to its end, pushing a held job's due time forward meanwhile. The
 /// renewal is part of this future, not a task of its own, so it stops exactly when the
 /// attempt does (or when the worker itself is torn down) and never lands after the
@@ -113,7 +123,7 @@ impl Hold {
     ) -> Result<Self, (Delivery, SettleError)> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let entry = ScheduledJob {
-            id: job.id,
+            id: hold_id(job.id),
             queue: job.queue.clone(),
             due_ms: clock.now_ms().saturating_add(lease_ms),
             body,
@@ -146,5 +156,20 @@ impl Hold {
                 telemetry::backend_error("worker", "hold_renew", &e);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_is_filed_apart_from_its_job_and_keeps_the_uuid_shape() {
+        let id = JobId::new();
+        let hold = hold_id(id);
+        assert_ne!(hold, id);
+        assert_eq!(hold_id(hold), id);
+        assert_eq!(hold.0.get_version_num(), 7);
+        assert_eq!(hold.0.get_variant(), uuid::Variant::RFC4122);
     }
 }

@@ -89,6 +89,12 @@ pub struct WorkerConfig {
     /// A job lock's TTL; renewed every third of it while the job runs.
     #[serde(with = "hs")]
     pub lock_ttl: Duration,
+    /// How long a running job's execution lease lives without renewal; renewed every
+    /// third of it. A worker that cannot renew stops the job before the lease runs out,
+    /// and a job whose worker died waits this long before it runs elsewhere. See
+    /// docs/architecture.md, "Execution leases".
+    #[serde(with = "hs")]
+    pub lease_ttl: Duration,
     /// How long a job whose lock is taken waits before it is tried again.
     #[serde(with = "hs")]
     pub lock_conflict_delay: Duration,
@@ -117,6 +123,7 @@ impl Default for WorkerConfig {
             prefetch: None,
             grace_period: Duration::from_secs(30),
             lock_ttl: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(15),
             lock_conflict_delay: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5),
             cancel_poll: Duration::from_millis(500),
@@ -143,7 +150,10 @@ pub struct SchedulerConfig {
     pub tick: Duration,
     /// Jobs claimed per release round.
     pub release_batch: usize,
-    /// How long claimed jobs stay leased before another scheduler may release them.
+    /// How long claimed jobs stay leased before another scheduler may release them: what
+    /// a scheduler that dies mid-release costs its jobs in delay. It must outlast one
+    /// round's publish (a batch of `release_batch` with confirms: milliseconds on a
+    /// healthy broker); a round that outlasts it only publishes some jobs twice.
     #[serde(with = "hs")]
     pub release_lease: Duration,
     /// Address of the HTTP endpoint (health, metrics, dashboard); none when empty.
@@ -155,7 +165,7 @@ impl Default for SchedulerConfig {
         Self {
             tick: Duration::from_millis(200),
             release_batch: 500,
-            release_lease: Duration::from_secs(30),
+            release_lease: Duration::from_secs(5),
             http: None,
         }
     }
@@ -281,6 +291,9 @@ impl Config {
         }
         if w.lock_ttl < Duration::from_millis(30) {
             return Err(err("worker.lock_ttl", "must be at least 30ms"));
+        }
+        if w.lease_ttl < Duration::from_millis(300) {
+            return Err(err("worker.lease_ttl", "must be at least 300ms"));
         }
         if w.hold_lease < Duration::from_millis(300) {
             return Err(err("worker.hold_lease", "must be at least 300ms"));

@@ -1,10 +1,19 @@
-//! Embedded job states: state records, completion markers, cancel requests and
-//! uniqueness keys. Times are passed in.
+//! Embedded job states: state records, completion markers, cancel requests, execution
+//! leases and uniqueness keys. Times are passed in.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::job::JobId;
-use crate::store::JobRecord;
+use crate::store::{Admission, JobRecord, LeaseRequest};
+
+/// One job's execution lease, kept after release for its token and crash count.
+#[derive(Debug, Default)]
+struct Lease {
+    /// The holder and when its lease expires (Unix ms), while held.
+    holder: Option<(String, i64)>,
+    token: u64,
+    crashes: u32,
+}
 
 /// Everything the store knows about individual jobs.
 #[derive(Debug, Default)]
@@ -12,6 +21,7 @@ pub(super) struct StateTable {
     records: HashMap<JobId, JobRecord>,
     completed: HashSet<JobId>,
     cancels: HashSet<JobId>,
+    leases: HashMap<JobId, Lease>,
     /// Uniqueness key → (holder, expiry in Unix ms).
     unique: HashMap<String, (JobId, i64)>,
 }
@@ -30,6 +40,7 @@ impl StateTable {
 
     /// The record and its marker under one lock, so no reader sees one without the other.
     pub fn complete(&mut self, record: JobRecord) {
+        self.leases.remove(&record.id);
         self.completed.insert(record.id);
         self.records.insert(record.id, record);
     }
@@ -44,6 +55,70 @@ impl StateTable {
 
     pub fn cancel_requested(&self, ids: &[JobId]) -> Vec<bool> {
         ids.iter().map(|id| self.cancels.contains(id)).collect()
+    }
+
+    /// The admission checks and the lease, as the Redis script does them (see
+    /// [`crate::store::Executions::admit`]).
+    pub fn admit(
+        &mut self,
+        id: JobId,
+        running: Option<&JobRecord>,
+        req: &LeaseRequest,
+        now_ms: i64,
+    ) -> Admission {
+        if self.completed.contains(&id) {
+            return Admission::Completed;
+        }
+        if self.cancels.contains(&id) {
+            return Admission::CancelRequested;
+        }
+        let lease = self.leases.entry(id).or_default();
+        if let Some((_, until)) = &lease.holder {
+            if *until > now_ms {
+                let remaining_ms = u64::try_from(until - now_ms).unwrap_or(0);
+                return Admission::Busy { remaining_ms };
+            }
+            lease.crashes += 1;
+            lease.holder = None;
+        }
+        if lease.crashes >= req.max_crashes {
+            return Admission::Crashed {
+                crashes: lease.crashes,
+            };
+        }
+        lease.token += 1;
+        let until = now_ms.saturating_add(i64::try_from(req.ttl_ms).unwrap_or(i64::MAX));
+        lease.holder = Some((req.holder.clone(), until));
+        let admitted = Admission::Clear {
+            token: lease.token,
+            crashes: lease.crashes,
+        };
+        if let Some(record) = running {
+            self.records.insert(id, record.clone());
+        }
+        admitted
+    }
+
+    /// Extends `holder`'s lease; false if it holds none.
+    pub fn lease_renew(&mut self, id: JobId, holder: &str, ttl_ms: u64, now_ms: i64) -> bool {
+        let Some((current, until)) = self.leases.get_mut(&id).and_then(|l| l.holder.as_mut())
+        else {
+            return false;
+        };
+        if current != holder {
+            return false;
+        }
+        *until = now_ms.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+        true
+    }
+
+    /// Frees `holder`'s lease, if it holds it.
+    pub fn lease_release(&mut self, id: JobId, holder: &str) {
+        if let Some(lease) = self.leases.get_mut(&id) {
+            if lease.holder.as_ref().is_some_and(|(h, _)| h == holder) {
+                lease.holder = None;
+            }
+        }
     }
 
     /// `None` if `id` now holds the key (or already did), else the live holder. A repeated

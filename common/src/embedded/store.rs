@@ -21,8 +21,8 @@ use super::states::StateTable;
 use crate::clock::SharedClock;
 use crate::job::JobId;
 use crate::store::{
-    DeadFilter, DeadLetter, DeadLetters, DelayedSet, Heartbeats, JobRecord, JobStates, LockRequest,
-    Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
+    Admission, DeadFilter, DeadLetter, DeadLetters, DelayedSet, Executions, Heartbeats, JobRecord,
+    JobStates, LeaseRequest, LockRequest, Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
 };
 
 /// An in-process store; share it behind an `Arc`.
@@ -170,6 +170,29 @@ impl JobStates for EmbeddedStore {
 }
 
 #[async_trait]
+impl Executions for EmbeddedStore {
+    async fn admit(
+        &self,
+        id: JobId,
+        running: Option<&JobRecord>,
+        lease: &LeaseRequest,
+    ) -> StoreResult<Admission> {
+        let now_ms = self.now_ms();
+        Ok(lock(&self.states).admit(id, running, lease, now_ms))
+    }
+
+    async fn lease_renew(&self, id: JobId, holder: &str, ttl_ms: u64) -> StoreResult<bool> {
+        let now_ms = self.now_ms();
+        Ok(lock(&self.states).lease_renew(id, holder, ttl_ms, now_ms))
+    }
+
+    async fn lease_release(&self, id: JobId, holder: &str) -> StoreResult<()> {
+        lock(&self.states).lease_release(id, holder);
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl DeadLetters for EmbeddedStore {
     async fn dead_put(&self, letter: DeadLetter) -> StoreResult<()> {
         lock(&self.dead).put(letter);
@@ -235,6 +258,12 @@ mod tests {
             holder: holder.into(),
             ttl_ms,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn execution_leases_follow_the_store_conformance_checks() -> StoreResult<()> {
+        let s = store();
+        crate::store::fixtures::executions(&*s, |ms| sleep(Duration::from_millis(ms))).await
     }
 
     #[tokio::test(start_paused = true)]

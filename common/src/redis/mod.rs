@@ -21,6 +21,7 @@
 //! | `ns:job:{id}` | STRING | the [`JobRecord`](crate::store::JobRecord) as JSON, [`RECORD_TTL`] |
 //! | `ns:done:{id}` | STRING | completion marker, [`RECORD_TTL`] |
 //! | `ns:cancel:{id}` | STRING | cancel request, [`RECORD_TTL`] |
+//! | `ns:lease:{id}` | HASH | execution lease: `holder`, `until` (server ms), `token`, `crashes`; [`RECORD_TTL`] |
 //! | `ns:unique:{key}` | STRING | id of the job holding a uniqueness key, `PX` = its TTL |
 //! | `ns:dead:index` | ZSET | dead letter id → died at (Unix ms) |
 //! | `ns:dead:letters` | HASH | id → the [`DeadLetter`](crate::store::DeadLetter) as JSON |
@@ -44,6 +45,7 @@
 
 mod dead;
 mod delayed;
+mod executions;
 mod heartbeats;
 mod locks;
 mod scripts;

@@ -204,14 +204,53 @@ pub(super) static UNIQUE_CLAIM: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// The checks before a job runs. KEYS: completion marker, cancel flag, state record.
-/// ARGV: the `running` record's JSON (empty: write nothing), its TTL ms. Returns 1 if the
-/// job completed, 2 if its cancel was requested, else writes the record and returns 0.
+/// The checks before a job runs, and its execution lease. KEYS: completion marker, cancel
+/// flag, state record, lease hash. ARGV: the `running` record's JSON (empty: write
+/// nothing), record TTL ms, holder, lease TTL ms, max crashes. Returns `{1}` if the job
+/// completed, `{2}` if its cancel was requested, `{3, remaining ms}` if another holder's
+/// lease is live, `{4, crashes}` if too many executions crashed, else `{0, token,
+/// crashes}` with the lease taken and the record written. A lease that expired without
+/// being released is one crash, counted once: the next holder replaces it.
 pub(super) static ADMIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-        if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+    Script::new(concat!(
+        time_fns!(),
+        "if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
+        if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
+        local holder = redis.call('HGET', KEYS[4], 'holder')
+        local crashes = tonumber(redis.call('HGET', KEYS[4], 'crashes') or '0')
+        if holder then
+            local expires = tonumber(redis.call('HGET', KEYS[4], 'until') or '0')
+            if expires > now then return {3, expires - now} end
+            crashes = redis.call('HINCRBY', KEYS[4], 'crashes', 1)
+            redis.call('HDEL', KEYS[4], 'holder', 'until')
+        end
+        if crashes >= tonumber(ARGV[5]) then return {4, crashes} end
+        local token = redis.call('HINCRBY', KEYS[4], 'token', 1)
+        redis.call('HSET', KEYS[4], 'holder', ARGV[3], 'until', now + tonumber(ARGV[4]))
+        redis.call('PEXPIRE', KEYS[4], ARGV[2])
         if ARGV[1] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
+        return {0, token, crashes}"
+    ))
+});
+
+/// Extends an execution lease. KEYS: lease hash. ARGV: holder, TTL ms. Returns 1 if the
+/// holder still held it, else 0. An expired lease nobody took yet is still the holder's.
+pub(super) static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        time_fns!(),
+        "if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+        redis.call('HSET', KEYS[1], 'until', now + tonumber(ARGV[2]))
+        return 1"
+    ))
+});
+
+/// Ends an execution. KEYS: lease hash. ARGV: holder. Frees the lease if the holder holds
+/// it; the token and crash count stay, so tokens keep increasing.
+pub(super) static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+            redis.call('HDEL', KEYS[1], 'holder', 'until')
+        end
         return 0",
     )
 });

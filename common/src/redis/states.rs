@@ -6,10 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::scripts::{ADMIT, COMPARE_AND_DELETE, PUT_RECORD, PUT_RECORD_LUA, UNIQUE_CLAIM};
+use super::scripts::{COMPARE_AND_DELETE, PUT_RECORD, PUT_RECORD_LUA, UNIQUE_CLAIM};
 use super::{decode_json, encode_json, parse_id, px, RedisStore};
 use crate::job::JobId;
-use crate::store::{Admission, JobRecord, JobStates, StoreError, StoreResult};
+use crate::store::{JobRecord, JobStates, StoreResult};
 
 /// How long state records, completion markers and cancel requests live after their last
 /// write: long enough to outlast any retry schedule and for operators to ask about a job
@@ -17,7 +17,7 @@ use crate::store::{Admission, JobRecord, JobStates, StoreError, StoreResult};
 pub const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// [`RECORD_TTL`] for `PX`.
-fn record_ttl_ms() -> u64 {
+pub(super) fn record_ttl_ms() -> u64 {
     RECORD_TTL.as_millis() as u64
 }
 
@@ -66,6 +66,9 @@ impl JobStates for RedisStore {
         self.record_pipeline(&mut pipe, record)?;
         pipe.pset_ex(self.keys.of_job("done", record.id), 1, record_ttl_ms())
             .ignore();
+        // A completed job never runs again (the marker is checked first), so its
+        // execution lease, token and crash count are not needed any more.
+        pipe.del(self.keys.of_job("lease", record.id)).ignore();
         Ok(pipe.query_async(&mut self.conn()).await?)
     }
 
@@ -89,31 +92,6 @@ impl JobStates for RedisStore {
             pipe.exists(self.keys.of_job("cancel", *id));
         }
         Ok(pipe.query_async(&mut self.conn()).await?)
-    }
-
-    /// One script: the marker, the cancel flag and the `running` record in one round trip,
-    /// and atomically, so no cancel can slip in between the check and the write.
-    async fn admit(&self, id: JobId, running: Option<&JobRecord>) -> StoreResult<Admission> {
-        let json = match running {
-            Some(record) => encode_json("job record", record)?,
-            None => String::new(),
-        };
-        let found: i64 = ADMIT
-            .key(self.keys.of_job("done", id))
-            .key(self.keys.of_job("cancel", id))
-            .key(self.keys.of_job("job", id))
-            .arg(json)
-            .arg(record_ttl_ms())
-            .invoke_async(&mut self.conn())
-            .await?;
-        match found {
-            0 => Ok(Admission::Clear),
-            1 => Ok(Admission::Completed),
-            2 => Ok(Admission::CancelRequested),
-            other => Err(StoreError::Corrupt(format!(
-                "admit script returned {other}"
-            ))),
-        }
     }
 
     async fn unique_claim(&self, key: &str, id: JobId, ttl_ms: u64) -> StoreResult<Option<JobId>> {
@@ -202,38 +180,6 @@ mod tests {
         let id = JobId::new();
         let _: () = t.conn().set(t.keys.of_job("job", id), "not json").await?;
         assert!(matches!(t.record(id).await, Err(StoreError::Corrupt(_))));
-        t.cleanup().await;
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn admit_checks_marker_then_cancel_then_writes_the_record() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
-        let running = |id| record(id, JobState::Running);
-        assert_eq!(t.admit(a, Some(&running(a))).await?, Admission::Clear);
-        assert_eq!(t.record(a).await?, Some(running(a)));
-        assert_eq!(t.admit(b, None).await?, Admission::Clear);
-        assert_eq!(t.record(b).await?, None, "nothing to write");
-
-        t.request_cancel(b).await?;
-        assert_eq!(
-            t.admit(b, Some(&running(b))).await?,
-            Admission::CancelRequested
-        );
-        assert_eq!(
-            t.record(b).await?,
-            None,
-            "a cancelled job is not marked running"
-        );
-
-        let done = record(c, JobState::Completed);
-        t.complete(&done).await?;
-        t.request_cancel(c).await?;
-        assert_eq!(t.admit(c, Some(&running(c))).await?, Admission::Completed);
-        assert_eq!(t.record(c).await?, Some(done), "the final record stays");
-        let ttl: i64 = t.conn().pttl(t.keys.of_job("job", a)).await?;
-        assert!(ttl > 0, "the record expires like every record: {ttl}");
         t.cleanup().await;
         Ok(())
     }

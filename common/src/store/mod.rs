@@ -2,9 +2,11 @@
 //!
 //! A store is several small capabilities, each a trait: the [`DelayedSet`] the scheduler
 //! times jobs in, [`Locks`] with fencing tokens, [`JobStates`] (state records, completion
-//! markers, cancel requests, uniqueness keys), [`DeadLetters`] and [`Heartbeats`].
+//! markers, cancel requests, uniqueness keys), [`Executions`] (the lease that keeps a job
+//! from running twice at once), [`DeadLetters`] and [`Heartbeats`].
 //! [`Store`] is all of them together; every backend implements all of them.
 
+mod executions;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod records;
@@ -15,6 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::job::{JobId, LockMode};
+pub use executions::{Admission, Executions, LeaseRequest};
 pub use records::{DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo};
 
 /// Why a store call failed.
@@ -104,17 +107,6 @@ pub trait Locks: Send + Sync {
     async fn fenced_read(&self, resource: &str) -> StoreResult<Option<(u64, Bytes)>>;
 }
 
-/// What [`JobStates::admit`] found for a job about to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// The completion marker exists: the job already ran. Nothing was written.
-    Completed,
-    /// Cancellation was requested. Nothing was written.
-    CancelRequested,
-    /// Neither: the job may run, and the `running` record (if one was given) is written.
-    Clear,
-}
-
 /// Job state records, completion markers, cancel requests and uniqueness keys.
 #[async_trait]
 pub trait JobStates: Send + Sync {
@@ -132,24 +124,6 @@ pub trait JobStates: Send + Sync {
     async fn request_cancel(&self, id: JobId) -> StoreResult<()>;
     /// For each id, whether cancellation was requested.
     async fn cancel_requested(&self, ids: &[JobId]) -> StoreResult<Vec<bool>>;
-    /// The checks before a job runs, in one call: its completion marker, then its cancel
-    /// flag; if neither is set and `running` is given, writes that record. Backends that
-    /// can do this in one round trip override it (Redis does, atomically); the default
-    /// calls [`JobStates::is_completed`], [`JobStates::cancel_requested`] and
-    /// [`JobStates::put_records`] in turn.
-    async fn admit(&self, id: JobId, running: Option<&JobRecord>) -> StoreResult<Admission> {
-        if self.is_completed(id).await? {
-            return Ok(Admission::Completed);
-        }
-        if self.cancel_requested(&[id]).await?.first() == Some(&true) {
-            return Ok(Admission::CancelRequested);
-        }
-        if let Some(record) = running {
-            self.put_records(std::slice::from_ref(record)).await?;
-        }
-        Ok(Admission::Clear)
-    }
-
     /// Claims a uniqueness key for `id` for at most `ttl_ms`: `None` if claimed, or the id
     /// of the job that holds it.
     async fn unique_claim(&self, key: &str, id: JobId, ttl_ms: u64) -> StoreResult<Option<JobId>>;
@@ -184,7 +158,9 @@ pub trait Heartbeats: Send + Sync {
 }
 
 /// Every store capability together; what the roles hold as `Arc<dyn Store>`.
-pub trait Store: DelayedSet + Locks + JobStates + DeadLetters + Heartbeats + 'static {
+pub trait Store:
+    DelayedSet + Locks + JobStates + Executions + DeadLetters + Heartbeats + 'static
+{
     /// The backend's name (`embedded`, `redis`).
     fn name(&self) -> &'static str;
 }

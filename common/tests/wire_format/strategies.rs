@@ -13,7 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// Every error kind, in declaration (postcard index) order.
-pub const ERROR_KINDS: [ErrorKind; 9] = [
+pub const ERROR_KINDS: [ErrorKind; 10] = [
     ErrorKind::Failed,
     ErrorKind::Permanent,
     ErrorKind::Timeout,
@@ -23,6 +23,7 @@ pub const ERROR_KINDS: [ErrorKind; 9] = [
     ErrorKind::Undecodable,
     ErrorKind::Oversized,
     ErrorKind::Invalid,
+    ErrorKind::WorkerCrashed,
 ];
 
 /// Names as producers write them, and any Unicode at all.

@@ -6,6 +6,7 @@
 //! checks run against brokers in other processes, where tokio's paused clock cannot reach).
 
 mod dead;
+mod executions;
 mod lifecycle;
 mod locks;
 mod long_jobs;
@@ -15,6 +16,10 @@ pub use dead::{
     dead_after_exactly_max_attempts_with_history, dlq_replay_runs_the_job_again,
     retry_with_backoff_until_success, timeout_and_panic_are_failed_attempts,
     undecodable_oversized_and_unknown_go_dead,
+};
+pub use executions::{
+    a_lost_lease_stops_the_handler_and_the_job_runs_again, a_running_job_never_runs_twice_at_once,
+    crashed_executions_end_in_worker_crashed,
 };
 pub use lifecycle::{
     cancel_pending_delayed_and_running, completion_marker_dedupes_redelivery,

@@ -59,6 +59,8 @@ impl World {
         config.worker.grace_period = Duration::from_secs(1);
         config.worker.heartbeat = Duration::from_millis(500);
         config.worker.cancel_poll = Duration::from_millis(100);
+        // A killed worker's jobs run elsewhere once their execution lease expires.
+        config.worker.lease_ttl = Duration::from_secs(1);
         config.scheduler.tick = Duration::from_millis(50);
         config.queue_defaults.retry.base = Duration::from_millis(50);
         config.queue_defaults.retry.cap = Duration::from_millis(200);
