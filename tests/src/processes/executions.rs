@@ -2,7 +2,8 @@
 //! invariant 4a: a job never runs twice at the same time.
 //!
 //! The [`TRACKED`] kind records, straight into the test's Redis under the namespace, the
-//! start of each execution (job id, a fresh execution id, process id, Unix ms), then a
+//! start of each execution (job id, a fresh execution id, process id, Unix ms, the
+//! execution lease's fencing token), then a
 //! heartbeat every [`HEARTBEAT`] while its handler runs, then its end; on success it also
 //! records its effect like the `effect` kind, so [`World::wait_settled`] applies. The
 //! heartbeat is part of the handler's own future: a handler the worker stops (or whose
@@ -55,10 +56,10 @@ impl TrackedPayload {
 }
 
 /// Sets `worker.lease_ttl`, the execution lease of invariant 4a, for the tests that
-/// need it short. The key does not exist before the execution lease lands: until then
-/// this does nothing, so the tests run, and fail, against the code without it.
+/// need it short. (Before the execution lease landed this did nothing, so the tests ran,
+/// and failed, against the code without it.)
 pub fn set_lease_ttl(config: &mut Config, ttl: Duration) {
-    let _ = (config, ttl);
+    config.worker.lease_ttl = ttl;
 }
 
 fn now_ms() -> i64 {
@@ -79,7 +80,12 @@ struct Recorder {
 }
 
 impl Recorder {
-    async fn start(mut conn: ConnectionManager, keys: &Keys, job: JobId) -> Result<Self, JobError> {
+    async fn start(
+        mut conn: ConnectionManager,
+        keys: &Keys,
+        ctx: &JobContext,
+    ) -> Result<Self, JobError> {
+        let job = ctx.job().id;
         let exec = uuid::Uuid::now_v7().simple().to_string();
         let key = keys.execution(&exec);
         let now = now_ms();
@@ -91,6 +97,7 @@ impl Recorder {
                     ("pid", std::process::id().to_string()),
                     ("start", now.to_string()),
                     ("last", now.to_string()),
+                    ("token", ctx.lease_token().to_string()),
                 ],
             )
             .ignore()
@@ -130,7 +137,7 @@ pub(super) async fn tracked(
 ) -> Result<(), JobError> {
     let payload: TrackedPayload = ctx.payload_json()?;
     let id = ctx.job().id;
-    let mut exec = Recorder::start(conn, &keys, id).await?;
+    let mut exec = Recorder::start(conn, &keys, &ctx).await?;
     exec.run_for(payload.ms).await;
     let now = now_ms();
     let () = redis::pipe()
@@ -155,7 +162,7 @@ pub(super) async fn crash(
     keys: Keys,
 ) -> Result<(), JobError> {
     let payload: TrackedPayload = ctx.payload_json()?;
-    let mut exec = Recorder::start(conn, &keys, ctx.job().id).await?;
+    let mut exec = Recorder::start(conn, &keys, &ctx).await?;
     exec.run_for(payload.ms).await;
     eprintln!("crash job {}: aborting the worker process", ctx.job().id);
     std::process::abort();
@@ -174,6 +181,8 @@ pub struct Execution {
     pub last_ms: i64,
     /// When its handler returned, if it did.
     pub end_ms: Option<i64>,
+    /// The fencing token of its execution lease.
+    pub token: Option<u64>,
 }
 
 impl Execution {
@@ -220,6 +229,7 @@ impl Executions {
                 start_ms,
                 last_ms: field("last").unwrap_or(start_ms),
                 end_ms: field("end"),
+                token: hash.get("token").and_then(|t| t.parse().ok()),
             };
             by_job.entry(exec.job).or_default().push(exec);
         }
@@ -333,8 +343,9 @@ impl Executions {
                 let end = e
                     .end_ms
                     .map_or("no end".into(), |m| format!("end {}", m - t0));
+                let token = e.token.map_or("-".into(), |t| t.to_string());
                 format!(
-                    "pid {} [{}..{}] ({end})",
+                    "pid {} token {token} [{}..{}] ({end})",
                     e.pid,
                     e.start_ms - t0,
                     e.last_ms - t0

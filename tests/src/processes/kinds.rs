@@ -109,8 +109,8 @@ impl Keys {
         format!("{}:execs", self.ns)
     }
 
-    /// A hash about execution `exec`: `job`, `pid`, `start`, `last` (heartbeat) and `end`,
-    /// times in Unix ms.
+    /// A hash about execution `exec`: `job`, `pid`, `token` (its lease's), `start`, `last`
+    /// (heartbeat) and `end`, times in Unix ms.
     pub fn execution(&self, exec: &str) -> String {
         format!("{}:exec:{exec}", self.ns)
     }
