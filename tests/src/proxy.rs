@@ -9,6 +9,9 @@
 //!   stays open, so the client only notices through its own time-outs. Bytes read before
 //!   or during the block are held and delivered after [`Proxy::unblock`], as TCP would
 //!   retransmit them.
+//! - [`Proxy::block_replies`]: a half-open partition. The client's bytes still reach the
+//!   service but nothing comes back, e.g. a publish the broker receives and routes whose
+//!   confirmation never arrives.
 //! - [`Proxy::close`] (and dropping the proxy) stops listening and closes everything.
 //!
 //! The proxy runs on the Tokio runtime that starts it.
@@ -40,8 +43,10 @@ struct Shared {
     target: SocketAddr,
     /// Cancelled by [`Proxy::close`]: the listener and every connection stop.
     closed: CancellationToken,
-    /// Whether forwarding is blocked.
-    blocked: watch::Sender<bool>,
+    /// Whether forwarding from the clients to the service is blocked.
+    requests: watch::Sender<bool>,
+    /// Whether forwarding from the service to the clients is blocked.
+    replies: watch::Sender<bool>,
     /// The reset switch of every open connection.
     conns: Mutex<HashMap<u64, CancellationToken>>,
     next: AtomicU64,
@@ -58,7 +63,8 @@ impl Proxy {
         let shared = Arc::new(Shared {
             target,
             closed: CancellationToken::new(),
-            blocked: watch::channel(false).0,
+            requests: watch::channel(false).0,
+            replies: watch::channel(false).0,
             conns: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -112,12 +118,19 @@ impl Proxy {
     /// Stops forwarding both ways, on open connections and new ones, keeping every
     /// socket open.
     pub fn block(&self) {
-        self.shared.blocked.send_replace(true);
+        self.shared.requests.send_replace(true);
+        self.shared.replies.send_replace(true);
     }
 
-    /// Forwards again, held bytes first.
+    /// Stops forwarding from the service to the clients only.
+    pub fn block_replies(&self) {
+        self.shared.replies.send_replace(true);
+    }
+
+    /// Forwards again both ways, held bytes first.
     pub fn unblock(&self) {
-        self.shared.blocked.send_replace(false);
+        self.shared.requests.send_replace(false);
+        self.shared.replies.send_replace(false);
     }
 
     /// Stops listening and closes every connection.
@@ -179,7 +192,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
 
 /// Forwards one connection until either end closes it, an error, or a reset.
 async fn serve(mut client: TcpStream, shared: &Shared, reset: &CancellationToken) {
-    let mut blocked = shared.blocked.subscribe();
+    let mut blocked = shared.requests.subscribe();
     // A new connection made during a partition hangs until it heals.
     let upstream = tokio::select! {
         _ = reset.cancelled() => return abort(&client, None),
@@ -193,8 +206,8 @@ async fn serve(mut client: TcpStream, shared: &Shared, reset: &CancellationToken
     {
         let (client_read, client_write) = client.split();
         let (upstream_read, upstream_write) = upstream.split();
-        let up = pump(client_read, upstream_write, shared.blocked.subscribe());
-        let down = pump(upstream_read, client_write, shared.blocked.subscribe());
+        let up = pump(client_read, upstream_write, shared.requests.subscribe());
+        let down = pump(upstream_read, client_write, shared.replies.subscribe());
         tokio::select! {
             _ = reset.cancelled() => {}
             _ = async { tokio::join!(up, down) } => return,

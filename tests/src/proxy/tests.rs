@@ -1,6 +1,7 @@
 //! The fault proxy against a local echo server: it forwards, its reset is an RST that
 //! leaves it accepting, its block holds bytes both ways and hangs new connections until
-//! the unblock, and closing it ends every connection.
+//! the unblock, its reply block lets requests through and holds the answers, and closing
+//! it ends every connection.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -125,6 +126,43 @@ async fn block_holds_bytes_and_new_connections_until_unblock() {
         .expect("read");
     assert_eq!(&new_buf, b"new");
     round_trip(&mut open, b"after").await;
+}
+
+#[tokio::test]
+async fn block_replies_lets_requests_through_and_holds_answers() {
+    // A server that reports what it receives and answers "ok" to each read.
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        let mut buf = [0; 64];
+        while let Ok(n @ 1..) = conn.read(&mut buf).await {
+            let _ = seen.send(buf[..n].to_vec());
+            let _ = conn.write_all(b"ok").await;
+        }
+    });
+    let proxy = Proxy::start(addr).await.expect("proxy");
+    let mut conn = TcpStream::connect(proxy.addr()).await.expect("connect");
+    proxy.block_replies();
+    conn.write_all(b"publish").await.expect("write");
+    let got = timeout(ANSWER, received.recv())
+        .await
+        .expect("the request arrives");
+    assert_eq!(got.as_deref(), Some(&b"publish"[..]));
+    let mut answer = [0; 2];
+    assert!(
+        timeout(SILENCE, conn.read_exact(&mut answer))
+            .await
+            .is_err(),
+        "the answer is held"
+    );
+    proxy.unblock();
+    timeout(ANSWER, conn.read_exact(&mut answer))
+        .await
+        .expect("the answer arrives after the unblock")
+        .expect("read");
+    assert_eq!(&answer, b"ok");
 }
 
 #[tokio::test]
