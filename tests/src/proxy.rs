@@ -12,6 +12,8 @@
 //! - [`Proxy::block_replies`]: a half-open partition. The client's bytes still reach the
 //!   service but nothing comes back, e.g. a publish the broker receives and routes whose
 //!   confirmation never arrives.
+//! - [`Proxy::set_delay`]: latency. Every chunk of bytes waits this long before it is
+//!   forwarded, each way, so a round trip takes at least twice as long.
 //! - [`Proxy::close`] (and dropping the proxy) stops listening and closes everything.
 //!
 //! The proxy runs on the Tokio runtime that starts it.
@@ -50,6 +52,8 @@ struct Shared {
     /// The reset switch of every open connection.
     conns: Mutex<HashMap<u64, CancellationToken>>,
     next: AtomicU64,
+    /// Added latency per forwarded chunk, in ms.
+    delay_ms: AtomicU64,
     /// Connections accepted so far.
     accepted: AtomicU64,
 }
@@ -67,6 +71,7 @@ impl Proxy {
             replies: watch::channel(false).0,
             conns: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
         });
         tokio::spawn(accept(listener, shared.clone()));
@@ -131,6 +136,12 @@ impl Proxy {
     pub fn unblock(&self) {
         self.shared.requests.send_replace(false);
         self.shared.replies.send_replace(false);
+    }
+
+    /// Delays every chunk forwarded from now on by `delay`, each way.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Stops listening and closes every connection.
@@ -206,8 +217,18 @@ async fn serve(mut client: TcpStream, shared: &Shared, reset: &CancellationToken
     {
         let (client_read, client_write) = client.split();
         let (upstream_read, upstream_write) = upstream.split();
-        let up = pump(client_read, upstream_write, shared.requests.subscribe());
-        let down = pump(upstream_read, client_write, shared.replies.subscribe());
+        let up = pump(
+            client_read,
+            upstream_write,
+            shared,
+            shared.requests.subscribe(),
+        );
+        let down = pump(
+            upstream_read,
+            client_write,
+            shared,
+            shared.replies.subscribe(),
+        );
         tokio::select! {
             _ = reset.cancelled() => {}
             _ = async { tokio::join!(up, down) } => return,
@@ -222,6 +243,7 @@ async fn serve(mut client: TcpStream, shared: &Shared, reset: &CancellationToken
 async fn pump(
     mut from: tokio::net::tcp::ReadHalf<'_>,
     mut to: tokio::net::tcp::WriteHalf<'_>,
+    shared: &Shared,
     mut blocked: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0; BUFFER];
@@ -231,6 +253,10 @@ async fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let delay = shared.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         // Read before the block began: held until it ends.
         wait_unblocked(&mut blocked).await;
         if to.write_all(&buf[..n]).await.is_err() {

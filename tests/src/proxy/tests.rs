@@ -166,6 +166,20 @@ async fn block_replies_lets_requests_through_and_holds_answers() {
 }
 
 #[tokio::test]
+async fn a_delay_slows_every_round_trip() {
+    let proxy = proxy().await;
+    let mut conn = TcpStream::connect(proxy.addr()).await.expect("connect");
+    proxy.set_delay(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    round_trip(&mut conn, b"slow").await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "one round trip took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_blocked_connection_can_still_be_reset() {
     let proxy = proxy().await;
     let mut conn = TcpStream::connect(proxy.addr()).await.expect("connect");
