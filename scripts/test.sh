@@ -5,6 +5,10 @@
 # port, exported as TEST_KAFKA_BROKERS, and stopped on exit; TEST_KAFKA_BROKERS already
 # set (e.g. to a `docker compose up -d kafka`) is used instead.
 #
+# The Redis it starts keeps nothing on disk (`--appendonly no`): the tests that use it set
+# redis.require_persistence = false; tests/tests/redis_durability.rs starts its own
+# redis-server with an append-only file.
+#
 # Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true),
 # then the tests that stop a shared service, alone.
 # Safe to run again and from any directory.

@@ -99,7 +99,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::EmbeddedOnly { .. } | Self::Usage(_) => 2,
-            Self::Connect(ConnectError::Unsupported { .. }) => 2,
+            Self::Connect(ConnectError::Unsupported { .. } | ConnectError::NotDurable(_)) => 2,
             Self::Interrupted => 130,
             _ => 1,
         }

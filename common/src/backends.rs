@@ -8,7 +8,7 @@ use crate::config::{redact, Config};
 use crate::embedded::{EmbeddedBroker, EmbeddedStore};
 use crate::kafka::KafkaBroker;
 use crate::rabbitmq::RabbitBroker;
-use crate::redis::RedisStore;
+use crate::redis::{RedisConnectError, RedisStore};
 use crate::store::Store;
 
 /// The broker, store and clock every role is started with.
@@ -52,6 +52,10 @@ pub enum ConnectError {
         /// What the client said.
         reason: String,
     },
+    /// The store keeps no append-only file and `redis.require_persistence` is on; the
+    /// message names the key, what the server has and both fixes. Retrying will not help.
+    #[error("{0}")]
+    NotDurable(String),
 }
 
 impl Backends {
@@ -82,9 +86,17 @@ impl Backends {
             reason,
         };
         let store: Arc<dyn Store> = if is_scheme(&config.store, &["redis", "rediss"]) {
-            let store = RedisStore::connect(&config.store, &config.namespace, clock.clone())
-                .await
-                .map_err(|e| unreachable("store", &config.store, e.to_string()))?;
+            let store = RedisStore::connect(
+                &config.store,
+                &config.namespace,
+                &config.redis,
+                clock.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                RedisConnectError::NotDurable(_) => ConnectError::NotDurable(e.to_string()),
+                RedisConnectError::Store(e) => unreachable("store", &config.store, e.to_string()),
+            })?;
             Arc::new(store)
         } else {
             return Err(ConnectError::Unsupported {

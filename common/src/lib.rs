@@ -10,11 +10,13 @@
 //! - [`retry`]: retry timing (exponential backoff, full jitter, cap), a pure function.
 //! - [`clock`]: "now" as the roles see it, pausable in tests.
 //! - [`broker`]: the `Broker` trait: routes, publish with confirms, consume, ack.
-//! - [`store`]: the `Store` traits: delayed set, locks, job states, dead letters, heartbeats.
+//! - [`store`]: the `Store` traits: delayed set, locks, job states, dead letters, heartbeats,
+//!   integrity (detecting a store that lost its data).
 //! - [`embedded`]: the in-process broker and store, for `jobfleet dev` and fast tests.
 //! - [`rabbitmq`]: the RabbitMQ broker (lapin): priority queues, pipelined confirms, reconnects.
 //! - [`kafka`]: the Kafka broker (librdkafka): priority bands, consumer groups, per-key order.
-//! - [`redis`]: the Redis store: Lua-scripted delayed set, fenced locks, states, dead letters.
+//! - [`redis`]: the Redis store: Lua-scripted delayed set, fenced locks, states, dead letters,
+//!   the persistence check at connect and the data-loss sentinel.
 //! - [`backends`]: picking backends from the configuration's URLs.
 //! - [`dead`]: the dead route's reason header and dead letters made from messages.
 //! - [`config`]: the typed configuration (file, `JOBFLEET_*` environment, flags).

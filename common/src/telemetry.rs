@@ -29,6 +29,9 @@ pub const QUEUE_DEPTH: &str = "jobfleet_queue_depth";
 pub const LIVE_WORKERS: &str = "jobfleet_live_workers";
 /// Counter: errors talking to the broker or store. Labels: role, op.
 pub const BACKEND_ERRORS: &str = "jobfleet_backend_errors_total";
+/// Counter: times this process found the store had lost its data (a Redis restarted
+/// without persistence, or flushed). Any increase needs an operator.
+pub const STORE_DATA_LOST: &str = "jobfleet_store_data_lost_total";
 
 /// A message went to the dead route: logs a warning and counts it.
 pub fn dead_lettered(queue: &str, reason_kind: &str, reason: &str) {
@@ -41,4 +44,16 @@ pub fn dead_lettered(queue: &str, reason_kind: &str, reason: &str) {
 pub fn backend_error(role: &'static str, op: &'static str, error: &dyn std::fmt::Display) {
     tracing::warn!(role, op, %error, "backend call failed");
     metrics::counter!(BACKEND_ERRORS, "role" => role, "op" => op).increment(1);
+}
+
+/// The store lost its data: logs it at error level and counts it, once per detection.
+pub fn store_data_lost(namespace: &str, detected_by: &str, lost: &str) {
+    tracing::error!(
+        namespace,
+        detected_by,
+        lost,
+        "STORE DATA LOST: the store no longer holds what it held; see `jobfleet queues`, \
+         then clear the incident with `jobfleet queues --ack-data-loss`"
+    );
+    metrics::counter!(STORE_DATA_LOST).increment(1);
 }

@@ -2,6 +2,9 @@
 //! queue depths as JSON.
 //!
 //! - `GET /healthz`: `ok` while the scheduler runs.
+//! - `GET /readyz`: `ready` (200) when the store answers and no data-loss incident is
+//!   open; otherwise 503 and a one-line reason (see docs/architecture.md, "Store
+//!   durability").
 //! - `GET /metrics`: every metric this process recorded, in Prometheus text, with the
 //!   queue depth gauges refreshed first.
 //! - `GET /api/queues`: [`crate::ops::queue_depths`] of the configured queues as JSON.
@@ -67,6 +70,7 @@ pub(crate) async fn serve(
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/queues", get(queues_json))
         .with_state(state);
@@ -75,6 +79,24 @@ pub(crate) async fn serve(
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "HTTP endpoint stopped");
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.backends.store.data_loss_incident().await {
+        Ok(None) => "ready".into_response(),
+        Ok(Some(incident)) => {
+            let text = format!(
+                "not ready: the store lost data (detected at Unix ms {} by {}); deal with \
+                 it, then clear it with `jobfleet queues --ack-data-loss`",
+                incident.detected_at_ms, incident.detected_by
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+        }
+        Err(e) => {
+            let text = format!("not ready: the store does not answer: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, text.replace('\n', " ")).into_response()
+        }
     }
 }
 

@@ -14,7 +14,8 @@
 //! - `failed`: the failed route: retry later, or dead after the last attempt.
 //! - `dead_route`: the dead route into the dead-letter store.
 //! - `release`: the loop that releases due jobs to their ready routes.
-//! - `http`: the optional HTTP endpoint (health, metrics, queue depths).
+//! - `integrity`: the periodic check that the store has not lost its data.
+//! - `http`: the optional HTTP endpoint (health, readiness, metrics, queue depths).
 //! - `context`, `pause`: what the tasks share, and backing off after errors.
 //! - [`ops`]: operator functions.
 //! - `error`: [`SchedulerError`] and [`OpsError`].
@@ -26,6 +27,7 @@ mod delayed;
 mod error;
 mod failed;
 mod http;
+mod integrity;
 pub mod ops;
 mod pause;
 mod release;
@@ -85,6 +87,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracker.spawn(release::run(ctx.clone(), shutdown.clone()));
+    tracker.spawn(integrity::watch(ctx.clone(), shutdown.clone()));
     tracker.close();
     tracing::info!(
         broker = ctx.backends.broker.name(),

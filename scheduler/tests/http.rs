@@ -1,5 +1,5 @@
-//! The optional HTTP endpoint: health, queue depths as JSON, Prometheus metrics, and a
-//! refusal to start on an address that is taken.
+//! The optional HTTP endpoint: health, readiness, queue depths as JSON, Prometheus
+//! metrics, and a refusal to start on an address that is taken.
 
 mod support;
 
@@ -45,7 +45,7 @@ async fn get(addr: &str, path: &str) -> (String, String) {
 }
 
 #[tokio::test]
-async fn serves_health_queue_depths_and_metrics() {
+async fn serves_health_readiness_queue_depths_and_metrics() {
     let addr = free_addr();
     let q = queue();
     let mut config = Config::default();
@@ -62,6 +62,11 @@ async fn serves_health_queue_depths_and_metrics() {
     let (status, body) = get(&addr, "/healthz").await;
     assert!(status.contains("200"), "{status}");
     assert_eq!(body, "ok");
+
+    // The embedded store answers and cannot lose data behind the process's back.
+    let (status, body) = get(&addr, "/readyz").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "ready");
 
     let (status, body) = get(&addr, "/api/queues").await;
     assert!(status.contains("200"), "{status}");

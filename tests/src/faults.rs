@@ -9,8 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use jobfleet_common::store::{
-    Admission, DeadFilter, DeadLetter, DeadLetters, DelayedSet, Executions, Heartbeats, JobRecord,
-    JobStates, LeaseRequest, LockRequest, Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
+    Admission, DataLossIncident, DeadFilter, DeadLetter, DeadLetters, DelayedSet, Executions,
+    Heartbeats, Integrity, IntegrityCheck, JobRecord, JobStates, LeaseRequest, LockRequest, Locks,
+    ScheduledJob, Store, StoreResult, WorkerInfo,
 };
 use jobfleet_common::JobId;
 
@@ -162,6 +163,19 @@ impl Heartbeats for FaultyStore {
     }
     async fn workers(&self) -> StoreResult<Vec<WorkerInfo>> {
         self.inner.workers().await
+    }
+}
+
+#[async_trait]
+impl Integrity for FaultyStore {
+    async fn check_integrity(&self, detected_by: &str) -> StoreResult<IntegrityCheck> {
+        self.inner.check_integrity(detected_by).await
+    }
+    async fn data_loss_incident(&self) -> StoreResult<Option<DataLossIncident>> {
+        self.inner.data_loss_incident().await
+    }
+    async fn clear_data_loss(&self) -> StoreResult<Option<DataLossIncident>> {
+        self.inner.clear_data_loss().await
     }
 }
 

@@ -84,6 +84,9 @@ pub fn fast_config(queue: &str) -> Config {
         namespace: unique("t"),
         ..Config::default()
     };
+    // Factories that point the store at the test Redis (no persistence) need this; it is
+    // inert on the embedded store.
+    c.redis.require_persistence = false;
     c.worker.queues = vec![queue.to_string()];
     c.worker.concurrency = 4;
     c.worker.grace_period = Duration::from_secs(5);

@@ -43,6 +43,8 @@ impl BackendFactory for KafkaRedis {
         // Unset, the URL stays invalid and `backends` fails with how to set it.
         config.broker = kafka_url().unwrap_or_else(|| "kafka://".into());
         config.store = crate::services::redis_url();
+        // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
+        config.redis.require_persistence = false;
         // One record per produced batch: tansu 0.6.0 mis-numbers multi-record batches (its
         // high watermark moves by one per batch) and a fetch from an offset inside a batch
         // returns nothing of it, so a consumer resuming mid-batch (after a pause, a commit,

@@ -15,6 +15,7 @@
 //!   service.
 //! - [`conformance`]: the behaviour checks every backend must pass.
 //! - [`processes`]: worker and scheduler processes for the crash tests (`tests/crash_*.rs`).
+//! - [`redis_server`]: a `redis-server` of a test's own, to kill and restart.
 
 pub mod conformance;
 pub mod faults;
@@ -22,6 +23,7 @@ pub mod harness;
 pub mod kafka;
 pub mod processes;
 pub mod proxy;
+pub mod redis_server;
 pub mod services;
 
 pub use harness::BackendFactory;

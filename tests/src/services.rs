@@ -1,7 +1,9 @@
 //! The real services the suite runs against: RabbitMQ and Redis on this machine (or
 //! wherever `TEST_AMQP_URL` / `TEST_REDIS_URL` point).
 //!
-//! A check that cannot reach a service fails with how to start it; none is skipped.
+//! A check that cannot reach a service fails with how to start it; none is skipped. The
+//! test Redis keeps nothing on disk, so every configuration pointed at it sets
+//! `redis.require_persistence = false`.
 
 use async_trait::async_trait;
 use jobfleet_common::{Backends, Config};
@@ -38,6 +40,8 @@ impl BackendFactory for RabbitRedis {
     fn configure(&self, config: &mut Config) {
         config.broker = amqp_url();
         config.store = redis_url();
+        // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
+        config.redis.require_persistence = false;
     }
 
     async fn backends(&self, config: &Config) -> Backends {

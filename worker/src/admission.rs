@@ -10,7 +10,7 @@ use jobfleet_common::{ErrorKind, Job};
 use tokio::time::Instant;
 
 use crate::lease::Execution;
-use crate::pipeline::millis_u64;
+use crate::pipeline::{millis_u64, running_record};
 use crate::settle;
 use crate::state::Worker;
 
@@ -19,8 +19,9 @@ const BUSY_RECHECK: Duration = Duration::from_secs(1);
 
 /// Steps 3–4 and the execution lease
 /// ([`Executions::admit`](jobfleet_common::store::Executions::admit)): the completion
-/// marker, the cancel flag, the lease, and `running` if given. Returns the delivery and
-/// the lease if the job should run, having settled the delivery otherwise.
+/// marker, the cancel flag, the lease, and the `running` record if `write_running`.
+/// Returns the delivery, the lease and the record written if the job should run, having
+/// settled the delivery otherwise.
 ///
 /// A job running elsewhere (its lease is live) is not run: this delivery waits, holding
 /// its slot, re-asking as the other lease runs out, about every second, so it runs as
@@ -30,8 +31,8 @@ pub(crate) async fn preflight(
     worker: &Worker,
     job: &Job,
     delivery: Delivery,
-    running: Option<&JobRecord>,
-) -> Option<(Delivery, Execution)> {
+    write_running: bool,
+) -> Option<(Delivery, Execution, Option<JobRecord>)> {
     let store = &worker.backends.store;
     let ttl = worker.config.worker.lease_ttl;
     let lease = LeaseRequest {
@@ -41,8 +42,10 @@ pub(crate) async fn preflight(
     };
     let waiting_since = Instant::now();
     loop {
+        // Made anew on each try: its start time is when the job may actually start.
+        let running = write_running.then(|| running_record(worker, job));
         let sent = Instant::now();
-        let admission = match store.admit(job.id, running, &lease).await {
+        let admission = match store.admit(job.id, running.as_ref(), &lease).await {
             Ok(admission) => admission,
             Err(e) => {
                 settle::give_back(worker, delivery, "admit", &e).await;
@@ -60,7 +63,7 @@ pub(crate) async fn preflight(
                 }
                 let execution =
                     Execution::new(store.clone(), job.id, lease.holder, ttl, sent, token);
-                return Some((delivery, execution));
+                return Some((delivery, execution, running));
             }
             Admission::Busy { remaining_ms } => remaining_ms,
             Admission::Completed => {

@@ -1,5 +1,6 @@
 //! The worker's two periodic tasks beside the jobs: the heartbeat that tells the fleet it
-//! is alive, and the cancel poll that stops handlers whose jobs were cancelled.
+//! is alive (and, with each beat, checks that the store has not lost its data), and the
+//! cancel poll that stops handlers whose jobs were cancelled.
 //!
 //! Both run until `stop` is cancelled, which the runtime does only after every job task
 //! has finished, so a job cancelled during the drain is still noticed.
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_common::store::WorkerInfo;
+use jobfleet_common::store::{IntegrityCheck, WorkerInfo};
 use jobfleet_common::telemetry;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -16,8 +17,14 @@ use crate::running::StopReason;
 use crate::state::Worker;
 
 /// Reports the worker alive every `worker.heartbeat` for three intervals, and gone at the end.
+/// After each beat it checks the store's integrity: a store that lost its data logs,
+/// counts and records the loss itself (see `jobfleet_common::store::Integrity`).
 pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
     let every = worker.config.worker.heartbeat;
+    // The id already names the host and pid.
+    let me = format!("worker {}", worker.id);
+    // The embedded store has nothing to check; asking once is enough to know.
+    let mut integrity_applies = true;
     let ttl_ms = u64::try_from((every * 3).as_millis()).unwrap_or(u64::MAX);
     let store = &worker.backends.store;
     let mut tick = ticker(every);
@@ -45,6 +52,18 @@ pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
                     telemetry::backend_error("worker", "heartbeat", &e);
                 }
             }
+        }
+        if !integrity_applies {
+            continue;
+        }
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            result = store.check_integrity(&me) => match result {
+                Ok(IntegrityCheck::NotApplicable) => integrity_applies = false,
+                Ok(IntegrityCheck::Intact | IntegrityCheck::DataLost(_)) => {}
+                Err(e) => telemetry::backend_error("worker", "check_integrity", &e),
+            },
         }
     }
     if let Err(e) = store.worker_gone(&worker.id).await {

@@ -65,6 +65,12 @@ impl Execution {
         }
     }
 
+    /// Marks the execution ended without a store call: the job's completion, recorded,
+    /// removed the lease with it.
+    pub fn ended_by_completion(&self) {
+        self.released.store(true, Ordering::Release);
+    }
+
     /// Keeps the lease until it is lost, then stops the attempt with
     /// [`StopReason::LeaseLost`].
     pub async fn watch(&self, stopper: &Stopper) {

@@ -124,9 +124,8 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
     });
     // Without a lock nothing stands between the checks and the `running` record, so one
     // store call does both; with one, the record waits until the lock is taken.
-    let early = lock.is_none().then(|| running_record(worker, &job));
-    let Some((delivery, execution)) =
-        admission::preflight(worker, &job, delivery, early.as_ref()).await
+    let Some((delivery, execution, early)) =
+        admission::preflight(worker, &job, delivery, lock.is_none()).await
     else {
         return;
     };
@@ -165,7 +164,7 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
 }
 
 /// The `running` record of this worker's attempt at `job`, starting now.
-fn running_record(worker: &Worker, job: &Job) -> JobRecord {
+pub(crate) fn running_record(worker: &Worker, job: &Job) -> JobRecord {
     let now = worker.backends.clock.now_ms();
     JobRecord {
         started_at_ms: Some(now),
@@ -252,8 +251,17 @@ async fn run_attempt(
     let outcome = ticket::run_while(ticket.hold(), outcome).await;
     events::stopped(&job, began.elapsed());
     drop(guard);
-    execution.release().await;
-    settle::outcome(worker, ticket, job, record, outcome).await;
+    // A completion removes the lease in the same store call as it writes the marker: one
+    // round trip per job for the lease, the admission. Other outcomes free it first, so
+    // a retry never waits for it.
+    let completed = outcome == attempt::Outcome::Completed;
+    if !completed {
+        execution.release().await;
+    }
+    let settled = settle::outcome(worker, ticket, job, record, outcome).await;
+    if completed && settled {
+        execution.ended_by_completion();
+    }
 }
 
 /// A job longer than `worker.ack_early_after` is held in the store and its delivery acked

@@ -146,13 +146,14 @@ pub(crate) async fn dead(
 }
 
 /// Settles an attempt that ended with `outcome`; `running` is the record it started with.
+/// Returns whether it was settled as intended (false: given back after a backend error).
 pub(crate) async fn outcome(
     worker: &Worker,
     ticket: Ticket,
     mut job: Job,
     running: JobRecord,
     outcome: Outcome,
-) {
+) -> Settled {
     let now = worker.backends.clock.now_ms();
     let label = outcome.label();
     let unique = job.unique_key.clone();
@@ -208,4 +209,5 @@ pub(crate) async fn outcome(
     if settled {
         worker.finished(&job, label);
     }
+    settled
 }

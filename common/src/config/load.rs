@@ -186,6 +186,31 @@ mod tests {
     }
 
     #[test]
+    fn redis_durability_keys_load_and_short_retention_is_refused() {
+        let c = Config::default();
+        assert!(
+            c.redis.require_persistence,
+            "persistence is required by default"
+        );
+        assert_eq!(
+            c.redis.retention,
+            std::time::Duration::from_secs(7 * 24 * 3600)
+        );
+        let c = load("", &[("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false")]).expect("valid");
+        assert!(!c.redis.require_persistence);
+        let c = load("[redis]\nretention = \"2days\"\n", &[]).expect("valid");
+        assert_eq!(
+            c.redis.retention,
+            std::time::Duration::from_secs(2 * 24 * 3600)
+        );
+        let e = load("[redis]\nretention = \"59m\"\n", &[]).expect_err("too short");
+        assert_eq!(e.key, "redis.retention");
+        assert!(e.reason.contains("at least 1h"), "{e}");
+        let e = load("[redis]\nrequire_persistence = \"maybe\"\n", &[]).expect_err("not a bool");
+        assert_eq!(e.key, "redis.require_persistence");
+    }
+
+    #[test]
     fn redact_hides_passwords_only() {
         assert_eq!(
             redact("amqp://guest:guest@127.0.0.1:5672/%2f"),

@@ -3,6 +3,7 @@
 //! reason. How the layers (file, environment, flags) are read is in [`load`].
 
 mod load;
+mod redis;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{humantime_serde_compat as hs, Limits};
 use crate::retry::RetryPolicy;
 pub use load::{redact, FILE_VAR};
+pub use redis::{RedisConfig, MIN_RETENTION};
 
 /// A configuration problem: the key and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +54,8 @@ pub struct Config {
     pub queue_defaults: QueueConfig,
     /// Kafka settings, used when `broker` is `kafka://…`.
     pub kafka: KafkaConfig,
+    /// Redis settings, used when `store` is `redis://…`: persistence and retention.
+    pub redis: RedisConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -68,6 +72,7 @@ impl Default for Config {
             queues: BTreeMap::new(),
             queue_defaults: QueueConfig::default(),
             kafka: KafkaConfig::default(),
+            redis: RedisConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -325,6 +330,7 @@ impl Config {
                 ));
             }
         }
+        self.redis.validate()?;
         let s = &self.scheduler;
         if s.tick.is_zero() {
             return Err(err("scheduler.tick", "must be greater than 0"));

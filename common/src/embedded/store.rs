@@ -21,8 +21,9 @@ use super::states::StateTable;
 use crate::clock::SharedClock;
 use crate::job::JobId;
 use crate::store::{
-    Admission, DeadFilter, DeadLetter, DeadLetters, DelayedSet, Executions, Heartbeats, JobRecord,
-    JobStates, LeaseRequest, LockRequest, Locks, ScheduledJob, Store, StoreResult, WorkerInfo,
+    Admission, DeadFilter, DeadLetter, DeadLetters, DelayedSet, Executions, Heartbeats, Integrity,
+    JobRecord, JobStates, LeaseRequest, LockRequest, Locks, ScheduledJob, Store, StoreResult,
+    WorkerInfo,
 };
 
 /// An in-process store; share it behind an `Arc`.
@@ -60,6 +61,9 @@ impl fmt::Debug for EmbeddedStore {
             .finish_non_exhaustive()
     }
 }
+
+/// The embedded store lives and dies with its process: nothing to check.
+impl Integrity for EmbeddedStore {}
 
 impl Store for EmbeddedStore {
     fn name(&self) -> &'static str {

@@ -8,7 +8,6 @@
 use async_trait::async_trait;
 
 use super::scripts::{ADMIT, LEASE_RELEASE, LEASE_RENEW};
-use super::states::record_ttl_ms;
 use super::{encode_json, px, RedisStore};
 use crate::job::JobId;
 use crate::store::{Admission, Executions, JobRecord, LeaseRequest, StoreError, StoreResult};
@@ -31,7 +30,7 @@ impl Executions for RedisStore {
             .key(self.keys.of_job("job", id))
             .key(self.keys.of_job("lease", id))
             .arg(json)
-            .arg(record_ttl_ms())
+            .arg(self.record_ttl_ms())
             .arg(&lease.holder)
             .arg(px(lease.ttl_ms))
             .arg(lease.max_crashes)

@@ -18,10 +18,10 @@
 //! | `ns:lock:{key}:s` | ZSET | shared holder → expiry (Redis server ms) |
 //! | `ns:fence:{key}` | STRING | last fencing token issued for the lock (never expires) |
 //! | `ns:fenced:{resource}` | HASH | `token`, `value` of the last accepted fenced write |
-//! | `ns:job:{id}` | STRING | the [`JobRecord`](crate::store::JobRecord) as JSON, [`RECORD_TTL`] |
-//! | `ns:done:{id}` | STRING | completion marker, [`RECORD_TTL`] |
-//! | `ns:cancel:{id}` | STRING | cancel request, [`RECORD_TTL`] |
-//! | `ns:lease:{id}` | HASH | execution lease: `holder`, `until` (server ms), `token`, `crashes`; [`RECORD_TTL`] |
+//! | `ns:job:{id}` | STRING | the [`JobRecord`](crate::store::JobRecord) as JSON, `redis.retention` |
+//! | `ns:done:{id}` | STRING | completion marker, `redis.retention` |
+//! | `ns:cancel:{id}` | STRING | cancel request, `redis.retention` |
+//! | `ns:lease:{id}` | HASH | execution lease: `holder`, `until` (server ms), `token`, `crashes`; `redis.retention` |
 //! | `ns:unique:{key}` | STRING | id of the job holding a uniqueness key, `PX` = its TTL |
 //! | `ns:dead:index` | ZSET | dead letter id → died at (Unix ms) |
 //! | `ns:dead:letters` | HASH | id → the [`DeadLetter`](crate::store::DeadLetter) as JSON |
@@ -29,6 +29,8 @@
 //! | `ns:dead:counts` | HASH | queue → dead letters, kept by the scripts |
 //! | `ns:workers` | ZSET | worker id → heartbeat expiry (Unix ms, the roles' clock) |
 //! | `ns:worker:{id}` | STRING | the [`WorkerInfo`](crate::store::WorkerInfo) as JSON, `PX` = TTL |
+//! | `ns:sentinel` | STRING | a value unique to its creation (never expires); see `integrity` |
+//! | `ns:incident:data_loss` | STRING | the open data-loss incident as JSON (never expires) |
 //!
 //! Lock expiry is judged by the Redis server's clock (`TIME` inside the scripts), never by
 //! a client's, so holders on machines with skewed clocks still exclude each other. The
@@ -40,14 +42,18 @@
 //! # Layout
 //!
 //! - this file: [`RedisStore`], connecting, key names and error mapping.
+//! - `persistence`: the start-up check of the server's persistence (`redis.require_persistence`).
 //! - `scripts`: the Lua scripts.
 //! - `delayed`, `locks`, `states`, `dead`, `heartbeats`: one capability trait each.
+//! - `integrity`: the sentinel that detects a server that lost its data.
 
 mod dead;
 mod delayed;
 mod executions;
 mod heartbeats;
+mod integrity;
 mod locks;
+mod persistence;
 mod scripts;
 mod states;
 #[cfg(test)]
@@ -55,17 +61,16 @@ mod testkit;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::clock::SharedClock;
-use crate::config::redact;
+use crate::config::{redact, RedisConfig};
 use crate::job::JobId;
 use crate::store::{Store, StoreError, StoreResult};
-
-pub use states::RECORD_TTL;
 
 /// How long one connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,21 +87,54 @@ pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
     clock: SharedClock,
+    /// The `[redis]` settings this store was connected with.
+    settings: RedisConfig,
+    /// The sentinel value this process saw last (shared by clones); see `integrity`.
+    sentinel: Arc<tokio::sync::Mutex<String>>,
+}
+
+/// Why [`RedisStore::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConnectError {
+    /// The server could not be reached or refused us; [`StoreError::is_retryable`] says
+    /// whether trying again can help.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server keeps no append-only file and `redis.require_persistence` is on:
+    /// retrying will not help until the server or the configuration changes.
+    #[error("config key `redis.require_persistence`: {0}")]
+    NotDurable(String),
+}
+
+impl RedisConnectError {
+    /// Whether connecting again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::NotDurable(_) => false,
+        }
+    }
 }
 
 impl RedisStore {
     /// Connects to the server at `url` (`redis://` or `rediss://`) and keeps every key under
     /// `namespace`. Heartbeat expiry follows `clock`; lock expiry follows the server's.
-    /// Errors never contain the URL's password.
+    ///
+    /// Checks the server's persistence first: without an append-only file it refuses
+    /// ([`RedisConnectError::NotDurable`]) unless `settings.require_persistence` is off.
+    /// Then arms the data-loss sentinel (`ns:sentinel`). Errors never contain the URL's
+    /// password.
     pub async fn connect(
         url: &str,
         namespace: &str,
+        settings: &RedisConfig,
         clock: SharedClock,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, RedisConnectError> {
         if namespace.is_empty() || namespace.contains(char::is_whitespace) {
             return Err(StoreError::Invalid(format!(
                 "namespace {namespace:?} must be non-empty and without whitespace"
-            )));
+            ))
+            .into());
         }
         let unreachable = |e: RedisError| {
             let reason = scrub_password(url, &e.to_string());
@@ -112,14 +150,28 @@ impl RedisStore {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(RECONNECT_RETRIES);
-        let conn = ConnectionManager::new_with_config(client, config)
+        let mut conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(unreachable)?;
-        Ok(Self {
+        persistence::check(&mut conn, url, settings).await?;
+        let mut store = Self {
             conn,
             keys: Keys::new(namespace),
             clock,
-        })
+            settings: settings.clone(),
+            sentinel: Arc::default(),
+        };
+        let sentinel = store.arm_sentinel().await.map_err(|e| match e {
+            StoreError::Connection(reason) => StoreError::Connection(scrub_password(url, &reason)),
+            other => other,
+        })?;
+        store.sentinel = Arc::new(tokio::sync::Mutex::new(sentinel));
+        Ok(store)
+    }
+
+    /// The `[redis]` settings this store was connected with.
+    pub fn settings(&self) -> &RedisConfig {
+        &self.settings
     }
 
     /// A handle on the shared connection for one call (a clone, as commands need `&mut`).
@@ -272,7 +324,7 @@ mod tests {
     async fn connect_errors_hide_the_password() {
         // Port 1 is never a Redis server: the connection is refused.
         let url = "redis://user:hunter2@127.0.0.1:1/0";
-        let err = RedisStore::connect(url, "ns", clock::system())
+        let err = RedisStore::connect(url, "ns", &testkit::volatile(), clock::system())
             .await
             .expect_err("refused");
         let text = err.to_string();
@@ -284,7 +336,7 @@ mod tests {
     #[tokio::test]
     async fn refused_credentials_are_not_retryable_and_stay_hidden() {
         let url = "redis://:hunter2@127.0.0.1:6379/";
-        let err = RedisStore::connect(url, "ns", clock::system())
+        let err = RedisStore::connect(url, "ns", &testkit::volatile(), clock::system())
             .await
             .expect_err("no such user");
         let text = err.to_string();
@@ -309,7 +361,16 @@ mod tests {
 
     #[tokio::test]
     async fn empty_namespace_is_refused() {
-        let err = RedisStore::connect("redis://127.0.0.1:6379/", "", clock::system()).await;
-        assert!(matches!(err, Err(StoreError::Invalid(_))));
+        let err = RedisStore::connect(
+            "redis://127.0.0.1:6379/",
+            "",
+            &testkit::volatile(),
+            clock::system(),
+        )
+        .await;
+        assert!(matches!(
+            err,
+            Err(RedisConnectError::Store(StoreError::Invalid(_)))
+        ));
     }
 }

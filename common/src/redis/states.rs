@@ -1,8 +1,6 @@
 //! Redis job states: JSON state records, completion markers and cancel requests as
 //! expiring strings, and uniqueness keys claimed with `SET NX PX`.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
@@ -11,21 +9,23 @@ use super::{decode_json, encode_json, parse_id, px, RedisStore};
 use crate::job::JobId;
 use crate::store::{JobRecord, JobStates, StoreResult};
 
-/// How long state records, completion markers and cancel requests live after their last
-/// write: long enough to outlast any retry schedule and for operators to ask about a job
-/// days later, short enough that a busy fleet's history does not fill the server.
-pub const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-
-/// [`RECORD_TTL`] for `PX`.
-pub(super) fn record_ttl_ms() -> u64 {
-    RECORD_TTL.as_millis() as u64
-}
-
 impl RedisStore {
+    /// How long state records, completion markers, cancel requests and execution leases
+    /// live after their last write (`redis.retention`, 7 days by default): long enough to
+    /// outlast any retry schedule and for operators to ask about a job days later, short
+    /// enough that a busy fleet's history does not fill the server.
+    pub(super) fn record_ttl_ms(&self) -> u64 {
+        u64::try_from(self.settings.retention.as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn record_pipeline(&self, pipe: &mut redis::Pipeline, record: &JobRecord) -> StoreResult<()> {
         let json = encode_json("job record", record)?;
-        pipe.pset_ex(self.keys.of_job("job", record.id), json, record_ttl_ms())
-            .ignore();
+        pipe.pset_ex(
+            self.keys.of_job("job", record.id),
+            json,
+            self.record_ttl_ms(),
+        )
+        .ignore();
         Ok(())
     }
 }
@@ -47,7 +47,7 @@ impl JobStates for RedisStore {
                 .arg(self.keys.of_job("job", record.id))
                 .arg(self.keys.of_job("done", record.id))
                 .arg(json)
-                .arg(record_ttl_ms())
+                .arg(self.record_ttl_ms())
                 .ignore();
         }
         Ok(pipe.query_async(&mut self.conn()).await?)
@@ -64,7 +64,7 @@ impl JobStates for RedisStore {
         let mut pipe = redis::pipe();
         pipe.atomic();
         self.record_pipeline(&mut pipe, record)?;
-        pipe.pset_ex(self.keys.of_job("done", record.id), 1, record_ttl_ms())
+        pipe.pset_ex(self.keys.of_job("done", record.id), 1, self.record_ttl_ms())
             .ignore();
         // A completed job never runs again (the marker is checked first), so its
         // execution lease, token and crash count are not needed any more.
@@ -79,7 +79,7 @@ impl JobStates for RedisStore {
     async fn request_cancel(&self, id: JobId) -> StoreResult<()> {
         Ok(self
             .conn()
-            .pset_ex(self.keys.of_job("cancel", id), 1, record_ttl_ms())
+            .pset_ex(self.keys.of_job("cancel", id), 1, self.record_ttl_ms())
             .await?)
     }
 
@@ -116,6 +116,8 @@ impl JobStates for RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::redis::testkit::TestStore;
     use crate::store::{JobState, StoreError};
@@ -168,8 +170,42 @@ mod tests {
         );
 
         let ttl: i64 = t.conn().pttl(t.keys.of_job("done", a)).await?;
-        let week = record_ttl_ms() as i64;
+        let week = t.record_ttl_ms() as i64;
         assert!(ttl > week - 60_000 && ttl <= week, "marker ttl {ttl}");
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn records_markers_cancels_and_leases_live_for_the_configured_retention(
+    ) -> StoreResult<()> {
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let t = TestStore::with(crate::config::RedisConfig {
+            retention: hours(2),
+            ..super::super::testkit::volatile()
+        })
+        .await;
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        t.put_records(&[record(a, JobState::Pending)]).await?;
+        t.request_cancel(a).await?;
+        t.complete(&record(b, JobState::Completed)).await?;
+        let lease = crate::store::LeaseRequest {
+            holder: "h".into(),
+            ttl_ms: 1_000,
+            max_crashes: 1,
+        };
+        crate::store::Executions::admit(&*t, c, None, &lease).await?;
+        for key in [
+            t.keys.of_job("job", a),
+            t.keys.of_job("cancel", a),
+            t.keys.of_job("lease", c),
+            t.keys.of_job("job", b),
+            t.keys.of_job("done", b),
+        ] {
+            let ttl: i64 = t.conn().pttl(&key).await?;
+            let two_hours = hours(2).as_millis() as i64;
+            assert!(ttl > two_hours - 60_000 && ttl <= two_hours, "{key}: {ttl}");
+        }
         t.cleanup().await;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Test support: a [`RedisStore`] on the local Redis under a fresh random namespace, and
-//! the clean-up that deletes its keys so the shared server does not fill up.
+//! the clean-up that deletes its keys so the shared server does not fill up. The local
+//! Redis keeps nothing on disk, so the tests opt out of `redis.require_persistence`.
 
 use std::ops::Deref;
 
@@ -7,9 +8,18 @@ use redis::AsyncCommands;
 
 use super::RedisStore;
 use crate::clock;
+use crate::config::RedisConfig;
 
 /// Where the tests expect Redis.
 const URL: &str = "redis://127.0.0.1:6379/";
+
+/// `[redis]` settings that accept the shared test server, which has no persistence.
+pub(super) fn volatile() -> RedisConfig {
+    RedisConfig {
+        require_persistence: false,
+        ..RedisConfig::default()
+    }
+}
 
 /// A store whose keys live under a namespace no other test uses.
 pub(super) struct TestStore {
@@ -19,8 +29,13 @@ pub(super) struct TestStore {
 impl TestStore {
     /// Connects, or fails the test saying how to start Redis.
     pub async fn new() -> Self {
+        Self::with(volatile()).await
+    }
+
+    /// Connects with these `[redis]` settings.
+    pub async fn with(settings: RedisConfig) -> Self {
         let namespace = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
-        match RedisStore::connect(URL, &namespace, clock::system()).await {
+        match RedisStore::connect(URL, &namespace, &settings, clock::system()).await {
             Ok(store) => Self { store },
             Err(e) => panic!(
                 "these tests need Redis at {URL} ({e}); start one with: \

@@ -9,6 +9,7 @@
 mod executions;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod integrity;
 mod records;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 
 use crate::job::{JobId, LockMode};
 pub use executions::{Admission, Executions, LeaseRequest};
+pub use integrity::{DataLossIncident, Integrity, IntegrityCheck};
 pub use records::{DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo};
 
 /// Why a store call failed.
@@ -159,7 +161,7 @@ pub trait Heartbeats: Send + Sync {
 
 /// Every store capability together; what the roles hold as `Arc<dyn Store>`.
 pub trait Store:
-    DelayedSet + Locks + JobStates + Executions + DeadLetters + Heartbeats + 'static
+    DelayedSet + Locks + JobStates + Executions + DeadLetters + Heartbeats + Integrity + 'static
 {
     /// The backend's name (`embedded`, `redis`).
     fn name(&self) -> &'static str;

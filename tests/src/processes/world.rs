@@ -55,6 +55,8 @@ impl World {
             store: redis_url(),
             ..Config::default()
         };
+        // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
+        config.redis.require_persistence = false;
         config.worker.queues = vec![queue.clone()];
         config.worker.grace_period = Duration::from_secs(1);
         config.worker.heartbeat = Duration::from_millis(500);

@@ -1,0 +1,318 @@
+//! Redis durability as operators meet it, on the shared test Redis (no persistence) and
+//! RabbitMQ: `jobfleet` refuses the volatile server unless told to accept it, and a loss
+//! of the store's data while a scheduler runs (the namespace's sentinel deleted, as a
+//! restart without persistence or a `FLUSHDB` would) is detected: the incident record is
+//! written, the loss counted, `/readyz` answers 503, `jobfleet queues` warns, and
+//! `jobfleet queues --ack-data-loss` clears it.
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jobfleet_common::{Backends, Config};
+use redis::AsyncCommands;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+const HOW_TO_START: &str = "start RabbitMQ and Redis with scripts/test.sh, or by hand: \
+    `rabbitmq-server -detached` and `redis-server --daemonize yes --port 6379 --save \"\" \
+    --appendonly no`";
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string())
+}
+
+fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+fn namespace() -> String {
+    format!(
+        "dataloss-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+/// `jobfleet <args>` on the test services under `namespace`; `accept_volatile` sets
+/// JOBFLEET_REDIS__REQUIRE_PERSISTENCE=false.
+fn jobfleet(namespace: &str, accept_volatile: bool, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));
+    cmd.args(args)
+        .env_remove("JOBFLEET_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("JOBFLEET_BROKER", amqp_url())
+        .env("JOBFLEET_STORE", redis_url())
+        .env("JOBFLEET_NAMESPACE", namespace)
+        .env_remove("JOBFLEET_REDIS__REQUIRE_PERSISTENCE");
+    if accept_volatile {
+        cmd.env("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false");
+    }
+    cmd.output().expect("run jobfleet")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `GET path` over plain HTTP/1.1: the status code and the body.
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = None;
+    for _ in 0..100 {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let mut stream = stream.expect("the scheduler's endpoint listens");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
+async fn redis() -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis_url()).expect("a Redis URL");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis at {} is unreachable ({e}): {HOW_TO_START}",
+                redis_url()
+            )
+        })
+}
+
+/// Deletes the namespace's keys and the queues the scheduler and `queues` declared.
+async fn cleanup(namespace: &str) {
+    let mut conn = redis().await;
+    let keys: Vec<String> = conn
+        .keys(format!("{namespace}:*"))
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = conn.del(keys).await;
+    }
+    let props = lapin::ConnectionProperties::default();
+    if let Ok(amqp) = lapin::Connection::connect(&amqp_url(), props).await {
+        if let Ok(channel) = amqp.create_channel().await {
+            for route in ["delayed", "failed", "dead", "q.default"] {
+                let name = format!("{namespace}.{route}");
+                let _ = channel
+                    .queue_delete(name.as_str().into(), Default::default())
+                    .await;
+            }
+        }
+        let _ = amqp.close(200, "cleanup".into()).await;
+    }
+}
+
+#[test]
+fn a_volatile_redis_is_refused_naming_the_key_and_accepted_with_the_opt_out() {
+    let ns = namespace();
+    let refused = jobfleet(&ns, false, &["queues"]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "stderr:\n{stderr}");
+    for needle in [
+        "config key `redis.require_persistence`",
+        "appendonly yes",
+        "redis.require_persistence = false",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} in:\n{stderr}");
+    }
+    let accepted = jobfleet(&ns, true, &["queues"]);
+    let (stdout, stderr) = (text(&accepted.stdout), text(&accepted.stderr));
+    assert!(
+        accepted.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("live workers: 0"), "{stdout}");
+    assert!(!stdout.contains("WARNING"), "{stdout}");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(cleanup(&ns));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_sentinel_is_detected_reported_and_cleared() {
+    let ns = namespace();
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").to_string()
+    };
+    let mut config = Config {
+        namespace: ns.clone(),
+        broker: amqp_url(),
+        store: redis_url(),
+        ..Config::default()
+    };
+    config.redis.require_persistence = false;
+    config.scheduler.http = Some(addr.clone());
+    config.validate().expect("valid test config");
+    let backends = Backends::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
+    let shutdown = CancellationToken::new();
+    let scheduler = tokio::spawn(jobfleet_scheduler::run(
+        Arc::new(config),
+        backends.clone(),
+        shutdown.clone(),
+    ));
+    let mut conn = redis().await;
+    let (sentinel, incident) = (format!("{ns}:sentinel"), format!("{ns}:incident:data_loss"));
+    let before: Option<String> = conn.get(&sentinel).await.expect("GET");
+    assert!(before.is_some(), "connecting armed the sentinel");
+    assert_eq!(get(&addr, "/readyz").await, (200, "ready".to_string()));
+
+    // What a restart without persistence or a FLUSHDB does to the namespace.
+    let _: () = conn.del(&sentinel).await.expect("DEL");
+    let started = Instant::now();
+    let mut record: Option<String> = None;
+    while record.is_none() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        record = conn.get(&incident).await.expect("GET");
+    }
+    let record = record.expect("the scheduler recorded the incident within 10s");
+    let json: serde_json::Value = serde_json::from_str(&record).expect("the incident is JSON");
+    assert!(json["detected_at_ms"].as_i64().is_some(), "{json}");
+    assert!(
+        json["detected_by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("scheduler")),
+        "{json}"
+    );
+    assert!(
+        json["lost"]
+            .as_str()
+            .is_some_and(|s| s.contains("vanished")),
+        "{json}"
+    );
+    let ttl: i64 = conn.ttl(&incident).await.expect("TTL");
+    assert_eq!(ttl, -1, "the incident never expires");
+    let after: Option<String> = conn.get(&sentinel).await.expect("GET");
+    assert!(
+        after.is_some() && after != before,
+        "a fresh sentinel was armed"
+    );
+
+    let (code, body) = get(&addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("lost data") && !body.contains('\n'),
+        "{body:?}"
+    );
+    let (_, metrics) = get(&addr, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "jobfleet_store_data_lost_total 1"),
+        "counted once:\n{metrics}"
+    );
+
+    let out = jobfleet(&ns, true, &["queues"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("WARNING: THE STORE LOST DATA"),
+        "{stdout}"
+    );
+    assert!(first.contains("--ack-data-loss"), "{stdout}");
+    let out = jobfleet(&ns, true, &["queues", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        report["data_loss"], json,
+        "the JSON report carries the incident"
+    );
+
+    let out = jobfleet(&ns, true, &["queues", "--ack-data-loss"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("cleared the data-loss incident"),
+        "{stdout}"
+    );
+    let gone: Option<String> = conn.get(&incident).await.expect("GET");
+    assert_eq!(gone, None);
+    assert_eq!(get(&addr, "/readyz").await, (200, "ready".to_string()));
+    let out = jobfleet(&ns, true, &["queues"]);
+    assert!(
+        !text(&out.stdout).contains("WARNING"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = jobfleet(&ns, true, &["queues", "--ack-data-loss"]);
+    assert_eq!(text(&out.stdout).trim(), "no data-loss incident was open");
+    // Nothing is detected again: the scheduler adopted the fresh sentinel.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let again: Option<String> = conn.get(&incident).await.expect("GET");
+    assert_eq!(again, None, "one loss, one incident");
+
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), scheduler).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the scheduler stops: {stopped:?}"
+    );
+    cleanup(&ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_detects_a_lost_sentinel_with_its_heartbeat() {
+    let ns = namespace();
+    let mut config = Config {
+        namespace: ns.clone(),
+        broker: amqp_url(),
+        store: redis_url(),
+        ..Config::default()
+    };
+    config.redis.require_persistence = false;
+    config.worker.heartbeat = Duration::from_millis(100);
+    config.validate().expect("valid test config");
+    let backends = Backends::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(jobfleet_worker::run(
+        Arc::new(config),
+        backends,
+        Arc::new(jobfleet_worker::Registry::with_builtins()),
+        shutdown.clone(),
+    ));
+    let mut conn = redis().await;
+    let (sentinel, incident) = (format!("{ns}:sentinel"), format!("{ns}:incident:data_loss"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: () = conn.del(&sentinel).await.expect("DEL");
+    let started = Instant::now();
+    let mut record: Option<String> = None;
+    while record.is_none() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        record = conn.get(&incident).await.expect("GET");
+    }
+    let record = record.expect("the worker recorded the incident within 10s");
+    let json: serde_json::Value = serde_json::from_str(&record).expect("the incident is JSON");
+    assert!(
+        json["detected_by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("worker ")),
+        "{json}"
+    );
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the worker stops: {stopped:?}"
+    );
+    cleanup(&ns).await;
+}
