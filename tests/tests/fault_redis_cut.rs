@@ -31,6 +31,8 @@ const HOLD_LEASE: Duration = Duration::from_secs(2);
 const LEASE_TTL: Duration = Duration::from_millis(1_500);
 /// How long the worker stays cut from Redis: well past the hold lease.
 const CUT: Duration = Duration::from_secs(6);
+/// A worker's log line for an admission that counted crashed executions.
+const CRASHES_FOUND: &str = "died with their worker";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_cut_from_redis_runs_no_held_job_twice_at_once() {
@@ -90,6 +92,16 @@ async fn a_worker_cut_from_redis_runs_no_held_job_twice_at_once() {
     for id in &ids {
         println!("{}", execs.describe(*id));
     }
+    let mut attempts = Vec::new();
+    for id in &ids {
+        let record = world.backends.store.record(*id).await.expect("store");
+        attempts.push(record.map_or(0, |r| r.attempt));
+    }
+    println!(
+        "fault_redis_cut: attempts at completion {attempts:?}; admissions that found an \
+         expired, never-released lease (counted as crashes): {}",
+        world.procs.count_in_logs(Role::Worker, CRASHES_FOUND),
+    );
     execs.assert_never_concurrent(&ids);
     let too_many: Vec<_> = ids.iter().filter(|id| execs.total(**id) > 2).collect();
     assert!(
