@@ -9,7 +9,8 @@
 # redis.require_persistence = false; tests/tests/redis_durability.rs starts its own
 # redis-server with an append-only file.
 #
-# Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true).
+# Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true),
+# then the tests that stop a shared service, alone.
 # Safe to run again and from any directory.
 set -euo pipefail
 
@@ -173,11 +174,18 @@ deny() {
 
 nextest() {
   ensure_tool cargo-nextest cargo-nextest
-  if [ "${CI:-}" = "true" ]; then
-    cargo nextest run --workspace --profile ci
-  else
-    cargo nextest run --workspace
-  fi
+  local profile=default
+  [ "${CI:-}" = "true" ] && profile=ci
+  # The main suite: everything but the tests that stop shared services (the profile's
+  # default filter in .config/nextest.toml leaves them out).
+  cargo nextest run --workspace --profile "$profile"
+}
+
+# Tests that stop a shared service (RabbitMQ's stop_app) and so must run alone, after
+# the main suite; see tests/tests/fault_broker_restart.rs.
+nextest_alone() {
+  cargo nextest run -p jobfleet-tests --profile "$([ "${CI:-}" = "true" ] && echo ci || echo default)" \
+    --ignore-default-filter -E 'binary(fault_broker_restart)'
 }
 
 total_started=$SECONDS
@@ -187,4 +195,5 @@ step "rustfmt" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny
 step "tests" nextest
+step "tests that run alone" nextest_alone
 log "all checks passed in $((SECONDS - total_started))s"

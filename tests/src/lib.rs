@@ -11,6 +11,8 @@
 //! - [`services`]: the RabbitMQ + Redis factory and the cleanup of what checks leave there.
 //! - [`kafka`]: the Kafka + Redis factory, and the Kafka-only per-key order check.
 //! - [`faults`]: a store wrapper that injects faults (lost lock renewals) into any backend.
+//! - [`proxy`]: a TCP proxy that resets or partitions one process's connection to a
+//!   service.
 //! - [`conformance`]: the behaviour checks every backend must pass.
 //! - [`processes`]: worker and scheduler processes for the crash tests (`tests/crash_*.rs`).
 //! - [`redis_server`]: a `redis-server` of a test's own, to kill and restart.
@@ -20,6 +22,7 @@ pub mod faults;
 pub mod harness;
 pub mod kafka;
 pub mod processes;
+pub mod proxy;
 pub mod redis_server;
 pub mod services;
 

@@ -2,20 +2,32 @@
 //! binary, killed with SIGKILL, paused and resumed with SIGSTOP/SIGCONT, and never
 //! outliving the test that started them.
 //!
+//! Processes share the test's configuration file unless one is started with a tweaked
+//! copy of its own ([`Processes::spawn_tweaked`]), e.g. its broker or store URL pointed
+//! at a fault proxy while the others go direct. Whatever a process's store URL, the test
+//! kinds record their side effects straight to the test's own Redis (see
+//! [`kinds::RECORDS_URL_VAR`]), so a fault injected between a worker and its store never
+//! hides what the worker did.
+//!
 //! Each process writes its log (stdout and stderr) to a file in a directory of the
 //! test's own. When the test fails, the tail of every log is printed, killed processes'
 //! included; when it passes, the directory is removed.
 //!
 //! - [`audit`]: the end state a test checks: effects, markers, records, empty routes.
+//! - [`executions`]: every execution of the tracked kinds, and the check that no job ran
+//!   twice at the same time.
 //! - [`kinds`]: the job kinds those processes run, and where they record side effects.
+//! - [`steps`]: steps the fault tests share (consumers, running jobs, executions).
 //! - [`rabbitmqctl`]: asking RabbitMQ what AMQP cannot (unacknowledged counts) and
 //!   closing connections.
 //! - [`world`]: one test's namespace, queue, backends, producer and processes, checks of
 //!   the end state, and cleanup.
 
 pub mod audit;
+pub mod executions;
 pub mod kinds;
 pub mod rabbitmqctl;
+pub mod steps;
 pub mod world;
 
 use std::fs::File;
@@ -59,6 +71,8 @@ pub struct Processes {
     bin: PathBuf,
     dir: PathBuf,
     config: PathBuf,
+    /// What the shared file holds, for the tweaked copies.
+    base: Config,
     procs: Vec<Proc>,
 }
 
@@ -75,8 +89,23 @@ impl Processes {
             bin: bin.into(),
             dir,
             config: path,
+            base: config.clone(),
             procs: Vec::new(),
         }
+    }
+
+    /// Starts a process running `role` with a configuration file of its own: the shared
+    /// configuration with `tweak` applied.
+    pub fn spawn_tweaked(&mut self, role: Role, tweak: impl FnOnce(&mut Config)) -> ProcId {
+        let mut config = self.base.clone();
+        tweak(&mut config);
+        config.validate().expect("the tweaked config is valid");
+        let path = self
+            .dir
+            .join(format!("{:02}-{}.toml", self.procs.len(), role.as_str()));
+        let text = toml::to_string(&config).expect("the config serialises to TOML");
+        std::fs::write(&path, text).expect("write the config file");
+        self.start(role, &path, &[])
     }
 
     /// Starts a process running `role`.
@@ -87,6 +116,11 @@ impl Processes {
     /// Starts a process running `role` with extra environment variables, e.g.
     /// `JOBFLEET_WORKER__CONCURRENCY` to override one key of the shared file.
     pub fn spawn_with(&mut self, role: Role, env: &[(&str, &str)]) -> ProcId {
+        let config = self.config.clone();
+        self.start(role, &config, env)
+    }
+
+    fn start(&mut self, role: Role, config: &Path, env: &[(&str, &str)]) -> ProcId {
         let id = self.procs.len();
         let log = self.dir.join(format!("{id:02}-{}.log", role.as_str()));
         let out = File::create(&log).expect("create a log file");
@@ -94,7 +128,7 @@ impl Processes {
         let mut command = Command::new(&self.bin);
         command
             .arg(role.as_str())
-            .arg(&self.config)
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -106,6 +140,7 @@ impl Processes {
                 command.env_remove(name.as_ref());
             }
         }
+        command.env(kinds::RECORDS_URL_VAR, &self.base.store);
         command.envs(env.iter().copied());
         let child = command
             .spawn()
@@ -166,6 +201,21 @@ impl Processes {
                 );
             }
         }
+    }
+
+    /// The processes of `role` that exited by themselves since the last call (a job that
+    /// crashes its worker, on purpose), reaped and from now on counted as killed.
+    pub fn take_exited(&mut self, role: Role) -> Vec<ProcId> {
+        let mut exited = Vec::new();
+        for (id, proc) in self.procs.iter_mut().enumerate() {
+            if proc.role == role && !proc.killed {
+                if let Ok(Some(_)) = proc.child.try_wait() {
+                    proc.killed = true;
+                    exited.push(id);
+                }
+            }
+        }
+        exited
     }
 
     /// Log lines of every `role` process (killed ones included) that contain `needle`.

@@ -4,7 +4,8 @@
 //! the same library function, with the test kinds (`jobfleet_tests::processes::kinds`)
 //! registered beside the built-in ones; `testfleet scheduler CONFIG` runs
 //! `jobfleet scheduler`'s function. The configuration file is overridden by `JOBFLEET_*`
-//! variables as usual. Both run until SIGTERM or Ctrl-C; the tests mostly `kill -9` them.
+//! variables as usual; the test kinds record to the Redis named by
+//! `TESTFLEET_RECORDS_URL`, or the configured store without it. Both run until SIGTERM or Ctrl-C; the tests mostly `kill -9` them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,7 +46,9 @@ fn run(role: &str, file: PathBuf) -> Result<(), Error> {
         if role == "scheduler" {
             return scheduler::run(config, token).await;
         }
-        let registry = kinds::registry(&config.store, &config.namespace)
+        // The test's own Redis, even when this worker's store is behind a fault proxy.
+        let records = std::env::var(kinds::RECORDS_URL_VAR).unwrap_or(config.store.clone());
+        let registry = kinds::registry(&records, &config.namespace)
             .await
             .map_err(|e| Error::Usage(format!("the test kinds need Redis: {e}")))?;
         worker::run_with(config, registry, token).await

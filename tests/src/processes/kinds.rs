@@ -17,8 +17,13 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 
+use super::executions;
+
 /// Sleeps, then records its effect.
 pub const EFFECT: &str = "effect";
+/// The variable naming the Redis the test kinds record to (the test's own, direct),
+/// which may differ from the worker's `store` (e.g. through a fault proxy).
+pub const RECORDS_URL_VAR: &str = "TESTFLEET_RECORDS_URL";
 /// Writes a value to a resource with its lock's fencing token, after a pause.
 pub const FENCED: &str = "fenced";
 
@@ -98,6 +103,18 @@ impl Keys {
         format!("{}:starts", self.ns)
     }
 
+    /// A set of the ids of every execution of the tracked kinds (see
+    /// [`super::executions`]).
+    pub fn execution_ids(&self) -> String {
+        format!("{}:execs", self.ns)
+    }
+
+    /// A hash about execution `exec`: `job`, `pid`, `token` (its lease's), `start`, `last`
+    /// (heartbeat) and `end`, times in Unix ms.
+    pub fn execution(&self, exec: &str) -> String {
+        format!("{}:exec:{exec}", self.ns)
+    }
+
     /// A hash about a [`FENCED`] job's last attempt: `pid`, `fence`, and `wrote`
     /// (`1` or `0`) once its write was answered.
     pub fn attempt(&self, id: JobId) -> String {
@@ -105,14 +122,23 @@ impl Keys {
     }
 }
 
-/// A registry with the built-in kinds plus [`EFFECT`] and [`FENCED`], recording into
-/// Redis at `redis_url` under `namespace`.
+/// A registry with the built-in kinds plus [`EFFECT`], [`FENCED`] and the tracked kinds
+/// ([`executions::TRACKED`], [`executions::CRASH`]), recording into Redis at `redis_url`
+/// under `namespace`.
 pub async fn registry(redis_url: &str, namespace: &str) -> redis::RedisResult<Registry> {
     let conn = ConnectionManager::new(redis::Client::open(redis_url)?).await?;
     let keys = Keys::new(namespace);
     let mut registry = Registry::with_builtins();
     let (c, k) = (conn.clone(), keys.clone());
     registry.register_fn(EFFECT, move |ctx| effect(ctx, c.clone(), k.clone()));
+    let (c, k) = (conn.clone(), keys.clone());
+    registry.register_fn(executions::TRACKED, move |ctx| {
+        executions::tracked(ctx, c.clone(), k.clone())
+    });
+    let (c, k) = (conn.clone(), keys.clone());
+    registry.register_fn(executions::CRASH, move |ctx| {
+        executions::crash(ctx, c.clone(), k.clone())
+    });
     registry.register_fn(FENCED, move |ctx| fenced(ctx, conn.clone(), keys.clone()));
     Ok(registry)
 }

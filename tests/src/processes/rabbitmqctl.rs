@@ -1,6 +1,7 @@
 //! What the crash tests ask RabbitMQ's `rabbitmqctl` (it must be on PATH): counts AMQP
-//! cannot give (unacknowledged messages), and closing connections as an operator or a
-//! failover would. Each call is blocking and takes about a second.
+//! cannot give (unacknowledged messages, consumers), and closing connections or stopping
+//! and starting the broker application as an operator or a failover would. Each call is
+//! blocking and takes about a second.
 
 use std::process::{Command, Stdio};
 
@@ -16,6 +17,30 @@ pub fn queue_messages(prefix: &str) -> Vec<(String, u64)> {
             name.starts_with(prefix).then(|| (name.to_string(), count))
         })
         .collect()
+}
+
+/// Consumers of every queue whose name starts with `prefix`, summed.
+pub fn consumers(prefix: &str) -> u64 {
+    let out = run(&["list_queues", "--no-table-headers", "name", "consumers"]);
+    out.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (name, count) = (parts.next()?, parts.next()?.parse::<u64>().ok()?);
+            name.starts_with(prefix).then_some(count)
+        })
+        .sum()
+}
+
+/// `rabbitmqctl stop_app`: the broker closes every connection and stops accepting new
+/// ones; the node and its durable queues stay. Every test using RabbitMQ is affected.
+pub fn stop_app() {
+    run(&["stop_app"]);
+}
+
+/// `rabbitmqctl start_app`, then waits until the broker accepts connections again.
+pub fn start_app() {
+    run(&["start_app"]);
+    run(&["await_startup"]);
 }
 
 /// The server's ids of the client connections named `name` (the `connection_name`
