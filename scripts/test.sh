@@ -172,20 +172,40 @@ deny() {
   fi
 }
 
+NEXTEST_PROFILE=default
+[ "${CI:-}" = "true" ] && NEXTEST_PROFILE=ci
+# Every nextest summary line of this run, to total them at the end.
+SUMMARIES="$(mktemp)"
+
+# Runs nextest with "$@", keeping its summary line ("N tests run: N passed, ...").
+run_nextest() {
+  local out status=0
+  out="$(mktemp)"
+  cargo nextest run --profile "$NEXTEST_PROFILE" "$@" 2>&1 | tee "$out" || status=$?
+  grep -E '^ *Summary \[' "$out" >>"$SUMMARIES" || true
+  rm -f "$out"
+  return "$status"
+}
+
+# The main suite: everything but the tests that stop shared services (the profile's
+# default filter in .config/nextest.toml leaves them out).
 nextest() {
   ensure_tool cargo-nextest cargo-nextest
-  local profile=default
-  [ "${CI:-}" = "true" ] && profile=ci
-  # The main suite: everything but the tests that stop shared services (the profile's
-  # default filter in .config/nextest.toml leaves them out).
-  cargo nextest run --workspace --profile "$profile"
+  run_nextest --workspace
 }
 
 # Tests that stop a shared service (RabbitMQ's stop_app) and so must run alone, after
 # the main suite; see tests/tests/fault_broker_restart.rs.
 nextest_alone() {
-  cargo nextest run -p jobfleet-tests --profile "$([ "${CI:-}" = "true" ] && echo ci || echo default)" \
-    --ignore-default-filter -E 'binary(fault_broker_restart)'
+  run_nextest -p jobfleet-tests --ignore-default-filter -E 'binary(fault_broker_restart)'
+}
+
+# One closing line for both runs: "tests: N passed, N failed".
+total() {
+  local passed failed
+  passed="$(grep -oE '[0-9]+ passed' "$SUMMARIES" | awk '{s += $1} END {print s + 0}')"
+  failed="$(grep -oE '[0-9]+ failed' "$SUMMARIES" | awk '{s += $1} END {print s + 0}')"
+  printf 'tests: %s passed, %s failed\n' "$passed" "$failed"
 }
 
 total_started=$SECONDS
@@ -197,3 +217,4 @@ step "cargo deny" deny
 step "tests" nextest
 step "tests that run alone" nextest_alone
 log "all checks passed in $((SECONDS - total_started))s"
+total

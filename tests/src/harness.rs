@@ -91,7 +91,8 @@ pub fn fast_config(queue: &str) -> Config {
     c.worker.concurrency = 4;
     c.worker.grace_period = Duration::from_secs(5);
     c.worker.lock_ttl = Duration::from_millis(900);
-    c.worker.lease_ttl = Duration::from_millis(900);
+    // Long enough that a loaded CI machine does not starve a renewal past it.
+    c.worker.lease_ttl = Duration::from_secs(3);
     c.worker.lock_conflict_delay = Duration::from_millis(50);
     c.worker.heartbeat = Duration::from_millis(200);
     c.worker.cancel_poll = Duration::from_millis(50);

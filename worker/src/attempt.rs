@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use jobfleet_common::ErrorKind;
+use tokio::time::Instant;
 
 use crate::context::JobContext;
 use crate::handler::Handler;
@@ -58,10 +59,10 @@ pub(crate) async fn run(
     let timeout_ms = ctx.job().timeout_ms;
     let lock_key = lock.as_ref().map(|l| l.request.key.clone());
     let token = stopper.token().clone();
-    let handler_run = tokio::time::timeout(
-        Duration::from_millis(timeout_ms),
-        AssertUnwindSafe(handler.run(ctx)).catch_unwind(),
-    );
+    let timeout = Duration::from_millis(timeout_ms);
+    let timed_out_at = Instant::now() + timeout;
+    let handler_run =
+        tokio::time::timeout(timeout, AssertUnwindSafe(handler.run(ctx)).catch_unwind());
     let lock_watchdog = async {
         match &lock {
             Some(watch) => watch.watch(stopper).await,
@@ -80,16 +81,19 @@ pub(crate) async fn run(
     // A stop decides the outcome whatever the handler returned: a handler that notices
     // its token and returns Ok has not done its work.
     if let Some(reason) = stopper.reason() {
+        // A task starved past both its timeout and a watchdog's deadline sees them
+        // together, and the watchdog is polled first; the timeout was due first.
+        let watchdog = matches!(reason, StopReason::LockLost | StopReason::LeaseLost);
+        if watchdog && Instant::now() >= timed_out_at {
+            return timed_out(timeout_ms);
+        }
         return from_stop(Some(reason), lock_key.as_deref());
     }
     // The handler ended on its own: anything it left running on the token stops now.
     token.cancel();
     match finished {
         None => from_stop(None, lock_key.as_deref()),
-        Some(Err(_elapsed)) => Outcome::Failed {
-            kind: ErrorKind::Timeout,
-            message: format!("ran past its timeout of {timeout_ms} ms"),
-        },
+        Some(Err(_elapsed)) => timed_out(timeout_ms),
         Some(Ok(Err(panic))) => Outcome::Failed {
             kind: ErrorKind::Panic,
             message: format!("handler panicked: {}", panic_message(panic.as_ref())),
@@ -100,6 +104,13 @@ pub(crate) async fn run(
             kind: ErrorKind::Failed,
             message: e.message().to_string(),
         },
+    }
+}
+
+fn timed_out(timeout_ms: u64) -> Outcome {
+    Outcome::Failed {
+        kind: ErrorKind::Timeout,
+        message: format!("ran past its timeout of {timeout_ms} ms"),
     }
 }
 

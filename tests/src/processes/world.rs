@@ -62,7 +62,7 @@ impl World {
         config.worker.heartbeat = Duration::from_millis(500);
         config.worker.cancel_poll = Duration::from_millis(100);
         // A killed worker's jobs run elsewhere once their execution lease expires.
-        config.worker.lease_ttl = Duration::from_secs(1);
+        config.worker.lease_ttl = Duration::from_secs(2);
         config.scheduler.tick = Duration::from_millis(50);
         config.queue_defaults.retry.base = Duration::from_millis(50);
         config.queue_defaults.retry.cap = Duration::from_millis(200);
