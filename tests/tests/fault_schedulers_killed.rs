@@ -11,11 +11,12 @@
 //!
 //! Whether a kill ~50 ms after the due time finds a batch already published but not yet
 //! marked done (the second delivery of a long job while it runs) is a matter of timing.
-//! The second test makes it certain: the schedulers reach RabbitMQ through a fault proxy
-//! whose replies are blocked as soon as they begin publishing, so the batches they are
-//! publishing reach the broker and run but are never confirmed, and never marked done;
-//! they are killed once long jobs among them run, and those jobs are delivered again
-//! when the release leases (2 s there) run out, while they still run.
+//! The second test makes it certain: one scheduler reaches RabbitMQ through a fault proxy
+//! whose replies are blocked from just before the jobs come due (after a warm-up job has
+//! opened its publisher channel), so the batch it publishes reaches the broker and runs
+//! but is never confirmed, and never marked done; it is killed once long jobs among them
+//! run, and those jobs are delivered again when the release lease (2 s there) runs out,
+//! while they still run.
 
 use std::time::{Duration, Instant};
 
@@ -81,9 +82,9 @@ async fn world(
     (world, schedulers)
 }
 
-/// Enqueues the jobs due 3 s from now, waits until they are filed, then until
-/// [`KILL_AFTER_DUE`] past their due time.
-async fn due_wave(world: &World) -> Wave {
+/// Enqueues the jobs due 3 s from now, waits until they are filed, blocks the replies of
+/// `block` (if any), then waits until [`KILL_AFTER_DUE`] past their due time.
+async fn due_wave(world: &World, block: Option<&Proxy>) -> Wave {
     let due = world.producer.now_ms() + 3_000;
     let jobs = (0..SHORT + LONG).map(|i| {
         let ms = if SHORT_RANGE.contains(&i) {
@@ -103,6 +104,9 @@ async fn due_wave(world: &World) -> Wave {
         filed.await,
         "the schedulers filed every job before the due time"
     );
+    if let Some(proxy) = block {
+        proxy.block_replies();
+    }
     let until = u64::try_from(due - world.producer.now_ms()).unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(until) + KILL_AFTER_DUE).await;
     let long = ids
@@ -126,7 +130,7 @@ async fn schedulers_killed_mid_release_run_no_job_twice_at_once() {
         ]
     })
     .await;
-    let wave = due_wave(&world).await;
+    let wave = due_wave(&world, None).await;
     for id in schedulers {
         world.procs.kill(id);
     }
@@ -162,9 +166,9 @@ async fn schedulers_killed_before_marking_a_release_done_run_no_long_job_twice_a
         };
         println!(
             "fault_schedulers_killed (release not marked done): {} jobs ({LONG} of {LONG_MS} \
-             ms) due at once; the schedulers' AMQP replies blocked as they began publishing, \
-             both killed {} ms after it with {} jobs claimed; {} long jobs claimed were \
-             already running; {:?} since the start of the first try",
+             ms) due at once; the scheduler's AMQP replies blocked from before the due time, \
+             killed {} ms after it with {} jobs claimed; {} long jobs claimed were already \
+             running; {:?} since the start of the first try",
             cut.wave.ids.len(),
             cut.killed_ms - cut.wave.due,
             cut.stranded,
@@ -175,7 +179,7 @@ async fn schedulers_killed_before_marking_a_release_done_run_no_long_job_twice_a
         return;
     }
     panic!(
-        "in {TRIES} tries, the schedulers never left a published batch with a long job \
+        "in {TRIES} tries, the scheduler never left a published batch with a long job \
          leased (see the tries' output)"
     );
 }
@@ -192,13 +196,15 @@ struct Cut {
     _proxy: Proxy,
 }
 
-/// Tries to kill both schedulers while a batch they published, with long jobs, is still
-/// leased: `None` if no long job was both running and leased at the kill (a publish that
-/// needed an answer from the broker, e.g. `confirm.select` on a fresh channel, stalls
-/// behind the block). A release writes its `pending` records once its queue is
-/// declared, just before it publishes: the block comes then, so the batches being
-/// published reach RabbitMQ and run, but their confirmations never come back and the
-/// schedulers never mark them done (the proxy is never unblocked).
+/// Tries to kill a scheduler while a batch it published, with long jobs, is still
+/// leased: `None` if no long job was both running and leased at the kill. The scheduler
+/// reaches RabbitMQ through a proxy. A warm-up job released through it first leaves its
+/// publisher channel open (in confirm mode) and its queue declared; the proxy then holds
+/// every reply from the broker, from just before the wave comes due. The scheduler's
+/// publish frames still reach RabbitMQ, so the batch is delivered and runs, but its
+/// confirmations never come back and it is never marked done (the proxy is never
+/// unblocked). Without the warm-up a publish that needs an answer first (opening the
+/// channel, `confirm.select`) would stall behind the block and publish nothing.
 async fn cut_before_done() -> Option<Cut> {
     let proxy = Proxy::for_url(&amqp_url())
         .await
@@ -207,28 +213,21 @@ async fn cut_before_done() -> Option<Cut> {
     // while they run.
     let (mut world, schedulers) = world(SHORT_RELEASE_LEASE, |w| {
         let url = proxy.url(&w.config.broker);
-        (0..2)
-            .map(|_| {
-                w.procs
-                    .spawn_tweaked(Role::Scheduler, |c| c.broker.clone_from(&url))
-            })
-            .collect()
+        vec![w
+            .procs
+            .spawn_tweaked(Role::Scheduler, |c| c.broker.clone_from(&url))]
     })
     .await;
-    let wave = due_wave(&world).await;
-    // Claims take the lowest ids first, so each half of the long jobs (first and last
-    // ids) is in a different batch: block once both batches are being published, or
-    // whichever is by then.
-    let (first, last) = wave.long.split_at(wave.long.len() / 2);
-    let both = wait_for(Duration::from_secs(3), || async {
-        publishing(&world, first).await && publishing(&world, last).await
+    let warm_up =
+        TrackedPayload::job(&world.queue, 10).with_run_at_ms(world.producer.now_ms() + 200);
+    let warm_up = world.enqueue_all(vec![warm_up]).await[0];
+    let warmed = wait_for(Duration::from_secs(15), || async {
+        let record = world.backends.store.record(warm_up).await.expect("store");
+        record.is_some_and(|r| r.state == JobState::Completed)
     });
-    if !both.await {
-        let either = publishing(&world, first).await || publishing(&world, last).await;
-        assert!(either, "the schedulers began publishing");
-    }
-    proxy.block_replies();
-    let deadline = Instant::now() + Duration::from_secs(3);
+    assert!(warmed.await, "the warm-up job was released and completed");
+    let wave = due_wave(&world, Some(&proxy)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
     let running = loop {
         let execs = executions(&world).await;
         let leased = releasing(&world).await;
@@ -242,7 +241,7 @@ async fn cut_before_done() -> Option<Cut> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    // Let the rest of the published batches start too.
+    // Let the rest of the published batch start too.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for id in schedulers {
         world.procs.kill(id);
