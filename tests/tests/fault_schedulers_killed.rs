@@ -49,6 +49,9 @@ const RELEASE_LEASE: Duration = Duration::from_secs(5);
 const MARGIN: Duration = Duration::from_secs(3);
 /// The release lease of the second test.
 const SHORT_RELEASE_LEASE: Duration = Duration::from_secs(2);
+/// Warm-up releases before the second test blocks replies: at least the RabbitMQ
+/// broker's publishing channels per connection (`PUBLISH_CHANNELS`, 4).
+const WARM_UPS: usize = 4;
 /// Tries the second test makes at a kill that leaves a published batch leased.
 const TRIES: usize = 4;
 /// The execution lease's TTL.
@@ -198,8 +201,8 @@ struct Cut {
 
 /// Tries to kill a scheduler while a batch it published, with long jobs, is still
 /// leased: `None` if no long job was both running and leased at the kill. The scheduler
-/// reaches RabbitMQ through a proxy. A warm-up job released through it first leaves its
-/// publisher channel open (in confirm mode) and its queue declared; the proxy then holds
+/// reaches RabbitMQ through a proxy. Warm-up jobs released through it first leave its
+/// publishing channels open (in confirm mode) and its queue declared; the proxy then holds
 /// every reply from the broker, from just before the wave comes due. The scheduler's
 /// publish frames still reach RabbitMQ, so the batch is delivered and runs, but its
 /// confirmations never come back and it is never marked done (the proxy is never
@@ -218,14 +221,22 @@ async fn cut_before_done() -> Option<Cut> {
             .spawn_tweaked(Role::Scheduler, |c| c.broker.clone_from(&url))]
     })
     .await;
-    let warm_up =
-        TrackedPayload::job(&world.queue, 10).with_run_at_ms(world.producer.now_ms() + 200);
-    let warm_up = world.enqueue_all(vec![warm_up]).await[0];
+    // One release round per publishing channel of the connection (the RabbitMQ broker
+    // keeps 4 and takes them round robin, one per publish), each due on its own.
+    let now = world.producer.now_ms();
+    let warm_ups = (0..WARM_UPS)
+        .map(|i| TrackedPayload::job(&world.queue, 10).with_run_at_ms(now + 200 + 300 * i as i64));
+    let warm_ups = world.enqueue_all(warm_ups.collect()).await;
     let warmed = wait_for(Duration::from_secs(15), || async {
-        let record = world.backends.store.record(warm_up).await.expect("store");
-        record.is_some_and(|r| r.state == JobState::Completed)
+        for id in &warm_ups {
+            let record = world.backends.store.record(*id).await.expect("store");
+            if !record.is_some_and(|r| r.state == JobState::Completed) {
+                return false;
+            }
+        }
+        true
     });
-    assert!(warmed.await, "the warm-up job was released and completed");
+    assert!(warmed.await, "the warm-up jobs were released and completed");
     let wave = due_wave(&world, Some(&proxy)).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     let running = loop {
