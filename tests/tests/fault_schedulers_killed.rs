@@ -12,8 +12,8 @@
 //! Whether a kill ~50 ms after the due time finds a batch already published but not yet
 //! marked done (the second delivery of a long job while it runs) is a matter of timing.
 //! The second test makes it certain: one scheduler reaches RabbitMQ through a fault proxy
-//! whose replies are blocked from just before the jobs come due (after a warm-up job has
-//! opened its publisher channel), so the batch it publishes reaches the broker and runs
+//! whose replies are blocked from just before the jobs come due (after warm-up jobs have
+//! opened its publishing channels), so the batch it publishes reaches the broker and runs
 //! but is never confirmed, and never marked done; it is killed once long jobs among them
 //! run, and those jobs are delivered again when the release lease (2 s there) runs out,
 //! while they still run.
@@ -21,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use jobfleet_common::store::JobState;
-use jobfleet_common::{Config, JobId};
+use jobfleet_common::{Config, Job, JobId};
 use jobfleet_tests::harness::wait_for;
 use jobfleet_tests::processes::executions::{set_lease_ttl, TrackedPayload};
 use jobfleet_tests::processes::steps::{executions, quiet_executions};
@@ -224,8 +224,9 @@ async fn cut_before_done() -> Option<Cut> {
     // One release round per publishing channel of the connection (the RabbitMQ broker
     // keeps 4 and takes them round robin, one per publish), each due on its own.
     let now = world.producer.now_ms();
+    // Built-in `echo` jobs: they record no effect, so the audit counts the wave alone.
     let warm_ups = (0..WARM_UPS)
-        .map(|i| TrackedPayload::job(&world.queue, 10).with_run_at_ms(now + 200 + 300 * i as i64));
+        .map(|i| Job::new(&world.queue, "echo", "{}").with_run_at_ms(now + 200 + 300 * i as i64));
     let warm_ups = world.enqueue_all(warm_ups.collect()).await;
     let warmed = wait_for(Duration::from_secs(15), || async {
         for id in &warm_ups {
@@ -306,18 +307,6 @@ async fn settle_and_check(world: &mut World, wave: &Wave, began: Instant) -> Dur
     execs.assert_totals(&wave.ids, 1);
     audit.assert_records_completed();
     worst
-}
-
-/// Whether the release of any of `ids` has begun publishing (its record is no longer
-/// `scheduled`).
-async fn publishing(world: &World, ids: &[JobId]) -> bool {
-    for id in ids {
-        let record = world.backends.store.record(*id).await.expect("store");
-        if record.is_some_and(|r| r.state != JobState::Scheduled) {
-            return true;
-        }
-    }
-    false
 }
 
 /// The jobs in the releasing set (see [`sets`]).
