@@ -203,8 +203,9 @@ nextest_alone() {
 # One closing line for both runs: "tests: N passed, N failed".
 total() {
   local passed failed
-  passed="$(grep -oE '[0-9]+ passed' "$SUMMARIES" | awk '{s += $1} END {print s + 0}')"
-  failed="$(grep -oE '[0-9]+ failed' "$SUMMARIES" | awk '{s += $1} END {print s + 0}')"
+  # grep finds nothing when no run failed: that is not an error here.
+  passed="$({ grep -oE '[0-9]+ passed' "$SUMMARIES" || true; } | awk '{s += $1} END {print s + 0}')"
+  failed="$({ grep -oE '[0-9]+ failed' "$SUMMARIES" || true; } | awk '{s += $1} END {print s + 0}')"
   printf 'tests: %s passed, %s failed\n' "$passed" "$failed"
 }
 
