@@ -8,8 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use jobfleet_common::backends::ConnectError;
+use jobfleet_backends::ConnectError;
 use jobfleet_common::config::ConfigError;
+use jobfleet_common::shutdown::Interrupted;
 use jobfleet_common::StoreError;
 use jobfleet_producer::ProduceError;
 use jobfleet_scheduler::{OpsError, SchedulerError};
@@ -91,6 +92,26 @@ pub enum Error {
     Interrupted,
 }
 
+impl From<Interrupted> for Error {
+    fn from(_: Interrupted) -> Self {
+        Self::Interrupted
+    }
+}
+
+impl From<jobfleet_bench::Error> for Error {
+    fn from(e: jobfleet_bench::Error) -> Self {
+        use jobfleet_bench::Error as Bench;
+        match e {
+            Bench::Usage(message) => Self::Usage(message),
+            Bench::Connect(e) => Self::Connect(e),
+            Bench::Produce(e) => Self::Produce(e),
+            Bench::Store(e) => Self::Store(e),
+            Bench::Worker(e) => Self::Worker(e),
+            Bench::Task(message) => Self::Task(message),
+        }
+    }
+}
+
 /// Shorthand for command results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -99,7 +120,12 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::EmbeddedOnly { .. } | Self::Usage(_) => 2,
-            Self::Connect(ConnectError::Unsupported { .. } | ConnectError::NotDurable(_)) => 2,
+            Self::Connect(
+                ConnectError::NotBuilt { .. }
+                | ConnectError::NotDurable(_)
+                | ConnectError::Mixed
+                | ConnectError::EmbeddedAlone { .. },
+            ) => 2,
             Self::Interrupted => 130,
             _ => 1,
         }

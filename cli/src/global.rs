@@ -79,10 +79,10 @@ impl GlobalArgs {
 /// backend: a second process would get its own empty broker and store and silently see
 /// nothing.
 pub async fn connect_shared(config: &Config, command: &'static str) -> Result<Backends> {
-    if config.broker == "embedded" || config.store == "embedded" {
+    if config.broker.is_embedded() || config.store.is_embedded() {
         return Err(Error::EmbeddedOnly { command });
     }
-    Ok(Backends::connect(config).await?)
+    Ok(jobfleet_backends::connect(config).await?)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub mod global;
 pub mod logging;
 pub mod parse;
 pub mod progress;
-pub mod shutdown;
 
 pub use error::{Error, Result};
 pub use global::GlobalArgs;
+pub use jobfleet_common::shutdown;

@@ -13,23 +13,13 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string())
-}
+use jobfleet_common::testing::{amqp_url, redis_url, require_kafka_url};
 
-fn amqp_url() -> String {
-    std::env::var("TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
-}
-
+/// The Kafka bootstrap servers (`host:port`), or a panic that says how to start Kafka.
 fn kafka_brokers() -> String {
-    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "TEST_KAFKA_BROKERS is not set: run the suite through `scripts/test.sh`, which \
-             starts a Kafka-compatible server (tansu), or start one and export \
-             TEST_KAFKA_BROKERS=host:port"
-        )
-    })
+    require_kafka_url()
+        .trim_start_matches("kafka://")
+        .to_string()
 }
 
 /// Runs `jobfleet --config <file> bench <args>` and returns the report and the run's

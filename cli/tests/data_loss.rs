@@ -9,29 +9,15 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobfleet_common::{Backends, Config};
+use jobfleet_common::Config;
 use redis::AsyncCommands;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-const HOW_TO_START: &str = "start RabbitMQ and Redis with scripts/test.sh, or by hand: \
-    `rabbitmq-server -detached` and `redis-server --daemonize yes --port 6379 --save \"\" \
-    --appendonly no`";
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string())
-}
-
-fn amqp_url() -> String {
-    std::env::var("TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
-}
+use jobfleet_common::testing::{amqp_url, redis_url, unique_namespace, HOW_TO_START};
 
 fn namespace() -> String {
-    format!(
-        "dataloss-{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    )
+    unique_namespace("dataloss")
 }
 
 /// `jobfleet <args>` on the test services under `namespace`; `accept_volatile` sets
@@ -153,14 +139,14 @@ async fn a_lost_sentinel_is_detected_reported_and_cleared() {
     };
     let mut config = Config {
         namespace: ns.clone(),
-        broker: amqp_url(),
-        store: redis_url(),
+        broker: amqp_url().parse().expect("an AMQP URL"),
+        store: redis_url().parse().expect("a Redis URL"),
         ..Config::default()
     };
     config.redis.require_persistence = false;
     config.scheduler.http = Some(addr.clone());
     config.validate().expect("valid test config");
-    let backends = Backends::connect(&config)
+    let backends = jobfleet_backends::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
     let shutdown = CancellationToken::new();
@@ -266,14 +252,14 @@ async fn a_worker_detects_a_lost_sentinel_with_its_heartbeat() {
     let ns = namespace();
     let mut config = Config {
         namespace: ns.clone(),
-        broker: amqp_url(),
-        store: redis_url(),
+        broker: amqp_url().parse().expect("an AMQP URL"),
+        store: redis_url().parse().expect("a Redis URL"),
         ..Config::default()
     };
     config.redis.require_persistence = false;
     config.worker.heartbeat = Duration::from_millis(100);
     config.validate().expect("valid test config");
-    let backends = Backends::connect(&config)
+    let backends = jobfleet_backends::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
     let shutdown = CancellationToken::new();

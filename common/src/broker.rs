@@ -203,4 +203,21 @@ pub trait Broker: Send + Sync + 'static {
         let _ = route;
         Ok(None)
     }
+
+    /// Admin: deletes the ready routes of `queues` and the shared routes (delayed, failed,
+    /// dead) with everything they hold, e.g. when a benchmark or a test removes the
+    /// namespace it made. The roles never call it; stop their consumers first. Every
+    /// backend implements it; the default (for test doubles) refuses.
+    async fn delete_routes(&self, queues: &[String]) -> Result<(), BrokerError> {
+        let _ = queues;
+        Err(BrokerError::Invalid(format!(
+            "the {} broker cannot delete routes",
+            self.name()
+        )))
+    }
+
+    /// Admin: ends every consumer stream and closes the connections, flushing what the
+    /// client still buffers. Unsettled deliveries go back to the broker. The default
+    /// has nothing to close.
+    async fn close(&self) {}
 }

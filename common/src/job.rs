@@ -69,7 +69,8 @@ impl Priority {
     }
 
     /// A level kept as decoded, even out of range, so validation can name the field.
-    pub(crate) fn out_of_range(level: u8) -> Self {
+    #[doc(hidden)]
+    pub fn out_of_range(level: u8) -> Self {
         Self(level)
     }
 

@@ -1,6 +1,8 @@
 //! jobfleet's shared core: the job model and wire format, configuration, errors, the
-//! [`Broker`](broker::Broker) and [`Store`](store::Store) traits and their backends, and
-//! the names of every metric.
+//! [`Broker`](broker::Broker) and [`Store`](store::Store) traits, the embedded backend, and
+//! the names of every metric. It depends on no broker or store client: the RabbitMQ, Kafka
+//! and Redis backends are crates of their own (`jobfleet-rabbitmq`, `jobfleet-kafka`,
+//! `jobfleet-redis`), and `jobfleet-backends` picks one by URL, behind cargo features.
 //!
 //! # Layout
 //!
@@ -13,15 +15,14 @@
 //! - [`store`]: the `Store` traits: delayed set, locks, job states, dead letters, heartbeats,
 //!   integrity (detecting a store that lost its data).
 //! - [`embedded`]: the in-process broker and store, for `jobfleet dev` and fast tests.
-//! - [`rabbitmq`]: the RabbitMQ broker (lapin): priority queues, pipelined confirms, reconnects.
-//! - [`kafka`]: the Kafka broker (librdkafka): priority bands, consumer groups, per-key order.
-//! - [`redis`]: the Redis store: Lua-scripted delayed set, fenced locks, states, dead letters,
-//!   the persistence check at connect and the data-loss sentinel.
-//! - [`backends`]: picking backends from the configuration's URLs.
+//! - [`address`]: the broker and store addresses a configuration names, parsed once.
+//! - [`backends`]: the broker, store and clock a role is started with.
+//! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 //! - [`dead`]: the dead route's reason header and dead letters made from messages.
 //! - [`config`]: the typed configuration (file, `JOBFLEET_*` environment, flags).
 //! - [`telemetry`]: metric names and the events that log and count together.
 
+pub mod address;
 pub mod backends;
 pub mod broker;
 pub mod clock;
@@ -30,14 +31,15 @@ pub mod config;
 pub mod dead;
 pub mod embedded;
 pub mod job;
-pub mod kafka;
 pub mod limits;
-pub mod rabbitmq;
-pub mod redis;
 pub mod retry;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use address::{BrokerAddr, StoreAddr};
 pub use backends::Backends;
 pub use broker::{Broker, BrokerError, Delivery, Message, Route};
 pub use clock::{Clock, SharedClock};

@@ -5,6 +5,25 @@
 //! route (or the delayed route when they are due later) with one pipelined publish per
 //! batch. The `jobfleet enqueue` command and any Rust service embedding jobfleet use it.
 //!
+//! A service of yours connects with [`Producer::connect`] to the broker and store the
+//! configuration names (the file `JOBFLEET_CONFIG` names and `JOBFLEET_*` variables, via
+//! [`Config::from_env`]):
+//!
+//! ```no_run
+//! use jobfleet_producer::{Config, Job, Producer};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let producer = Producer::connect(&Config::from_env()?).await?;
+//! let job = Job::new("files", "checksum", r#"{"path": "/tmp/a"}"#);
+//! let enqueued = producer.enqueue(job).await?;
+//! println!("enqueued {}", enqueued.id);
+//! # Ok(()) }
+//! ```
+//!
+//! The backends it can connect to by URL are its cargo features `rabbitmq`, `kafka` and
+//! `redis` (all on by default): `default-features = false, features = ["rabbitmq",
+//! "redis"]` leaves librdkafka out of your build.
+//!
 //! # Layout
 //!
 //! - [`producer`]: [`Producer`], [`Enqueued`] and the enqueue path.
@@ -16,4 +35,6 @@ mod producer;
 mod uniqueness;
 
 pub use error::ProduceError;
+pub use jobfleet_backends::ConnectError;
+pub use jobfleet_common::{Config, Job, JobId, Priority};
 pub use producer::{Enqueued, Producer};

@@ -11,11 +11,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use jobfleet_backends::ConnectError;
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::limits::Limits;
-use jobfleet_common::store::{JobRecord, JobState};
+use jobfleet_common::store::{JobRecord, JobState, JobStates};
+use jobfleet_common::SharedClock;
 use jobfleet_common::{telemetry, Backends, Broker, Config, Job, JobId, Message, Route};
-use jobfleet_common::{SharedClock, Store};
 
 use crate::error::ProduceError;
 use crate::uniqueness;
@@ -36,9 +37,12 @@ pub struct Enqueued {
 }
 
 /// Publishes jobs. Cheap to share behind an `Arc`; every method takes `&self`.
+///
+/// Of the store it needs only [`JobStates`] (state records and uniqueness keys): a test
+/// double implements those eight methods, not the whole store.
 pub struct Producer {
     broker: Arc<dyn Broker>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn JobStates>,
     clock: SharedClock,
     limits: Limits,
     format: Format,
@@ -50,23 +54,52 @@ impl fmt::Debug for Producer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Producer")
             .field("broker", &self.broker.name())
-            .field("store", &self.store.name())
             .field("format", &self.format)
             .finish_non_exhaustive()
     }
 }
 
 impl Producer {
+    /// Connects to the broker and store `config` names (the file `JOBFLEET_CONFIG` names
+    /// and the `JOBFLEET_*` variables, for a service: [`Config::from_env`]) and returns a
+    /// producer with its limits: how a service of yours enqueues jobs. The embedded
+    /// backend is refused: another process would not see the jobs.
+    pub async fn connect(config: &Config) -> Result<Self, ConnectError> {
+        let backends = jobfleet_backends::connect_shared(config, "producer").await?;
+        Ok(Self::new(&backends, config))
+    }
+
     /// A producer on `backends` with `config`'s limits, writing the binary form.
     pub fn new(backends: &Backends, config: &Config) -> Self {
+        Self::from_parts(
+            backends.broker.clone(),
+            backends.store.clone(),
+            backends.clock.clone(),
+            config.limits.clone(),
+        )
+    }
+
+    /// A producer on a broker and the one store capability it uses; e.g. a test double
+    /// of [`JobStates`] beside the embedded broker.
+    pub fn from_parts(
+        broker: Arc<dyn Broker>,
+        states: Arc<dyn JobStates>,
+        clock: SharedClock,
+        limits: Limits,
+    ) -> Self {
         Self {
-            broker: backends.broker.clone(),
-            store: backends.store.clone(),
-            clock: backends.clock.clone(),
-            limits: config.limits.clone(),
+            broker,
+            store: states,
+            clock,
+            limits,
             format: Format::Binary,
             declared: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Closes the broker connection, flushing what its client still buffers.
+    pub async fn close(&self) {
+        self.broker.close().await;
     }
 
     /// Writes envelopes in `format` instead (JSON is easier to read on the broker).

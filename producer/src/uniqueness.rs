@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 
 use futures::future::join_all;
+use jobfleet_common::store::JobStates;
 use jobfleet_common::telemetry;
-use jobfleet_common::{Job, JobId, Store, StoreError};
+use jobfleet_common::{Job, JobId, StoreError};
 
 /// What claiming a batch's keys decided.
 #[derive(Debug, Default)]
@@ -25,7 +26,7 @@ pub(crate) struct Claims {
 ///
 /// On a store error the keys claimed so far are released again and the error returned.
 pub(crate) async fn claim(
-    store: &dyn Store,
+    store: &dyn JobStates,
     jobs: &[Job],
     ttl_ms: u64,
 ) -> Result<Claims, StoreError> {
@@ -76,7 +77,7 @@ pub(crate) async fn claim(
 
 /// Releases keys this producer claimed for jobs it then failed to publish. Best effort: a
 /// key that cannot be released expires after its TTL, and the failure is logged.
-pub(crate) async fn release(store: &dyn Store, claimed: &[(String, JobId)]) {
+pub(crate) async fn release(store: &dyn JobStates, claimed: &[(String, JobId)]) {
     let answers = join_all(
         claimed
             .iter()

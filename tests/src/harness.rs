@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jobfleet_common::store::{JobRecord, JobState};
-use jobfleet_common::{Backends, Config, JobId};
+use jobfleet_common::{Backends, BrokerAddr, Config, JobId, StoreAddr};
 use jobfleet_producer::Producer;
 use jobfleet_worker::Registry;
 use tokio::task::JoinHandle;
@@ -50,8 +50,8 @@ impl BackendFactory for Embedded {
     }
 
     fn configure(&self, config: &mut Config) {
-        config.broker = "embedded".into();
-        config.store = "embedded".into();
+        config.broker = BrokerAddr::Embedded;
+        config.store = StoreAddr::Embedded;
     }
 
     async fn backends(&self, _config: &Config) -> Backends {

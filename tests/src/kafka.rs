@@ -6,28 +6,15 @@
 //! the factory, one Kafka-only check: [`per_key_deliveries_never_overlap_and_keep_order`].
 
 use async_trait::async_trait;
-use jobfleet_common::kafka::{band_of, KafkaBroker};
+use jobfleet_backends::kafka::{band_of, KafkaBroker};
 use jobfleet_common::{Backends, Config, Priority};
 
 use crate::harness::BackendFactory;
-use crate::services::delete_redis_keys;
-
-/// The variable naming the Kafka server tests use.
-pub const KAFKA_VAR: &str = "TEST_KAFKA_BROKERS";
+use crate::services::purge_store;
+pub use jobfleet_common::testing::{kafka_url, KAFKA_VAR};
 
 /// How to start the services, for failure messages.
-pub const HOW_TO_START: &str = "run the suite through `scripts/test.sh`, which starts a \
-    Kafka-compatible server (tansu) and exports TEST_KAFKA_BROKERS, or start one by hand: \
-    `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url \
-    tcp://127.0.0.1:9092 --storage-engine memory://tansu/` (or `docker compose up -d kafka`) \
-    and `export TEST_KAFKA_BROKERS=127.0.0.1:9092`; Redis as for the rabbitmq+redis checks";
-
-/// The Kafka URL tests use, if `TEST_KAFKA_BROKERS` is set.
-pub fn kafka_url() -> Option<String> {
-    let address = std::env::var(KAFKA_VAR).ok()?;
-    let address = address.trim();
-    (!address.is_empty()).then(|| format!("kafka://{address}"))
-}
+pub const HOW_TO_START: &str = jobfleet_common::testing::HOW_TO_START_KAFKA;
 
 /// Kafka as the broker, Redis as the store.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,8 +28,12 @@ impl BackendFactory for KafkaRedis {
 
     fn configure(&self, config: &mut Config) {
         // Unset, the URL stays invalid and `backends` fails with how to set it.
-        config.broker = kafka_url().unwrap_or_else(|| "kafka://".into());
-        config.store = crate::services::redis_url();
+        // Unset, `backends` fails with how to set it.
+        config.broker = kafka_url()
+            .unwrap_or_else(|| "kafka://".into())
+            .parse()
+            .expect("a kafka:// URL");
+        config.store = crate::services::redis_url().parse().expect("a Redis URL");
         // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
         config.redis.require_persistence = false;
         // One record per produced batch: tansu 0.6.0 mis-numbers multi-record batches (its
@@ -60,7 +51,7 @@ impl BackendFactory for KafkaRedis {
         if kafka_url().is_none() {
             panic!("{KAFKA_VAR} is not set. The kafka+redis checks need Kafka: {HOW_TO_START}");
         }
-        match Backends::connect(config).await {
+        match jobfleet_backends::connect(config).await {
             Ok(b) => b,
             Err(e) => panic!("{e}\nThe kafka+redis checks need both services: {HOW_TO_START}"),
         }
@@ -78,7 +69,7 @@ impl BackendFactory for KafkaRedis {
     /// the background, the producer) are still alive at cleanup. Every check uses its own
     /// namespace, and `scripts/test.sh` runs a fresh in-memory server per run.
     async fn cleanup(&self, config: &Config, _queues: &[String]) {
-        delete_redis_keys(&config.namespace).await;
+        purge_store(config).await;
     }
 }
 

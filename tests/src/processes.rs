@@ -140,7 +140,7 @@ impl Processes {
                 command.env_remove(name.as_ref());
             }
         }
-        command.env(kinds::RECORDS_URL_VAR, &self.base.store);
+        command.env(kinds::RECORDS_URL_VAR, self.base.store.url());
         command.envs(env.iter().copied());
         let child = command
             .spawn()

@@ -18,6 +18,7 @@
 //!
 //! The proxy runs on the Tokio runtime that starts it.
 
+use jobfleet_common::{BrokerAddr, StoreAddr};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -93,6 +94,16 @@ impl Proxy {
     pub fn url(&self, url: &str) -> String {
         let (head, _, tail) = split_url(url);
         format!("{head}{}{tail}", self.addr)
+    }
+
+    /// The broker address `addr` with its host and port replaced by the proxy's.
+    pub fn broker(&self, addr: &BrokerAddr) -> BrokerAddr {
+        BrokerAddr::parse(&self.url(addr.url())).expect("the same scheme, another host")
+    }
+
+    /// The store address `addr` with its host and port replaced by the proxy's.
+    pub fn store(&self, addr: &StoreAddr) -> StoreAddr {
+        StoreAddr::parse(&self.url(addr.url())).expect("the same scheme, another host")
     }
 
     /// Where the proxy listens.

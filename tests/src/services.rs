@@ -7,25 +7,9 @@
 
 use async_trait::async_trait;
 use jobfleet_common::{Backends, Config};
-use redis::AsyncCommands;
 
 use crate::harness::BackendFactory;
-
-/// How to start the services, for failure messages.
-pub const HOW_TO_START: &str = "start them with `scripts/test.sh` (which starts whatever is \
-    missing), or by hand: `rabbitmq-server -detached` and `redis-server --daemonize yes \
-    --port 6379 --save \"\" --appendonly no`";
-
-/// The AMQP URL tests use.
-pub fn amqp_url() -> String {
-    std::env::var("TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
-}
-
-/// The Redis URL tests use.
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_string())
-}
+pub use jobfleet_common::testing::{amqp_url, redis_url, HOW_TO_START};
 
 /// RabbitMQ as the broker, Redis as the store.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,67 +22,45 @@ impl BackendFactory for RabbitRedis {
     }
 
     fn configure(&self, config: &mut Config) {
-        config.broker = amqp_url();
-        config.store = redis_url();
+        config.broker = amqp_url().parse().expect("an AMQP URL");
+        config.store = redis_url().parse().expect("a Redis URL");
         // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
         config.redis.require_persistence = false;
     }
 
     async fn backends(&self, config: &Config) -> Backends {
-        match Backends::connect(config).await {
+        match jobfleet_backends::connect(config).await {
             Ok(b) => b,
             Err(e) => panic!("{e}\nThe rabbitmq+redis checks need both services: {HOW_TO_START}"),
         }
     }
 
     async fn cleanup(&self, config: &Config, queues: &[String]) {
-        delete_rabbit_queues(config, queues).await;
-        delete_redis_keys(&config.namespace).await;
+        let Ok(backends) = jobfleet_backends::connect(config).await else {
+            return;
+        };
+        let _ = backends.broker.delete_routes(queues).await;
+        let _ = backends.store.purge().await;
+        backends.broker.close().await;
     }
 }
 
-/// Deletes the ready queues of `queues` and the shared routes of the namespace.
-pub async fn delete_rabbit_queues(config: &Config, queues: &[String]) {
-    let props = lapin::ConnectionProperties::default();
-    let Ok(conn) = lapin::Connection::connect(&amqp_url(), props).await else {
+/// Deletes every store key of the namespace `config` names (best effort: a cleanup).
+pub async fn purge_store(config: &Config) {
+    let Ok(store) =
+        jobfleet_backends::connect_store(config, jobfleet_common::clock::system()).await
+    else {
         return;
     };
-    let Ok(channel) = conn.create_channel().await else {
-        return;
-    };
-    let ns = &config.namespace;
-    let names = queues.iter().map(|q| format!("{ns}.q.{q}")).chain(
-        ["delayed", "failed", "dead"]
-            .iter()
-            .map(|r| format!("{ns}.{r}")),
-    );
-    for name in names {
-        let _ = channel
-            .queue_delete(
-                name.as_str().into(),
-                lapin::options::QueueDeleteOptions::default(),
-            )
-            .await;
-    }
-    let _ = conn.close(200, "cleanup".into()).await;
+    let _ = store.purge().await;
 }
 
-/// Deletes every Redis key of the namespace.
-pub async fn delete_redis_keys(namespace: &str) {
-    let Ok(client) = redis::Client::open(redis_url()) else {
+/// Deletes the routes of `queues` and the shared routes on the broker `config` names (best
+/// effort: a cleanup).
+pub async fn delete_routes(config: &Config, queues: &[String]) {
+    let Ok(broker) = jobfleet_backends::connect_broker(config).await else {
         return;
     };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = match conn.scan_match::<_, String>(format!("{namespace}:*")).await {
-        Ok(iter) => {
-            use futures::StreamExt;
-            iter.filter_map(|k| async move { k.ok() }).collect().await
-        }
-        Err(_) => return,
-    };
-    for chunk in keys.chunks(500) {
-        let _: Result<(), _> = conn.del(chunk).await;
-    }
+    let _ = broker.delete_routes(queues).await;
+    broker.close().await;
 }

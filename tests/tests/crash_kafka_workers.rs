@@ -88,7 +88,7 @@ async fn kill_workers_mid_run(membership: Membership) {
         panic!("{KAFKA_VAR} is not set: {HOW_TO_START}");
     };
     let mut world = World::new(env!("CARGO_BIN_EXE_testfleet"), |c| {
-        c.broker = broker;
+        c.broker = broker.parse().expect("a kafka:// URL");
         c.kafka.partitions = PARTITIONS;
         let props = &mut c.kafka.properties;
         // tansu 0.6.0 mis-numbers multi-record batches (see `KafkaRedis::configure`).

@@ -31,13 +31,13 @@ async fn an_amqp_reset_runs_no_job_twice_at_once() {
         set_lease_ttl(c, LEASE_TTL);
     })
     .await;
-    let proxy = Proxy::for_url(&world.config.broker)
+    let proxy = Proxy::for_url(world.config.broker.url())
         .await
         .expect("start the AMQP proxy");
     world.procs.spawn(Role::Scheduler);
     let proxied = world
         .procs
-        .spawn_tweaked(Role::Worker, |c| c.broker = proxy.url(&c.broker));
+        .spawn_tweaked(Role::Worker, |c| c.broker = proxy.broker(&c.broker));
     world.procs.spawn(Role::Worker);
     wait_consumers(&mut world, 2, Duration::from_secs(15)).await;
 

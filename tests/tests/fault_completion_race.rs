@@ -35,16 +35,16 @@ async fn a_waiting_copy_never_runs_a_job_whose_execution_just_ended() {
         set_lease_ttl(c, LEASE_TTL);
     })
     .await;
-    let amqp = Proxy::for_url(&world.config.broker)
+    let amqp = Proxy::for_url(world.config.broker.url())
         .await
         .expect("start the AMQP proxy");
-    let redis = Proxy::for_url(&world.config.store)
+    let redis = Proxy::for_url(world.config.store.url())
         .await
         .expect("start the Redis proxy");
     world.procs.spawn(Role::Scheduler);
     let slow = world.procs.spawn_tweaked(Role::Worker, |c| {
-        c.broker = amqp.url(&c.broker);
-        c.store = redis.url(&c.store);
+        c.broker = amqp.broker(&c.broker);
+        c.store = redis.store(&c.store);
     });
     wait_consumers(&mut world, 1, Duration::from_secs(15)).await;
     redis.set_delay(LATENCY);

@@ -44,13 +44,13 @@ async fn a_worker_cut_from_redis_runs_no_held_job_twice_at_once() {
         set_lease_ttl(c, LEASE_TTL);
     })
     .await;
-    let proxy = Proxy::for_url(&world.config.store)
+    let proxy = Proxy::for_url(world.config.store.url())
         .await
         .expect("start the Redis proxy");
     world.procs.spawn(Role::Scheduler);
     let cut = world
         .procs
-        .spawn_tweaked(Role::Worker, |c| c.store = proxy.url(&c.store));
+        .spawn_tweaked(Role::Worker, |c| c.store = proxy.store(&c.store));
     wait_consumers(&mut world, 1, Duration::from_secs(15)).await;
 
     let jobs =

@@ -215,7 +215,7 @@ async fn cut_before_done() -> Option<Cut> {
     // Shorter than the long jobs whatever the default, so their second deliveries come
     // while they run.
     let (mut world, schedulers) = world(SHORT_RELEASE_LEASE, |w| {
-        let url = proxy.url(&w.config.broker);
+        let url = proxy.broker(&w.config.broker);
         vec![w
             .procs
             .spawn_tweaked(Role::Scheduler, |c| c.broker.clone_from(&url))]

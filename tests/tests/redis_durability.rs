@@ -11,15 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobfleet_backends::redis::{RedisConnectError, RedisStore};
 use jobfleet_common::clock;
 use jobfleet_common::config::RedisConfig;
-use jobfleet_common::redis::{RedisConnectError, RedisStore};
 use jobfleet_common::store::{Integrity, IntegrityCheck};
-use jobfleet_common::{Backends, Config, Job, JobId};
+use jobfleet_common::{Config, Job, JobId};
 use jobfleet_producer::Producer;
 use jobfleet_tests::harness::{init_tracing, unique, wait_for};
 use jobfleet_tests::redis_server::RedisServer;
-use jobfleet_tests::services::{amqp_url, delete_rabbit_queues, HOW_TO_START};
+use jobfleet_tests::services::{amqp_url, delete_routes, HOW_TO_START};
 use jobfleet_worker::{JobContext, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +42,8 @@ async fn delayed_jobs_survive_a_kill_9_of_a_redis_with_aof_always() {
     let queue = unique("q");
     let mut config = Config {
         namespace: unique("durable"),
-        broker: amqp_url(),
-        store: redis.url(),
+        broker: amqp_url().parse().expect("an AMQP URL"),
+        store: redis.url().parse().expect("a Redis URL"),
         ..Config::default()
     };
     // Left at its default on purpose: `redis.require_persistence = true` accepts this server.
@@ -54,7 +54,7 @@ async fn delayed_jobs_survive_a_kill_9_of_a_redis_with_aof_always() {
     config.scheduler.tick = Duration::from_millis(20);
     config.validate().expect("valid test config");
     let config = Arc::new(config);
-    let backends = Backends::connect(&config)
+    let backends = jobfleet_backends::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}\nThis test needs RabbitMQ: {HOW_TO_START}"));
 
@@ -157,7 +157,7 @@ async fn delayed_jobs_survive_a_kill_9_of_a_redis_with_aof_always() {
         matches!(stopped, Ok(Ok(Ok(())))),
         "worker stops cleanly: {stopped:?}"
     );
-    delete_rabbit_queues(&config, std::slice::from_ref(&queue)).await;
+    delete_routes(&config, std::slice::from_ref(&queue)).await;
     drop(redis);
 
     assert!(

@@ -115,6 +115,16 @@ impl Registry {
         self
     }
 
+    /// Takes every handler of `other` (replacing handlers of the same kinds here) and its
+    /// settled hook, if it has one.
+    pub fn merge(&mut self, other: Registry) -> &mut Self {
+        self.handlers.extend(other.handlers);
+        if other.on_settled.is_some() {
+            self.on_settled = other.on_settled;
+        }
+        self
+    }
+
     /// Registers an async function for `kind`.
     pub fn register_fn<F, Fut>(&mut self, kind: impl Into<String>, f: F) -> &mut Self
     where

@@ -4,24 +4,34 @@
 //! in the broker and the store, so any number of workers can run side by side and any
 //! one can die mid-job: its deliveries come back and run again.
 //!
-//! ```no_run
-//! # async fn example(config: std::sync::Arc<jobfleet_common::Config>) {
-//! use std::sync::Arc;
-//! use jobfleet_worker::{JobError, Registry};
+//! Your own job kinds run in a [`Worker`]: the configuration `jobfleet worker` reads
+//! (the file `JOBFLEET_CONFIG` names and `JOBFLEET_*` variables), your handlers, and the
+//! same drain on SIGTERM or Ctrl-C:
 //!
-//! let mut registry = Registry::with_builtins();
-//! registry.register_fn("resize", |ctx| async move {
-//!     let size: u32 = ctx.payload_json()?;
-//!     if size == 0 {
-//!         return Err(JobError::permanent("size must be positive"));
+//! ```no_run
+//! use jobfleet_worker::{JobContext, JobError, Worker};
+//!
+//! async fn resize(ctx: JobContext) -> Result<(), JobError> {
+//!     let width: u32 = ctx.payload_json()?;
+//!     if width == 0 {
+//!         return Err(JobError::permanent("width must be positive"));
 //!     }
 //!     Ok(())
-//! });
-//! let backends = jobfleet_common::Backends::embedded();
-//! let shutdown = tokio_util::sync::CancellationToken::new();
-//! jobfleet_worker::run(config, backends, Arc::new(registry), shutdown).await.ok();
-//! # }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), jobfleet_worker::Error> {
+//!     Worker::from_env()?
+//!         .with_builtins()
+//!         .handler_fn("resize", resize)
+//!         .run_until_signal()
+//!         .await
+//! }
 //! ```
+//!
+//! [`run`] is the same loop on backends and a token you bring (tests, `jobfleet dev`).
+//! The backends the crate can connect to by URL are its cargo features `rabbitmq`,
+//! `kafka` and `redis` (all on by default).
 //!
 //! # Layout
 //!
@@ -42,6 +52,8 @@
 //!   `builtins`: the built-in kinds `echo`, `sleep`, `flaky`, `fail`.
 //! - `events`: log lines and metrics, recorded together.
 //! - `error`: [`WorkerError`], why the worker could not start or had to stop.
+//! - `service`: [`Worker`], a worker process of your own: configuration, handlers,
+//!   backends by URL, run until a signal; [`Error`] for everything that can stop it.
 
 mod admission;
 mod attempt;
@@ -55,6 +67,7 @@ mod lease;
 mod pipeline;
 mod running;
 mod runtime;
+mod service;
 mod settle;
 mod state;
 mod ticket;
@@ -65,4 +78,7 @@ mod tests;
 pub use context::JobContext;
 pub use error::WorkerError;
 pub use handler::{Handler, JobError, Registry};
+pub use jobfleet_backends::ConnectError;
+pub use jobfleet_common::{Config, Job};
 pub use runtime::run;
+pub use service::{init_logging, Error, Worker};

@@ -52,6 +52,13 @@ impl Config {
         Ok(config)
     }
 
+    /// Loads what a service of yours sees when an operator starts it: the file
+    /// `JOBFLEET_CONFIG` names (if set), then the `JOBFLEET_*` variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let file = std::env::var_os(FILE_VAR).map(std::path::PathBuf::from);
+        Self::load_from_env(file.as_deref(), &[])
+    }
+
     /// Loads with the process environment.
     pub fn load_from_env(
         file: Option<&Path>,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::{BrokerAddr, StoreAddr};
 use crate::limits::{humantime_serde_compat as hs, Limits};
 use crate::retry::RetryPolicy;
 pub use load::{redact, FILE_VAR};
@@ -37,9 +38,9 @@ fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `embedded`, `amqp://…`/`amqps://…`, or `kafka://host:port[,host:port]`.
-    pub broker: String,
+    pub broker: BrokerAddr,
     /// `embedded`, or `redis://…`/`rediss://…`.
-    pub store: String,
+    pub store: StoreAddr,
     /// Prefix of every broker route and store key, so fleets can share services.
     pub namespace: String,
     /// Bounds on jobs.
@@ -63,8 +64,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            broker: "embedded".into(),
-            store: "embedded".into(),
+            broker: BrokerAddr::Embedded,
+            store: StoreAddr::Embedded,
             namespace: "jobfleet".into(),
             limits: Limits::default(),
             worker: WorkerConfig::default(),
@@ -251,13 +252,7 @@ pub enum LogFormat {
 impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_url(
-            "broker",
-            &self.broker,
-            &["embedded", "amqp://", "amqps://", "kafka://"],
-        )?;
-        check_url("store", &self.store, &["embedded", "redis://", "rediss://"])?;
-        if (self.broker == "embedded") != (self.store == "embedded") {
+        if self.broker.is_embedded() != self.store.is_embedded() {
             return Err(err(
                 "store",
                 "the embedded broker and store live in one process and go together: set both to \
@@ -361,22 +356,5 @@ impl Config {
     /// The retry policy of `queue`.
     pub fn retry_policy(&self, queue: &str) -> RetryPolicy {
         self.queues.get(queue).unwrap_or(&self.queue_defaults).retry
-    }
-}
-
-fn check_url(key: &str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
-    if allowed.iter().any(|p| {
-        if p.ends_with("://") {
-            value.starts_with(p)
-        } else {
-            value == *p
-        }
-    }) {
-        Ok(())
-    } else {
-        Err(err(
-            key,
-            format!("{:?} is not one of: {}", redact(value), allowed.join(", ")),
-        ))
     }
 }

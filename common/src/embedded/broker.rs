@@ -92,6 +92,20 @@ impl Broker for EmbeddedBroker {
         };
         Ok(Some(queue.map_or(empty, |q| q.depth())))
     }
+
+    /// Forgets the routes: the next use of one starts it empty. A consumer of a deleted
+    /// route keeps the queue it had, as on a server where it would be cancelled.
+    async fn delete_routes(&self, queues: &[String]) -> Result<(), BrokerError> {
+        let shared = [Route::Delayed, Route::Failed, Route::Dead];
+        let mut routes = lock(&self.routes);
+        for route in queues.iter().map(|q| Route::Ready(q.clone())).chain(shared) {
+            routes.remove(&route);
+        }
+        Ok(())
+    }
+
+    /// Nothing to close: the routes live in this process and go with the last clone.
+    async fn close(&self) {}
 }
 
 /// One consumer's side of a route: takes messages while it has credit.

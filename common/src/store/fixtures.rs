@@ -6,7 +6,7 @@ use super::{DeadLetter, ScheduledJob, WorkerInfo};
 use crate::job::{ErrorKind, JobId};
 
 /// A dead letter of kind `email` in `queue`, died at `died_at_ms`, with a binary body.
-pub(crate) fn letter(queue: Option<&str>, kind: ErrorKind, died_at_ms: i64) -> DeadLetter {
+pub fn letter(queue: Option<&str>, kind: ErrorKind, died_at_ms: i64) -> DeadLetter {
     DeadLetter {
         id: JobId::new(),
         queue: queue.map(str::to_string),
@@ -21,7 +21,7 @@ pub(crate) fn letter(queue: Option<&str>, kind: ErrorKind, died_at_ms: i64) -> D
 }
 
 /// A worker named `id` on queue `q`.
-pub(crate) fn worker(id: &str) -> WorkerInfo {
+pub fn worker(id: &str) -> WorkerInfo {
     WorkerInfo {
         id: id.into(),
         host: "h".into(),
@@ -35,7 +35,7 @@ pub(crate) fn worker(id: &str) -> WorkerInfo {
 }
 
 /// A job of `queue` due at `due_ms`, its body naming both so bodies tell jobs apart.
-pub(crate) fn scheduled(queue: &str, due_ms: i64) -> ScheduledJob {
+pub fn scheduled(queue: &str, due_ms: i64) -> ScheduledJob {
     ScheduledJob {
         id: JobId::new(),
         queue: queue.into(),
@@ -46,7 +46,7 @@ pub(crate) fn scheduled(queue: &str, due_ms: i64) -> ScheduledJob {
 
 /// The execution-lease behaviour every store must show, on `store`; `sleep(ms)` lets
 /// that much of the store's time pass (real time on Redis, paused time when embedded).
-pub(crate) async fn executions<S, F, Fut>(store: &S, sleep: F) -> super::StoreResult<()>
+pub async fn executions<S, F, Fut>(store: &S, sleep: F) -> super::StoreResult<()>
 where
     S: super::Executions + super::JobStates + ?Sized,
     F: Fn(u64) -> Fut,

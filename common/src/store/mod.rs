@@ -7,8 +7,9 @@
 //! [`Store`] is all of them together; every backend implements all of them.
 
 mod executions;
-#[cfg(test)]
-pub(crate) mod fixtures;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod fixtures;
 mod integrity;
 mod records;
 
@@ -160,9 +161,25 @@ pub trait Heartbeats: Send + Sync {
 }
 
 /// Every store capability together; what the roles hold as `Arc<dyn Store>`.
+///
+/// A role that needs less takes less: an `Arc<dyn Store>` coerces to any one capability
+/// (`Arc<dyn JobStates>`, say), and the producer holds only that.
+#[async_trait]
 pub trait Store:
     DelayedSet + Locks + JobStates + Executions + DeadLetters + Heartbeats + Integrity + 'static
 {
     /// The backend's name (`embedded`, `redis`).
     fn name(&self) -> &'static str;
+
+    /// Admin: deletes everything this store keeps for its namespace (delayed jobs, locks,
+    /// records, leases, dead letters, heartbeats) and returns how many it removed as the
+    /// backend counts them (keys on Redis, tables on the embedded store); for a benchmark or a test that made a namespace of its own, never
+    /// called by the roles. Every backend implements it; the default (for test doubles)
+    /// refuses.
+    async fn purge(&self) -> StoreResult<u64> {
+        Err(StoreError::Invalid(format!(
+            "the {} store cannot purge",
+            self.name()
+        )))
+    }
 }

@@ -47,7 +47,8 @@ fn run(role: &str, file: PathBuf) -> Result<(), Error> {
             return scheduler::run(config, token).await;
         }
         // The test's own Redis, even when this worker's store is behind a fault proxy.
-        let records = std::env::var(kinds::RECORDS_URL_VAR).unwrap_or(config.store.clone());
+        let records = std::env::var(kinds::RECORDS_URL_VAR)
+            .unwrap_or_else(|_| config.store.url().to_string());
         let registry = kinds::registry(&records, &config.namespace)
             .await
             .map_err(|e| Error::Usage(format!("the test kinds need Redis: {e}")))?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use jobfleet_common::config::LogFormat;
 use jobfleet_common::store::JobState;
-use jobfleet_common::{Backends, Config, Job, JobId, Route};
+use jobfleet_common::{Backends, BrokerAddr, Config, Job, JobId, Route};
 use jobfleet_producer::Producer;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
@@ -17,7 +17,7 @@ use super::audit::Audit;
 use super::kinds::Keys;
 use super::{rabbitmqctl, Processes};
 use crate::harness::unique;
-use crate::services::{amqp_url, delete_rabbit_queues, delete_redis_keys, redis_url, HOW_TO_START};
+use crate::services::{amqp_url, delete_routes, purge_store, redis_url, HOW_TO_START};
 
 /// Jobs per `enqueue_many` call.
 const ENQUEUE_BATCH: usize = 500;
@@ -51,8 +51,8 @@ impl World {
         let queue = unique("q");
         let mut config = Config {
             namespace: unique("crash"),
-            broker: amqp_url(),
-            store: redis_url(),
+            broker: amqp_url().parse().expect("an AMQP URL"),
+            store: redis_url().parse().expect("a Redis URL"),
             ..Config::default()
         };
         // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
@@ -71,9 +71,11 @@ impl World {
         config.log.level = "info,lapin=warn".into();
         tweak(&mut config);
         config.validate().expect("the test's config is valid");
-        let backends = Backends::connect(&config).await.unwrap_or_else(|e| {
-            panic!("{e}\nThe crash tests need their broker and Redis: {HOW_TO_START}")
-        });
+        let backends = jobfleet_backends::connect(&config)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{e}\nThe crash tests need their broker and Redis: {HOW_TO_START}")
+            });
         let redis = async {
             let client = redis::Client::open(redis_url())?;
             client.get_multiplexed_async_connection().await
@@ -97,7 +99,7 @@ impl World {
 
     /// Whether the broker is RabbitMQ (rather than Kafka).
     pub fn on_rabbitmq(&self) -> bool {
-        self.config.broker.starts_with("amqp")
+        matches!(self.config.broker, BrokerAddr::Amqp(_))
     }
 
     /// A connection to the test's Redis.
@@ -284,9 +286,9 @@ impl Drop for World {
             if let Ok(runtime) = runtime {
                 runtime.block_on(async {
                     if rabbit {
-                        delete_rabbit_queues(&config, &[queue]).await;
+                        delete_routes(&config, &[queue]).await;
                     }
-                    delete_redis_keys(&config.namespace).await;
+                    purge_store(&config).await;
                 });
             }
         });

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use jobfleet_common::{Backends, Config, JobId};
+use jobfleet_common::{Backends, BrokerAddr, Config, JobId, StoreAddr};
 use jobfleet_producer::Producer;
 use jobfleet_worker::Registry;
 use tokio::task::JoinSet;
@@ -172,8 +172,8 @@ enum Stop {
 /// wherever the user left the built-in default.
 pub fn dev_config(mut config: Config, concurrency: usize) -> Result<Config> {
     let defaults = Config::default();
-    config.broker = "embedded".into();
-    config.store = "embedded".into();
+    config.broker = BrokerAddr::Embedded;
+    config.store = StoreAddr::Embedded;
     config.worker.concurrency = concurrency;
     if !config.worker.queues.iter().any(|q| q == workload::QUEUE) {
         config.worker.queues.push(workload::QUEUE.into());
@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(config.worker.concurrency, 4);
         assert_eq!(config.scheduler.tick, Duration::from_millis(50));
         assert_eq!(config.worker.cancel_poll, Duration::from_millis(100));
-        assert_eq!(config.broker, "embedded");
+        assert_eq!(config.broker, BrokerAddr::Embedded);
 
         let mut mine = Config::default();
         mine.scheduler.tick = Duration::from_millis(75);

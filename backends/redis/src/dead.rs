@@ -1,0 +1,204 @@
+//! The Redis dead-letter store: a ZSET of ids by time of death, a hash of letters as
+//! JSON, and per-queue counts kept by the scripts that file and remove letters.
+//!
+//! Listing walks the ZSET newest first a page at a time and filters in the client, so a
+//! filtered listing over a large store reads only as far as it needs to.
+
+use crate::IntoStore as _;
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::scripts::{DEAD_PAGE, DEAD_PUT, DEAD_REMOVE};
+use super::{decode_json, encode_json, RedisStore};
+use jobfleet_common::job::JobId;
+use jobfleet_common::store::{DeadFilter, DeadLetter, DeadLetters, StoreResult};
+
+/// The queue counted for letters whose queue is unknown.
+const UNKNOWN_QUEUE: &str = "?";
+/// Letters read per round trip while listing.
+const PAGE: usize = 500;
+
+impl RedisStore {
+    /// The dead-letter keys, in the order the scripts take them: index, letters, queues,
+    /// counts.
+    fn dead_keys(&self) -> [String; 4] {
+        ["index", "letters", "queue", "counts"].map(|part| self.keys.key(&format!("dead:{part}")))
+    }
+}
+
+#[async_trait]
+impl DeadLetters for RedisStore {
+    async fn dead_put(&self, letter: DeadLetter) -> StoreResult<()> {
+        let json = encode_json("dead letter", &letter)?;
+        let queue = letter.queue.as_deref().unwrap_or(UNKNOWN_QUEUE);
+        let _: i64 = DEAD_PUT
+            .key(&self.dead_keys()[..])
+            .arg(letter.id.to_string())
+            .arg(letter.died_at_ms)
+            .arg(json)
+            .arg(queue)
+            .invoke_async(&mut self.conn())
+            .await
+            .store()?;
+        Ok(())
+    }
+
+    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadLetter>> {
+        let keys = self.dead_keys();
+        let mut conn = self.conn();
+        let mut found = Vec::new();
+        let mut start = 0;
+        while found.len() < limit {
+            let page: Vec<Option<Vec<u8>>> = DEAD_PAGE
+                .key(&keys[..2])
+                .arg(start)
+                .arg(start + PAGE - 1)
+                .invoke_async(&mut conn)
+                .await
+                .store()?;
+            // A letter removed between the two reads of the script is just skipped.
+            for json in page.iter().flatten() {
+                let letter: DeadLetter = decode_json("dead letter", json)?;
+                if filter.matches(&letter) && found.len() < limit {
+                    found.push(letter);
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+            start += PAGE;
+        }
+        Ok(found)
+    }
+
+    async fn dead_get(&self, id: JobId) -> StoreResult<Option<DeadLetter>> {
+        let [_, letters, ..] = self.dead_keys();
+        let json: Option<Vec<u8>> = self.conn().hget(letters, id.to_string()).await.store()?;
+        json.map(|json| decode_json(&format!("dead letter {id}"), &json))
+            .transpose()
+    }
+
+    async fn dead_remove(&self, ids: &[JobId]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        Ok(DEAD_REMOVE
+            .key(&self.dead_keys()[..])
+            .arg(ids)
+            .invoke_async(&mut self.conn())
+            .await
+            .store()?)
+    }
+
+    async fn dead_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        let [.., counts] = self.dead_keys();
+        self.queue_counts(counts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    use super::*;
+    use crate::testkit::TestStore;
+    use jobfleet_common::job::ErrorKind;
+    use jobfleet_common::store::fixtures::letter;
+
+    fn times(letters: &[DeadLetter]) -> Vec<i64> {
+        letters.iter().map(|l| l.died_at_ms).collect()
+    }
+
+    #[tokio::test]
+    async fn lists_newest_first_through_the_filter() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let old = letter(Some("q"), ErrorKind::Failed, 10);
+        let new = letter(Some("q"), ErrorKind::Failed, 30);
+        let other = letter(Some("r"), ErrorKind::Timeout, 20);
+        let unknown = letter(None, ErrorKind::Undecodable, 40);
+        for l in [&old, &new, &other, &unknown] {
+            t.dead_put(l.clone()).await?;
+        }
+        assert_eq!(
+            times(&t.dead_list(&DeadFilter::default(), 10).await?),
+            [40, 30, 20, 10]
+        );
+        assert_eq!(
+            times(&t.dead_list(&DeadFilter::default(), 2).await?),
+            [40, 30]
+        );
+        assert!(t.dead_list(&DeadFilter::default(), 0).await?.is_empty());
+        let in_q = DeadFilter {
+            queue: Some("q".into()),
+            ..DeadFilter::default()
+        };
+        assert_eq!(t.dead_list(&in_q, 10).await?, [new.clone(), old.clone()]);
+        let timeouts = DeadFilter {
+            error: Some("timeout".into()),
+            ..DeadFilter::default()
+        };
+        assert_eq!(t.dead_list(&timeouts, 10).await?, [other]);
+        let expected = BTreeMap::from([
+            ("?".to_string(), 1),
+            ("q".to_string(), 2),
+            ("r".to_string(), 1),
+        ]);
+        assert_eq!(t.dead_counts().await?, expected);
+        assert_eq!(t.dead_get(unknown.id).await?, Some(unknown));
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_filtered_listing_pages_past_non_matching_letters() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let wanted = letter(Some("rare"), ErrorKind::Failed, 1);
+        t.dead_put(wanted.clone()).await?;
+        for i in 0..(PAGE as i64 + 20) {
+            t.dead_put(letter(Some("common"), ErrorKind::Failed, 100 + i))
+                .await?;
+        }
+        let rare = DeadFilter {
+            queue: Some("rare".into()),
+            ..DeadFilter::default()
+        };
+        assert_eq!(t.dead_list(&rare, 5).await?, [wanted]);
+        let all = t.dead_list(&DeadFilter::default(), usize::MAX).await?;
+        assert_eq!(all.len(), PAGE + 21);
+        assert!(all.windows(2).all(|w| w[0].died_at_ms >= w[1].died_at_ms));
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn put_replaces_without_double_counting_and_remove_counts() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let mut l = letter(Some("q"), ErrorKind::Failed, 10);
+        t.dead_put(l.clone()).await?;
+        l.reason = "second death".into();
+        l.died_at_ms = 20;
+        t.dead_put(l.clone()).await?;
+        assert_eq!(
+            t.dead_counts().await?,
+            BTreeMap::from([("q".to_string(), 1)])
+        );
+        l.queue = None;
+        t.dead_put(l.clone()).await?;
+        assert_eq!(
+            t.dead_counts().await?,
+            BTreeMap::from([("?".to_string(), 1)])
+        );
+        assert_eq!(t.dead_get(l.id).await?, Some(l.clone()));
+        assert_eq!(t.dead_list(&DeadFilter::default(), 10).await?, [l.clone()]);
+
+        assert_eq!(t.dead_remove(&[l.id, JobId::new()]).await?, 1);
+        assert_eq!(t.dead_remove(&[l.id]).await?, 0);
+        assert_eq!(t.dead_get(l.id).await?, None);
+        assert!(t.dead_counts().await?.is_empty());
+        assert!(t.dead_list(&DeadFilter::default(), 10).await?.is_empty());
+        t.cleanup().await;
+        Ok(())
+    }
+}

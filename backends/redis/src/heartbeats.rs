@@ -1,0 +1,101 @@
+//! Redis worker heartbeats: a ZSET of worker ids by heartbeat expiry, and each worker's
+//! report as JSON in a key that expires with it.
+//!
+//! Expiry in the ZSET follows the store's injected clock, like the embedded backend; the
+//! report's own `PX` only makes sure a worker that vanished leaves nothing behind.
+
+use crate::IntoStore as _;
+use async_trait::async_trait;
+
+use super::scripts::LIVE_WORKERS;
+use super::{decode_json, encode_json, px, RedisStore};
+use jobfleet_common::store::{Heartbeats, StoreResult, WorkerInfo};
+
+impl RedisStore {
+    fn workers_key(&self) -> String {
+        self.keys.key("workers")
+    }
+
+    fn worker_key(&self, worker_id: &str) -> String {
+        self.keys.key(&format!("worker:{worker_id}"))
+    }
+}
+
+#[async_trait]
+impl Heartbeats for RedisStore {
+    async fn heartbeat(&self, info: &WorkerInfo, ttl_ms: u64) -> StoreResult<()> {
+        let until = self
+            .clock
+            .now_ms()
+            .saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
+        let json = encode_json("worker info", info)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .zadd(self.workers_key(), &info.id, until)
+            .ignore()
+            .pset_ex(self.worker_key(&info.id), json, px(ttl_ms))
+            .ignore();
+        pipe.query_async(&mut self.conn()).await.store()
+    }
+
+    async fn worker_gone(&self, worker_id: &str) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .zrem(self.workers_key(), worker_id)
+            .ignore()
+            .del(self.worker_key(worker_id))
+            .ignore();
+        pipe.query_async(&mut self.conn()).await.store()
+    }
+
+    async fn workers(&self) -> StoreResult<Vec<WorkerInfo>> {
+        let infos: Vec<Option<Vec<u8>>> = LIVE_WORKERS
+            .key(self.workers_key())
+            .arg(self.clock.now_ms())
+            .arg(self.worker_key(""))
+            .invoke_async(&mut self.conn())
+            .await
+            .store()?;
+        let mut live = infos
+            .iter()
+            .flatten()
+            .map(|json| decode_json::<WorkerInfo>("worker info", json))
+            .collect::<StoreResult<Vec<_>>>()?;
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testkit::TestStore;
+    use jobfleet_common::store::fixtures::worker;
+
+    fn ids(workers: &[WorkerInfo]) -> Vec<&str> {
+        workers.iter().map(|w| w.id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn heartbeats_expire_and_gone_workers_vanish() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        t.heartbeat(&worker("b"), 100).await?;
+        t.heartbeat(&worker("a"), 10_000).await?;
+        t.heartbeat(&worker("c"), 10_000).await?;
+        assert_eq!(ids(&t.workers().await?), ["a", "b", "c"]);
+        t.worker_gone("c").await?;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(ids(&t.workers().await?), ["a"]);
+
+        let busy = WorkerInfo {
+            running: 3,
+            ..worker("a")
+        };
+        t.heartbeat(&busy, 10_000).await?;
+        assert_eq!(t.workers().await?, [busy]);
+        t.cleanup().await;
+        Ok(())
+    }
+}

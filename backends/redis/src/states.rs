@@ -1,0 +1,274 @@
+//! Redis job states: JSON state records, completion markers and cancel requests as
+//! expiring strings, and uniqueness keys claimed with `SET NX PX`.
+
+use crate::IntoStore as _;
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::scripts::{COMPARE_AND_DELETE, PUT_RECORD, PUT_RECORD_LUA, UNIQUE_CLAIM};
+use super::{decode_json, encode_json, parse_id, px, RedisStore};
+use jobfleet_common::job::JobId;
+use jobfleet_common::store::{JobRecord, JobStates, StoreResult};
+
+impl RedisStore {
+    /// How long state records, completion markers, cancel requests and execution leases
+    /// live after their last write (`redis.retention`, 7 days by default): long enough to
+    /// outlast any retry schedule and for operators to ask about a job days later, short
+    /// enough that a busy fleet's history does not fill the server.
+    pub(super) fn record_ttl_ms(&self) -> u64 {
+        u64::try_from(self.settings.retention.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn record_pipeline(&self, pipe: &mut redis::Pipeline, record: &JobRecord) -> StoreResult<()> {
+        let json = encode_json("job record", record)?;
+        pipe.pset_ex(
+            self.keys.of_job("job", record.id),
+            json,
+            self.record_ttl_ms(),
+        )
+        .ignore();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobStates for RedisStore {
+    async fn put_records(&self, records: &[JobRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        // Loading first in the same pipeline makes every EVALSHA after it find the script.
+        pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_RECORD_LUA).ignore();
+        for record in records {
+            let json = encode_json("job record", record)?;
+            pipe.cmd("EVALSHA")
+                .arg(PUT_RECORD.get_hash())
+                .arg(2)
+                .arg(self.keys.of_job("job", record.id))
+                .arg(self.keys.of_job("done", record.id))
+                .arg(json)
+                .arg(self.record_ttl_ms())
+                .ignore();
+        }
+        pipe.query_async(&mut self.conn()).await.store()
+    }
+
+    async fn record(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
+        let json: Option<Vec<u8>> = self.conn().get(self.keys.of_job("job", id)).await.store()?;
+        json.map(|json| decode_json(&format!("job record {id}"), &json))
+            .transpose()
+    }
+
+    async fn complete(&self, record: &JobRecord) -> StoreResult<()> {
+        // MULTI/EXEC: no reader sees the marker without the final record, or the reverse.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.record_pipeline(&mut pipe, record)?;
+        pipe.pset_ex(self.keys.of_job("done", record.id), 1, self.record_ttl_ms())
+            .ignore();
+        // A completed job never runs again (the marker is checked first), so its
+        // execution lease, token and crash count are not needed any more.
+        pipe.del(self.keys.of_job("lease", record.id)).ignore();
+        pipe.query_async(&mut self.conn()).await.store()
+    }
+
+    async fn is_completed(&self, id: JobId) -> StoreResult<bool> {
+        self.conn()
+            .exists(self.keys.of_job("done", id))
+            .await
+            .store()
+    }
+
+    async fn request_cancel(&self, id: JobId) -> StoreResult<()> {
+        Ok(self
+            .conn()
+            .pset_ex(self.keys.of_job("cancel", id), 1, self.record_ttl_ms())
+            .await
+            .store()?)
+    }
+
+    async fn cancel_requested(&self, ids: &[JobId]) -> StoreResult<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.exists(self.keys.of_job("cancel", *id));
+        }
+        pipe.query_async(&mut self.conn()).await.store()
+    }
+
+    async fn unique_claim(&self, key: &str, id: JobId, ttl_ms: u64) -> StoreResult<Option<JobId>> {
+        let holder: Option<String> = UNIQUE_CLAIM
+            .key(self.keys.key(&format!("unique:{key}")))
+            .arg(id.to_string())
+            .arg(px(ttl_ms))
+            .invoke_async(&mut self.conn())
+            .await
+            .store()?;
+        holder.as_deref().map(parse_id).transpose()
+    }
+
+    async fn unique_release(&self, key: &str, id: JobId) -> StoreResult<()> {
+        let _: i64 = COMPARE_AND_DELETE
+            .key(self.keys.key(&format!("unique:{key}")))
+            .arg(id.to_string())
+            .invoke_async(&mut self.conn())
+            .await
+            .store()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testkit::TestStore;
+    use jobfleet_common::store::{JobState, StoreError};
+
+    fn record(id: JobId, state: JobState) -> JobRecord {
+        JobRecord {
+            id,
+            queue: "q".into(),
+            kind: "email".into(),
+            state,
+            attempt: 1,
+            max_attempts: 3,
+            enqueued_at_ms: 1,
+            updated_at_ms: 2,
+            started_at_ms: Some(2),
+            finished_at_ms: None,
+            run_at_ms: None,
+            progress: Some(0.5),
+            worker: Some("w1".into()),
+            last_error: None,
+            note: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_replaced_and_complete_writes_the_marker() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let (a, b) = (JobId::new(), JobId::new());
+        assert_eq!(t.record(a).await?, None);
+        t.put_records(&[record(a, JobState::Pending), record(b, JobState::Running)])
+            .await?;
+        assert_eq!(t.record(b).await?, Some(record(b, JobState::Running)));
+        t.put_records(&[record(a, JobState::Running)]).await?;
+        assert_eq!(t.record(a).await?, Some(record(a, JobState::Running)));
+
+        assert!(!t.is_completed(a).await?);
+        let done = JobRecord {
+            finished_at_ms: Some(9),
+            ..record(a, JobState::Completed)
+        };
+        t.complete(&done).await?;
+        assert!(t.is_completed(a).await?);
+        assert!(!t.is_completed(b).await?);
+        assert_eq!(t.record(a).await?, Some(done.clone()));
+        t.put_records(&[record(a, JobState::Pending)]).await?;
+        assert_eq!(
+            t.record(a).await?,
+            Some(done),
+            "a completed job's record stays"
+        );
+
+        let ttl: i64 = t.conn().pttl(t.keys.of_job("done", a)).await.store()?;
+        let week = t.record_ttl_ms() as i64;
+        assert!(ttl > week - 60_000 && ttl <= week, "marker ttl {ttl}");
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn records_markers_cancels_and_leases_live_for_the_configured_retention(
+    ) -> StoreResult<()> {
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let t = TestStore::with(jobfleet_common::config::RedisConfig {
+            retention: hours(2),
+            ..super::super::testkit::volatile()
+        })
+        .await;
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        t.put_records(&[record(a, JobState::Pending)]).await?;
+        t.request_cancel(a).await?;
+        t.complete(&record(b, JobState::Completed)).await?;
+        let lease = jobfleet_common::store::LeaseRequest {
+            holder: "h".into(),
+            ttl_ms: 1_000,
+            max_crashes: 1,
+        };
+        jobfleet_common::store::Executions::admit(&*t, c, None, &lease).await?;
+        for key in [
+            t.keys.of_job("job", a),
+            t.keys.of_job("cancel", a),
+            t.keys.of_job("lease", c),
+            t.keys.of_job("job", b),
+            t.keys.of_job("done", b),
+        ] {
+            let ttl: i64 = t.conn().pttl(&key).await.store()?;
+            let two_hours = hours(2).as_millis() as i64;
+            assert!(ttl > two_hours - 60_000 && ttl <= two_hours, "{key}: {ttl}");
+        }
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_is_corrupt() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let id = JobId::new();
+        let _: () = t
+            .conn()
+            .set(t.keys.of_job("job", id), "not json")
+            .await
+            .store()?;
+        assert!(matches!(t.record(id).await, Err(StoreError::Corrupt(_))));
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn cancel_flags_answer_in_order() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let (a, b) = (JobId::new(), JobId::new());
+        t.request_cancel(b).await?;
+        assert_eq!(t.cancel_requested(&[a, b, a]).await?, [false, true, false]);
+        assert!(t.cancel_requested(&[]).await?.is_empty());
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn uniqueness_keys_hold_until_released_or_expired() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let (a, b) = (JobId::new(), JobId::new());
+        assert_eq!(t.unique_claim("k", a, 10_000).await?, None);
+        assert_eq!(
+            t.unique_claim("k", a, 10_000).await?,
+            None,
+            "the holder may claim again"
+        );
+        assert_eq!(t.unique_claim("k", b, 10_000).await?, Some(a));
+        t.unique_release("k", b).await?;
+        assert_eq!(
+            t.unique_claim("k", b, 10_000).await?,
+            Some(a),
+            "only the holder releases"
+        );
+        t.unique_release("k", a).await?;
+        assert_eq!(t.unique_claim("k", b, 100).await?, None);
+        assert_eq!(t.unique_claim("k", a, 100).await?, Some(b));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            t.unique_claim("k", a, 100).await?,
+            None,
+            "b's claim expired"
+        );
+        t.cleanup().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! The jobfleet half of the bench: a producer and an in-process worker on the configured
+//! backends, and a probe that times them.
+//!
+//! The probe is the worker's own hooks: the `noop` handler notes when it starts and how
+//! long the job waited since it was enqueued, and [`Registry::on_settled`] notes when a
+//! job's outcome is recorded and its delivery acked. The run ends when every job has
+//! settled as `completed`, not when the last handler returned.
+//!
+//! The clock starts once one warm-up job (kind `warm-up`, not counted) has settled: the
+//! worker's consumers are then open and, on Kafka, hold their partitions, so the figures
+//! are of moving jobs, not of connecting or of a consumer group's first rebalance.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use jobfleet_common::{Backends, Config, Job, SharedClock};
+use jobfleet_producer::Producer;
+use jobfleet_worker::Registry;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::report::{percentile, FleetFigures};
+use crate::{per_second, Plan};
+
+/// The queue the bench's jobs go through (under the run's own namespace).
+pub(crate) const QUEUE: &str = "bench";
+/// The job kind: a handler that does nothing.
+const KIND: &str = "noop";
+/// The warm-up job's kind: does nothing either, and is not counted.
+const WARM_UP: &str = "warm-up";
+/// How long the worker may take to start consuming.
+const WORKER_START: Duration = Duration::from_secs(10);
+
+/// What the worker's hooks record.
+struct Probe {
+    clock: SharedClock,
+    expected: usize,
+    first_start: OnceLock<Instant>,
+    /// Enqueue → handler start per job, ms (the clock's resolution).
+    waits_ms: Mutex<Vec<f64>>,
+    completed: AtomicUsize,
+    /// Settled otherwise (failed, duplicate…): a sign something is off, reported.
+    other: AtomicUsize,
+    last_settled: OnceLock<Instant>,
+    all_settled: Notify,
+    warmed_up: Notify,
+}
+
+impl Probe {
+    fn new(clock: SharedClock, expected: usize) -> Self {
+        Self {
+            clock,
+            expected,
+            first_start: OnceLock::new(),
+            waits_ms: Mutex::new(Vec::with_capacity(expected)),
+            completed: AtomicUsize::new(0),
+            other: AtomicUsize::new(0),
+            last_settled: OnceLock::new(),
+            all_settled: Notify::new(),
+            warmed_up: Notify::new(),
+        }
+    }
+
+    fn handler_started(&self, job: &Job) {
+        self.first_start.get_or_init(Instant::now);
+        let waited = self.clock.now_ms().saturating_sub(job.enqueued_at_ms);
+        self.waits_ms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(waited as f64);
+    }
+
+    fn settled(&self, job: &Job, outcome: &str) {
+        if job.kind == WARM_UP {
+            self.warmed_up.notify_one();
+            return;
+        }
+        if outcome != "completed" {
+            self.other.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.completed.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
+            self.last_settled.get_or_init(Instant::now);
+            // Stores a permit if nobody waits yet, so the wake-up cannot be missed.
+            self.all_settled.notify_one();
+        }
+    }
+}
+
+/// Enqueues and runs `plan.jobs` no-op jobs; see the module docs.
+pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures> {
+    // Separate connections for the two roles, as separate processes would have; the
+    // embedded backend only exists as one instance shared in-process.
+    let (producer_side, worker_side) = if config.broker.is_embedded() {
+        let backends = Backends::embedded();
+        (backends.clone(), backends)
+    } else {
+        (
+            jobfleet_backends::connect(config).await?,
+            jobfleet_backends::connect(config).await?,
+        )
+    };
+    let broker = producer_side.broker.name();
+    let probe = Arc::new(Probe::new(worker_side.clock.clone(), plan.jobs));
+    let mut registry = Registry::new();
+    let on_start = probe.clone();
+    let on_settled = probe.clone();
+    registry
+        .register_fn(KIND, move |ctx| {
+            on_start.handler_started(ctx.job());
+            async { Ok(()) }
+        })
+        .register_fn(WARM_UP, |_| async { Ok(()) })
+        .on_settled(move |job, outcome| on_settled.settled(job, outcome));
+
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(jobfleet_worker::run(
+        Arc::new(config.clone()),
+        worker_side,
+        Arc::new(registry),
+        shutdown.clone(),
+    ));
+    let outcome = async {
+        wait_for_worker(&producer_side).await?;
+        let producer = Producer::new(&producer_side, config);
+        warm_up(&producer, &probe, plan).await?;
+        let enqueued = enqueue(&producer, plan).await?;
+        let wait = plan.timeout.saturating_sub(enqueued.began.elapsed());
+        if tokio::time::timeout(wait, probe.all_settled.notified())
+            .await
+            .is_err()
+        {
+            return Err(Error::Task(format!(
+                "only {} of {} jobs completed within {:?}",
+                probe.completed.load(Ordering::Acquire),
+                plan.jobs,
+                plan.timeout
+            )));
+        }
+        Ok(enqueued)
+    }
+    .await;
+    shutdown.cancel();
+    let stopped = worker
+        .await
+        .map_err(|e| Error::Task(format!("the bench worker panicked: {e}")));
+    let enqueued = outcome?;
+    stopped??;
+
+    let other = probe.other.load(Ordering::Acquire);
+    if other > 0 {
+        eprintln!("bench: warning: {other} deliveries settled other than `completed`");
+    }
+    let (Some(first_start), Some(last)) = (probe.first_start.get(), probe.last_settled.get())
+    else {
+        return Err(Error::Task("the probe saw no job run".into()));
+    };
+    let mut waits = std::mem::take(
+        &mut *probe
+            .waits_ms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    Ok(FleetFigures {
+        broker,
+        enqueue_per_s: per_second(plan.jobs, enqueued.took),
+        process_per_s: per_second(plan.jobs, last.duration_since(*first_start)),
+        e2e_per_s: per_second(plan.jobs, last.duration_since(enqueued.began)),
+        latency_p50_ms: percentile(&mut waits, 0.50),
+        latency_p99_ms: percentile(&mut waits, 0.99),
+    })
+}
+
+/// When the enqueue began and how long it took.
+struct Enqueued {
+    began: Instant,
+    took: Duration,
+}
+
+/// Enqueues the jobs in batches of `plan.batch`, `plan.in_flight` calls at a time: one
+/// call's confirm wait overlaps the next one's store write and sends, as with a producer
+/// serving concurrent requests (order across calls is not kept, as then).
+async fn enqueue(producer: &Producer, plan: &Plan) -> Result<Enqueued> {
+    let payload = Bytes::from(vec![b'x'; plan.payload_bytes]);
+    let sizes = (0..plan.jobs)
+        .step_by(plan.batch)
+        .map(|start| plan.batch.min(plan.jobs - start));
+    let began = Instant::now();
+    let mut calls = futures::stream::iter(sizes)
+        .map(|n| {
+            let jobs = (0..n)
+                .map(|_| Job::new(QUEUE, KIND, payload.clone()))
+                .collect();
+            producer.enqueue_many(jobs)
+        })
+        .buffer_unordered(plan.in_flight);
+    while let Some(answers) = calls.next().await {
+        answers?;
+    }
+    Ok(Enqueued {
+        began,
+        took: began.elapsed(),
+    })
+}
+
+/// Runs one uncounted job through the worker.
+async fn warm_up(producer: &Producer, probe: &Probe, plan: &Plan) -> Result<()> {
+    producer
+        .enqueue(Job::new(QUEUE, WARM_UP, Bytes::new()))
+        .await?;
+    tokio::time::timeout(plan.timeout, probe.warmed_up.notified())
+        .await
+        .map_err(|_| {
+            Error::Task(format!(
+                "the warm-up job did not settle within {:?}",
+                plan.timeout
+            ))
+        })
+}
+
+/// Waits until the worker heartbeats, which it does once its consumers are open, so the
+/// enqueue clock does not include the worker's start-up.
+async fn wait_for_worker(backends: &Backends) -> Result<()> {
+    let deadline = Instant::now() + WORKER_START;
+    while backends.store.workers().await?.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(Error::Task(format!(
+                "the bench worker did not start within {WORKER_START:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! `jobfleet bench` (this crate, so the operator CLI does not link the bare clients): how fast jobfleet moves no-op jobs end to end, next to what the bare
+//! broker does on the same machine in the same run.
+//!
+//! Two measurements, one after the other, each on names nobody else uses:
+//!
+//! 1. **jobfleet** ([`fleet`]): a producer enqueues `--jobs` no-op jobs in batches while
+//!    an in-process worker (concurrency `--concurrency`, prefetch the same unless
+//!    `--prefetch`) runs them with every guarantee: completion marker, cancel flag,
+//!    state records, outcome recorded before the ack. The producer and the worker each
+//!    get their own connections, as separate processes would.
+//! 2. **baseline** ([`raw_amqp`] on RabbitMQ, [`raw_kafka`] on Kafka, [`raw_broker`] for
+//!    the embedded broker): the same number of messages of `--payload-bytes` bytes
+//!    published with pipelined confirms (delivery reports on Kafka) to a queue (topic)
+//!    set up like a ready route, and consumed concurrently with manual acks (stored
+//!    offsets on Kafka): the ceiling jobfleet is measured against.
+//!
+//! Both start their clocks warm: the jobfleet worker has run one warm-up job and the
+//! baseline consumer has received one warm-up message first, so neither figure includes
+//! connecting or (on Kafka) the consumer group's first rebalance.
+//!
+//! Exactly one JSON line goes to stdout ([`report::Report`]); progress and notes go to
+//! stderr. Queues and store keys are deleted afterwards ([`cleanup`]), also when a
+//! measurement fails.
+
+mod cleanup;
+mod error;
+mod fleet;
+mod raw_amqp;
+mod raw_broker;
+mod raw_kafka;
+mod report;
+
+use std::time::Duration;
+
+use clap::Args;
+use jobfleet_common::{BrokerAddr, Config, JobId};
+
+pub use error::{Error, Result};
+use report::{Baseline, Report};
+
+/// `jobfleet bench` flags (the broker and store are the global `--broker`/`--store`).
+#[derive(Clone, Debug, Args)]
+pub struct BenchArgs {
+    /// No-op jobs to run (and messages in the baseline).
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Jobs the worker runs at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Payload size of each job (and body size of each baseline message), in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub payload_bytes: usize,
+    /// Unsettled deliveries the worker (and the baseline consumer) may hold; defaults to
+    /// the concurrency.
+    #[arg(long)]
+    pub prefetch: Option<u16>,
+    /// Jobs per `enqueue_many` call.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// `enqueue_many` calls under way at once. The default 2 × 500 matches the
+    /// baseline's window of 1000 unconfirmed messages.
+    #[arg(long, default_value_t = 2)]
+    pub in_flight: usize,
+    /// Give up on a measurement after this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Measure jobfleet only (for profiling it alone); the baseline figures are then 0.
+    #[arg(long, hide = true)]
+    pub skip_baseline: bool,
+}
+
+/// What every measurement of one run shares.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    pub jobs: usize,
+    pub concurrency: usize,
+    pub prefetch: u16,
+    pub payload_bytes: usize,
+    pub batch: usize,
+    pub in_flight: usize,
+    pub timeout: Duration,
+}
+
+/// Runs both measurements and prints the report line.
+pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
+    if [args.jobs, args.concurrency, args.batch, args.in_flight].contains(&0) {
+        return Err(Error::Usage(
+            "--jobs, --concurrency, --batch and --in-flight must be at least 1".into(),
+        ));
+    }
+    let embedded = config.broker.is_embedded();
+    if embedded != config.store.is_embedded() {
+        return Err(Error::Usage(
+            "the embedded broker and store only run together: set both or neither".into(),
+        ));
+    }
+    if args.payload_bytes > config.limits.max_payload_bytes {
+        return Err(Error::Usage(format!(
+            "--payload-bytes {} is over limits.max_payload_bytes ({})",
+            args.payload_bytes, config.limits.max_payload_bytes
+        )));
+    }
+    // A fresh namespace: nothing from another run or fleet can mix in, and cleanup
+    // deletes exactly what this run made. The tail of a v7 UUID is its random part.
+    let id = JobId::new().0.simple().to_string();
+    config.namespace = format!("bench-{}", &id[id.len() - 12..]);
+    config.worker.queues = vec![fleet::QUEUE.to_string()];
+    config.worker.concurrency = args.concurrency;
+    config.worker.prefetch = args.prefetch;
+    let plan = Plan {
+        jobs: args.jobs,
+        concurrency: args.concurrency,
+        prefetch: config.worker.effective_prefetch(),
+        payload_bytes: args.payload_bytes,
+        batch: args.batch,
+        in_flight: args.in_flight,
+        timeout: args.timeout,
+    };
+    eprintln!(
+        "bench: {} jobs, concurrency {}, prefetch {}, {} payload bytes, namespace {}",
+        plan.jobs, plan.concurrency, plan.prefetch, plan.payload_bytes, config.namespace
+    );
+
+    let cpu = process_cpu();
+    let measured = fleet::measure(&config, &plan).await;
+    let cpu = cpu_since(cpu, plan.jobs, "jobfleet");
+    if !embedded {
+        cleanup::fleet(&config).await;
+    }
+    let fleet = measured?;
+    eprintln!("bench: jobfleet {fleet:?}");
+    let baseline = if args.skip_baseline {
+        Baseline::default()
+    } else {
+        match &config.broker {
+            BrokerAddr::Embedded => raw_broker::measure(&plan).await?,
+            BrokerAddr::Kafka(url) => {
+                raw_kafka::measure(url, &config.namespace, &config.kafka, &plan).await?
+            }
+            BrokerAddr::Amqp(url) => raw_amqp::measure(url, &config.namespace, &plan).await?,
+        }
+    };
+    cpu_since(cpu, plan.jobs, "baseline");
+    eprintln!("bench: baseline {baseline:?}");
+
+    let report = Report::new(&plan, fleet, baseline);
+    let line = serde_json::to_string(&report)
+        .map_err(|e| Error::Task(format!("cannot write the report: {e}")))?;
+    println!("{line}");
+    Ok(())
+}
+
+/// CPU time this process has used so far (user + system), where `/proc` tells.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
+}
+
+/// Reports on stderr the CPU this process used since `before` for `jobs` jobs of `phase`
+/// (the server processes' share is not included), and returns the reading now: with
+/// noisy neighbours, CPU per job moves much less than throughput does.
+fn cpu_since(before: Option<Duration>, jobs: usize, phase: &str) -> Option<Duration> {
+    let now = process_cpu()?;
+    let used = now.saturating_sub(before?);
+    let per_job_us = used.as_secs_f64() * 1e6 / jobs.max(1) as f64;
+    eprintln!("bench: {phase}: {used:?} CPU in this process, {per_job_us:.0} µs per job");
+    Some(now)
+}
+
+/// `n` events over `elapsed`, per second.
+pub(crate) fn per_second(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(jobs: usize) -> Plan {
+        Plan {
+            jobs,
+            concurrency: 8,
+            prefetch: 8,
+            payload_bytes: 32,
+            batch: 50,
+            in_flight: 2,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_embedded_bench_runs_every_job_and_its_baseline() {
+        let mut config = Config::default();
+        config.worker.queues = vec![fleet::QUEUE.to_string()];
+        config.worker.concurrency = 8;
+        let plan = plan(300);
+        let fleet = fleet::measure(&config, &plan).await.expect("measured");
+        assert_eq!(fleet.broker, "embedded");
+        for rate in [fleet.enqueue_per_s, fleet.process_per_s, fleet.e2e_per_s] {
+            assert!(rate.is_finite() && rate > 0.0, "{fleet:?}");
+        }
+        assert!(fleet.e2e_per_s <= fleet.process_per_s * 1.001, "{fleet:?}");
+        assert!(
+            0.0 <= fleet.latency_p50_ms && fleet.latency_p50_ms <= fleet.latency_p99_ms,
+            "{fleet:?}"
+        );
+        let baseline = raw_broker::measure(&plan).await.expect("baseline");
+        assert!(baseline.raw_e2e_per_s > 0.0, "{baseline:?}");
+        assert!(baseline.raw_publish_per_s > 0.0, "{baseline:?}");
+    }
+
+    #[tokio::test]
+    async fn nonsense_flags_are_refused_before_anything_runs() {
+        let args = BenchArgs {
+            jobs: 0,
+            concurrency: 1,
+            payload_bytes: 1,
+            prefetch: None,
+            batch: 1,
+            in_flight: 1,
+            timeout: Duration::from_secs(1),
+            skip_baseline: false,
+        };
+        let e = run(args.clone(), Config::default())
+            .await
+            .expect_err("refused");
+        assert!(matches!(e, Error::Usage(_)), "{e}");
+        let half = Config {
+            store: "redis://127.0.0.1:6379/".parse().expect("a Redis URL"),
+            ..Config::default()
+        };
+        let e = run(BenchArgs { jobs: 1, ..args }, half)
+            .await
+            .expect_err("refused");
+        assert!(e.to_string().contains("only run together"), "{e}");
+    }
+}
