@@ -10,7 +10,7 @@
 # redis-server with an append-only file.
 #
 # Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true),
-# then the tests that stop a shared service, alone.
+# the backend-feature checks, then the tests that stop a shared service, alone.
 # Safe to run again and from any directory.
 set -euo pipefail
 
@@ -194,6 +194,20 @@ nextest() {
   run_nextest --workspace
 }
 
+# The backends are cargo features (docs/architecture.md, "Crates and features"): a
+# producer built for RabbitMQ alone must not compile librdkafka, and a build without a
+# backend must refuse its address naming the feature (jobfleet-backends' own tests, run
+# here without its default features; the main suite runs them with every backend).
+features() {
+  local tree
+  tree="$(cargo tree -p jobfleet-producer --no-default-features --features rabbitmq -e normal --prefix none)"
+  if grep -E '^(rdkafka|rdkafka-sys|jobfleet-kafka) ' <<<"$tree"; then
+    die "jobfleet-producer built with --features rabbitmq alone pulls in Kafka (above)"
+  fi
+  log "jobfleet-producer --features rabbitmq: $(sort -u <<<"$tree" | wc -l) packages, no rdkafka"
+  run_nextest -p jobfleet-backends --no-default-features
+}
+
 # Tests that stop a shared service (RabbitMQ's stop_app) and so must run alone, after
 # the main suite; see tests/tests/fault_broker_restart.rs.
 nextest_alone() {
@@ -216,6 +230,7 @@ step "rustfmt" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny
 step "tests" nextest
+step "backend features" features
 step "tests that run alone" nextest_alone
 log "all checks passed in $((SECONDS - total_started))s"
 total

@@ -98,6 +98,18 @@ impl From<Interrupted> for Error {
     }
 }
 
+impl From<jobfleet_worker::Error> for Error {
+    fn from(e: jobfleet_worker::Error) -> Self {
+        use jobfleet_worker::Error as Worker;
+        match e {
+            Worker::Config(e) => Self::Config(e),
+            Worker::Connect(e) => Self::Connect(e),
+            Worker::Run(e) => Self::Worker(e),
+            Worker::Interrupted(_) => Self::Interrupted,
+        }
+    }
+}
+
 impl From<jobfleet_bench::Error> for Error {
     fn from(e: jobfleet_bench::Error) -> Self {
         use jobfleet_bench::Error as Bench;

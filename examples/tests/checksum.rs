@@ -1,7 +1,9 @@
 //! The example kind end to end on RabbitMQ + Redis, as a user would run it: a [`Worker`]
-//! with the `checksum` handler (built with the worker's public API only), a
-//! [`Producer`] connected from a configuration, real files on disk.
+//! with the `checksum` handler (built with the worker's public API only), a scheduler
+//! (which files dead letters), a [`Producer`] connected from a configuration, real files
+//! on disk.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::store::JobState;
@@ -69,6 +71,14 @@ async fn checksum_jobs_run_on_a_worker_built_from_the_public_api() {
     let shutdown = CancellationToken::new();
     let worker = Worker::new(config.clone()).handler(KIND, Checksum);
     let running = tokio::spawn(worker.run(shutdown.clone()));
+    let scheduler_backends = jobfleet_backends::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
+    let scheduler = tokio::spawn(jobfleet_scheduler::run(
+        Arc::new(config.clone()),
+        scheduler_backends,
+        shutdown.clone(),
+    ));
 
     let producer = Producer::connect(&config)
         .await
@@ -115,6 +125,10 @@ async fn checksum_jobs_run_on_a_worker_built_from_the_public_api() {
         .await
         .expect("the worker task")
         .expect("the worker stopped cleanly");
+    scheduler
+        .await
+        .expect("the scheduler task")
+        .expect("the scheduler stopped cleanly");
     producer.close().await;
 
     // Leave nothing behind on the shared services.

@@ -119,7 +119,7 @@ struct Frozen {
 /// settles for any moment holding a lease.
 ///
 /// The releasing set is the Redis store's own key (`{ns}:delayed:releasing`, see
-/// `common/src/redis/delayed.rs`): no store call lists leased jobs, and only this test
+/// `backends/redis/src/delayed.rs`): no store call lists leased jobs, and only this test
 /// needs to.
 async fn freeze_holding_a_lease(world: &mut World, scheduler: ProcId) -> Frozen {
     const SEARCH: Duration = Duration::from_millis(1_500);

@@ -321,7 +321,7 @@ async fn releasing(world: &World) -> Vec<JobId> {
 }
 
 /// Jobs in the releasing set (claimed under a lease) and in the waiting set. These are
-/// the Redis store's own keys (`common/src/redis/delayed.rs`): no store call lists them.
+/// the Redis store's own keys (`backends/redis/src/delayed.rs`): no store call lists them.
 async fn sets(world: &World) -> (u64, u64) {
     let ns = &world.config.namespace;
     let mut redis = world.redis();

@@ -138,11 +138,16 @@ impl Worker {
 
     /// Connects (unless given backends), consumes `worker.queues` until `shutdown` is
     /// cancelled, then drains exactly as `jobfleet worker` does: running jobs get
-    /// `worker.grace_period` to finish, the rest are handed back.
+    /// `worker.grace_period` to finish, the rest are handed back. A connection it opened
+    /// itself is closed at the end; backends given with [`Worker::on`] are left open.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let backends = match self.backends {
-            Some(backends) => backends,
-            None => jobfleet_backends::connect_shared(&self.config, "worker").await?,
+        // Backends handed in with `on` may be shared: only close what this call opened.
+        let (backends, owned) = match self.backends {
+            Some(backends) => (backends, false),
+            None => (
+                jobfleet_backends::connect_shared(&self.config, "worker").await?,
+                true,
+            ),
         };
         tracing::info!(
             queues = ?self.config.worker.queues,
@@ -159,7 +164,9 @@ impl Worker {
             shutdown,
         )
         .await;
-        broker.close().await;
+        if owned {
+            broker.close().await;
+        }
         out?;
         tracing::info!("worker stopped");
         Ok(())

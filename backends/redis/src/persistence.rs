@@ -210,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn the_volatile_test_server_is_refused_naming_the_key_unless_accepted() {
         // The shared test Redis runs with `--appendonly no` (scripts/test.sh).
-        let url = "redis://127.0.0.1:6379/";
+        let url = &jobfleet_common::testing::redis_url();
         let ns = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
         let strict = RedisConfig::default();
         let err =

@@ -4,14 +4,13 @@
 
 use std::ops::Deref;
 
-use redis::AsyncCommands;
+use jobfleet_common::Store as _;
 
 use super::RedisStore;
 use jobfleet_common::clock;
 use jobfleet_common::config::RedisConfig;
+use jobfleet_common::testing::{redis_url, HOW_TO_START};
 
-/// Where the tests expect Redis.
-const URL: &str = "redis://127.0.0.1:6379/";
 
 /// `[redis]` settings that accept the shared test server, which has no persistence.
 pub(super) fn volatile() -> RedisConfig {
@@ -35,30 +34,15 @@ impl TestStore {
     /// Connects with these `[redis]` settings.
     pub async fn with(settings: RedisConfig) -> Self {
         let namespace = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
-        match RedisStore::connect(URL, &namespace, &settings, clock::system()).await {
+        match RedisStore::connect(&redis_url(), &namespace, &settings, clock::system()).await {
             Ok(store) => Self { store },
-            Err(e) => panic!(
-                "these tests need Redis at {URL} ({e}); start one with: \
-                 redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
-            ),
+            Err(e) => panic!("these tests need Redis at {} ({e}): {HOW_TO_START}", redis_url()),
         }
     }
 
-    /// Deletes every key under the namespace.
+    /// Deletes every key under the namespace ([`Store::purge`]).
     pub async fn cleanup(&self) {
-        let pattern = format!("{}*", self.store.keys.prefix);
-        let mut conn = self.store.conn();
-        let keys: Vec<String> = {
-            let mut iter = conn.scan_match::<_, String>(&pattern).await.expect("scan");
-            let mut keys = Vec::new();
-            while let Some(key) = iter.next_item().await {
-                keys.push(key.expect("scan item"));
-            }
-            keys
-        };
-        if !keys.is_empty() {
-            let _: () = conn.del(keys).await.expect("delete test keys");
-        }
+        self.store.purge().await.expect("delete test keys");
     }
 }
 

@@ -21,8 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(15);
 const QUIET: Duration = Duration::from_millis(700);
 
 fn url() -> String {
-    std::env::var("TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+    jobfleet_common::testing::amqp_url()
 }
 
 /// A broker under a namespace no other test uses; its queues go when it is dropped.
