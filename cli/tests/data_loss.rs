@@ -5,6 +5,7 @@
 //! written, the loss counted, `/readyz` answers 503, `jobfleet queues` warns, and
 //! `jobfleet queues --ack-data-loss` clears it.
 
+use jobfleet_backends::redis::keys;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,7 +157,7 @@ async fn a_lost_sentinel_is_detected_reported_and_cleared() {
         shutdown.clone(),
     ));
     let mut conn = redis().await;
-    let (sentinel, incident) = (format!("{ns}:sentinel"), format!("{ns}:incident:data_loss"));
+    let (sentinel, incident) = (keys::sentinel(&ns), keys::data_loss_incident(&ns));
     let before: Option<String> = conn.get(&sentinel).await.expect("GET");
     assert!(before.is_some(), "connecting armed the sentinel");
     assert_eq!(get(&addr, "/readyz").await, (200, "ready".to_string()));
@@ -270,7 +271,7 @@ async fn a_worker_detects_a_lost_sentinel_with_its_heartbeat() {
         shutdown.clone(),
     ));
     let mut conn = redis().await;
-    let (sentinel, incident) = (format!("{ns}:sentinel"), format!("{ns}:incident:data_loss"));
+    let (sentinel, incident) = (keys::sentinel(&ns), keys::data_loss_incident(&ns));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _: () = conn.del(&sentinel).await.expect("DEL");
     let json = recorded_incident(&mut conn, &incident, "the worker").await;

@@ -1,6 +1,8 @@
-//! Test support shared by every crate's tests (the `testing` feature): where the real
-//! services are, said once. A test that cannot reach one fails with [`HOW_TO_START`];
-//! none is skipped.
+//! The test kit every crate's tests share (the `testing` feature): where the real
+//! services are, said once, fresh namespaces, and the waits and route helpers the
+//! harnesses are built on (the conformance suite's `Ctx`, the worker's and the
+//! scheduler's in-crate harnesses, the crash tests' `World`). A test that cannot reach a
+//! service fails with [`HOW_TO_START`]; none is skipped.
 //!
 //! | variable | default | service |
 //! | --- | --- | --- |
@@ -8,7 +10,18 @@
 //! | `TEST_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis (keeps nothing on disk) |
 //! | `TEST_KAFKA_BROKERS` | none: `scripts/test.sh` starts one and sets it | Kafka (tansu) |
 
-use crate::job::JobId;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::broker::{Broker, Consumer, Message, Route};
+use crate::codec::{self, Format};
+use crate::job::{Job, JobId};
+use crate::store::{JobRecord, JobState, JobStates};
+
+/// How often the waits below look again.
+const POLL: Duration = Duration::from_millis(10);
 
 /// The variable naming the RabbitMQ URL.
 pub const AMQP_VAR: &str = "TEST_AMQP_URL";
@@ -57,4 +70,60 @@ pub fn unique_namespace(prefix: &str) -> String {
     let id = JobId::new().0.simple().to_string();
     // The tail of a v7 UUID is its random part.
     format!("{prefix}-{}", &id[id.len() - 16..])
+}
+
+/// Polls `check` every 10 ms until it is true (returns true) or `within` passes (false).
+pub async fn wait_for<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until the job's state record is in `state` and returns it; panics after
+/// `within` with the last record seen (`context` says where, e.g. the backend's name).
+pub async fn wait_state(
+    store: &dyn JobStates,
+    id: JobId,
+    state: JobState,
+    within: Duration,
+    context: &str,
+) -> JobRecord {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let last = store.record(id).await.expect("the store answers");
+        match last {
+            Some(r) if r.state == state => return r,
+            _ if tokio::time::Instant::now() >= deadline => {
+                panic!("job {id} not {state} within {within:?} ({context}): last record {last:?}")
+            }
+            _ => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// Publishes `job` in the binary form to `route`, at its priority.
+pub async fn publish_job(broker: &dyn Broker, route: Route, job: &Job) {
+    let body = codec::encode(job, Format::Binary);
+    let message = Message::new(route, job.priority, body, Format::Binary.content_type());
+    broker.publish(vec![message]).await.expect("publish");
+}
+
+/// The next job on `consumer` within `within`, decoded and acked; `None` if none came.
+pub async fn recv_job(consumer: &mut Consumer, within: Duration) -> Option<Job> {
+    let delivery = tokio::time::timeout(within, consumer.next()).await.ok()?;
+    let delivery = delivery.expect("stream open").expect("a delivery");
+    let job = codec::decode(&delivery.body, delivery.content_type.as_deref()).expect("a job");
+    delivery.ack().await.expect("ack");
+    Some(job)
 }

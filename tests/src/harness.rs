@@ -1,12 +1,13 @@
 //! The test harness: backend factories, a fleet started in-process through the roles'
 //! public entry points, and helpers to wait for what must happen.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jobfleet_common::store::{JobRecord, JobState};
+use jobfleet_common::testing;
+pub use jobfleet_common::testing::wait_for;
 use jobfleet_common::{Backends, BrokerAddr, Config, JobId, StoreAddr};
 use jobfleet_producer::Producer;
 use jobfleet_worker::Registry;
@@ -215,36 +216,8 @@ impl Ctx {
 
     /// Waits until the job's record is in `state`, returning it.
     pub async fn wait_state(&self, id: JobId, state: JobState, within: Duration) -> JobRecord {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let last = self.record(id).await;
-            match last {
-                Some(r) if r.state == state => return r,
-                _ if tokio::time::Instant::now() >= deadline => panic!(
-                    "job {id} not {state} within {within:?} on {}: last record {last:?}",
-                    self.factory.name()
-                ),
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    }
-}
-
-/// Polls `check` every 10 ms until it is true (returns true) or `within` passes (false).
-pub async fn wait_for<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let store = self.backends.store.as_ref();
+        testing::wait_state(store, id, state, within, self.factory.name()).await
     }
 }
 

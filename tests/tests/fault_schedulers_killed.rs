@@ -18,6 +18,7 @@
 //! run, and those jobs are delivered again when the release lease (2 s there) runs out,
 //! while they still run.
 
+use jobfleet_backends::redis::keys;
 use std::time::{Duration, Instant};
 
 use jobfleet_common::store::JobState;
@@ -314,7 +315,7 @@ async fn releasing(world: &World) -> Vec<JobId> {
     let ns = &world.config.namespace;
     let ids: Vec<String> = world
         .redis()
-        .zrange(format!("{ns}:delayed:releasing"), 0, -1)
+        .zrange(keys::delayed_releasing(ns), 0, -1)
         .await
         .expect("redis");
     ids.iter().map(|id| id.parse().expect("a job id")).collect()
@@ -326,12 +327,9 @@ async fn sets(world: &World) -> (u64, u64) {
     let ns = &world.config.namespace;
     let mut redis = world.redis();
     let releasing: u64 = redis
-        .zcard(format!("{ns}:delayed:releasing"))
+        .zcard(keys::delayed_releasing(ns))
         .await
         .expect("redis");
-    let waiting: u64 = redis
-        .zcard(format!("{ns}:delayed:waiting"))
-        .await
-        .expect("redis");
+    let waiting: u64 = redis.zcard(keys::delayed_waiting(ns)).await.expect("redis");
     (releasing, waiting)
 }

@@ -49,6 +49,22 @@ use jobfleet_common::job::Priority;
 use reconnect::{Link, Patience};
 use topology::Topology;
 
+/// The RabbitMQ queue behind `route` in `namespace` (the naming table above): the one
+/// place that names them, for the broker and for tests and tools that look at queues.
+pub fn queue_name(namespace: &str, route: &Route) -> String {
+    match route {
+        Route::Ready(q) => format!("{}{q}", ready_prefix(namespace)),
+        Route::Delayed => format!("{namespace}.delayed"),
+        Route::Failed => format!("{namespace}.failed"),
+        Route::Dead => format!("{namespace}.dead"),
+    }
+}
+
+/// What every ready queue of `namespace` starts with: `ns.q.`.
+pub fn ready_prefix(namespace: &str) -> String {
+    format!("{namespace}.q.")
+}
+
 /// The header that carries a dead message's reason.
 pub const REASON_HEADER: &str = "x-jobfleet-reason";
 

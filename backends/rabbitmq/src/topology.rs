@@ -35,13 +35,8 @@ impl Topology {
 
     /// The queue behind `route`; refused if the name is longer than AMQP allows.
     pub fn queue(&self, route: &Route) -> Result<QueueName, BrokerError> {
-        let ns = &self.namespace;
-        let (name, prioritised) = match route {
-            Route::Ready(q) => (format!("{ns}.q.{q}"), true),
-            Route::Delayed => (format!("{ns}.delayed"), false),
-            Route::Failed => (format!("{ns}.failed"), false),
-            Route::Dead => (format!("{ns}.dead"), false),
-        };
+        let name = super::queue_name(&self.namespace, route);
+        let prioritised = matches!(route, Route::Ready(_));
         let name = ShortString::try_new(name)
             .map_err(|e| BrokerError::Invalid(format!("queue name for route {route}: {e}")))?;
         Ok(QueueName { name, prioritised })

@@ -243,6 +243,31 @@ impl Store for RedisStore {
     }
 }
 
+/// Names of keys that tests and operators' tools read directly (the roles go through the
+/// store traits): the one place outside the store that knows them, derived from the same
+/// constants the store uses.
+pub mod keys {
+    /// `ns:delayed:waiting`: the delayed set's jobs by due time.
+    pub fn delayed_waiting(namespace: &str) -> String {
+        format!("{namespace}:delayed:waiting")
+    }
+
+    /// `ns:delayed:releasing`: jobs claimed by a scheduler under a lease.
+    pub fn delayed_releasing(namespace: &str) -> String {
+        format!("{namespace}:delayed:releasing")
+    }
+
+    /// `ns:sentinel`: the data-loss sentinel.
+    pub fn sentinel(namespace: &str) -> String {
+        format!("{namespace}:{}", super::integrity::SENTINEL)
+    }
+
+    /// `ns:incident:data_loss`: the open data-loss incident.
+    pub fn data_loss_incident(namespace: &str) -> String {
+        format!("{namespace}:{}", super::integrity::INCIDENT)
+    }
+}
+
 /// Key names under one namespace (the layout is in the module docs).
 #[derive(Clone, Debug)]
 struct Keys {

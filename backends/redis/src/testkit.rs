@@ -11,7 +11,6 @@ use jobfleet_common::clock;
 use jobfleet_common::config::RedisConfig;
 use jobfleet_common::testing::{redis_url, HOW_TO_START};
 
-
 /// `[redis]` settings that accept the shared test server, which has no persistence.
 pub(super) fn volatile() -> RedisConfig {
     RedisConfig {
@@ -36,7 +35,10 @@ impl TestStore {
         let namespace = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
         match RedisStore::connect(&redis_url(), &namespace, &settings, clock::system()).await {
             Ok(store) => Self { store },
-            Err(e) => panic!("these tests need Redis at {} ({e}): {HOW_TO_START}", redis_url()),
+            Err(e) => panic!(
+                "these tests need Redis at {} ({e}): {HOW_TO_START}",
+                redis_url()
+            ),
         }
     }
 

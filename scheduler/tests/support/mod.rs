@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jobfleet_common::broker::Consumer;
 use jobfleet_common::clock::TokioClock;
-use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::{JobRecord, JobState};
-use jobfleet_common::{Backends, Config, ErrorKind, ErrorRecord, Job, JobId, Message, Route};
+use jobfleet_common::testing;
+use jobfleet_common::{Backends, Config, ErrorKind, ErrorRecord, Job, JobId, Route};
 use jobfleet_scheduler::SchedulerError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -76,13 +75,7 @@ impl Fleet {
 
     /// Publishes `job` (binary form) to `route`.
     pub async fn publish(&self, route: Route, job: &Job) {
-        let body = codec::encode(job, Format::Binary);
-        let message = Message::new(route, job.priority, body, Format::Binary.content_type());
-        self.backends
-            .broker
-            .publish(vec![message])
-            .await
-            .expect("publish");
+        testing::publish_job(self.backends.broker.as_ref(), route, job).await;
     }
 
     /// A consumer of `queue`'s ready route.
@@ -102,32 +95,19 @@ impl Fleet {
 
     /// The job's state, waiting up to `within` for it to become `state`.
     pub async fn wait_for_state(&self, id: JobId, state: JobState, within: Duration) -> JobRecord {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let record = self.record(id).await;
-            match record {
-                Some(r) if r.state == state => return r,
-                other if tokio::time::Instant::now() >= deadline => {
-                    panic!("job {id} not {state} within {within:?}: {other:?}")
-                }
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
+        let store = self.backends.store.as_ref();
+        testing::wait_state(store, id, state, within, "embedded").await
     }
 }
 
 /// A queue name no other test uses.
 pub fn queue() -> String {
-    format!("q-{}", JobId::new())
+    testing::unique_namespace("q")
 }
 
 /// The next job on `consumer` within `within`, acked; `None` if none came.
 pub async fn recv(consumer: &mut Consumer, within: Duration) -> Option<Job> {
-    let delivery = tokio::time::timeout(within, consumer.next()).await.ok()?;
-    let delivery = delivery.expect("stream open").expect("delivery");
-    let job = codec::decode(&delivery.body, delivery.content_type.as_deref()).expect("a job");
-    delivery.ack().await.expect("ack");
-    Some(job)
+    testing::recv_job(consumer, within).await
 }
 
 /// A job on `queue` that failed `attempt` times so far, each with message `e<n>`.

@@ -18,6 +18,7 @@ use jobfleet_common::broker::{Consumer, Depth, Message, Route};
 use jobfleet_common::clock::TokioClock;
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::{JobRecord, JobState};
+use jobfleet_common::testing;
 use jobfleet_common::{Backends, Config, Job, JobId};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -78,9 +79,8 @@ impl Harness {
 
     /// Publishes `job` to the ready route, in the binary form.
     pub async fn publish(&self, job: &Job) {
-        let body = codec::encode(job, Format::Binary);
-        self.publish_raw(body, Some(Format::Binary.content_type()))
-            .await;
+        let route = Route::Ready(self.queue.clone());
+        testing::publish_job(self.backends.broker.as_ref(), route, job).await;
     }
 
     /// Publishes raw bytes to the ready route.
@@ -124,18 +124,8 @@ impl Harness {
 
     /// The job's record once it reaches `state`.
     pub async fn wait_for(&self, id: JobId, state: JobState) -> JobRecord {
-        let poll = async {
-            loop {
-                let record = self.backends.store.record(id).await.expect("record");
-                if let Some(record) = record.filter(|r| r.state == state) {
-                    return record;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(PATIENCE, poll)
-            .await
-            .unwrap_or_else(|_| panic!("job {id} never reached {state}"))
+        let store = self.backends.store.as_ref();
+        testing::wait_state(store, id, state, PATIENCE, "embedded").await
     }
 
     /// How many messages `route` holds.
