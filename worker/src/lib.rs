@@ -72,9 +72,6 @@ mod settle;
 mod state;
 mod ticket;
 
-#[cfg(test)]
-mod tests;
-
 pub use context::JobContext;
 pub use error::WorkerError;
 pub use handler::{Handler, JobError, Registry};

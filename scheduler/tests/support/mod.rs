@@ -1,26 +1,34 @@
-//! What the scheduler's tests share: embedded backends on a pausable clock, schedulers
-//! started through the public entry point, and helpers to publish and receive jobs.
+//! What the scheduler's tests share, on the shared test kit (`jobfleet-testkit`):
+//! embedded backends on a pausable clock, schedulers started through the public entry
+//! point, and helpers to publish and receive jobs.
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use jobfleet_common::broker::Consumer;
-use jobfleet_common::clock::TokioClock;
 use jobfleet_common::store::{JobRecord, JobState};
-use jobfleet_common::testing;
-use jobfleet_common::{Backends, Config, ErrorKind, ErrorRecord, Job, JobId, Route};
-use jobfleet_scheduler::SchedulerError;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use jobfleet_common::{Config, ErrorKind, ErrorRecord, Job, JobId, Route};
+use jobfleet_testkit as testkit;
 
-/// Embedded backends and the schedulers running on them.
-pub struct Fleet {
-    pub backends: Backends,
-    pub config: Arc<Config>,
-    shutdown: CancellationToken,
-    schedulers: Vec<JoinHandle<Result<(), SchedulerError>>>,
+/// Embedded backends on tokio's (paused) clock and the schedulers running on them: the
+/// shared test kit's [`testkit::Fleet`] (`backends`, `publish`, `record`,
+/// `start_scheduler`, … through `Deref`) with this suite's shorthands.
+pub struct Fleet(testkit::Fleet);
+
+impl Deref for Fleet {
+    type Target = testkit::Fleet;
+
+    fn deref(&self) -> &testkit::Fleet {
+        &self.0
+    }
+}
+
+impl DerefMut for Fleet {
+    fn deref_mut(&mut self) -> &mut testkit::Fleet {
+        &mut self.0
+    }
 }
 
 impl Fleet {
@@ -31,12 +39,7 @@ impl Fleet {
 
     /// Like [`Fleet::new`] with a given configuration.
     pub fn with_config(config: Config) -> Self {
-        Self {
-            backends: Backends::embedded_with_clock(Arc::new(TokioClock::new())),
-            config: Arc::new(config),
-            shutdown: CancellationToken::new(),
-            schedulers: Vec::new(),
-        }
+        Self(testkit::Fleet::embedded_paused(config))
     }
 
     /// Fresh backends with one scheduler running.
@@ -46,68 +49,35 @@ impl Fleet {
         fleet
     }
 
-    /// Starts one more scheduler on the same backends.
-    pub fn start_scheduler(&mut self) {
-        let run = jobfleet_scheduler::run(
-            self.config.clone(),
-            self.backends.clone(),
-            self.shutdown.clone(),
-        );
-        self.schedulers.push(tokio::spawn(run));
-    }
-
     /// Cancels every scheduler and checks they stopped cleanly.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        for handle in self.schedulers {
-            let result = tokio::time::timeout(Duration::from_secs(5), handle)
-                .await
-                .expect("scheduler stops promptly")
-                .expect("scheduler task did not panic");
-            assert!(result.is_ok(), "scheduler failed: {result:?}");
-        }
+    pub async fn stop(mut self) {
+        self.0.stop_roles().await;
     }
 
     /// Now on the fleet's clock.
     pub fn now(&self) -> i64 {
-        self.backends.clock.now_ms()
-    }
-
-    /// Publishes `job` (binary form) to `route`.
-    pub async fn publish(&self, route: Route, job: &Job) {
-        testing::publish_job(self.backends.broker.as_ref(), route, job).await;
+        self.0.now_ms()
     }
 
     /// A consumer of `queue`'s ready route.
     pub async fn ready(&self, queue: &str) -> Consumer {
-        let route = Route::Ready(queue.to_string());
-        self.backends
-            .broker
-            .consume(&route, 0)
-            .await
-            .expect("consume")
-    }
-
-    /// The job's state record.
-    pub async fn record(&self, id: JobId) -> Option<JobRecord> {
-        self.backends.store.record(id).await.expect("record")
+        self.0.consumer(Route::Ready(queue.to_string()), 0).await
     }
 
     /// The job's state, waiting up to `within` for it to become `state`.
     pub async fn wait_for_state(&self, id: JobId, state: JobState, within: Duration) -> JobRecord {
-        let store = self.backends.store.as_ref();
-        testing::wait_state(store, id, state, within, "embedded").await
+        self.0.wait_state(id, state, within).await
     }
 }
 
 /// A queue name no other test uses.
 pub fn queue() -> String {
-    testing::unique_namespace("q")
+    testkit::unique_namespace("q")
 }
 
 /// The next job on `consumer` within `within`, acked; `None` if none came.
 pub async fn recv(consumer: &mut Consumer, within: Duration) -> Option<Job> {
-    testing::recv_job(consumer, within).await
+    testkit::recv_job(consumer, within).await
 }
 
 /// A job on `queue` that failed `attempt` times so far, each with message `e<n>`.

@@ -11,7 +11,7 @@ use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::Job;
 
 use super::Harness;
-use crate::Registry;
+use jobfleet_worker::Registry;
 
 /// A registry whose `count` kind counts its runs.
 fn counting() -> (Registry, Arc<AtomicU32>) {

@@ -10,7 +10,7 @@ use jobfleet_common::store::JobState;
 use jobfleet_common::{dead, ErrorKind, JobId};
 
 use super::Harness;
-use crate::{JobError, Registry};
+use jobfleet_worker::{JobError, Registry};
 
 #[tokio::test(start_paused = true)]
 async fn a_job_completes_and_its_record_says_so() {

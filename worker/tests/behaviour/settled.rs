@@ -11,7 +11,7 @@ use jobfleet_common::{Backends, JobId};
 use tokio::sync::mpsc;
 
 use super::Harness;
-use crate::{JobError, Registry};
+use jobfleet_worker::{JobError, Registry};
 
 /// What the hook saw, checked at the moment it was called.
 #[derive(Debug, PartialEq)]

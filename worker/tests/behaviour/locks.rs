@@ -10,7 +10,7 @@ use jobfleet_common::{ErrorKind, LockMode, LockSpec, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::Harness;
-use crate::{JobError, Registry};
+use jobfleet_worker::{JobError, Registry};
 
 fn spec(key: &str, on_conflict: ConflictPolicy) -> LockSpec {
     LockSpec {

@@ -1,6 +1,8 @@
 //! The worker's behaviour tests, against the embedded backend with paused time: each test
-//! starts a real worker through [`run`](crate::run) on a randomly named queue and watches
-//! what it publishes, records and acks.
+//! starts a real worker through [`jobfleet_worker::run`] on a randomly named queue and
+//! watches what it publishes, records and acks. The harness is a layer on the shared test
+//! kit (`jobfleet-testkit`): its [`Fleet`] holds the backends, and this harness keeps the
+//! worker's own result for the checks that read it.
 
 mod attempts;
 mod drain;
@@ -15,19 +17,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use jobfleet_common::broker::{Consumer, Depth, Message, Route};
-use jobfleet_common::clock::TokioClock;
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::{JobRecord, JobState};
-use jobfleet_common::testing;
 use jobfleet_common::{Backends, Config, Job, JobId};
+use jobfleet_testkit::{self as testkit, Fleet};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Registry, WorkerError};
+use jobfleet_worker::{Registry, WorkerError};
 
 /// Long enough for anything in-process under paused time, short enough to fail fast.
 const PATIENCE: Duration = Duration::from_secs(120);
 
+/// A worker running on its own queue, and the backends to watch it through.
 /// A worker running on its own queue, and the backends to watch it through.
 pub(crate) struct Harness {
     pub backends: Backends,
@@ -51,26 +53,25 @@ pub(crate) fn config(queue: &str) -> Config {
 impl Harness {
     /// Starts a worker with `registry` and the test configuration, adjusted by `tweak`.
     pub async fn start(registry: Registry, tweak: impl FnOnce(&mut Config)) -> Self {
-        let queue = format!("q-{}", JobId::new().0.simple());
+        let queue = testkit::unique("q-");
         let mut config = config(&queue);
         tweak(&mut config);
-        let backends = Backends::embedded_with_clock(Arc::new(TokioClock::new()));
+        let fleet = Fleet::embedded_paused(config);
         let shutdown = CancellationToken::new();
-        let worker = tokio::spawn(crate::run(
-            Arc::new(config),
-            backends.clone(),
+        let worker = tokio::spawn(jobfleet_worker::run(
+            fleet.config.clone(),
+            fleet.backends.clone(),
             Arc::new(registry),
             shutdown.clone(),
         ));
         Self {
-            backends,
+            backends: fleet.backends.clone(),
             queue,
             shutdown,
             worker,
         }
     }
 
-    /// A job of `kind` for this worker's queue, enqueued now.
     pub fn job(&self, kind: &str, payload: &str) -> Job {
         let mut job = Job::new(self.queue.clone(), kind, payload.to_string());
         job.enqueued_at_ms = self.backends.clock.now_ms();
@@ -80,7 +81,7 @@ impl Harness {
     /// Publishes `job` to the ready route, in the binary form.
     pub async fn publish(&self, job: &Job) {
         let route = Route::Ready(self.queue.clone());
-        testing::publish_job(self.backends.broker.as_ref(), route, job).await;
+        testkit::publish_job(self.backends.broker.as_ref(), route, job).await;
     }
 
     /// Publishes raw bytes to the ready route.
@@ -125,7 +126,7 @@ impl Harness {
     /// The job's record once it reaches `state`.
     pub async fn wait_for(&self, id: JobId, state: JobState) -> JobRecord {
         let store = self.backends.store.as_ref();
-        testing::wait_state(store, id, state, PATIENCE, "embedded").await
+        testkit::wait_state(store, id, state, PATIENCE, "embedded").await
     }
 
     /// How many messages `route` holds.

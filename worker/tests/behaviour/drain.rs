@@ -10,7 +10,7 @@ use jobfleet_common::store::{JobState, LockRequest};
 use jobfleet_common::{LockMode, LockSpec};
 
 use super::Harness;
-use crate::Registry;
+use jobfleet_worker::Registry;
 
 #[tokio::test(start_paused = true)]
 async fn drain_finishes_running_work_and_leaves_unstarted_work_queued() {

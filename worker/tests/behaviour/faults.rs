@@ -11,7 +11,7 @@ use jobfleet_common::{Backends, ErrorKind};
 use tokio_util::sync::CancellationToken;
 
 use super::{config, next};
-use crate::Registry;
+use jobfleet_worker::Registry;
 
 /// A broker whose publishes to one route fail a set number of times.
 struct Refusing {
@@ -66,7 +66,7 @@ async fn a_failed_publish_gives_the_delivery_back_and_it_runs_again() {
     };
     let queue = format!("q-{}", jobfleet_common::JobId::new().0.simple());
     let shutdown = CancellationToken::new();
-    let worker = tokio::spawn(crate::run(
+    let worker = tokio::spawn(jobfleet_worker::run(
         Arc::new(config(&queue)),
         backends.clone(),
         Arc::new(Registry::with_builtins()),
