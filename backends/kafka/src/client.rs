@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 use jobfleet_common::broker::BrokerError;
-use jobfleet_common::config::KafkaConfig;
+use jobfleet_common::config::{redact, KafkaConfig};
 
 /// How long a delivery report may take before a publish fails with a connection error.
 pub(super) const MESSAGE_TIMEOUT_MS: &str = "30000";
@@ -41,7 +41,9 @@ impl Settings {
     pub fn new(url: &str, config: &KafkaConfig) -> Result<Self, BrokerError> {
         let invalid = || {
             BrokerError::Invalid(format!(
-                "{url:?} is not a kafka://host:port[,host:port] URL"
+                "{:?} is not a kafka://host:port[,host:port] URL (credentials go in \
+                 [kafka.properties]: sasl.username, sasl.password)",
+                redact(url)
             ))
         };
         let rest = url.strip_prefix("kafka://").ok_or_else(invalid)?;
@@ -244,5 +246,9 @@ mod tests {
         );
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("jobs"), "{shown}");
+        // A password put in the URL (not supported) is refused without being echoed.
+        let refused = settings("kafka://u:S3cret@127.0.0.1:1").expect_err("userinfo refused");
+        assert!(!refused.to_string().contains("S3cret"), "{refused}");
+        assert!(refused.to_string().contains("sasl.password"), "{refused}");
     }
 }
