@@ -1,4 +1,5 @@
-//! `jobfleet bench` (this crate, so the operator CLI does not link the bare clients): how fast jobfleet moves no-op jobs end to end, next to what the bare
+//! `jobfleet bench` (a crate of its own, so the bare clients it measures against stay out of
+//! the operator CLI's library and the role crates): how fast jobfleet moves no-op jobs end to end, next to what the bare
 //! broker does on the same machine in the same run.
 //!
 //! Two measurements, one after the other, each on names nobody else uses:

@@ -134,6 +134,7 @@ impl Error {
             Self::Config(_) | Self::EmbeddedOnly { .. } | Self::Usage(_) => 2,
             Self::Connect(
                 ConnectError::NotBuilt { .. }
+                | ConnectError::Refused { .. }
                 | ConnectError::NotDurable(_)
                 | ConnectError::Mixed
                 | ConnectError::EmbeddedAlone { .. },

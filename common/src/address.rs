@@ -176,6 +176,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_logged_configuration_shows_no_secret() {
+        let mut config = crate::Config {
+            broker: BrokerAddr::parse("amqp://u:S3cret@h/").expect("amqp"),
+            store: StoreAddr::parse("redis://:S3cret@h/").expect("redis"),
+            ..crate::Config::default()
+        };
+        let props = &mut config.kafka.properties;
+        props.insert("sasl.password".into(), "S3cret".into());
+        props.insert("sasl.oauthbearer.client.secret".into(), "S3cret".into());
+        props.insert("sasl.username".into(), "jobs".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("S3cret"), "{shown}");
+        assert!(shown.contains("jobs"), "{shown}");
+    }
+
+    #[test]
     fn every_form_parses_to_its_variant() {
         assert_eq!(BrokerAddr::parse("embedded"), Ok(BrokerAddr::Embedded));
         let amqp = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -61,7 +61,7 @@ impl Handler for Checksum {
             }
             Err(e) => return Err(JobError::retryable(format!("{}: {e}", job.path.display()))),
         };
-        write_checksum(&job.path, &digest)
+        write_checksum(&job.path, &digest, &ctx.job().id.to_string())
             .map_err(|e| JobError::retryable(format!("writing the checksum: {e}")))?;
         ctx.progress(1.0).await;
         Ok(())
@@ -95,16 +95,17 @@ pub fn sha256_file(path: &Path, stop: impl Fn() -> bool) -> io::Result<Option<St
     Ok(Some(digest.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
-/// Writes `DIGEST  NAME\n` to [`checksum_path`], through a temporary file renamed into
-/// place, so readers never see half a line.
-fn write_checksum(path: &Path, digest: &str) -> io::Result<()> {
+/// Writes `DIGEST  NAME\n` to [`checksum_path`], through a temporary file (named with
+/// `writer`, so two jobs on one file never share it) renamed into place, so readers never
+/// see half a line.
+fn write_checksum(path: &Path, digest: &str, writer: &str) -> io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let target = checksum_path(path);
     let mut tmp_name = target.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    tmp_name.push(format!(".tmp-{writer}"));
     let tmp = PathBuf::from(tmp_name);
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(format!("{digest}  {name}\n").as_bytes())?;
@@ -129,7 +130,7 @@ mod tests {
             Some(want)
         );
         assert_eq!(sha256_file(&path, || true).expect("read"), None);
-        write_checksum(&path, want).expect("write checksum");
+        write_checksum(&path, want, "test").expect("write checksum");
         let written = std::fs::read_to_string(checksum_path(&path)).expect("read checksum");
         assert_eq!(written, format!("{want}  hello.txt\n"));
         let missing = sha256_file(&dir.join("missing"), || false).expect_err("missing");

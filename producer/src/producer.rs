@@ -97,7 +97,9 @@ impl Producer {
         }
     }
 
-    /// Closes the broker connection, flushing what its client still buffers.
+    /// Closes the broker connection, flushing what its client still buffers. A producer
+    /// made with [`Producer::new`] shares its backends' broker: closing it closes that
+    /// broker for every holder.
     pub async fn close(&self) {
         self.broker.close().await;
     }

@@ -10,7 +10,7 @@
 //!
 //! The harnesses are thin layers on it: the conformance suite's `Ctx`
 //! (`tests/src/harness.rs`: a [`Fleet`] on a backend factory, with a producer), the
-//! worker's (`worker/tests/behaviour/support.rs`: one worker whose result a check reads)
+//! worker's (`worker/tests/behaviour/main.rs`: one worker whose result a check reads)
 //! and the scheduler's (`scheduler/tests/support/mod.rs`: schedulers on a paused clock).
 //! The crash tests' `World` (`tests/src/processes/world.rs`) runs roles as processes and
 //! uses the same URLs and waits.

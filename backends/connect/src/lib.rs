@@ -9,9 +9,8 @@
 //! | `kafka` | `kafka://host:port[,…]` | `jobfleet-kafka` (librdkafka) |
 //! | `redis` | `redis://…`, `rediss://…` | `jobfleet-redis` |
 //!
-//! All three are on by default, and in the `jobfleet` binary. The roles' crates
-//! (`jobfleet-producer`, `jobfleet-worker`, `jobfleet-scheduler`) forward the same
-//! features, so a service that only publishes to RabbitMQ builds with
+//! All three are on by default, and in the `jobfleet` binary. The crates that connect
+//! by URL (`jobfleet-producer`, `jobfleet-worker`) forward the same features, so a service that only publishes to RabbitMQ builds with
 //! `default-features = false, features = ["rabbitmq", "redis"]` and never compiles
 //! librdkafka. An address whose feature was left out is refused with
 //! [`ConnectError::NotBuilt`], which names the feature. The embedded backend is always
@@ -74,6 +73,18 @@ pub enum ConnectError {
         /// What the client said.
         reason: String,
     },
+    /// The service answered and refused (bad credentials, a URL its client does not
+    /// accept, a vhost that does not exist): retrying will not help until the
+    /// configuration or the server changes.
+    #[error("the {key} at {addr} refused the connection: {reason}")]
+    Refused {
+        /// `broker` or `store`.
+        key: &'static str,
+        /// The address, password redacted.
+        addr: String,
+        /// What the client said.
+        reason: String,
+    },
     /// The store keeps no append-only file and `redis.require_persistence` is on; the
     /// message names the key, what the server has and both fixes. Retrying will not help.
     #[error("{0}")]
@@ -88,13 +99,20 @@ impl ConnectError {
 }
 
 /// Connects to the broker and store `config` names, on the system clock. Both
-/// `embedded` gives a fresh in-process pair.
+/// `embedded` gives a fresh in-process pair. An address whose backend this build left
+/// out is refused before anything connects.
 pub async fn connect(config: &Config) -> Result<Backends, ConnectError> {
     match (&config.broker, &config.store) {
         (BrokerAddr::Embedded, StoreAddr::Embedded) => return Ok(Backends::embedded()),
         (BrokerAddr::Embedded, _) | (_, StoreAddr::Embedded) => return Err(ConnectError::Mixed),
         _ => {}
     }
+    require_built(
+        "broker",
+        &config.broker.to_string(),
+        config.broker.backend(),
+    )?;
+    require_built("store", &config.store.to_string(), config.store.backend())?;
     let clock = clock::system();
     let store = connect_store(config, clock.clone()).await?;
     let broker = connect_broker(config).await?;
@@ -114,13 +132,36 @@ pub async fn connect_shared(config: &Config, role: &'static str) -> Result<Backe
     connect(config).await
 }
 
+/// [`ConnectError::NotBuilt`] unless this build has the backend `feature`.
+fn require_built(key: &'static str, addr: &str, feature: &'static str) -> Result<(), ConnectError> {
+    if built().contains(&feature) {
+        Ok(())
+    } else {
+        Err(ConnectError::NotBuilt {
+            key,
+            addr: addr.to_string(),
+            feature,
+        })
+    }
+}
+
+/// A client's refusal or silence, as the error for `key` at `addr`: what retrying can
+/// fix is [`ConnectError::Unreachable`], the rest [`ConnectError::Refused`].
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "redis"))]
+fn failed(key: &'static str, addr: String, retryable: bool, reason: String) -> ConnectError {
+    if retryable {
+        ConnectError::Unreachable { key, addr, reason }
+    } else {
+        ConnectError::Refused { key, addr, reason }
+    }
+}
+
 /// Connects to the (shared) broker `config` names.
 pub async fn connect_broker(config: &Config) -> Result<Arc<dyn Broker>, ConnectError> {
     let addr = &config.broker;
-    let unreachable = |reason: String| ConnectError::Unreachable {
-        key: "broker",
-        addr: addr.to_string(),
-        reason,
+    #[cfg(any(feature = "rabbitmq", feature = "kafka"))]
+    let failed = |e: jobfleet_common::BrokerError| {
+        failed("broker", addr.to_string(), e.is_retryable(), e.to_string())
     };
     match addr {
         BrokerAddr::Embedded => Err(ConnectError::Mixed),
@@ -128,14 +169,14 @@ pub async fn connect_broker(config: &Config) -> Result<Arc<dyn Broker>, ConnectE
         BrokerAddr::Amqp(url) => {
             let broker = rabbitmq::RabbitBroker::connect(url, &config.namespace)
                 .await
-                .map_err(|e| unreachable(e.to_string()))?;
+                .map_err(failed)?;
             Ok(Arc::new(broker))
         }
         #[cfg(feature = "kafka")]
         BrokerAddr::Kafka(url) => {
             let broker = kafka::KafkaBroker::connect(url, &config.namespace, &config.kafka)
                 .await
-                .map_err(|e| unreachable(e.to_string()))?;
+                .map_err(failed)?;
             Ok(Arc::new(broker))
         }
         #[allow(unreachable_patterns)]
@@ -163,11 +204,9 @@ pub async fn connect_store(
                     redis::RedisConnectError::NotDurable(_) => {
                         ConnectError::NotDurable(e.to_string())
                     }
-                    redis::RedisConnectError::Store(e) => ConnectError::Unreachable {
-                        key: "store",
-                        addr: addr.to_string(),
-                        reason: e.to_string(),
-                    },
+                    redis::RedisConnectError::Store(e) => {
+                        failed("store", addr.to_string(), e.is_retryable(), e.to_string())
+                    }
                 })?;
             Ok(Arc::new(store))
         }
@@ -250,7 +289,9 @@ mod tests {
                     assert_eq!((key, f), ("broker", feature));
                     assert!(!addr.contains("S3cret"), "{addr}");
                 }
-                Err(ConnectError::Unreachable { addr, .. }) => {
+                Err(
+                    ConnectError::Unreachable { addr, .. } | ConnectError::Refused { addr, .. },
+                ) => {
                     assert!(built, "{feature} is not built but was tried");
                     assert!(!addr.contains("S3cret"), "{addr}");
                 }
@@ -259,10 +300,10 @@ mod tests {
             }
         }
         let c = config("amqp://127.0.0.1:1/", "redis://u:S3cret@127.0.0.1:1/");
-        let built = built().contains(&"redis");
+        let redis_built = built().contains(&"redis");
         match connect_store(&c, clock::system()).await {
             Err(e @ ConnectError::NotBuilt { .. }) => {
-                assert!(!built, "redis is built but was refused");
+                assert!(!redis_built, "redis is built but was refused");
                 let text = e.to_string();
                 assert!(
                     text.contains("`redis`") && text.contains("`store`"),
@@ -270,11 +311,28 @@ mod tests {
                 );
                 assert!(!text.contains("S3cret"), "{text}");
             }
-            Err(e @ ConnectError::Unreachable { .. }) => {
-                assert!(built, "redis is not built but was tried");
+            Err(e @ (ConnectError::Unreachable { .. } | ConnectError::Refused { .. })) => {
+                assert!(redis_built, "redis is not built but was tried");
                 assert!(!e.to_string().contains("S3cret"), "{e}");
             }
             Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("connected to port 1"),
+        }
+        // A broker this build lacks is named before the store is tried (the store here
+        // is unreachable, so trying it first would report that instead).
+        let c = config("kafka://127.0.0.1:1", "redis://127.0.0.1:1/");
+        match connect(&c).await {
+            Err(ConnectError::NotBuilt { key, feature, .. }) => {
+                assert!(
+                    !built().contains(&"kafka"),
+                    "kafka is built but was refused"
+                );
+                assert_eq!((key, feature), ("broker", "kafka"));
+            }
+            Err(e) => assert!(
+                built().contains(&"kafka") && !matches!(e, ConnectError::NotBuilt { .. }),
+                "unexpected error: {e}"
+            ),
             Ok(_) => panic!("connected to port 1"),
         }
     }

@@ -6,8 +6,7 @@ use jobfleet_common::Config;
 use jobfleet_worker::{Registry, Worker};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
-use crate::global::connect_shared;
+use crate::error::{Error, Result};
 
 /// Connects and runs the worker until `shutdown` is cancelled and its jobs have drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
@@ -22,8 +21,11 @@ pub async fn run_with(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let backends = connect_shared(&config, "worker").await?;
-    let mut worker = Worker::new(config).on(backends);
+    if config.broker.is_embedded() || config.store.is_embedded() {
+        return Err(Error::EmbeddedOnly { command: "worker" });
+    }
+    // The worker connects (and closes, flushing, when it stops) by itself.
+    let mut worker = Worker::new(config);
     worker.registry_mut().merge(registry);
     Ok(worker.run(shutdown).await?)
 }

@@ -187,7 +187,7 @@ pub struct QueueConfig {
 
 /// Kafka settings. Kafka has no per-message priority: each queue is `bands` topics, one
 /// per priority band, polled highest first (see docs/kafka.md).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Priority bands per queue, 1–10: priorities 0–9 are split evenly over them.
@@ -206,6 +206,28 @@ pub struct KafkaConfig {
     /// same name takes its partitions back without a rebalance. No two live processes may
     /// share one (Kafka fences the older). Unset: dynamic members.
     pub instance_id: Option<String>,
+}
+
+/// Values of properties whose key contains `password` or `secret` print as `***`, so a
+/// configuration can be logged.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let secret = k.contains("password") || k.contains("secret");
+                (k.as_str(), if secret { "***" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bands", &self.bands)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("properties", &properties)
+            .field("instance_id", &self.instance_id)
+            .finish()
+    }
 }
 
 impl Default for KafkaConfig {
