@@ -1,6 +1,7 @@
 //! What a worker does with one delivery, in the order of architecture.md step 3: size,
-//! decode, validate, kind, completion marker, cancel flag, execution lease, lock,
-//! `running` record, the attempt, and the outcome.
+//! decode, validate, kind, due time (a job ahead of its `run_at_ms` goes to the delayed
+//! route), completion marker, cancel flag, execution lease, lock, `running` record, the
+//! attempt, and the outcome.
 //!
 //! Every step that cannot run a job ends by settling the delivery itself; a backend
 //! error at any step gives the delivery back so it is redelivered, never lost.
@@ -91,7 +92,29 @@ async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Hand
         .await;
         return None;
     };
+    if job
+        .run_at_ms
+        .is_some_and(|due| due > worker.backends.clock.now_ms())
+    {
+        defer_early(worker, job, delivery).await;
+        return None;
+    }
     Some((job, handler, delivery))
+}
+
+/// A job that arrived on a ready route before its `run_at_ms` (a producer in another
+/// language published it there, or a clock runs behind another): it never starts early,
+/// it goes to the delayed route, whose scheduler releases it when due.
+async fn defer_early(worker: &Worker, job: Job, delivery: Delivery) {
+    tracing::debug!(
+        job_id = %job.id,
+        run_at_ms = job.run_at_ms,
+        "ahead of its run_at_ms: sent to the delayed route"
+    );
+    let message = settle::job_message(Route::Delayed, &job);
+    if settle::publish_then_ack(worker, delivery, message).await {
+        worker.finished(&job, "requeued");
+    }
 }
 
 /// Sends the delivery as received to the dead route with the reason, then acks.

@@ -138,3 +138,24 @@ async fn a_job_cancelled_before_it_starts_never_runs() {
     assert_eq!(runs.load(Ordering::SeqCst), 0);
     h.stop().await.2.expect("clean stop");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_ahead_of_its_run_at_goes_to_the_delayed_route_without_running() {
+    let (registry, runs) = counting();
+    let h = Harness::start(registry, |_| {}).await;
+    // Published straight to the ready route with a run time 60 s ahead, as a producer in
+    // another language can do.
+    let due = h.backends.clock.now_ms() + 60_000;
+    let job = h.job("count", "{}").with_run_at_ms(due);
+    h.publish(&job).await;
+    let deferred = h.next_job_on(Route::Delayed).await;
+    assert_eq!((deferred.id, deferred.run_at_ms), (job.id, Some(due)));
+    h.wait_settled().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "never started early");
+    // Due now: it runs.
+    let ready = h.job("count", "{}").with_run_at_ms(h.backends.clock.now_ms());
+    h.publish(&ready).await;
+    h.wait_for(ready.id, JobState::Completed).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    h.stop().await.2.expect("clean stop");
+}
