@@ -131,3 +131,40 @@ fn purging_everything_needs_all() {
         text(&out.stderr)
     );
 }
+
+/// A password in a broker or store URL, in the user info or the query, never reaches the
+/// output, whatever fails (needs the test Redis: the broker is tried after the store).
+#[test]
+fn a_canary_password_never_shows_in_errors() {
+    const CANARY: &str = "S3cretCanary";
+    let redis = jobfleet_common::testing::redis_url();
+    let brokers = [
+        format!("kafka://u:{CANARY}@127.0.0.1:1"),
+        format!("kafka://127.0.0.1:1?password={CANARY}"),
+        format!("amqp://u:{CANARY}@127.0.0.1:1/%2f"),
+        format!("nats://u:{CANARY}@127.0.0.1:1"),
+    ];
+    for broker in &brokers {
+        let out = Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+            .args(["worker", "--broker", broker, "--store", &redis])
+            .env_remove("JOBFLEET_CONFIG")
+            .env("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false")
+            .output()
+            .expect("run jobfleet");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(!out.status.success(), "{broker}: {stderr}");
+        assert!(
+            !stdout.contains(CANARY) && !stderr.contains(CANARY),
+            "{broker} leaked:\n{stdout}\n{stderr}"
+        );
+        assert!(stderr.contains("***"), "{broker}: the URL is shown redacted: {stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+        .args(["queues", "--broker", "amqp://127.0.0.1:1/%2f"])
+        .args(["--store", &format!("redis://:{CANARY}@127.0.0.1:1/")])
+        .env_remove("JOBFLEET_CONFIG")
+        .output()
+        .expect("run jobfleet");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains(CANARY), "{stderr}");
+}
