@@ -157,7 +157,10 @@ fn a_canary_password_never_shows_in_errors() {
             !stdout.contains(CANARY) && !stderr.contains(CANARY),
             "{broker} leaked:\n{stdout}\n{stderr}"
         );
-        assert!(stderr.contains("***"), "{broker}: the URL is shown redacted: {stderr}");
+        assert!(
+            stderr.contains("***"),
+            "{broker}: the URL is shown redacted: {stderr}"
+        );
     }
     let out = Command::new(env!("CARGO_BIN_EXE_jobfleet"))
         .args(["queues", "--broker", "amqp://127.0.0.1:1/%2f"])
@@ -166,5 +169,8 @@ fn a_canary_password_never_shows_in_errors() {
         .output()
         .expect("run jobfleet");
     let stderr = text(&out.stderr);
-    assert!(!out.status.success() && !stderr.contains(CANARY), "{stderr}");
+    assert!(
+        !out.status.success() && !stderr.contains(CANARY),
+        "{stderr}"
+    );
 }

@@ -4,17 +4,18 @@
 //! requeues. Each job is re-encoded in the binary form so the delayed set holds one
 //! form only, filed under its id (a redelivery replaces rather than doubles it) and
 //! recorded `scheduled`, or `retrying` when it already failed before. A job whose cancel
-//! was requested meanwhile is not scheduled at all. Bytes that are not a job go to the
-//! dead route.
+//! was requested meanwhile is not scheduled at all. What is not a valid job (undecodable,
+//! or breaking a limit: see `intake`) goes to the dead route.
 
 use async_trait::async_trait;
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::{JobRecord, JobState, ScheduledJob};
-use jobfleet_common::{dead, telemetry, ErrorKind, Job, Message};
+use jobfleet_common::Job;
 
 use crate::consumer::{Incoming, RouteHandler};
 use crate::context::Context;
 use crate::error::SchedulerError;
+use crate::intake::{self, Rejected};
 
 /// Files delayed jobs in the store's delayed set.
 #[derive(Debug)]
@@ -25,7 +26,7 @@ pub(crate) struct DelayedIntake;
 struct Plan {
     scheduled: Vec<ScheduledJob>,
     records: Vec<JobRecord>,
-    dead: Vec<Message>,
+    dead: Vec<Rejected>,
     unique_keys: Vec<(String, jobfleet_common::JobId)>,
 }
 
@@ -41,14 +42,9 @@ impl RouteHandler for DelayedIntake {
         let mut jobs = Vec::with_capacity(batch.len());
         let mut plan = Plan::default();
         for delivery in batch {
-            match codec::decode(&delivery.body, delivery.content_type.as_deref()) {
+            match intake::job(delivery, &ctx.config.limits, now) {
                 Ok(job) => jobs.push(job),
-                Err(e) => plan.dead.push(dead::message(
-                    delivery.body.clone(),
-                    delivery.content_type.clone(),
-                    ErrorKind::Undecodable,
-                    &e.to_string(),
-                )),
+                Err(rejected) => plan.dead.push(*rejected),
             }
         }
         let ids: Vec<_> = jobs.iter().map(|j| j.id).collect();
@@ -74,13 +70,11 @@ impl RouteHandler for DelayedIntake {
             ctx.wake.notify_one();
         }
         // Last, so a store failure above (which gives the batch back) does not file the
-        // same undecodable message twice.
+        // same rejected message twice.
         if !plan.dead.is_empty() {
-            let reasons: Vec<String> = plan.dead.iter().filter_map(|m| m.reason.clone()).collect();
-            ctx.backends.broker.publish(plan.dead).await?;
-            for reason in reasons {
-                telemetry::dead_lettered("?", ErrorKind::Undecodable.as_str(), &reason);
-            }
+            let messages = plan.dead.iter().map(|r| r.message.clone()).collect();
+            ctx.backends.broker.publish(messages).await?;
+            plan.dead.iter().for_each(|r| r.published());
         }
         Ok(())
     }
@@ -120,7 +114,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jobfleet_common::ErrorRecord;
+    use jobfleet_common::{ErrorKind, ErrorRecord};
 
     #[test]
     fn plans_first_runs_retries_and_cancels() {

@@ -11,11 +11,12 @@ use async_trait::async_trait;
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::retry::{self, RetryPolicy};
 use jobfleet_common::store::{DeadLetter, JobRecord, JobState, ScheduledJob};
-use jobfleet_common::{dead, telemetry, ErrorKind, Job};
+use jobfleet_common::{telemetry, ErrorKind, Job};
 
 use crate::consumer::{Incoming, RouteHandler};
 use crate::context::Context;
 use crate::error::SchedulerError;
+use crate::intake;
 
 /// Times retries and files jobs that ran out of attempts.
 #[derive(Debug)]
@@ -65,18 +66,13 @@ impl RouteHandler for FailedIntake {
         let store = &ctx.backends.store;
         let mut scheduled = Vec::new();
         let mut records = Vec::new();
-        let mut undecodable = Vec::new();
+        let mut rejected = Vec::new();
         let mut died = Vec::new();
         for delivery in batch {
-            let job = match codec::decode(&delivery.body, delivery.content_type.as_deref()) {
+            let job = match intake::job(delivery, &ctx.config.limits, now) {
                 Ok(job) => job,
-                Err(e) => {
-                    undecodable.push(dead::message(
-                        delivery.body.clone(),
-                        delivery.content_type.clone(),
-                        ErrorKind::Undecodable,
-                        &e.to_string(),
-                    ));
+                Err(r) => {
+                    rejected.push(*r);
                     continue;
                 }
             };
@@ -120,8 +116,10 @@ impl RouteHandler for FailedIntake {
             store.schedule(scheduled).await?;
             ctx.wake.notify_one();
         }
-        if !undecodable.is_empty() {
-            ctx.backends.broker.publish(undecodable).await?;
+        if !rejected.is_empty() {
+            let messages = rejected.iter().map(|r| r.message.clone()).collect();
+            ctx.backends.broker.publish(messages).await?;
+            rejected.iter().for_each(|r| r.published());
         }
         for queue in retries {
             metrics::counter!(telemetry::RETRIES, "queue" => queue).increment(1);

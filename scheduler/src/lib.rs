@@ -27,6 +27,7 @@ mod delayed;
 mod error;
 mod failed;
 mod http;
+mod intake;
 mod integrity;
 pub mod ops;
 mod pause;

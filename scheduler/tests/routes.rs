@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jobfleet_common::job::Backoff;
 use jobfleet_common::store::{DeadFilter, JobState};
-use jobfleet_common::{codec, dead, ErrorKind, JobId, Message, Route};
+use jobfleet_common::{codec, dead, ErrorKind, Job, JobId, Message, Route};
 use support::{failed_job, queue, recv, Fleet};
 
 #[tokio::test(start_paused = true)]
@@ -219,5 +219,37 @@ async fn garbage_on_the_delayed_and_failed_routes_ends_as_dead_letters() {
     assert!(letters
         .iter()
         .all(|l| l.error_kind == ErrorKind::Undecodable));
+    fleet.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_jobs_on_the_delayed_and_failed_routes_are_dead_not_released() {
+    let fleet = Fleet::started();
+    let now = fleet.now();
+    // Published straight to the internal routes, bypassing the producer's checks.
+    let bad_queue = Job::new("bad queue!", "send", "{}").with_run_at_ms(now + 100);
+    let mut bad_attempts = failed_job(&queue(), 1, 3);
+    bad_attempts.max_attempts = 0;
+    fleet.publish(Route::Delayed, &bad_queue).await;
+    fleet.publish(Route::Failed, &bad_attempts).await;
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let store = &fleet.backends.store;
+    let letter = store
+        .dead_get(bad_queue.id)
+        .await
+        .expect("store")
+        .expect("the bad queue's job is a dead letter");
+    assert_eq!(letter.error_kind, ErrorKind::Invalid);
+    assert!(letter.reason.contains("queue: "), "{}", letter.reason);
+    let letter = store
+        .dead_get(bad_attempts.id)
+        .await
+        .expect("store")
+        .expect("the bad retry is a dead letter");
+    assert!(letter.reason.contains("max_attempts"), "{}", letter.reason);
+    // Nothing waits to be released into a queue nobody consumes.
+    let waiting = store.delayed_counts().await.expect("counts");
+    assert!(!waiting.contains_key("bad queue!"), "{waiting:?}");
     fleet.stop().await;
 }

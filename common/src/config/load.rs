@@ -259,12 +259,18 @@ mod tests {
         // The canary never shows, whatever form carries it.
         for (url, shown) in [
             ("kafka://u:S3cret@127.0.0.1:1", "kafka://u:***@127.0.0.1:1"),
-            ("kafka://host:1?password=S3cret", "kafka://host:1?password=***"),
+            (
+                "kafka://host:1?password=S3cret",
+                "kafka://host:1?password=***",
+            ),
             (
                 "amqp://h/%2f?heartbeat=10&auth_token=S3cret",
                 "amqp://h/%2f?heartbeat=10&auth_token=***",
             ),
-            ("rediss://h:6380/0?Password=S3cret#x", "rediss://h:6380/0?Password=***#x"),
+            (
+                "rediss://h:6380/0?Password=S3cret#x",
+                "rediss://h:6380/0?Password=***#x",
+            ),
             ("redis://u:p@ss:S3cret@h/", "redis://u:***@h/"),
             ("amqp://u@h?secret=S3cret;x=1", "amqp://u@h?secret=***;x=1"),
         ] {

@@ -153,7 +153,9 @@ async fn a_job_ahead_of_its_run_at_goes_to_the_delayed_route_without_running() {
     h.wait_settled().await;
     assert_eq!(runs.load(Ordering::SeqCst), 0, "never started early");
     // Due now: it runs.
-    let ready = h.job("count", "{}").with_run_at_ms(h.backends.clock.now_ms());
+    let ready = h
+        .job("count", "{}")
+        .with_run_at_ms(h.backends.clock.now_ms());
     h.publish(&ready).await;
     h.wait_for(ready.id, JobState::Completed).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
