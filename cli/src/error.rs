@@ -76,6 +76,9 @@ pub enum Error {
     /// The job or dead letter asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Part of what was asked for was done, part could not be (the output lists which).
+    #[error("{0}")]
+    Incomplete(String),
     /// `jobfleet dev --until-idle` ran out of time before every job finished.
     #[error("not idle after {}: {} of {} jobs unfinished", humantime::format_duration(*timeout), summary.unfinished, summary.total)]
     NotIdle {

@@ -17,11 +17,19 @@ use crate::progress::LogWriter;
 /// (failed attempts log at `info`; the display already counts them).
 pub const DEV_FILTER: &str = "warn";
 
+/// What operator commands leave out of their log unless `RUST_LOG` says otherwise.
+pub const OPERATOR_QUIET: &str = "lapin::channel=off";
+
 /// Which defaults apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
-    /// A long-running or operator command: the configuration decides.
+    /// A long-running role (`worker`, `scheduler`): the configuration decides.
     Service,
+    /// A one-shot operator command (`enqueue`, `status`, `queues`, `dlq`, `cancel`): as
+    /// `Service`, but without lapin's channel log, whose ERROR line for the expected
+    /// `NOT_FOUND` of a depth probe on a queue not declared yet would read as a failure
+    /// (errors that matter come back as the command's own error).
+    Operator,
     /// `jobfleet dev`: quiet text unless asked otherwise.
     Dev,
 }
@@ -47,12 +55,13 @@ pub fn choose(
     let filter = match rust_log.filter(|v| !v.trim().is_empty()) {
         Some(directives) => directives,
         None if quiet_dev => DEV_FILTER.to_string(),
+        None if profile == Profile::Operator => format!("{},{OPERATOR_QUIET}", config.log.level),
         None => config.log.level.clone(),
     };
     let format = match (profile, flag) {
         (_, Some(LogFormatArg::Json)) => LogFormat::Json,
         (_, Some(LogFormatArg::Text)) | (Profile::Dev, None) => LogFormat::Text,
-        (Profile::Service, None) => config.log.format,
+        (Profile::Service | Profile::Operator, None) => config.log.format,
     };
     LogChoice { filter, format }
 }
@@ -79,6 +88,16 @@ pub fn init(choice: &LogChoice) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_commands_leave_out_lapins_channel_log_unless_asked() {
+        let config = Config::default();
+        let op = choose(&config, Profile::Operator, None, None);
+        assert_eq!(op.filter, format!("info,{OPERATOR_QUIET}"));
+        let op = choose(&config, Profile::Operator, None, Some("debug".into()));
+        assert_eq!(op.filter, "debug");
+        assert_eq!(choose(&config, Profile::Service, None, None).filter, "info");
+    }
 
     #[test]
     fn dev_is_quiet_text_unless_asked() {

@@ -58,7 +58,8 @@ fn run(cli: Cli) -> Result<(), Error> {
     let profile = match cli.command {
         // Both are watched at a terminal; the bench must not log a line per job either.
         Command::Dev(_) | Command::Bench(_) => Profile::Dev,
-        _ => Profile::Service,
+        Command::Worker | Command::Scheduler => Profile::Service,
+        _ => Profile::Operator,
     };
     let rust_log = std::env::var("RUST_LOG").ok();
     logging::init(&logging::choose(

@@ -174,3 +174,31 @@ fn a_canary_password_never_shows_in_errors() {
         "{stderr}"
     );
 }
+
+/// Flags whose values make an invalid job are usage errors: exit 2, the flag named, and
+/// nothing connects (no services are configured here).
+#[test]
+fn invalid_enqueue_flags_exit_2_naming_the_flag() {
+    for (flag, value, named) in [
+        ("--max-attempts", "0", "--max-attempts: "),
+        ("--timeout", "0s", "--timeout: "),
+        ("--delay", "400days", "--delay: "),
+        ("--queue", "bad queue!", "--queue: "),
+        ("--kind", "", "--kind: "),
+    ] {
+        let mut args = vec!["enqueue", "--broker", "amqp://127.0.0.1:1/%2f"];
+        args.extend(["--store", "redis://127.0.0.1:1/"]);
+        if flag != "--queue" {
+            args.extend(["--queue", "emails"]);
+        }
+        if flag != "--kind" {
+            args.extend(["--kind", "send"]);
+        }
+        let arg = format!("{flag}={value}");
+        args.push(&arg);
+        let out = jobfleet(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}={value}: {stderr}");
+        assert!(stderr.contains(named), "{flag}={value}: {stderr}");
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jobfleet_common::codec::{self, Format};
+use jobfleet_common::limits::Limits;
 use jobfleet_common::store::{DeadFilter, DeadLetter, JobRecord, JobState};
 use jobfleet_common::{ErrorKind, Job, JobId, Route};
 use jobfleet_scheduler::ops::{self, CancelOutcome};
@@ -116,9 +117,15 @@ async fn replay_republishes_dead_jobs_as_first_attempts_and_keeps_junk() {
     let missing = JobId::new();
 
     let filter = DeadFilter::default();
-    let report = ops::dlq_replay(&fleet.backends, &filter, &[job.id, junk.id, missing], 10)
-        .await
-        .expect("replay");
+    let report = ops::dlq_replay(
+        &fleet.backends,
+        &Limits::default(),
+        &filter,
+        &[job.id, junk.id, missing],
+        10,
+    )
+    .await
+    .expect("replay");
     assert_eq!(report.replayed, [job.id]);
     assert_eq!(
         report
@@ -163,7 +170,7 @@ async fn replay_by_filter_takes_only_matching_letters_up_to_the_limit() {
         queue: Some(a.clone()),
         ..DeadFilter::default()
     };
-    let report = ops::dlq_replay(&fleet.backends, &filter, &[], 2)
+    let report = ops::dlq_replay(&fleet.backends, &Limits::default(), &filter, &[], 2)
         .await
         .expect("replay");
     assert_eq!(report.replayed.len(), 2);
@@ -270,4 +277,32 @@ async fn queue_depths_count_ready_delayed_and_dead_jobs() {
     );
     assert_eq!((row(&dead_q).dead, row(&dead_q).delayed), (1, 0));
     fleet.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn replay_keeps_a_letter_whose_job_breaks_the_limits() {
+    let fleet = Fleet::new();
+    let store = &fleet.backends.store;
+    let stranded = Job::new("bad queue!", "send", "{}");
+    store
+        .dead_put(letter_of(&stranded, fleet.now()))
+        .await
+        .expect("put");
+    let report = ops::dlq_replay(
+        &fleet.backends,
+        &Limits::default(),
+        &DeadFilter::default(),
+        &[stranded.id],
+        10,
+    )
+    .await
+    .expect("replay");
+    assert!(report.replayed.is_empty(), "{report:?}");
+    let (id, why) = &report.not_replayable[0];
+    assert_eq!(*id, stranded.id);
+    assert!(why.starts_with("invalid: queue: "), "{why}");
+    assert!(
+        store.dead_get(stranded.id).await.expect("get").is_some(),
+        "the letter stays"
+    );
 }

@@ -146,6 +146,33 @@ impl RedisStore {
             }
         };
         let client = redis::Client::open(url).map_err(unreachable)?;
+        // One attempt first, bounded: the manager below retries with backoff (right for a
+        // blip later), which would make a wrong address or a `rediss://` URL aimed at a
+        // plain server take half a minute to fail at start-up.
+        let tls_hint = if url.starts_with("rediss://") {
+            " (a rediss:// URL needs a server that speaks TLS on that port)"
+        } else {
+            ""
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+            .await
+        {
+            Ok(Ok(_probe)) => {}
+            Ok(Err(e)) => {
+                return Err(match unreachable(e) {
+                    StoreError::Connection(m) => StoreError::Connection(format!("{m}{tls_hint}")),
+                    other => other,
+                }
+                .into())
+            }
+            Err(_) => {
+                return Err(StoreError::Connection(format!(
+                    "{}: no answer within {CONNECT_TIMEOUT:?}{tls_hint}",
+                    redact(url)
+                ))
+                .into());
+            }
+        }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -482,5 +509,18 @@ mod tests {
         assert!(globby.workers().await.expect("workers").is_empty());
         assert_eq!(other.workers().await.expect("workers").len(), 1);
         assert!(other.purge().await.expect("purged") >= 3);
+    }
+
+    #[tokio::test]
+    async fn a_tls_url_aimed_at_a_plain_server_fails_fast_and_says_why() {
+        let plain = jobfleet_common::testing::redis_url();
+        let tls = plain.replacen("redis://", "rediss://", 1);
+        let started = std::time::Instant::now();
+        let err = RedisStore::connect(&tls, "ns", &testkit::volatile(), clock::system())
+            .await
+            .expect_err("no TLS on the test server");
+        // One bounded attempt (5 s at most), not the manager's retries with backoff.
+        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+        assert!(err.to_string().contains("speaks TLS"), "{err}");
     }
 }

@@ -111,13 +111,27 @@ pub async fn run(args: DlqArgs, config: Config) -> Result<()> {
             print!("{}", render_letter(&letter));
         }
         DlqAction::Replay { filter, ids } => {
-            let report = ops::dlq_replay(&backends, &filter.filter(), &ids, filter.limit).await?;
+            let report = ops::dlq_replay(
+                &backends,
+                &config.limits,
+                &filter.filter(),
+                &ids,
+                filter.limit,
+            )
+            .await?;
             println!("replayed {}", report.replayed.len());
             for (id, why) in &report.not_replayable {
                 println!("not replayable {id}: {why}");
             }
             for id in &report.not_found {
                 println!("not found {id}");
+            }
+            let missed = report.not_replayable.len() + report.not_found.len();
+            if missed > 0 {
+                return Err(Error::Incomplete(format!(
+                    "{missed} of {} dead letters asked for were not replayed (listed above)",
+                    missed + report.replayed.len()
+                )));
             }
         }
         DlqAction::Purge { filter, ids, .. } => {

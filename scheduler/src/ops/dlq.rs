@@ -4,6 +4,7 @@
 //! filter) or by filter alone (`ids` empty). A replay moves a job back with confirms
 //! before it removes its letter, so a failure part-way leaves a duplicate at worst.
 
+use jobfleet_common::limits::Limits;
 use std::collections::BTreeSet;
 
 use jobfleet_common::codec::{self, Format};
@@ -37,9 +38,12 @@ pub async fn dlq_list(
 }
 
 /// Publishes dead jobs again as new first attempts (their error history kept), records
-/// them `pending`, then removes their letters. At most `limit` letters are replayed.
+/// them `pending`, then removes their letters. At most `limit` letters are replayed. A
+/// letter whose body is not a job, or whose job breaks `limits` (a queue name no worker
+/// could consume, say), stays and is reported as not replayable.
 pub async fn dlq_replay(
     backends: &Backends,
+    limits: &Limits,
     filter: &DeadFilter,
     ids: &[JobId],
     limit: usize,
@@ -63,6 +67,12 @@ pub async fn dlq_replay(
         };
         job.attempt = 1;
         job.run_at_ms = None;
+        if let Err(e) = limits.validate(&job, now) {
+            report
+                .not_replayable
+                .push((letter.id, format!("invalid: {}: {}", e.field, e.reason)));
+            continue;
+        }
         // The letter's history is the fuller one: filing may have added the final error.
         job.errors = letter.errors;
         records.push(JobRecord::of(&job, JobState::Pending, now));

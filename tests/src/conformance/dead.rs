@@ -260,7 +260,7 @@ pub async fn dlq_replay_runs_the_job_again(factory: &Factory) {
         queue: Some(cx.queue.clone()),
         ..DeadFilter::default()
     };
-    jobfleet_scheduler::ops::dlq_replay(&cx.backends, &filter, &[id], 10)
+    jobfleet_scheduler::ops::dlq_replay(&cx.backends, &cx.config.limits, &filter, &[id], 10)
         .await
         .expect("replayed");
     let record = cx.wait_state(id, JobState::Completed, WITHIN).await;

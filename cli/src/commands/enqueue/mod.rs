@@ -14,7 +14,7 @@ use jobfleet_common::job::ConflictPolicy;
 use jobfleet_common::{Config, Job, LockMode, LockSpec, Priority};
 use jobfleet_producer::Producer;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::global::connect_shared;
 use crate::parse;
 use crate::progress::Mode;
@@ -80,6 +80,13 @@ pub enum ConflictArg {
 
 /// Runs the command.
 pub async fn run(args: EnqueueArgs, config: Config) -> Result<()> {
+    if args.file.is_none() {
+        // Wrong flags are a usage error (exit 2) naming the flag, found before connecting.
+        let now = jobfleet_common::clock::system().now_ms();
+        if let Err(e) = config.limits.validate(&job_from_flags(&args, now), now) {
+            return Err(Error::Usage(format!("{}: {}", flag_of(e.field), e.reason)));
+        }
+    }
     let backends = connect_shared(&config, "enqueue").await?;
     let producer = Producer::new(&backends, &config);
     if let Some(path) = &args.file {
@@ -104,6 +111,22 @@ pub async fn run(args: EnqueueArgs, config: Config) -> Result<()> {
         eprintln!("scheduled to run in {}", humantime::format_duration(delay));
     }
     Ok(())
+}
+
+/// The flag that sets a job's `field`, for messages about its value.
+fn flag_of(field: &str) -> &str {
+    match field {
+        "queue" => "--queue",
+        "kind" => "--kind",
+        "priority" => "--priority",
+        "payload" => "--payload",
+        "max_attempts" | "attempt" => "--max-attempts",
+        "timeout_ms" => "--timeout",
+        "run_at_ms" => "--delay",
+        "lock.key" => "--lock",
+        "unique_key" => "--unique",
+        other => other,
+    }
 }
 
 /// The job the flags describe, with its delay measured from `now_ms`.
