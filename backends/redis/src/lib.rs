@@ -154,8 +154,7 @@ impl RedisStore {
         } else {
             ""
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-            .await
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await
         {
             Ok(Ok(_probe)) => {}
             Ok(Err(e)) => {
@@ -520,7 +519,11 @@ mod tests {
             .await
             .expect_err("no TLS on the test server");
         // One bounded attempt (5 s at most), not the manager's retries with backoff.
-        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
         assert!(err.to_string().contains("speaks TLS"), "{err}");
     }
 }
