@@ -39,6 +39,25 @@ pub fn message(body: Bytes, content_type: Option<String>, kind: ErrorKind, text:
     }
 }
 
+/// How much of a body over the message limit a dead letter keeps: its head, enough to
+/// see what it was. A 100 MB junk message thus costs 64 KiB in the store, not 100 MB
+/// (nor the several copies listing it would make).
+pub const KEPT_HEAD_BYTES: usize = 64 * 1024;
+
+/// `body` when it is at most `max` bytes; otherwise its first [`KEPT_HEAD_BYTES`] and a
+/// note that says so, for the reason.
+pub fn bounded(body: Bytes, max: usize) -> (Bytes, Option<String>) {
+    if body.len() <= max {
+        return (body, None);
+    }
+    let kept = KEPT_HEAD_BYTES.min(max).min(body.len());
+    let note = format!(
+        "the body of {} bytes is cut to its first {kept} bytes",
+        body.len()
+    );
+    (body.slice(..kept), Some(note))
+}
+
 /// The dead letter for a message from the dead route, decoding what can be decoded.
 pub fn letter_from_message(
     body: Bytes,
@@ -90,6 +109,23 @@ pub fn letter_from_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_over_the_limit_keep_their_head_and_say_so() {
+        let small = Bytes::from_static(b"small");
+        assert_eq!(bounded(small.clone(), 5), (small, None));
+        let huge = Bytes::from(vec![b'x'; 3 * KEPT_HEAD_BYTES]);
+        let (kept, note) = bounded(huge, 2 * KEPT_HEAD_BYTES);
+        assert_eq!(kept.len(), KEPT_HEAD_BYTES);
+        let note = note.expect("a note");
+        assert!(
+            note.contains(&format!("{} bytes", 3 * KEPT_HEAD_BYTES)),
+            "{note}"
+        );
+        // A limit below the head size keeps at most the limit.
+        let (kept, _) = bounded(Bytes::from(vec![b'y'; 100]), 10);
+        assert_eq!(kept.len(), 10);
+    }
     use crate::job::Job;
 
     #[test]

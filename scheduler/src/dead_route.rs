@@ -3,9 +3,12 @@
 //! Workers send here what they could not or must not run (undecodable, oversized,
 //! invalid, unknown kind, permanent error), with the reason in a header. Whatever decodes
 //! keeps its id, so its state record says `dead` and its uniqueness key is freed; what
-//! does not decode is filed under a fresh id, to be inspected and purged.
+//! does not decode is filed under a fresh id, to be inspected and purged. A body over the
+//! message limit (`limits.max_payload_bytes` + the envelope allowance) is filed as its
+//! first 64 KiB with a note in the reason, so junk cannot fill the store.
 
 use async_trait::async_trait;
+use jobfleet_common::limits::ENVELOPE_ALLOWANCE;
 use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{codec, dead};
 
@@ -28,13 +31,20 @@ impl RouteHandler for DeadIntake {
         let store = &ctx.backends.store;
         let mut records = Vec::new();
         let mut unique_keys = Vec::new();
+        let limits = &ctx.config.limits;
+        let max_body = limits.max_payload_bytes.saturating_add(ENVELOPE_ALLOWANCE);
         for delivery in batch {
-            let letter = dead::letter_from_message(
-                delivery.body.clone(),
+            // Whoever published it, a body over the message limit is kept as its head.
+            let (body, cut) = dead::bounded(delivery.body.clone(), max_body);
+            let mut letter = dead::letter_from_message(
+                body,
                 delivery.content_type.clone(),
                 delivery.reason.as_deref(),
                 now,
             );
+            if let Some(note) = cut {
+                letter.reason = format!("{}; {note}", letter.reason);
+            }
             if let Ok(job) = codec::decode(&delivery.body, delivery.content_type.as_deref()) {
                 let mut record = JobRecord::of(&job, JobState::Dead, now);
                 record.last_error = letter.errors.last().cloned();

@@ -253,3 +253,31 @@ async fn invalid_jobs_on_the_delayed_and_failed_routes_are_dead_not_released() {
     assert!(!waiting.contains_key("bad queue!"), "{waiting:?}");
     fleet.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_body_over_the_message_limit_is_filed_as_its_head() {
+    let fleet = Fleet::started();
+    let huge = Bytes::from(vec![b'j'; 3 * 1024 * 1024]);
+    let message = dead::message(huge.clone(), None, ErrorKind::Undecodable, "junk");
+    fleet
+        .backends
+        .broker
+        .publish(vec![message])
+        .await
+        .expect("publish");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let letters = fleet
+        .backends
+        .store
+        .dead_list(&DeadFilter::default(), 10)
+        .await
+        .expect("list");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].body, huge.slice(..dead::KEPT_HEAD_BYTES));
+    assert!(
+        letters[0].reason.contains("3145728 bytes is cut"),
+        "{}",
+        letters[0].reason
+    );
+    fleet.stop().await;
+}

@@ -125,12 +125,18 @@ async fn reject(
     kind: ErrorKind,
     text: String,
 ) {
-    let message = dead::message(
-        delivery.body.clone(),
-        delivery.content_type.clone(),
-        kind,
-        &text,
-    );
+    // A body over the message limit goes on with its head only (`dead::bounded`).
+    let max_body = worker
+        .config
+        .limits
+        .max_payload_bytes
+        .saturating_add(ENVELOPE_ALLOWANCE);
+    let (body, cut) = dead::bounded(delivery.body.clone(), max_body);
+    let text = match cut {
+        Some(note) => format!("{text}; {note}"),
+        None => text,
+    };
+    let message = dead::message(body, delivery.content_type.clone(), kind, &text);
     if settle::publish_then_ack(worker, delivery, message).await {
         telemetry::dead_lettered(queue.unwrap_or("?"), kind.as_str(), &text);
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use jobfleet_common::broker::Route;
+use jobfleet_common::dead::KEPT_HEAD_BYTES;
 use jobfleet_common::limits::ENVELOPE_ALLOWANCE;
 use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::Job;
@@ -58,8 +59,17 @@ async fn oversized_messages_and_payloads_go_dead() {
     })
     .await;
     let huge = Bytes::from(vec![b'x'; 16 + ENVELOPE_ALLOWANCE + 1]);
-    let reason = dead_reason(&h, huge, None).await;
+    h.publish_raw(huge.clone(), None).await;
+    let got = h.next_on(Route::Dead).await;
+    h.wait_settled().await;
+    // The dead route gets the head of a body over the message limit, and says so.
+    assert_eq!(got.body, huge.slice(..KEPT_HEAD_BYTES));
+    let reason = got.reason.expect("a reason header");
     assert!(reason.starts_with("oversized: "), "{reason}");
+    assert!(
+        reason.contains(&format!("cut to its first {KEPT_HEAD_BYTES} bytes")),
+        "{reason}"
+    );
     let job = h.job("echo", "[1,2,3,4,5,6,7,8,9,10]");
     let body = jobfleet_common::codec::encode(&job, jobfleet_common::codec::Format::Json);
     let reason = dead_reason(&h, body, Some("application/json")).await;
