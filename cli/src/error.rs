@@ -73,6 +73,22 @@ pub enum Error {
         /// Jobs published before the bad batch.
         published: usize,
     },
+    /// A batch of a jobs file was not confirmed by the broker (or not recorded by the
+    /// store): earlier batches were, and the message says how many and what to do.
+    #[error(
+        "{source}: the jobs of lines {}–{} were not all confirmed (some may have been \
+         published and will run; none of them is left recorded as pending); the {confirmed} \
+         jobs of the lines before were. Running the same file again is safe: a job keeps its \
+         id, so none runs twice", lines.0, lines.1
+    )]
+    BatchNotConfirmed {
+        /// Jobs confirmed before the failed batch.
+        confirmed: usize,
+        /// The first and last line of the failed batch.
+        lines: (usize, usize),
+        /// What the producer said.
+        source: ProduceError,
+    },
     /// The job or dead letter asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -152,7 +168,7 @@ impl Error {
         match self {
             Self::Connect(ConnectError::Unreachable { .. }) => true,
             Self::Store(e) => e.is_retryable(),
-            Self::Produce(e) => e.is_retryable(),
+            Self::Produce(e) | Self::BatchNotConfirmed { source: e, .. } => e.is_retryable(),
             Self::Ops(e) => e.is_retryable(),
             Self::Worker(e) => e.is_retryable(),
             Self::Scheduler(e) => e.is_retryable(),
@@ -192,5 +208,23 @@ mod tests {
         };
         assert_eq!(e.exit_code(), 1);
         assert!(e.to_string().starts_with("line 7: bad"), "{e}");
+        let e = Error::BatchNotConfirmed {
+            confirmed: 1000,
+            lines: (1001, 1500),
+            source: ProduceError::Broker(jobfleet_common::BrokerError::Connection(
+                "connection reset".into(),
+            )),
+        };
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.is_retryable());
+        let text = e.to_string();
+        for needle in [
+            "connection reset",
+            "lines 1001–1500",
+            "the 1000 jobs",
+            "again is safe",
+        ] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
     }
 }

@@ -130,11 +130,11 @@ impl Producer {
     /// `pending` or `scheduled` state record (one store call) and are published in one
     /// broker call, to their ready route or, when due later, to the delayed route.
     ///
-    /// On a failed publish the uniqueness keys claimed here are released and the error is
-    /// returned. The state records already written then say `pending` (or `scheduled`)
-    /// for jobs that were never published. That is accepted: writing them after the
-    /// publish would let them overwrite a fast worker's `running`, and the caller, who
-    /// got the error, enqueues again (same ids are fine) or gives up.
+    /// On a failed publish the uniqueness keys claimed here are released, the records
+    /// written for the batch that still say `pending` (or `scheduled`) are removed (a
+    /// worker's `running` or a final state stays), and the error is returned. Some of
+    /// the batch may have been published anyway: they run, and record as they go. The
+    /// caller enqueues the same jobs again (same ids: none runs twice) or gives up.
     pub async fn enqueue_many(&self, mut jobs: Vec<Job>) -> Result<Vec<Enqueued>, ProduceError> {
         let now = self.now_ms();
         for (index, job) in jobs.iter().enumerate() {
@@ -157,6 +157,7 @@ impl Producer {
             .collect();
         if let Err(e) = self.record_and_publish(&fresh, now).await {
             uniqueness::release(self.store.as_ref(), &claims.claimed).await;
+            self.forget_unpublished(&fresh).await;
             return Err(e);
         }
 
@@ -176,6 +177,17 @@ impl Producer {
                 },
             })
             .collect())
+    }
+
+    /// After a failed publish, removes the `pending`/`scheduled` records written for
+    /// `jobs` that no role has moved on since: some of the batch may not have been sent,
+    /// and a record must not say forever that a job waits. Best effort: the caller gets
+    /// the publish error either way.
+    async fn forget_unpublished(&self, jobs: &[&Job]) {
+        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+        if let Err(e) = self.store.forget_unpublished(&ids).await {
+            tracing::warn!(error = %e, jobs = ids.len(), "could not remove the records of an unconfirmed batch");
+        }
     }
 
     /// Declares, records and publishes the jobs that are not duplicates.

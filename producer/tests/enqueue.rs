@@ -220,7 +220,7 @@ async fn within_a_batch_the_first_job_with_a_key_wins() {
 }
 
 #[tokio::test]
-async fn a_failed_publish_releases_the_keys_it_claimed() {
+async fn a_failed_publish_releases_the_keys_it_claimed_and_leaves_no_pending_record() {
     let (backends, spy) = SpyBroker::backends();
     let producer = producer(&backends);
     let q = queue();
@@ -228,14 +228,15 @@ async fn a_failed_publish_releases_the_keys_it_claimed() {
     spy.fail_publish
         .store(true, std::sync::atomic::Ordering::SeqCst);
 
-    let err = producer
-        .enqueue(Job::new(&q, "k", "{}").with_unique_key(&key))
-        .await;
+    let failed = Job::new(&q, "k", "{}").with_unique_key(&key);
+    let err = producer.enqueue(failed.clone()).await;
     let err = err.expect_err("publish failed");
     assert!(
         matches!(err, ProduceError::Broker(_)) && err.is_retryable(),
         "{err}"
     );
+    // No record says the unsent job waits.
+    assert_eq!(state_of(&backends, failed.id).await, None);
 
     spy.fail_publish
         .store(false, std::sync::atomic::Ordering::SeqCst);

@@ -111,6 +111,9 @@ impl JobStates for FaultyStore {
     async fn unique_release(&self, key: &str, id: JobId) -> StoreResult<()> {
         self.inner.unique_release(key, id).await
     }
+    async fn forget_unpublished(&self, ids: &[JobId]) -> StoreResult<u64> {
+        self.inner.forget_unpublished(ids).await
+    }
 }
 
 #[async_trait]

@@ -46,6 +46,7 @@ macro_rules! conformance_suite {
             completion_marker_dedupes_redelivery,
             cancel_pending_delayed_and_running,
             unique_key_returns_first_id,
+            unpublished_records_are_forgotten_but_moved_ones_stay,
             timeout_and_panic_are_failed_attempts,
             graceful_drain_finishes_running_and_returns_the_rest,
             dlq_replay_runs_the_job_again,

@@ -332,3 +332,17 @@ pub(super) const PUT_RECORD_LUA: &str = "if redis.call('EXISTS', KEYS[2]) == 0 t
 
 /// [`PUT_RECORD_LUA`].
 pub(super) static PUT_RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_RECORD_LUA));
+
+/// Deletes the record `KEYS[1]` if its state is still `pending` or `scheduled`; 1 if it did.
+pub(super) static FORGET_UNPUBLISHED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local v = redis.call('GET', KEYS[1])
+        if not v then return 0 end
+        local ok, record = pcall(cjson.decode, v)
+        if ok and (record.state == 'pending' or record.state == 'scheduled') then
+            redis.call('DEL', KEYS[1])
+            return 1
+        end
+        return 0",
+    )
+});

@@ -5,7 +5,9 @@ use crate::IntoStore as _;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::scripts::{COMPARE_AND_DELETE, PUT_RECORD, PUT_RECORD_LUA, UNIQUE_CLAIM};
+use super::scripts::{
+    COMPARE_AND_DELETE, FORGET_UNPUBLISHED, PUT_RECORD, PUT_RECORD_LUA, UNIQUE_CLAIM,
+};
 use super::{decode_json, encode_json, parse_id, px, RedisStore};
 use jobfleet_common::job::JobId;
 use jobfleet_common::store::{JobRecord, JobStates, StoreResult};
@@ -52,6 +54,20 @@ impl JobStates for RedisStore {
                 .ignore();
         }
         pipe.query_async(&mut self.conn()).await.store()
+    }
+
+    async fn forget_unpublished(&self, ids: &[JobId]) -> StoreResult<u64> {
+        let mut removed = 0;
+        let mut conn = self.conn();
+        for id in ids {
+            let n: u64 = FORGET_UNPUBLISHED
+                .key(self.keys.of_job("job", *id))
+                .invoke_async(&mut conn)
+                .await
+                .store()?;
+            removed += n;
+        }
+        Ok(removed)
     }
 
     async fn record(&self, id: JobId) -> StoreResult<Option<JobRecord>> {

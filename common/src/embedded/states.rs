@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::job::JobId;
-use crate::store::{Admission, JobRecord, LeaseRequest};
+use crate::store::{Admission, JobRecord, JobState, LeaseRequest};
 
 /// One job's execution lease, kept after release for its token and crash count.
 #[derive(Debug, Default)]
@@ -32,6 +32,22 @@ impl StateTable {
         if !self.completed.contains(&record.id) {
             self.records.insert(record.id, record);
         }
+    }
+
+    /// Removes the records of `ids` still `pending` or `scheduled`; how many.
+    pub fn forget_unpublished(&mut self, ids: &[JobId]) -> u64 {
+        let mut removed = 0;
+        for id in ids {
+            let waiting = self
+                .records
+                .get(id)
+                .is_some_and(|r| matches!(r.state, JobState::Pending | JobState::Scheduled));
+            if waiting {
+                self.records.remove(id);
+                removed += 1;
+            }
+        }
+        removed
     }
 
     pub fn record(&self, id: JobId) -> Option<JobRecord> {

@@ -155,6 +155,10 @@ impl JobStates for EmbeddedStore {
         Ok(lock(&self.states).record(id))
     }
 
+    async fn forget_unpublished(&self, ids: &[JobId]) -> StoreResult<u64> {
+        Ok(lock(&self.states).forget_unpublished(ids))
+    }
+
     async fn complete(&self, record: &JobRecord) -> StoreResult<()> {
         lock(&self.states).complete(record.clone());
         Ok(())

@@ -132,6 +132,11 @@ pub trait JobStates: Send + Sync {
     async fn unique_claim(&self, key: &str, id: JobId, ttl_ms: u64) -> StoreResult<Option<JobId>>;
     /// Frees a uniqueness key if `id` holds it.
     async fn unique_release(&self, key: &str, id: JobId) -> StoreResult<()>;
+    /// Removes the records of these jobs that still say `pending` or `scheduled`, after a
+    /// publish that may not have sent them: such a record would say forever that a job
+    /// waits when nothing may move it. A record any role wrote since (`running`, a final
+    /// state) stays. Returns how many were removed.
+    async fn forget_unpublished(&self, ids: &[JobId]) -> StoreResult<u64>;
 }
 
 /// The dead-letter store: jobs (or undecodable messages) that will not run again.

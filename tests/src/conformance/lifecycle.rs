@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jobfleet_common::broker::Message;
 use jobfleet_common::codec::{self, Format};
-use jobfleet_common::store::JobState;
+use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{Job, JobId, Route};
 use jobfleet_scheduler::ops::{self, CancelOutcome};
 use jobfleet_worker::{JobContext, Registry};
@@ -250,5 +250,43 @@ pub async fn graceful_drain_finishes_running_and_returns_the_rest(factory: &Fact
     );
     token.cancel();
     handle.await.expect("worker ended cleanly");
+    cx.stop().await;
+}
+
+/// After a publish that failed, the producer removes the records that still say a job
+/// waits (`pending`, `scheduled`); a record a role wrote since (`running`, a final state)
+/// stays, and so does the record of a completed job.
+pub async fn unpublished_records_are_forgotten_but_moved_ones_stay(factory: &Factory) {
+    let mut cx = Ctx::new(factory, |_| {}).await;
+    let now = cx.now_ms();
+    let store = &cx.backends.store;
+    let job = |state| JobRecord::of(&Job::new(&cx.queue, "k", "{}"), state, now);
+    let pending = job(JobState::Pending);
+    let scheduled = job(JobState::Scheduled);
+    let running = job(JobState::Running);
+    let completed = job(JobState::Completed);
+    store
+        .put_records(&[pending.clone(), scheduled.clone(), running.clone()])
+        .await
+        .expect("records");
+    store.complete(&completed).await.expect("completed");
+    let ids = [
+        pending.id,
+        scheduled.id,
+        running.id,
+        completed.id,
+        JobId::new(),
+    ];
+    assert_eq!(store.forget_unpublished(&ids).await.expect("forget"), 2);
+    assert!(cx.record(pending.id).await.is_none());
+    assert!(cx.record(scheduled.id).await.is_none());
+    assert_eq!(
+        cx.record(running.id).await.map(|r| r.state),
+        Some(JobState::Running)
+    );
+    assert_eq!(
+        cx.record(completed.id).await.map(|r| r.state),
+        Some(JobState::Completed)
+    );
     cx.stop().await;
 }

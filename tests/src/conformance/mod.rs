@@ -24,6 +24,7 @@ pub use executions::{
 pub use lifecycle::{
     cancel_pending_delayed_and_running, completion_marker_dedupes_redelivery,
     graceful_drain_finishes_running_and_returns_the_rest, unique_key_returns_first_id,
+    unpublished_records_are_forgotten_but_moved_ones_stay,
 };
 pub use locks::{
     exclusive_lock_serialises_with_increasing_fences, lock_conflict_skip_ends_cancelled,

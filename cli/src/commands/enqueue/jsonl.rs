@@ -117,6 +117,7 @@ async fn publish(
     limits: &Limits,
     report: &mut FileReport,
 ) -> Result<()> {
+    let lines_span: Vec<usize> = lines.iter().map(|l| l.number).collect();
     let (limits, now) = (limits.clone(), producer.now_ms());
     let decoded = tokio::task::spawn_blocking(move || decode_batch(&lines, &limits, now))
         .await
@@ -126,7 +127,19 @@ async fn publish(
         reason: e.reason,
         published: report.enqueued,
     })?;
-    for enqueued in producer.enqueue_many(jobs).await? {
+    let (first_line, last_line) = (
+        lines_span.first().copied().unwrap_or_default(),
+        lines_span.last().copied().unwrap_or_default(),
+    );
+    let answers = producer
+        .enqueue_many(jobs)
+        .await
+        .map_err(|source| Error::BatchNotConfirmed {
+            confirmed: report.enqueued,
+            lines: (first_line, last_line),
+            source,
+        })?;
+    for enqueued in answers {
         report.enqueued += 1;
         report.duplicates += usize::from(enqueued.duplicate);
         report.delayed += usize::from(enqueued.delayed);
