@@ -5,6 +5,7 @@
 //! is garbage.
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use crate::broker::{Message, Route};
 use crate::codec;
@@ -51,8 +52,10 @@ pub fn bounded(body: Bytes, max: usize) -> (Bytes, Option<String>) {
         return (body, None);
     }
     let kept = KEPT_HEAD_BYTES.min(max).min(body.len());
+    let digest = Sha256::digest(&body);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let note = format!(
-        "the body of {} bytes is cut to its first {kept} bytes",
+        "the body of {} bytes (sha256 {hex}) is cut to its first {kept} bytes",
         body.len()
     );
     (body.slice(..kept), Some(note))
@@ -122,6 +125,10 @@ mod tests {
             note.contains(&format!("{} bytes", 3 * KEPT_HEAD_BYTES)),
             "{note}"
         );
+        // The whole body's digest, so the original can be recognised if found elsewhere.
+        let digest = Sha256::digest(vec![b'x'; 3 * KEPT_HEAD_BYTES]);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(note.contains(&format!("sha256 {hex}")), "{note}");
         // A limit below the head size keeps at most the limit.
         let (kept, _) = bounded(Bytes::from(vec![b'y'; 100]), 10);
         assert_eq!(kept.len(), 10);

@@ -275,7 +275,8 @@ async fn a_dead_body_over_the_message_limit_is_filed_as_its_head() {
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].body, huge.slice(..dead::KEPT_HEAD_BYTES));
     assert!(
-        letters[0].reason.contains("3145728 bytes is cut"),
+        letters[0].reason.contains("3145728 bytes (sha256 ")
+            && letters[0].reason.contains(") is cut"),
         "{}",
         letters[0].reason
     );
