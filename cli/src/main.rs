@@ -24,7 +24,18 @@ struct Cli {
 enum Command {
     /// Scheduler, workers and a sample workload in one process (embedded backend).
     Dev(dev::DevArgs),
-    /// Run a worker until SIGTERM or Ctrl-C.
+    /// Run a worker until SIGTERM or Ctrl-C
+    ///
+    /// It consumes `worker.queues` with the built-in job kinds:
+    ///
+    ///   echo                        succeeds at once
+    ///   sleep  {"ms": N}            sleeps N ms (stops early when cancelled)
+    ///   flaky  {"fail_times": N}    fails its first N attempts, then succeeds
+    ///   fail                        always fails: ends dead after its attempts
+    ///
+    /// Your own kinds run in a worker binary of your own (jobfleet_worker::Worker; see
+    /// the README, "Write your own job kinds").
+    #[command(verbatim_doc_comment)]
     Worker,
     /// Run the scheduler until SIGTERM or Ctrl-C.
     Scheduler,

@@ -119,7 +119,7 @@ fn decode_binary(body: &[u8]) -> Result<Job, DecodeError> {
         return Err(DecodeError::Version(version.into()));
     }
     let (job, tail): (Job, &[u8]) =
-        postcard::take_from_bytes(rest).map_err(|e| DecodeError::Binary(e.to_string()))?;
+        postcard::take_from_bytes(rest).map_err(|e| DecodeError::Binary(postcard_reason(&e)))?;
     if !tail.is_empty() {
         return Err(DecodeError::Binary(format!(
             "{} trailing bytes",
@@ -133,6 +133,24 @@ fn decode_json(body: &[u8]) -> Result<Job, DecodeError> {
     let wire: JsonJob =
         serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
     wire.into_job()
+}
+
+/// What a postcard error means for a job envelope, in words a reader can act on.
+fn postcard_reason(e: &postcard::Error) -> String {
+    use postcard::Error as E;
+    let what = match e {
+        E::DeserializeUnexpectedEnd => "the body ends before the job does (truncated?)",
+        E::DeserializeBadVarint => "a number is not a valid varint (corrupt, or not postcard)",
+        E::DeserializeBadBool => "a boolean byte is neither 0 nor 1",
+        E::DeserializeBadChar | E::DeserializeBadUtf8 => "a text field is not valid UTF-8",
+        E::DeserializeBadOption => "an optional field's tag is neither 0 (none) nor 1 (some)",
+        E::DeserializeBadEnum => {
+            "an enum index names no variant (lock.mode, lock.on_conflict or errors[].kind)"
+        }
+        E::SerdeDeCustom => "a field's value does not fit its type (an id that is not 16 bytes?)",
+        other => return other.to_string(),
+    };
+    what.to_string()
 }
 
 /// The JSON form. Only `v`, `id`, `queue` and `kind` are required; every other field has the
@@ -296,6 +314,16 @@ mod tests {
         assert_eq!(&job.payload[..], b"[1,2]");
         assert_eq!(job.priority, Priority::NORMAL);
         assert_eq!(job.attempt, 1);
+    }
+
+    #[test]
+    fn binary_errors_say_what_was_wrong() {
+        let job = Job::new("q", "k", "{}");
+        let body = encode(&job, Format::Binary);
+        let truncated = decode(&body[..body.len() - 3], Some(Format::Binary.content_type()));
+        let text = truncated.expect_err("truncated").to_string();
+        assert!(text.contains("ends before the job does"), "{text}");
+        assert!(!text.contains("Serde"), "{text}");
     }
 
     #[test]
