@@ -76,6 +76,14 @@ fn check_name(field: &'static str, value: &str) -> Result<(), InvalidJob> {
 }
 
 impl Limits {
+    /// How long a uniqueness key may live: past the furthest allowed due time by a day,
+    /// so a release that never happens (a crashed worker) cannot block the key forever.
+    pub fn unique_key_ttl_ms(&self) -> u64 {
+        const SLACK: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+        let ttl = self.max_delay.saturating_add(SLACK);
+        u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Checks `job` against the limits at `now_ms`.
     pub fn validate(&self, job: &Job, now_ms: i64) -> Result<(), InvalidJob> {
         check_name("queue", &job.queue)?;

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use jobfleet_backends::ConnectError;
 use jobfleet_common::codec::{self, Format};
@@ -20,10 +19,6 @@ use jobfleet_common::{telemetry, Backends, Broker, Config, Job, JobId, Message, 
 
 use crate::error::ProduceError;
 use crate::uniqueness;
-
-/// How long past the furthest allowed due time a uniqueness key may outlive its job, so a
-/// release that never happens (a crashed worker) cannot block the key forever.
-const UNIQUE_KEY_SLACK: Duration = Duration::from_secs(24 * 3600);
 
 /// What happened to one enqueued job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,8 +263,7 @@ impl Producer {
     }
 
     fn unique_ttl_ms(&self) -> u64 {
-        let ttl = self.limits.max_delay.saturating_add(UNIQUE_KEY_SLACK);
-        u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+        self.limits.unique_key_ttl_ms()
     }
 }
 

@@ -306,3 +306,81 @@ async fn replay_keeps_a_letter_whose_job_breaks_the_limits() {
         "the letter stays"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_waiting_job_frees_its_uniqueness_key() {
+    let fleet = Fleet::started();
+    let store = &fleet.backends.store;
+    let key = format!("u-{}", JobId::new());
+    let job = Job::new(queue(), "work", "{}")
+        .with_unique_key(&key)
+        .with_run_at_ms(fleet.now() + 60_000);
+    assert_eq!(
+        store
+            .unique_claim(&key, job.id, 600_000)
+            .await
+            .expect("claim"),
+        None
+    );
+    fleet.publish(Route::Delayed, &job).await;
+    fleet
+        .wait_for_state(job.id, JobState::Scheduled, Duration::from_secs(1))
+        .await;
+    let outcome = ops::cancel(&fleet.backends, job.id).await.expect("cancel");
+    assert_eq!(outcome, CancelOutcome::WasWaiting);
+    let next = JobId::new();
+    assert_eq!(
+        store
+            .unique_claim(&key, next, 600_000)
+            .await
+            .expect("claim"),
+        None,
+        "the cancelled job's key is free"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn replay_takes_the_uniqueness_key_again_or_leaves_the_letter() {
+    let fleet = Fleet::new();
+    let store = &fleet.backends.store;
+    let key = format!("u-{}", JobId::new());
+    let mut dead = failed_job(&queue(), 3, 3);
+    dead.unique_key = Some(key.clone());
+    store
+        .dead_put(letter_of(&dead, fleet.now()))
+        .await
+        .expect("put");
+    // Another job took the key since: the letter stays.
+    let other = JobId::new();
+    assert_eq!(
+        store
+            .unique_claim(&key, other, 600_000)
+            .await
+            .expect("claim"),
+        None
+    );
+    let filter = DeadFilter::default();
+    let limits = Limits::default();
+    let report = ops::dlq_replay(&fleet.backends, &limits, &filter, &[dead.id], 10)
+        .await
+        .expect("replay");
+    assert!(report.replayed.is_empty(), "{report:?}");
+    assert!(
+        report.not_replayable[0].1.contains("held by job"),
+        "{report:?}"
+    );
+    // Free again: the replayed job holds the key.
+    store.unique_release(&key, other).await.expect("release");
+    let report = ops::dlq_replay(&fleet.backends, &limits, &filter, &[dead.id], 10)
+        .await
+        .expect("replay");
+    assert_eq!(report.replayed, [dead.id]);
+    assert_eq!(
+        store
+            .unique_claim(&key, JobId::new(), 600_000)
+            .await
+            .expect("claim"),
+        Some(dead.id)
+    );
+}

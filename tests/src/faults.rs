@@ -52,7 +52,7 @@ impl DelayedSet for FaultyStore {
     async fn release_done(&self, ids: &[JobId]) -> StoreResult<()> {
         self.inner.release_done(ids).await
     }
-    async fn unschedule(&self, id: JobId) -> StoreResult<bool> {
+    async fn unschedule(&self, id: JobId) -> StoreResult<Option<Bytes>> {
         self.inner.unschedule(id).await
     }
     async fn next_due_ms(&self) -> StoreResult<Option<i64>> {

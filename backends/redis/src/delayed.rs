@@ -124,15 +124,15 @@ impl DelayedSet for RedisStore {
             .store()?)
     }
 
-    async fn unschedule(&self, id: JobId) -> StoreResult<bool> {
+    async fn unschedule(&self, id: JobId) -> StoreResult<Option<Bytes>> {
         let keys = self.delayed_keys();
-        let waiting: i64 = UNSCHEDULE
+        let body: Option<Vec<u8>> = UNSCHEDULE
             .key(&keys[..])
             .arg(id.to_string())
             .invoke_async(&mut self.conn())
             .await
             .store()?;
-        Ok(waiting == 1)
+        Ok(body.map(Bytes::from))
     }
 
     async fn next_due_ms(&self) -> StoreResult<Option<i64>> {
@@ -246,11 +246,11 @@ mod tests {
         let t = TestStore::new().await;
         let (a, b) = (job("q", 10), job("q", 20));
         t.schedule(vec![a.clone(), b.clone()]).await?;
-        assert!(t.unschedule(a.id).await?);
-        assert!(!t.unschedule(a.id).await?, "already gone");
+        assert_eq!(t.unschedule(a.id).await?, Some(a.body.clone()), "its body");
+        assert!(t.unschedule(a.id).await?.is_none(), "already gone");
         assert_eq!(ids(&t.claim_due(100, 10, 1_000).await?), [b.id]);
         assert!(
-            !t.unschedule(b.id).await?,
+            t.unschedule(b.id).await?.is_none(),
             "claimed, maybe published: not waiting"
         );
         assert!(t.delayed_counts().await?.is_empty());

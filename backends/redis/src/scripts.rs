@@ -114,14 +114,16 @@ pub(super) static UNSCHEDULE: LazyLock<Script> = LazyLock::new(|| {
         decr_fn!(),
         "local waiting = redis.call('ZREM', KEYS[1], ARGV[1])
         local claimed = redis.call('ZREM', KEYS[2], ARGV[1])
+        local body = false
         if waiting + claimed > 0 then
+            if waiting == 1 then body = redis.call('HGET', KEYS[3], ARGV[1]) end
             local queue = redis.call('HGET', KEYS[4], ARGV[1])
             redis.call('HDEL', KEYS[3], ARGV[1])
             redis.call('HDEL', KEYS[4], ARGV[1])
             redis.call('HDEL', KEYS[5], ARGV[1])
             if queue then decr(KEYS[6], queue) end
         end
-        return waiting"
+        return body"
     ))
 });
 

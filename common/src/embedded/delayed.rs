@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use bytes::Bytes;
+
 use crate::job::JobId;
 use crate::store::ScheduledJob;
 
@@ -68,9 +70,9 @@ impl DelayedTable {
 
     /// Removes the job wherever it is; true only if it was still waiting (a leased job
     /// may already have been published).
-    pub fn unschedule(&mut self, id: JobId) -> bool {
+    pub fn unschedule(&mut self, id: JobId) -> Option<Bytes> {
         self.leased.remove(&id);
-        self.remove_waiting(id).is_some()
+        self.remove_waiting(id).map(|job| job.body)
     }
 
     pub fn next_due_ms(&self) -> Option<i64> {
@@ -148,8 +150,8 @@ mod tests {
         t.schedule(a.clone());
         assert!(t.claim_due(100, 10, 50).is_empty());
         assert_eq!(t.counts(), BTreeMap::from([("q".into(), 1)]));
-        assert!(t.unschedule(a.id));
-        assert!(!t.unschedule(a.id));
+        assert!(t.unschedule(a.id).is_some());
+        assert!(t.unschedule(a.id).is_none());
         assert_eq!(t.next_due_ms(), None);
     }
 

@@ -104,7 +104,7 @@ impl DelayedSet for EmbeddedStore {
         Ok(())
     }
 
-    async fn unschedule(&self, id: JobId) -> StoreResult<bool> {
+    async fn unschedule(&self, id: JobId) -> StoreResult<Option<Bytes>> {
         Ok(lock(&self.delayed).unschedule(id))
     }
 

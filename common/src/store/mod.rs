@@ -68,8 +68,10 @@ pub trait DelayedSet: Send + Sync {
     ) -> StoreResult<Vec<ScheduledJob>>;
     /// Forgets claimed jobs once they are published.
     async fn release_done(&self, ids: &[JobId]) -> StoreResult<()>;
-    /// Removes a waiting job (cancel); true if it was waiting.
-    async fn unschedule(&self, id: JobId) -> StoreResult<bool>;
+    /// Removes a job from the set (cancel, or a held job whose attempt ended); returns its
+    /// encoded body if it was waiting (not claimed by a release under way), so a cancel
+    /// can free what the job held (its uniqueness key).
+    async fn unschedule(&self, id: JobId) -> StoreResult<Option<Bytes>>;
     /// The earliest due time waiting, if any (lets the scheduler sleep until then).
     async fn next_due_ms(&self) -> StoreResult<Option<i64>>;
     /// Waiting jobs per queue (claimed ones included until released).

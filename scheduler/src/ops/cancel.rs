@@ -6,7 +6,7 @@
 //! and a running job's handler is cancelled by its worker.
 
 use jobfleet_common::store::JobState;
-use jobfleet_common::{Backends, JobId};
+use jobfleet_common::{codec, Backends, JobId};
 
 use crate::error::OpsError;
 
@@ -33,8 +33,18 @@ pub async fn cancel(backends: &Backends, id: JobId) -> Result<CancelOutcome, Ops
     let running = record
         .as_ref()
         .is_some_and(|r| r.state == JobState::Running);
-    let was_waiting = !running && store.unschedule(id).await?;
-    if was_waiting {
+    let waiting = if running {
+        None
+    } else {
+        store.unschedule(id).await?
+    };
+    if let Some(body) = waiting {
+        // A cancelled job never runs: the uniqueness key it holds is free again.
+        if let Ok(job) = codec::decode(&body, None) {
+            if let Some(key) = &job.unique_key {
+                store.unique_release(key, id).await?;
+            }
+        }
         if let Some(mut record) = record {
             let now = backends.clock.now_ms();
             record.state = JobState::Cancelled;

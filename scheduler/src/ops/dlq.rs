@@ -73,6 +73,20 @@ pub async fn dlq_replay(
                 .push((letter.id, format!("invalid: {}: {}", e.field, e.reason)));
             continue;
         }
+        // Its uniqueness key was freed when it died: take it again, or leave the letter
+        // while another job holds it (replaying would run a duplicate beside it).
+        if let Some(key) = &job.unique_key {
+            let ttl = limits.unique_key_ttl_ms();
+            if let Some(holder) = backends.store.unique_claim(key, job.id, ttl).await? {
+                if holder != job.id {
+                    report.not_replayable.push((
+                        letter.id,
+                        format!("uniqueness key {key:?} is held by job {holder}"),
+                    ));
+                    continue;
+                }
+            }
+        }
         // The letter's history is the fuller one: filing may have added the final error.
         job.errors = letter.errors;
         records.push(JobRecord::of(&job, JobState::Pending, now));
