@@ -10,12 +10,13 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobfleet_common::Config;
 use redis::AsyncCommands;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use jobfleet_common::testing::{amqp_url, redis_url, unique_namespace, HOW_TO_START};
+use jobfleet_common::testing::{
+    amqp_url, redis_url, shared_config, unique_namespace, HOW_TO_START,
+};
 
 fn namespace() -> String {
     unique_namespace("dataloss")
@@ -133,18 +134,12 @@ fn a_volatile_redis_is_refused_naming_the_key_and_accepted_with_the_opt_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_sentinel_is_detected_reported_and_cleared() {
-    let ns = namespace();
     let addr = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         probe.local_addr().expect("addr").to_string()
     };
-    let mut config = Config {
-        namespace: ns.clone(),
-        broker: amqp_url().parse().expect("an AMQP URL"),
-        store: redis_url().parse().expect("a Redis URL"),
-        ..Config::default()
-    };
-    config.redis.require_persistence = false;
+    let mut config = shared_config("dataloss");
+    let ns = config.namespace.clone();
     config.scheduler.http = Some(addr.clone());
     config.validate().expect("valid test config");
     let backends = jobfleet_backends::connect(&config)
@@ -250,14 +245,8 @@ async fn a_lost_sentinel_is_detected_reported_and_cleared() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_detects_a_lost_sentinel_with_its_heartbeat() {
-    let ns = namespace();
-    let mut config = Config {
-        namespace: ns.clone(),
-        broker: amqp_url().parse().expect("an AMQP URL"),
-        store: redis_url().parse().expect("a Redis URL"),
-        ..Config::default()
-    };
-    config.redis.require_persistence = false;
+    let mut config = shared_config("dataloss");
+    let ns = config.namespace.clone();
     config.worker.heartbeat = Duration::from_millis(100);
     config.validate().expect("valid test config");
     let backends = jobfleet_backends::connect(&config)

@@ -17,6 +17,7 @@ use futures::StreamExt;
 
 use crate::broker::{Broker, Consumer, Message, Route};
 use crate::codec::{self, Format};
+use crate::config::Config;
 use crate::job::{Job, JobId};
 use crate::store::{JobRecord, JobState, JobStates};
 
@@ -63,6 +64,22 @@ pub fn kafka_url() -> Option<String> {
 /// The Kafka broker URL, or a panic that says how to start Kafka.
 pub fn require_kafka_url() -> String {
     kafka_url().unwrap_or_else(|| panic!("{KAFKA_VAR} is not set: {HOW_TO_START_KAFKA}"))
+}
+
+/// A configuration on the test RabbitMQ and Redis under a fresh namespace
+/// (`{prefix}-{random}`). The test Redis keeps nothing on disk (scripts/test.sh starts it
+/// so), so `redis.require_persistence` is off.
+pub fn shared_config(prefix: &str) -> Config {
+    let mut config = Config {
+        namespace: unique_namespace(prefix),
+        broker: amqp_url().parse().expect("TEST_AMQP_URL is an amqp:// URL"),
+        store: redis_url()
+            .parse()
+            .expect("TEST_REDIS_URL is a redis:// URL"),
+        ..Config::default()
+    };
+    config.redis.require_persistence = false;
+    config
 }
 
 /// A namespace no other test (or earlier run) uses: `{prefix}-{random}`.

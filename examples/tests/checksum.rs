@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::store::JobState;
-use jobfleet_common::testing::{amqp_url, redis_url, unique_namespace, HOW_TO_START};
+use jobfleet_common::testing::{shared_config, HOW_TO_START};
 use jobfleet_common::{Config, Job, JobId};
 use jobfleet_examples::{checksum_path, Checksum, KIND};
 use jobfleet_producer::Producer;
@@ -17,15 +17,8 @@ use tokio_util::sync::CancellationToken;
 const QUEUE: &str = "files";
 
 fn config() -> Config {
-    let mut config = Config {
-        broker: amqp_url().parse().expect("an AMQP URL"),
-        store: redis_url().parse().expect("a Redis URL"),
-        namespace: unique_namespace("example"),
-        ..Config::default()
-    };
+    let mut config = shared_config("example");
     config.worker.queues = vec![QUEUE.into()];
-    // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
-    config.redis.require_persistence = false;
     config.validate().expect("a valid configuration");
     config
 }

@@ -27,14 +27,8 @@ impl RedisStore {
     /// The delayed-set keys, in the order the scripts take them: waiting, releasing, body,
     /// queue, due, counts.
     fn delayed_keys(&self) -> [String; 6] {
-        let ns = self.keys.namespace();
-        let [waiting, releasing] = [
-            crate::keys::delayed_waiting(ns),
-            crate::keys::delayed_releasing(ns),
-        ];
-        let [body, queue, due, counts] = ["body", "queue", "due", "counts"]
-            .map(|part| self.keys.key(&format!("delayed:{part}")));
-        [waiting, releasing, body, queue, due, counts]
+        ["waiting", "releasing", "body", "queue", "due", "counts"]
+            .map(|part| self.keys.key(&format!("delayed:{part}")))
     }
 }
 

@@ -47,11 +47,13 @@
 //! - `delayed`, `locks`, `states`, `dead`, `heartbeats`: one capability trait each.
 //! - `integrity`: the sentinel that detects a server that lost its data.
 
+mod admin;
 mod dead;
 mod delayed;
 mod executions;
 mod heartbeats;
 mod integrity;
+pub mod keys;
 mod locks;
 mod persistence;
 mod scripts;
@@ -70,7 +72,9 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use jobfleet_common::clock::SharedClock;
 use jobfleet_common::config::{redact, RedisConfig};
 use jobfleet_common::job::JobId;
-use jobfleet_common::store::{Store, StoreError, StoreResult};
+use jobfleet_common::store::{StoreError, StoreResult};
+
+use keys::Keys;
 
 /// How long one connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -226,115 +230,6 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-#[async_trait::async_trait]
-impl Store for RedisStore {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    /// Deletes every key under `ns:` (found with `SCAN`, the namespace matched literally,
-    /// deleted 1,000 per `DEL`), sentinel included; returns how many `DEL` removed.
-    async fn purge(&self) -> StoreResult<u64> {
-        const CHUNK: usize = 1000;
-        let mut conn = self.conn();
-        // The namespace is literal: escape what MATCH would read as a glob.
-        let literal: String = self
-            .keys
-            .prefix
-            .chars()
-            .flat_map(|c| {
-                let escape = matches!(c, '*' | '?' | '[' | ']' | '\\').then_some('\\');
-                escape.into_iter().chain([c])
-            })
-            .collect();
-        let pattern = format!("{literal}*");
-        let mut found: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(CHUNK)
-                .query_async(&mut conn)
-                .await
-                .store()?;
-            found.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        found.sort_unstable();
-        found.dedup();
-        let mut deleted = 0;
-        for chunk in found.chunks(CHUNK) {
-            let n: u64 = redis::cmd("DEL")
-                .arg(chunk)
-                .query_async(&mut conn)
-                .await
-                .store()?;
-            deleted += n;
-        }
-        Ok(deleted)
-    }
-}
-
-/// Names of keys that tests and operators' tools read directly (the roles go through the
-/// store traits): the one place outside the store that knows them, derived from the same
-/// constants the store uses.
-pub mod keys {
-    /// `ns:delayed:waiting`: the delayed set's jobs by due time.
-    pub fn delayed_waiting(namespace: &str) -> String {
-        format!("{namespace}:delayed:waiting")
-    }
-
-    /// `ns:delayed:releasing`: jobs claimed by a scheduler under a lease.
-    pub fn delayed_releasing(namespace: &str) -> String {
-        format!("{namespace}:delayed:releasing")
-    }
-
-    /// `ns:sentinel`: the data-loss sentinel.
-    pub fn sentinel(namespace: &str) -> String {
-        format!("{namespace}:{}", super::integrity::SENTINEL)
-    }
-
-    /// `ns:incident:data_loss`: the open data-loss incident.
-    pub fn data_loss_incident(namespace: &str) -> String {
-        format!("{namespace}:{}", super::integrity::INCIDENT)
-    }
-}
-
-/// Key names under one namespace (the layout is in the module docs).
-#[derive(Clone, Debug)]
-struct Keys {
-    /// The namespace and its trailing colon.
-    prefix: String,
-}
-
-impl Keys {
-    fn new(namespace: &str) -> Self {
-        Self {
-            prefix: format!("{namespace}:"),
-        }
-    }
-
-    fn namespace(&self) -> &str {
-        self.prefix.trim_end_matches(':')
-    }
-
-    /// `ns:{suffix}`.
-    fn key(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
-    }
-
-    /// `ns:{kind}:{id}`.
-    fn of_job(&self, kind: &str, id: JobId) -> String {
-        format!("{}{kind}:{id}", self.prefix)
-    }
-}
-
 /// Maps a client error to whether retrying can help: transport trouble and a server that
 /// is loading or failing over can pass; a value of the wrong type is corrupt data; the
 /// rest (refused credentials included) is a bad request or configuration.
@@ -479,35 +374,6 @@ mod tests {
             err,
             Err(RedisConnectError::Store(StoreError::Invalid(_)))
         ));
-    }
-
-    #[tokio::test]
-    async fn purge_deletes_its_namespace_only_even_with_glob_characters() {
-        use jobfleet_common::store::{fixtures, Heartbeats};
-        let base = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
-        let url = jobfleet_common::testing::redis_url();
-        let connect = |ns: String| {
-            let url = url.clone();
-            async move {
-                RedisStore::connect(&url, &ns, &testkit::volatile(), clock::system())
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}: {}", jobfleet_common::testing::HOW_TO_START))
-            }
-        };
-        // `base*` as a pattern would match `base-other:…` too.
-        let globby = connect(format!("{base}*")).await;
-        let other = connect(format!("{base}-other")).await;
-        for store in [&globby, &other] {
-            store
-                .heartbeat(&fixtures::worker("w1"), 60_000)
-                .await
-                .expect("heartbeat");
-        }
-        // At least the sentinel, the workers set and one worker key.
-        assert!(globby.purge().await.expect("purged") >= 3);
-        assert!(globby.workers().await.expect("workers").is_empty());
-        assert_eq!(other.workers().await.expect("workers").len(), 1);
-        assert!(other.purge().await.expect("purged") >= 3);
     }
 
     #[tokio::test]

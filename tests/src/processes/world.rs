@@ -17,7 +17,8 @@ use super::audit::Audit;
 use super::kinds::Keys;
 use super::{rabbitmqctl, Processes};
 use crate::harness::unique;
-use crate::services::{amqp_url, delete_routes, purge_store, redis_url, HOW_TO_START};
+use crate::services::{delete_routes, purge_store, redis_url, HOW_TO_START};
+use jobfleet_common::testing::shared_config;
 
 /// Jobs per `enqueue_many` call.
 const ENQUEUE_BATCH: usize = 500;
@@ -49,14 +50,7 @@ impl World {
     /// Panics with how to start the services if either cannot be reached.
     pub async fn new(bin: &str, tweak: impl FnOnce(&mut Config)) -> Self {
         let queue = unique("q");
-        let mut config = Config {
-            namespace: unique("crash"),
-            broker: amqp_url().parse().expect("an AMQP URL"),
-            store: redis_url().parse().expect("a Redis URL"),
-            ..Config::default()
-        };
-        // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
-        config.redis.require_persistence = false;
+        let mut config = shared_config("crash");
         config.worker.queues = vec![queue.clone()];
         config.worker.grace_period = Duration::from_secs(1);
         config.worker.heartbeat = Duration::from_millis(500);

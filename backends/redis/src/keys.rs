@@ -1,0 +1,57 @@
+//! Key names: [`Keys`] builds every key of one namespace for the store (the layout table
+//! is in the crate docs), and the functions here name the few keys that tests and
+//! operators' tools read directly (the roles go through the store traits), built by the
+//! same [`Keys`].
+
+use jobfleet_common::job::JobId;
+
+use super::integrity::{INCIDENT, SENTINEL};
+
+/// `ns:delayed:waiting`: the delayed set's jobs by due time.
+pub fn delayed_waiting(namespace: &str) -> String {
+    Keys::new(namespace).key("delayed:waiting")
+}
+
+/// `ns:delayed:releasing`: jobs claimed by a scheduler under a lease.
+pub fn delayed_releasing(namespace: &str) -> String {
+    Keys::new(namespace).key("delayed:releasing")
+}
+
+/// `ns:sentinel`: the data-loss sentinel.
+pub fn sentinel(namespace: &str) -> String {
+    Keys::new(namespace).key(SENTINEL)
+}
+
+/// `ns:incident:data_loss`: the open data-loss incident.
+pub fn data_loss_incident(namespace: &str) -> String {
+    Keys::new(namespace).key(INCIDENT)
+}
+
+/// Key names under one namespace (the layout is in the module docs).
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    /// The namespace and its trailing colon.
+    pub(crate) prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(namespace: &str) -> Self {
+        Self {
+            prefix: format!("{namespace}:"),
+        }
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        self.prefix.trim_end_matches(':')
+    }
+
+    /// `ns:{suffix}`.
+    pub(crate) fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// `ns:{kind}:{id}`.
+    pub(crate) fn of_job(&self, kind: &str, id: JobId) -> String {
+        format!("{}{kind}:{id}", self.prefix)
+    }
+}
