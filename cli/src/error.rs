@@ -151,6 +151,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::EmbeddedOnly { .. } | Self::Usage(_) => 2,
+            Self::Ops(OpsError::Invalid(_)) => 2,
             Self::Connect(
                 ConnectError::NotBuilt { .. }
                 | ConnectError::Refused { .. }

@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use jobfleet::commands::{bench, cancel, dev, dlq, enqueue, queues, scheduler, status, worker};
+use jobfleet::commands::{
+    bench, cancel, dev, dlq, enqueue, queues, schedule, scheduler, status, worker,
+};
 use jobfleet::logging::{self, Profile};
 use jobfleet::{shutdown, Error, GlobalArgs};
 use jobfleet_common::Config;
@@ -37,7 +39,13 @@ enum Command {
     /// the README, "Write your own job kinds").
     #[command(verbatim_doc_comment)]
     Worker,
-    /// Run the scheduler until SIGTERM or Ctrl-C.
+    /// Run the scheduler until SIGTERM or Ctrl-C
+    ///
+    /// It releases delayed jobs and retries, files dead letters, and fires cron
+    /// schedules. Run two or three for availability: they share the release work, and
+    /// one of them (the leader, through a store lease) fires the schedules while the
+    /// others stand by to take over within about 4/3 of scheduler.leader_lease.
+    #[command(verbatim_doc_comment)]
     Scheduler,
     /// Enqueue one job from flags, or many from a JSON-lines file.
     Enqueue(enqueue::EnqueueArgs),
@@ -49,6 +57,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Cancel a job.
     Cancel(cancel::CancelArgs),
+    /// Add, list, show, pause, resume, remove or trigger cron schedules.
+    Schedule(schedule::ScheduleArgs),
     /// Measure jobfleet's throughput against the bare broker's; one JSON line on stdout.
     Bench(bench::BenchArgs),
 }
@@ -102,6 +112,7 @@ async fn dispatch(command: Command, config: Config, token: CancellationToken) ->
         Command::Queues(args) => queues::run(args, config).await,
         Command::Dlq(args) => dlq::run(args, config).await,
         Command::Cancel(args) => cancel::run(args, config).await,
+        Command::Schedule(args) => schedule::run(args, config).await,
         Command::Bench(args) => bench::run(args, config).await,
     }
 }

@@ -202,3 +202,67 @@ fn invalid_enqueue_flags_exit_2_naming_the_flag() {
         assert!(stderr.contains(named), "{flag}={value}: {stderr}");
     }
 }
+
+/// An invalid schedule is refused before anything connects, naming the field, exit 2:
+/// at `schedule add` and in the config file.
+#[test]
+fn invalid_schedules_exit_2_naming_the_field() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--cron", "61 * * * *"],
+            "cron: \"61 * * * *\" is not a cron expression",
+        ),
+        (
+            &["--cron", "* * *"],
+            "cron: \"* * *\" is not a cron expression",
+        ),
+        (
+            &["--cron", "* * * * *", "--timezone", "Mars/Olympus"],
+            "timezone: \"Mars/Olympus\" is not an IANA time zone",
+        ),
+        (
+            &["--cron", "* * * * *", "--payload", "{nope"],
+            "--payload is not JSON",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["schedule", "add", "s", "--queue", "q", "--kind", "echo"];
+        args.extend_from_slice(flags);
+        // A store that does not exist: refusing must not need one.
+        args.extend_from_slice(&[
+            "--broker",
+            "amqp://127.0.0.1:1",
+            "--store",
+            "redis://127.0.0.1:1",
+        ]);
+        let out = jobfleet(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+    let files = [
+        (
+            "[schedules.nightly]\ncron = \"30 25 * * *\"\nqueue = \"q\"\nkind = \"echo\"\n",
+            "config key `schedules.nightly.cron`",
+        ),
+        (
+            "[schedules.nightly]\ncron = \"@daily\"\ntimezone = \"Europe/Nowhere\"\nqueue = \"q\"\nkind = \"echo\"\n",
+            "config key `schedules.nightly.timezone`",
+        ),
+        (
+            "[schedules.nightly]\ncron = \"@daily\"\nqueue = \"q\"\nkind = \"echo\"\nmissed = \"never\"\n",
+            "missed",
+        ),
+        (
+            "[schedules.\"bad name\"]\ncron = \"@daily\"\nqueue = \"q\"\nkind = \"echo\"\n",
+            "config key `schedules.bad name`",
+        ),
+    ];
+    for (contents, expected) in files {
+        let path = temp_file("jobfleet.toml", contents);
+        let out = jobfleet(&["--config", path.to_str().expect("utf8 path"), "scheduler"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{contents}: {stderr}");
+        assert!(stderr.contains(expected), "{contents}: {stderr}");
+    }
+}

@@ -28,6 +28,7 @@ pub mod broker;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod cron;
 pub mod dead;
 pub mod embedded;
 pub mod job;

@@ -2,7 +2,7 @@
 //! never drift apart.
 //!
 //! Every metric jobfleet records is named here. Labels: `queue`, `kind`, `outcome`,
-//! `reason`, `route`.
+//! `reason`, `route`, `schedule`, `change`.
 
 /// Counter: jobs accepted by the broker from a producer. Labels: queue.
 pub const JOBS_ENQUEUED: &str = "jobfleet_jobs_enqueued_total";
@@ -32,6 +32,62 @@ pub const BACKEND_ERRORS: &str = "jobfleet_backend_errors_total";
 /// Counter: times this process found the store had lost its data (a Redis restarted
 /// without persistence, or flushed). Any increase needs an operator.
 pub const STORE_DATA_LOST: &str = "jobfleet_store_data_lost_total";
+
+/// Counter: jobs fired by cron schedules. Labels: schedule.
+pub const CRON_FIRES: &str = "jobfleet_cron_fires_total";
+/// Counter: schedule instants not fired on time. Labels: schedule, outcome (`skipped`,
+/// `coalesced`, `caught_up` = fired late, `dropped` = beyond `max_catch_up`,
+/// `overlap_skipped`).
+pub const CRON_MISSED: &str = "jobfleet_cron_missed_total";
+/// Histogram (seconds): how long after its instant a schedule fired (the store's clock).
+/// Labels: schedule.
+pub const CRON_FIRE_LATENESS: &str = "jobfleet_cron_fire_lateness_seconds";
+/// Counter: this scheduler became (`acquired`) or stopped being (`lost`) the leader that
+/// fires schedules. Labels: change.
+pub const LEADER_CHANGES: &str = "jobfleet_scheduler_leader_changes_total";
+/// Gauge: 1 while this scheduler leads, else 0.
+pub const IS_LEADER: &str = "jobfleet_scheduler_is_leader";
+
+/// A schedule fired for `instant_ms` at `now_ms` (the store's clock): logs it, counts it
+/// and records its lateness.
+pub fn cron_fired(schedule: &str, instant_ms: i64, now_ms: i64, job: &crate::JobId) {
+    let late_ms = (now_ms - instant_ms).max(0);
+    tracing::info!(
+        schedule,
+        instant = %crate::cron::rfc3339(instant_ms),
+        instant_ms,
+        late_ms,
+        %job,
+        "schedule fired"
+    );
+    metrics::counter!(CRON_FIRES, "schedule" => schedule.to_string()).increment(1);
+    metrics::histogram!(CRON_FIRE_LATENESS, "schedule" => schedule.to_string())
+        .record(late_ms as f64 / 1000.0);
+}
+
+/// `count` instants of a schedule were not fired on time; `policy` is the rule that
+/// decided (`skip`, `latest`, `all`, or `overlap`).
+pub fn cron_missed(schedule: &str, outcome: &'static str, count: u64, policy: &str) {
+    tracing::warn!(schedule, outcome, count, policy, "schedule instants missed");
+    metrics::counter!(CRON_MISSED, "schedule" => schedule.to_string(), "outcome" => outcome)
+        .increment(count);
+}
+
+/// This scheduler (`holder`) became or stopped being the leader, with fencing `token`.
+pub fn leadership(holder: &str, leading: bool, token: u64) {
+    if leading {
+        tracing::info!(holder, token, "leading: this scheduler fires the schedules");
+    } else {
+        tracing::warn!(
+            holder,
+            token,
+            "no longer leading: another scheduler fires the schedules"
+        );
+    }
+    let change = if leading { "acquired" } else { "lost" };
+    metrics::counter!(LEADER_CHANGES, "change" => change).increment(1);
+    metrics::gauge!(IS_LEADER).set(if leading { 1.0 } else { 0.0 });
+}
 
 /// A message went to the dead route: logs a warning and counts it.
 pub fn dead_lettered(queue: &str, reason_kind: &str, reason: &str) {

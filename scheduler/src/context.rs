@@ -21,6 +21,8 @@ pub(crate) struct Context {
     /// Poked when jobs enter the delayed set, so one due now is released without waiting
     /// out the release loop's sleep.
     pub(crate) wake: Notify,
+    /// This scheduler's id (host, pid and a random part): its name as leader.
+    pub(crate) id: String,
 }
 
 impl Context {
@@ -31,6 +33,7 @@ impl Context {
             backends,
             declared: Mutex::new(HashSet::new()),
             wake: Notify::new(),
+            id: scheduler_id(),
         }
     }
 
@@ -63,6 +66,17 @@ impl Context {
         declared.extend(fresh);
         Ok(())
     }
+}
+
+/// `{host}-{pid}-{random}`: unique per process, readable in logs.
+fn scheduler_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "scheduler".into());
+    // A v7 id ends in random bits.
+    let random = jobfleet_common::JobId::new().0.simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[24..])
 }
 
 /// The content type of an encoded job, told from its first bytes: the delayed set holds

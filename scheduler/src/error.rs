@@ -46,6 +46,10 @@ pub enum OpsError {
     /// A store call failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// What was asked is wrong (an invalid schedule, a name already taken); the message
+    /// names the field.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl OpsError {
@@ -54,6 +58,7 @@ impl OpsError {
         match self {
             Self::Broker(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
+            Self::Invalid(_) => false,
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - `failed`: the failed route: retry later, or dead after the last attempt.
 //! - `dead_route`: the dead route into the dead-letter store.
 //! - `release`: the loop that releases due jobs to their ready routes.
+//! - `cron`: leader election and firing the schedules; `schedules` writes the config
+//!   file's schedules into the store at start-up.
 //! - `integrity`: the periodic check that the store has not lost its data.
 //! - `http`: the optional HTTP endpoint (health, readiness, metrics, queue depths).
 //! - `context`, `pause`: what the tasks share, and backing off after errors.
@@ -22,6 +24,7 @@
 
 mod consumer;
 mod context;
+mod cron;
 mod dead_route;
 mod delayed;
 mod error;
@@ -32,6 +35,7 @@ mod integrity;
 pub mod ops;
 mod pause;
 mod release;
+mod schedules;
 
 use std::sync::Arc;
 
@@ -64,6 +68,7 @@ pub async fn run(
         return Ok(());
     }
     let tracker = TaskTracker::new();
+    let (ctx_cron, shutdown_cron) = (ctx.clone(), shutdown.clone());
     if let Some(listener) = listener {
         let (config, backends) = (ctx.config.clone(), ctx.backends.clone());
         let shutdown = shutdown.clone();
@@ -88,6 +93,12 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracker.spawn(release::run(ctx.clone(), shutdown.clone()));
+    tracker.spawn(async move {
+        // Fire nothing before the config file's schedules are in the store.
+        if schedules::apply_config(&ctx_cron, &shutdown_cron).await {
+            cron::run(ctx_cron, shutdown_cron).await;
+        }
+    });
     tracker.spawn(integrity::watch(ctx.clone(), shutdown.clone()));
     tracker.close();
     tracing::info!(

@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use jobfleet_common::cron::ScheduleSpec;
 use jobfleet_common::store::{
-    Admission, DataLossIncident, DeadFilter, DeadLetter, DeadLetters, DelayedSet, Executions,
-    Heartbeats, Integrity, IntegrityCheck, JobRecord, JobStates, LeaseRequest, LockRequest, Locks,
-    ScheduledJob, Store, StoreResult, WorkerInfo,
+    Admission, CronOutcome, CronStep, DataLossIncident, DeadFilter, DeadLetter, DeadLetters,
+    DelayedSet, Executions, Heartbeats, Integrity, IntegrityCheck, JobRecord, JobStates,
+    LeaseRequest, LockRequest, Locks, ScheduleSource, ScheduledJob, Schedules, Store, StoreResult,
+    StoredSchedule, WorkerInfo,
 };
 use jobfleet_common::JobId;
 
@@ -166,6 +168,36 @@ impl Heartbeats for FaultyStore {
     }
     async fn workers(&self) -> StoreResult<Vec<WorkerInfo>> {
         self.inner.workers().await
+    }
+}
+
+#[async_trait]
+impl Schedules for FaultyStore {
+    async fn schedule_put(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        source: ScheduleSource,
+    ) -> StoreResult<bool> {
+        self.inner.schedule_put(name, spec, source).await
+    }
+    async fn schedule_list(&self) -> StoreResult<Vec<StoredSchedule>> {
+        self.inner.schedule_list().await
+    }
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<StoredSchedule>> {
+        self.inner.schedule_get(name).await
+    }
+    async fn schedule_remove(&self, name: &str) -> StoreResult<bool> {
+        self.inner.schedule_remove(name).await
+    }
+    async fn schedule_pause(&self, name: &str, paused: bool) -> StoreResult<bool> {
+        self.inner.schedule_pause(name, paused).await
+    }
+    async fn cron_step(&self, step: &CronStep) -> StoreResult<CronOutcome> {
+        self.inner.cron_step(step).await
+    }
+    async fn store_time_ms(&self) -> StoreResult<i64> {
+        self.inner.store_time_ms().await
     }
 }
 

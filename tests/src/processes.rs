@@ -227,6 +227,20 @@ impl Processes {
             .sum()
     }
 
+    /// Log lines of process `id` that contain `needle`.
+    pub fn lines_in_log(&self, id: ProcId, needle: &str) -> Vec<String> {
+        read(&self.procs[id].log)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// How many processes the test has started.
+    pub fn started(&self) -> usize {
+        self.procs.len()
+    }
+
     /// Kills every process still running.
     pub fn kill_all(&mut self) {
         for id in 0..self.procs.len() {

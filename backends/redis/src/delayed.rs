@@ -26,7 +26,7 @@ type ClaimedRow = (String, Option<Vec<u8>>, Option<String>, Option<i64>);
 impl RedisStore {
     /// The delayed-set keys, in the order the scripts take them: waiting, releasing, body,
     /// queue, due, counts.
-    fn delayed_keys(&self) -> [String; 6] {
+    pub(super) fn delayed_keys(&self) -> [String; 6] {
         ["waiting", "releasing", "body", "queue", "due", "counts"]
             .map(|part| self.keys.key(&format!("delayed:{part}")))
     }

@@ -17,6 +17,11 @@ pub fn delayed_releasing(namespace: &str) -> String {
     Keys::new(namespace).key("delayed:releasing")
 }
 
+/// `ns:lock:scheduler:leader:x`: the id of the scheduler that leads (fires schedules).
+pub fn leader_lock(namespace: &str) -> String {
+    Keys::new(namespace).key(&format!("lock:{}:x", jobfleet_common::store::LEADER_LOCK))
+}
+
 /// `ns:sentinel`: the data-loss sentinel.
 pub fn sentinel(namespace: &str) -> String {
     Keys::new(namespace).key(SENTINEL)

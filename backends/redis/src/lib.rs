@@ -31,6 +31,8 @@
 //! | `ns:worker:{id}` | STRING | the [`WorkerInfo`](jobfleet_common::store::WorkerInfo) as JSON, `PX` = TTL |
 //! | `ns:sentinel` | STRING | a value unique to its creation (never expires); see `integrity` |
 //! | `ns:incident:data_loss` | STRING | the open data-loss incident as JSON (never expires) |
+//! | `ns:cron:defs` | HASH | schedule name → its declaration (spec and source) as JSON |
+//! | `ns:cron:state:{name}` | HASH | `watermark`, `paused`, `last_instant`, `last_fired_at`, `last_job`, `owed`, `fires`, `created_at`, `updated_at` (server ms) |
 //!
 //! Lock expiry is judged by the Redis server's clock (`TIME` inside the scripts), never by
 //! a client's, so holders on machines with skewed clocks still exclude each other. The
@@ -44,7 +46,7 @@
 //! - this file: [`RedisStore`], connecting, key names and error mapping.
 //! - `persistence`: the start-up check of the server's persistence (`redis.require_persistence`).
 //! - `scripts`: the Lua scripts.
-//! - `delayed`, `locks`, `states`, `dead`, `heartbeats`: one capability trait each.
+//! - `delayed`, `locks`, `states`, `dead`, `heartbeats`, `schedules`: one capability trait each.
 //! - `integrity`: the sentinel that detects a server that lost its data.
 
 mod admin;
@@ -56,6 +58,7 @@ mod integrity;
 pub mod keys;
 mod locks;
 mod persistence;
+mod schedules;
 mod scripts;
 mod states;
 #[cfg(test)]

@@ -18,7 +18,7 @@ use jobfleet_common::store::{LockRequest, Locks, StoreError, StoreResult};
 
 impl RedisStore {
     /// A lock's exclusive key and shared set.
-    fn lock_keys(&self, key: &str) -> [String; 2] {
+    pub(super) fn lock_keys(&self, key: &str) -> [String; 2] {
         [
             self.keys.key(&format!("lock:{key}:x")),
             self.keys.key(&format!("lock:{key}:s")),

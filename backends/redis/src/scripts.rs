@@ -38,23 +38,34 @@ macro_rules! time_fns {
     };
 }
 
+/// Lua: `schedule_one(k, id, queue, due, body)` adds a job to the delayed set whose keys
+/// are `k` = {waiting, releasing, body, queue, due, counts}, or moves it there to its new
+/// due time (its old lease dropped); it is counted once, under its new queue.
+macro_rules! schedule_one_fn {
+    () => {
+        "local function schedule_one(k, id, queue, due, body)
+            local old = redis.call('HGET', k[4], id)
+            if old ~= queue then
+                if old then decr(k[6], old) end
+                redis.call('HINCRBY', k[6], queue, 1)
+            end
+            redis.call('ZREM', k[2], id)
+            redis.call('ZADD', k[1], due, id)
+            redis.call('HSET', k[3], id, body)
+            redis.call('HSET', k[4], id, queue)
+            redis.call('HSET', k[5], id, due)
+        end
+        "
+    };
+}
+
 /// Adds or moves jobs. KEYS: waiting, releasing, body, queue, due, counts. ARGV: id,
-/// queue, due, body for each job. A job already there (waiting or claimed) moves to its
-/// new due time and its old lease is dropped; it is counted once, under its new queue.
+/// queue, due, body for each job (see `schedule_one`).
 pub(super) const SCHEDULE_LUA: &str = concat!(
     decr_fn!(),
+    schedule_one_fn!(),
     "for i = 1, #ARGV, 4 do
-        local id, queue, due = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-        local old = redis.call('HGET', KEYS[4], id)
-        if old ~= queue then
-            if old then decr(KEYS[6], old) end
-            redis.call('HINCRBY', KEYS[6], queue, 1)
-        end
-        redis.call('ZREM', KEYS[2], id)
-        redis.call('ZADD', KEYS[1], due, id)
-        redis.call('HSET', KEYS[3], id, ARGV[i + 3])
-        redis.call('HSET', KEYS[4], id, queue)
-        redis.call('HSET', KEYS[5], id, due)
+        schedule_one(KEYS, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     end
     return 0"
 );
@@ -347,4 +358,77 @@ pub(super) static FORGET_UNPUBLISHED: LazyLock<Script> = LazyLock::new(|| {
         end
         return 0",
     )
+});
+
+/// Creates or replaces a schedule's declaration. KEYS: declarations hash, state hash.
+/// ARGV: name, declaration JSON. A new schedule's watermark and creation time are the
+/// server's now. Returns 1 if it was created.
+pub(super) static SCHEDULE_PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        time_fns!(),
+        "local created = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        local at = string.format('%d', now)
+        redis.call('HSET', KEYS[2], 'updated_at', at)
+        redis.call('HSETNX', KEYS[2], 'watermark', at)
+        redis.call('HSETNX', KEYS[2], 'created_at', at)
+        return created"
+    ))
+});
+
+/// Pauses (`ARGV[2]` = 1) or resumes (0) schedule `ARGV[1]`. KEYS: declarations hash,
+/// state hash. A resume moves the watermark up to the server's now. Returns 0 if there
+/// is no such schedule.
+pub(super) static SCHEDULE_PAUSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        time_fns!(),
+        "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+        if ARGV[2] == '0' and redis.call('HGET', KEYS[2], 'paused') == '1' then
+            if (tonumber(redis.call('HGET', KEYS[2], 'watermark')) or 0) < now then
+                redis.call('HSET', KEYS[2], 'watermark', string.format('%d', now))
+            end
+        end
+        redis.call('HSET', KEYS[2], 'paused', ARGV[2])
+        return 1"
+    ))
+});
+
+/// One step of a schedule (`Schedules::cron_step`), applied only if the caller holds the
+/// leader lock with its token, the schedule exists, is not paused and its watermark is
+/// the one the caller read. KEYS: leader lock, leader fence counter, declarations hash,
+/// state hash, then for a fire: the six delayed-set keys, the job's record, its
+/// uniqueness key. ARGV: holder, token, name, expected watermark, new watermark, action
+/// (`advance`, `owe`, `fire`), instant, then for a fire: id, queue, due, body, record
+/// JSON, record TTL, uniqueness TTL. Returns `{outcome}` or `{'taken', holder}`.
+pub(super) static CRON_STEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        decr_fn!(),
+        schedule_one_fn!(),
+        time_fns!(),
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+            return {'not_leader'}
+        end
+        if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 0 then return {'gone'} end
+        if redis.call('HGET', KEYS[4], 'paused') == '1' then return {'paused'} end
+        if redis.call('HGET', KEYS[4], 'watermark') ~= ARGV[4] then return {'moved'} end
+        if ARGV[6] == 'fire' then
+            local id = ARGV[8]
+            local holder = redis.call('GET', KEYS[12])
+            if holder and holder ~= id then return {'taken', holder} end
+            if not holder then redis.call('SET', KEYS[12], id, 'PX', ARGV[14]) end
+            schedule_one({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]},
+                id, ARGV[9], ARGV[10], ARGV[11])
+            redis.call('SET', KEYS[11], ARGV[12], 'PX', ARGV[13])
+            local owed = tonumber(redis.call('HGET', KEYS[4], 'owed'))
+            if owed and owed <= tonumber(ARGV[7]) then redis.call('HDEL', KEYS[4], 'owed') end
+            redis.call('HSET', KEYS[4], 'last_instant', ARGV[7],
+                'last_fired_at', string.format('%d', now), 'last_job', id)
+            redis.call('HINCRBY', KEYS[4], 'fires', 1)
+        elseif ARGV[6] == 'owe' then
+            redis.call('HSET', KEYS[4], 'owed', ARGV[7])
+        end
+        if tonumber(ARGV[5]) > tonumber(ARGV[4]) then
+            redis.call('HSET', KEYS[4], 'watermark', ARGV[5])
+        end
+        return {'applied'}"
+    ))
 });

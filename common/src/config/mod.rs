@@ -59,6 +59,9 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Cron schedules, `[schedules.<name>]`: written into the store by each scheduler at
+    /// start-up (see docs/schedules.md).
+    pub schedules: BTreeMap<String, crate::cron::ScheduleSpec>,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             redis: RedisConfig::default(),
             log: LogConfig::default(),
+            schedules: BTreeMap::new(),
         }
     }
 }
@@ -164,6 +168,11 @@ pub struct SchedulerConfig {
     pub release_lease: Duration,
     /// Address of the HTTP endpoint (health, metrics, dashboard); none when empty.
     pub http: Option<String>,
+    /// How long the leader's lease on firing schedules lasts without renewal (renewed
+    /// every third of it): a standby scheduler takes over within about 4/3 of this
+    /// after the leader dies.
+    #[serde(with = "hs")]
+    pub leader_lease: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -173,6 +182,7 @@ impl Default for SchedulerConfig {
             release_batch: 500,
             release_lease: Duration::from_secs(5),
             http: None,
+            leader_lease: Duration::from_secs(3),
         }
     }
 }
@@ -327,6 +337,24 @@ impl Config {
             if d.is_zero() {
                 return Err(err(key, "must be greater than 0"));
             }
+        }
+        if self.scheduler.leader_lease < Duration::from_millis(300) {
+            return Err(err("scheduler.leader_lease", "must be at least 300ms"));
+        }
+        for (name, spec) in &self.schedules {
+            let schedule = crate::cron::Schedule::new(name, spec.clone()).map_err(|e| {
+                let key = match e.field {
+                    "name" => format!("schedules.{name}"),
+                    field => format!("schedules.{name}.{field}"),
+                };
+                err(key, e.reason)
+            })?;
+            // Its jobs must pass the producer's checks (name lengths, payload size,
+            // attempts, timeout).
+            let job = schedule.job(0, 0);
+            self.limits
+                .validate(&job, 0)
+                .map_err(|e| err(format!("schedules.{name}.{}", e.field), e.reason))?;
         }
         let k = &self.kafka;
         if !(1..=10).contains(&k.bands) {

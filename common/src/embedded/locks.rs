@@ -66,6 +66,13 @@ impl LockTable {
         }
     }
 
+    /// Whether `holder` holds `key` now with `token` as the last token issued for it.
+    pub fn holds(&self, key: &str, holder: &str, token: u64, now_ms: i64) -> bool {
+        self.keys.get(key).is_some_and(|k| {
+            k.last_token == token && k.holders.get(holder).is_some_and(|until| *until > now_ms)
+        })
+    }
+
     pub fn release(&mut self, req: &LockRequest) {
         if let Some(key) = self.keys.get_mut(&req.key) {
             key.holders.remove(&req.holder);

@@ -17,13 +17,16 @@ use super::delayed::DelayedTable;
 use super::heartbeats::HeartbeatTable;
 use super::lock;
 use super::locks::LockTable;
+use super::schedules::ScheduleTable;
 use super::states::StateTable;
 use crate::clock::SharedClock;
+use crate::cron::ScheduleSpec;
 use crate::job::JobId;
 use crate::store::{
-    Admission, DeadFilter, DeadLetter, DeadLetters, DelayedSet, Executions, Heartbeats, Integrity,
-    JobRecord, JobStates, LeaseRequest, LockRequest, Locks, ScheduledJob, Store, StoreResult,
-    WorkerInfo,
+    Admission, CronAction, CronOutcome, CronStep, DeadFilter, DeadLetter, DeadLetters, DelayedSet,
+    Executions, Heartbeats, Integrity, JobRecord, JobStates, LeaseRequest, LockRequest, Locks,
+    ScheduleSource, ScheduledJob, Schedules, Store, StoreResult, StoredSchedule, WorkerInfo,
+    LEADER_LOCK,
 };
 
 /// An in-process store; share it behind an `Arc`.
@@ -34,6 +37,7 @@ pub struct EmbeddedStore {
     states: Mutex<StateTable>,
     dead: Mutex<DeadTable>,
     heartbeats: Mutex<HeartbeatTable>,
+    schedules: Mutex<ScheduleTable>,
 }
 
 impl EmbeddedStore {
@@ -46,6 +50,7 @@ impl EmbeddedStore {
             states: Mutex::default(),
             dead: Mutex::default(),
             heartbeats: Mutex::default(),
+            schedules: Mutex::default(),
         }
     }
 
@@ -71,14 +76,15 @@ impl Store for EmbeddedStore {
         "embedded"
     }
 
-    /// Empties every table; counts the tables (five), not their entries.
+    /// Empties every table; counts the tables (six), not their entries.
     async fn purge(&self) -> StoreResult<u64> {
         *lock(&self.delayed) = DelayedTable::default();
         *lock(&self.locks) = LockTable::default();
         *lock(&self.states) = StateTable::default();
         *lock(&self.dead) = DeadTable::default();
         *lock(&self.heartbeats) = HeartbeatTable::default();
-        Ok(5)
+        *lock(&self.schedules) = ScheduleTable::default();
+        Ok(6)
     }
 }
 
@@ -254,6 +260,68 @@ impl Heartbeats for EmbeddedStore {
     }
 }
 
+#[async_trait]
+impl Schedules for EmbeddedStore {
+    async fn schedule_put(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        source: ScheduleSource,
+    ) -> StoreResult<bool> {
+        let now_ms = self.now_ms();
+        Ok(lock(&self.schedules).put(name, spec, source, now_ms))
+    }
+
+    async fn schedule_list(&self) -> StoreResult<Vec<StoredSchedule>> {
+        Ok(lock(&self.schedules).list())
+    }
+
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<StoredSchedule>> {
+        Ok(lock(&self.schedules).get(name))
+    }
+
+    async fn schedule_remove(&self, name: &str) -> StoreResult<bool> {
+        Ok(lock(&self.schedules).remove(name))
+    }
+
+    async fn schedule_pause(&self, name: &str, paused: bool) -> StoreResult<bool> {
+        let now_ms = self.now_ms();
+        Ok(lock(&self.schedules).pause(name, paused, now_ms))
+    }
+
+    /// Holds the lock, schedule, state and delayed tables together (in that order, the
+    /// only place more than one is held), so the step is atomic as the Redis script is.
+    async fn cron_step(&self, step: &CronStep) -> StoreResult<CronOutcome> {
+        let now_ms = self.now_ms();
+        let locks = lock(&self.locks);
+        let leader = &step.leader;
+        if !locks.holds(LEADER_LOCK, &leader.holder, leader.token, now_ms) {
+            return Ok(CronOutcome::NotLeader);
+        }
+        let mut schedules = lock(&self.schedules);
+        if let Err(outcome) = schedules.check(step) {
+            return Ok(outcome);
+        }
+        if let CronAction::Fire(fire) = &step.action {
+            let mut states = lock(&self.states);
+            let id = fire.job.id;
+            if let Some(holder) =
+                states.unique_claim(&fire.unique_key, id, fire.unique_ttl_ms, now_ms)
+            {
+                return Ok(CronOutcome::Taken(holder));
+            }
+            states.put(fire.record.clone());
+            lock(&self.delayed).schedule(fire.job.clone());
+        }
+        schedules.apply(step, now_ms);
+        Ok(CronOutcome::Applied)
+    }
+
+    async fn store_time_ms(&self) -> StoreResult<i64> {
+        Ok(self.now_ms())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -277,6 +345,12 @@ mod tests {
             holder: holder.into(),
             ttl_ms,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn schedules_follow_the_store_conformance_checks() -> StoreResult<()> {
+        let s = store();
+        crate::store::fixtures::schedules(&*s, |ms| sleep(Duration::from_millis(ms))).await
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,7 +3,8 @@
 //! A store is several small capabilities, each a trait: the [`DelayedSet`] the scheduler
 //! times jobs in, [`Locks`] with fencing tokens, [`JobStates`] (state records, completion
 //! markers, cancel requests, uniqueness keys), [`Executions`] (the lease that keeps a job
-//! from running twice at once), [`DeadLetters`] and [`Heartbeats`].
+//! from running twice at once), [`DeadLetters`], [`Heartbeats`] and [`Schedules`] (cron
+//! schedules and the fenced step that fires them).
 //! [`Store`] is all of them together; every backend implements all of them.
 
 mod executions;
@@ -12,6 +13,7 @@ mod executions;
 pub mod fixtures;
 mod integrity;
 mod records;
+mod schedules;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,10 @@ use crate::job::{JobId, LockMode};
 pub use executions::{Admission, Executions, LeaseRequest};
 pub use integrity::{DataLossIncident, Integrity, IntegrityCheck};
 pub use records::{DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo};
+pub use schedules::{
+    CronAction, CronFire, CronOutcome, CronStep, Leadership, ScheduleSource, ScheduleState,
+    Schedules, StoredSchedule, LEADER_LOCK,
+};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +179,15 @@ pub trait Heartbeats: Send + Sync {
 /// (`Arc<dyn JobStates>`, say), and the producer holds only that.
 #[async_trait]
 pub trait Store:
-    DelayedSet + Locks + JobStates + Executions + DeadLetters + Heartbeats + Integrity + 'static
+    DelayedSet
+    + Locks
+    + JobStates
+    + Executions
+    + DeadLetters
+    + Heartbeats
+    + Schedules
+    + Integrity
+    + 'static
 {
     /// The backend's name (`embedded`, `redis`).
     fn name(&self) -> &'static str;

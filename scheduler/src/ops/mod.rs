@@ -1,4 +1,5 @@
-//! Operator functions: what `jobfleet cancel`, `jobfleet dlq …` and `jobfleet queues`
+//! Operator functions: what `jobfleet cancel`, `jobfleet dlq …`, `jobfleet schedule …` and
+//! `jobfleet queues`
 //! call. Each is one short conversation with the backends; none needs a running scheduler.
 //!
 //! # Layout
@@ -6,11 +7,18 @@
 //! - [`cancel`](fn@cancel): cancel a job wherever it is.
 //! - [`dlq_list`], [`dlq_replay`], [`dlq_purge`]: inspect, re-run or drop dead letters.
 //! - [`queue_depths`]: how many jobs each queue holds, and where.
+//! - [`schedule_add`], [`schedule_list`], [`schedule_show`], [`schedule_pause`],
+//!   [`schedule_remove`], [`schedule_trigger`]: cron schedules.
 
 mod cancel;
 mod depths;
 mod dlq;
+mod schedules;
 
 pub use cancel::{cancel, CancelOutcome};
 pub use depths::{queue_depths, QueueDepth};
 pub use dlq::{dlq_list, dlq_purge, dlq_replay, ReplayReport};
+pub use schedules::{
+    check as check_schedule, schedule_add, schedule_list, schedule_pause, schedule_remove,
+    schedule_show, schedule_trigger, ScheduleView,
+};

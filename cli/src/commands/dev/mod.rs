@@ -3,6 +3,8 @@
 //!
 //! One scheduler and N workers start through the same entry points production uses
 //! (`jobfleet_scheduler::run`, `jobfleet_worker::run`), on one embedded broker and store.
+//! The sample cron schedule ([`workload::SCHEDULE`], every second) fires `echo` jobs
+//! while it runs, unless the configuration declares schedules of its own.
 //! With `--until-idle` the command returns once every job is in a terminal state; without
 //! it the fleet keeps running after the workload until the shutdown token is cancelled.
 
@@ -148,7 +150,11 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     let drained = drain(&mut roles).await;
     let tally = watcher.poll().await.unwrap_or_else(|_| watcher.tally());
     progress.finish();
-    let summary = DevSummary::new(&tally, elapsed);
+    let mut summary = DevSummary::new(&tally, elapsed);
+    summary.schedule_fires = match backends.store.schedule_list().await {
+        Ok(schedules) => schedules.iter().map(|s| s.state.fires).sum(),
+        Err(_) => 0,
+    };
     match stop? {
         Stop::Idle | Stop::Shutdown => drained.map(|()| summary),
         Stop::TimedOut => Err(Error::NotIdle {
@@ -189,6 +195,11 @@ pub fn dev_config(mut config: Config, concurrency: usize) -> Result<Config> {
     quick(&mut w.lock_conflict_delay, d.lock_conflict_delay, 200);
     quick(&mut w.grace_period, d.grace_period, 5_000);
     quick(&mut config.scheduler.tick, defaults.scheduler.tick, 50);
+    if config.schedules.is_empty() {
+        config
+            .schedules
+            .insert(workload::SCHEDULE.into(), workload::schedule());
+    }
     config.validate()?;
     Ok(config)
 }

@@ -155,6 +155,9 @@ pub struct DevSummary {
     pub elapsed_ms: u64,
     /// Finished jobs per second of the run.
     pub jobs_per_sec: f64,
+    /// Jobs the cron schedules fired during the run (the sample schedule's among them).
+    #[serde(default)]
+    pub schedule_fires: u64,
 }
 
 impl DevSummary {
@@ -175,6 +178,7 @@ impl DevSummary {
             unfinished: tally.total - tally.finished(),
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             jobs_per_sec: (rate * 10.0).round() / 10.0,
+            schedule_fires: 0,
         }
     }
 
@@ -184,7 +188,8 @@ impl DevSummary {
         let elapsed = Duration::from_millis(self.elapsed_ms).as_secs_f64();
         format!(
             "total      {}\ncompleted  {}\nretried    {}\ndead       {}\ncancelled  {}\n\
-             unfinished {}\nelapsed    {elapsed:.2}s\njobs/s     {:.1}\nsummary: {json}",
+             unfinished {}\nelapsed    {elapsed:.2}s\njobs/s     {:.1}\nschedules  {} fires\n\
+             summary: {json}",
             self.total,
             self.completed,
             self.retried,
@@ -192,6 +197,7 @@ impl DevSummary {
             self.cancelled,
             self.unfinished,
             self.jobs_per_sec,
+            self.schedule_fires,
         )
     }
 }

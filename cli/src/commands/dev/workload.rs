@@ -5,6 +5,7 @@
 //! The mix repeats every [`CYCLE`] jobs, so a run of N jobs always holds the same
 //! proportions and the number of `fail` jobs (the ones that must end dead) is known.
 
+use jobfleet_common::cron::ScheduleSpec;
 use jobfleet_common::job::{Backoff, ConflictPolicy};
 use jobfleet_common::{Job, LockMode, LockSpec, Priority};
 
@@ -12,6 +13,16 @@ use jobfleet_common::{Job, LockMode, LockSpec, Priority};
 pub const QUEUE: &str = "default";
 /// The lock key the locked jobs share.
 pub const LOCK_KEY: &str = "dev:shared-report";
+/// The sample cron schedule's name.
+pub const SCHEDULE: &str = "dev-every-second";
+
+/// The sample schedule: an `echo` job every second on [`QUEUE`].
+pub fn schedule() -> ScheduleSpec {
+    let mut spec = ScheduleSpec::new("* * * * * *", QUEUE, "echo");
+    spec.payload = Some(serde_json::json!({ "from": SCHEDULE }));
+    spec
+}
+
 /// Length of the repeating mix.
 pub const CYCLE: usize = 30;
 
