@@ -1,5 +1,8 @@
 //! The release loop: due jobs leave the delayed set for their ready routes.
 //!
+//! What is due is judged by the store's clock (`Schedules::store_time_ms`, Redis `TIME`),
+//! so schedulers whose clocks disagree release each job at the same time.
+//!
 //! Each round claims up to `scheduler.release_batch` due jobs under a lease of
 //! `scheduler.release_lease`, publishes them all in one confirmed batch, and only then
 //! tells the store they are done. A scheduler that dies between claim and done leaves a
@@ -25,7 +28,16 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let lease_ms = settings.release_lease.as_millis() as u64;
     let mut pause = Pause::new();
     while !shutdown.is_cancelled() {
-        let claimed_at = ctx.now_ms();
+        // Due is judged by the store's clock, as cron is: a scheduler whose own clock
+        // runs ahead must not release jobs early.
+        let claimed_at = match ctx.backends.store.store_time_ms().await {
+            Ok(now) => now,
+            Err(e) => {
+                telemetry::backend_error("scheduler", "store_time", &e);
+                pause.wait(&shutdown).await;
+                continue;
+            }
+        };
         let claimed = match ctx
             .backends
             .store
@@ -41,7 +53,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         };
         let full = claimed.len() >= limit;
         if !claimed.is_empty() {
-            if let Err(e) = release(&ctx, claimed).await {
+            if let Err(e) = release(&ctx, claimed, claimed_at).await {
                 // The claimed jobs stay leased; when the lease runs out they are claimed again.
                 telemetry::backend_error("scheduler", "release", &e);
                 pause.wait(&shutdown).await;
@@ -69,7 +81,7 @@ async fn until_next(ctx: &Context, claimed_at: i64, tick: Duration) -> Duration 
         // Due by the time we claimed yet not claimed: another scheduler holds its lease.
         Ok(Some(due)) if due <= claimed_at => tick,
         Ok(Some(due)) => {
-            let ms = (due - ctx.now_ms()).max(0) as u64;
+            let ms = (due - claimed_at).max(0) as u64;
             Duration::from_millis(ms).min(tick)
         }
         Ok(None) => tick,
@@ -81,10 +93,13 @@ async fn until_next(ctx: &Context, claimed_at: i64, tick: Duration) -> Duration 
 }
 
 /// Publishes claimed jobs to their ready routes and marks them done; cancelled ones are
-/// dropped instead.
-async fn release(ctx: &Context, claimed: Vec<ScheduledJob>) -> Result<(), SchedulerError> {
+/// dropped instead. `now` is the store's time of the claim.
+async fn release(
+    ctx: &Context,
+    claimed: Vec<ScheduledJob>,
+    now: i64,
+) -> Result<(), SchedulerError> {
     let store = &ctx.backends.store;
-    let now = ctx.now_ms();
     let ids: Vec<JobId> = claimed.iter().map(|s| s.id).collect();
     let cancelled = store.cancel_requested(&ids).await?;
     let mut messages = Vec::with_capacity(claimed.len());

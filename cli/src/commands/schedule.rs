@@ -66,7 +66,7 @@ pub enum ScheduleAction {
 /// Flags of `jobfleet schedule add`.
 #[derive(Clone, Debug, Args)]
 pub struct AddArgs {
-    /// The schedule's name: letters, digits, - _ .
+    /// The schedule's name: 1-100 of letters, digits, `-`, `_` and `.`
     pub name: String,
     /// Cron expression: 5 fields (minute hour day month weekday), or 6 with seconds first.
     #[arg(long)]
