@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use jobfleet::commands::{
-    bench, cancel, dev, dlq, enqueue, queues, schedule, scheduler, status, worker,
+    bench, cancel, dev, dlq, enqueue, queues, run as run_job, schedule, scheduler, status, worker,
 };
 use jobfleet::logging::{self, Profile};
 use jobfleet::{shutdown, Error, GlobalArgs};
@@ -30,7 +30,7 @@ enum Command {
     ///
     /// It consumes `worker.queues` with the built-in job kinds:
     ///
-    ///   echo                        succeeds at once
+    ///   echo                        succeeds at once, its JSON payload as its result
     ///   sleep  {"ms": N}            sleeps N ms (stops early when cancelled)
     ///   flaky  {"fail_times": N}    fails its first N attempts, then succeeds
     ///   fail                        always fails: ends dead after its attempts
@@ -47,6 +47,8 @@ enum Command {
     /// others stand by to take over within about 4/3 of scheduler.leader_lease.
     #[command(verbatim_doc_comment)]
     Scheduler,
+    /// Run one job in this process (embedded backend) and print its result as JSON.
+    Run(run_job::RunArgs),
     /// Enqueue one job from flags, or many from a JSON-lines file.
     Enqueue(enqueue::EnqueueArgs),
     /// Show a job's state.
@@ -78,7 +80,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     let config = cli.global.load_config()?;
     let profile = match cli.command {
         // Both are watched at a terminal; the bench must not log a line per job either.
-        Command::Dev(_) | Command::Bench(_) => Profile::Dev,
+        Command::Dev(_) | Command::Bench(_) | Command::Run(_) => Profile::Dev,
         Command::Worker | Command::Scheduler => Profile::Service,
         _ => Profile::Operator,
     };
@@ -107,6 +109,7 @@ async fn dispatch(command: Command, config: Config, token: CancellationToken) ->
         Command::Dev(args) => dev::main(args, config, token).await,
         Command::Worker => worker::run(config, token).await,
         Command::Scheduler => scheduler::run(config, token).await,
+        Command::Run(args) => run_job::run(args, config).await,
         Command::Enqueue(args) => enqueue::run(args, config).await,
         Command::Status(args) => status::run(args, config).await,
         Command::Queues(args) => queues::run(args, config).await,

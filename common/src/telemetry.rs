@@ -42,8 +42,8 @@ pub const CRON_MISSED: &str = "jobfleet_cron_missed_total";
 /// Histogram (seconds): how long after its instant a schedule fired (the store's clock).
 /// Labels: schedule.
 pub const CRON_FIRE_LATENESS: &str = "jobfleet_cron_fire_lateness_seconds";
-/// Counter: this scheduler became (`acquired`) or stopped being (`lost`) the leader that
-/// fires schedules. Labels: change.
+/// Counter: this scheduler became (`acquired`) or stopped being (`lost`, `released` at
+/// shutdown) the leader that fires schedules. Labels: change.
 pub const LEADER_CHANGES: &str = "jobfleet_scheduler_leader_changes_total";
 /// Gauge: 1 while this scheduler leads, else 0.
 pub const IS_LEADER: &str = "jobfleet_scheduler_is_leader";
@@ -73,19 +73,43 @@ pub fn cron_missed(schedule: &str, outcome: &'static str, count: u64, policy: &s
         .increment(count);
 }
 
+/// How this scheduler's leadership changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leadership {
+    /// It took the leader lock.
+    Acquired,
+    /// It found another holds the lock, or could not renew it for a whole lease.
+    Lost,
+    /// It let go of the lock as it stopped.
+    Released,
+}
+
 /// This scheduler (`holder`) became or stopped being the leader, with fencing `token`.
-pub fn leadership(holder: &str, leading: bool, token: u64) {
-    if leading {
-        tracing::info!(holder, token, "leading: this scheduler fires the schedules");
-    } else {
-        tracing::warn!(
-            holder,
-            token,
-            "no longer leading: another scheduler fires the schedules"
-        );
-    }
-    let change = if leading { "acquired" } else { "lost" };
-    metrics::counter!(LEADER_CHANGES, "change" => change).increment(1);
+pub fn leadership(holder: &str, change: Leadership, token: u64) {
+    let label = match change {
+        Leadership::Acquired => {
+            tracing::info!(holder, token, "leading: this scheduler fires the schedules");
+            "acquired"
+        }
+        Leadership::Lost => {
+            tracing::warn!(
+                holder,
+                token,
+                "no longer leading: another scheduler fires the schedules"
+            );
+            "lost"
+        }
+        Leadership::Released => {
+            tracing::info!(
+                holder,
+                token,
+                "stopped leading: stopping, the lock is released"
+            );
+            "released"
+        }
+    };
+    metrics::counter!(LEADER_CHANGES, "change" => label).increment(1);
+    let leading = change == Leadership::Acquired;
     metrics::gauge!(IS_LEADER).set(if leading { 1.0 } else { 0.0 });
 }
 

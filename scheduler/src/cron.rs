@@ -24,7 +24,8 @@ use jobfleet_common::store::{
     CronAction, CronFire, CronOutcome, CronStep, JobRecord, JobState, Leadership, LockRequest,
     ScheduledJob, StoreError, LEADER_LOCK,
 };
-use jobfleet_common::{telemetry, JobId, LockMode};
+use jobfleet_common::telemetry::{self, Leadership as Change};
+use jobfleet_common::{JobId, LockMode};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
@@ -52,7 +53,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                             holder: ctx.id.clone(),
                             token,
                         });
-                        telemetry::leadership(&ctx.id, true, token);
+                        telemetry::leadership(&ctx.id, Change::Acquired, token);
                         continue;
                     }
                     Ok(None) => {}
@@ -65,7 +66,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                     match ctx.backends.store.lock_renew(&request).await {
                         Ok(true) => renewed = tokio::time::Instant::now(),
                         Ok(false) => {
-                            telemetry::leadership(&ctx.id, false, current.token);
+                            telemetry::leadership(&ctx.id, Change::Lost, current.token);
                             leader = None;
                             continue;
                         }
@@ -74,14 +75,14 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 }
                 if renewed.elapsed() >= lease {
                     // Renewals failed for a whole lease: another may lead by now.
-                    telemetry::leadership(&ctx.id, false, current.token);
+                    telemetry::leadership(&ctx.id, Change::Lost, current.token);
                     leader = None;
                     continue;
                 }
                 match round(&ctx, current).await {
                     Ok(next) => next.min(period.saturating_sub(renewed.elapsed())),
                     Err(Stop::Deposed) => {
-                        telemetry::leadership(&ctx.id, false, current.token);
+                        telemetry::leadership(&ctx.id, Change::Lost, current.token);
                         leader = None;
                         continue;
                     }
@@ -101,7 +102,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         if let Err(e) = ctx.backends.store.lock_release(&request).await {
             telemetry::backend_error("scheduler", "leader_release", &e);
         }
-        telemetry::leadership(&ctx.id, false, current.token);
+        telemetry::leadership(&ctx.id, Change::Released, current.token);
     }
 }
 

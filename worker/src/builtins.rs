@@ -1,6 +1,6 @@
 //! The built-in job kinds that demos, smoke tests and benchmarks use:
 //!
-//! - `echo`: succeeds at once, logging the payload's size;
+//! - `echo`: succeeds at once with its payload as its result (when the payload is JSON);
 //! - `sleep` (`{"ms": N}`): sleeps N ms, failing early (retryably) when cancelled;
 //! - `flaky` (`{"fail_times": N}`): fails retryably while `attempt <= N`, then succeeds;
 //! - `fail`: always fails retryably, so the job ends dead after its attempts: the
@@ -24,6 +24,9 @@ pub(crate) fn register(registry: &mut Registry) {
 
 async fn echo(ctx: JobContext) -> Result<(), JobError> {
     tracing::info!(bytes = ctx.job().payload.len(), "echo");
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&ctx.job().payload) {
+        ctx.set_result(value)?;
+    }
     Ok(())
 }
 

@@ -1,11 +1,11 @@
 //! [`JobContext`]: what a handler gets besides its job — the attempt number, a
 //! cancellation token, the execution lease's and the lock's fencing tokens, and a way to
-//! report progress.
+//! report progress and a result.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use jobfleet_common::store::JobRecord;
+use jobfleet_common::store::{JobRecord, MAX_RESULT_BYTES};
 use jobfleet_common::{telemetry, Job, SharedClock, Store};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,8 @@ pub(crate) struct Parts {
     pub clock: SharedClock,
     /// The `running` record this attempt wrote; progress reports rewrite it.
     pub record: JobRecord,
+    /// What the handler returned with [`JobContext::set_result`].
+    pub result: std::sync::Mutex<Option<serde_json::Value>>,
 }
 
 impl JobContext {
@@ -97,6 +99,39 @@ impl JobContext {
         if let Err(e) = self.inner.store.put_records(&[record]).await {
             telemetry::backend_error("worker", "progress", &e);
         }
+    }
+
+    /// Sets the job's result: stored, as JSON, in the `completed` state record (shown by
+    /// `jobfleet status`) when the attempt succeeds; a later call replaces it. A result
+    /// that does not serialise, or whose JSON is over
+    /// [`MAX_RESULT_BYTES`](jobfleet_common::store::MAX_RESULT_BYTES) (64 KiB), is refused
+    /// with a permanent error: put large outputs in a file or object store and return
+    /// where they are.
+    pub fn set_result(&self, result: impl serde::Serialize) -> Result<(), JobError> {
+        let value = serde_json::to_value(result)
+            .map_err(|e| JobError::permanent(format!("the result is not JSON: {e}")))?;
+        let size = value.to_string().len();
+        if size > MAX_RESULT_BYTES {
+            return Err(JobError::permanent(format!(
+                "the result is {size} bytes of JSON, over {MAX_RESULT_BYTES}: store large \
+                 outputs elsewhere and return their location"
+            )));
+        }
+        *self
+            .inner
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
+        Ok(())
+    }
+
+    /// The result set so far, taken out (the pipeline's, once the attempt ends).
+    pub(crate) fn take_result(&self) -> Option<serde_json::Value> {
+        self.inner
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// The payload parsed as JSON; a payload that does not parse is a permanent error.

@@ -264,7 +264,9 @@ async fn run_attempt(
         store: store.clone(),
         clock: worker.backends.clock.clone(),
         record: record.clone(),
+        result: std::sync::Mutex::new(None),
     });
+    let results = ctx.clone();
     let watch = attempt
         .lock
         .zip(attempt.fence)
@@ -287,6 +289,10 @@ async fn run_attempt(
     if !completed {
         execution.release().await;
     }
+    let record = JobRecord {
+        result: results.take_result().filter(|_| completed),
+        ..record
+    };
     let settled = settle::outcome(worker, ticket, job, record, outcome).await;
     if completed && settled {
         execution.ended_by_completion();

@@ -162,6 +162,7 @@ mod tests {
             worker: Some("w1".into()),
             last_error: None,
             note: None,
+            result: None,
         }
     }
 
@@ -179,6 +180,7 @@ mod tests {
         assert!(!t.is_completed(a).await?);
         let done = JobRecord {
             finished_at_ms: Some(9),
+            result: Some(serde_json::json!({"rows": 3, "path": "s3://b/k"})),
             ..record(a, JobState::Completed)
         };
         t.complete(&done).await?;

@@ -8,6 +8,7 @@ pub mod dev;
 pub mod dlq;
 pub mod enqueue;
 pub mod queues;
+pub mod run;
 pub mod schedule;
 pub mod scheduler;
 pub mod status;

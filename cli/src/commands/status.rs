@@ -78,6 +78,9 @@ pub fn render(r: &JobRecord) -> String {
     if let Some(n) = &r.note {
         rows.push(("note", n.clone()));
     }
+    if let Some(result) = &r.result {
+        rows.push(("result", result.to_string()));
+    }
     let mut out = String::new();
     for (name, value) in rows {
         // Writing to a String cannot fail.
@@ -117,5 +120,12 @@ mod tests {
         );
         assert!(!text.contains("worker"), "{text}");
         assert!(!text.contains("finished"), "{text}");
+        assert!(!text.contains("result"), "{text}");
+        r.result = Some(serde_json::json!({"rows": 3}));
+        assert!(
+            render(&r).contains("result     {\"rows\":3}\n"),
+            "{}",
+            render(&r)
+        );
     }
 }

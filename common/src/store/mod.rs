@@ -23,7 +23,9 @@ use bytes::Bytes;
 use crate::job::{JobId, LockMode};
 pub use executions::{Admission, Executions, LeaseRequest};
 pub use integrity::{DataLossIncident, Integrity, IntegrityCheck};
-pub use records::{DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo};
+pub use records::{
+    DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo, MAX_RESULT_BYTES,
+};
 pub use schedules::{
     CronAction, CronFire, CronOutcome, CronStep, Leadership, ScheduleSource, ScheduleState,
     Schedules, StoredSchedule, LEADER_LOCK,

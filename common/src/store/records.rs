@@ -98,9 +98,18 @@ pub struct JobRecord {
     pub worker: Option<String>,
     /// The latest error.
     pub last_error: Option<ErrorRecord>,
-    /// A free-form note (why it was cancelled or skipped, what the handler returned).
+    /// A free-form note (why it was cancelled or skipped, which schedule fired it).
     pub note: Option<String>,
+    /// What the handler returned with its success (`JobContext::set_result`), as JSON;
+    /// at most [`MAX_RESULT_BYTES`], kept as long as the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
+
+/// The largest result a handler may return, as JSON text: results live in the state
+/// record, beside every other job's; a larger output belongs in a file or object store,
+/// with its location as the result.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 
 impl JobRecord {
     /// A record for `job` in `state` at `now_ms`, with no progress, worker or note.
@@ -121,6 +130,7 @@ impl JobRecord {
             worker: None,
             last_error: job.errors.last().cloned(),
             note: None,
+            result: None,
         }
     }
 }

@@ -1,0 +1,120 @@
+//! `jobfleet run KIND --payload JSON`: one job, run in this process on the embedded
+//! backend (a scheduler for its retries and one worker), then its result printed: the
+//! quickest way to try a handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use jobfleet_common::store::{JobRecord, JobState};
+use jobfleet_common::{Backends, Config, Job};
+use jobfleet_producer::Producer;
+use jobfleet_worker::Registry;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::dev::dev_config;
+use crate::error::{Error, Result};
+use crate::parse::{duration, json_payload, millis};
+
+/// The queue `run` puts its job on.
+const QUEUE: &str = "run";
+/// How often the job's record is read while it runs.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Flags of `jobfleet run`.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// The job kind: a built-in one (echo, sleep, flaky, fail).
+    pub kind: String,
+    /// The payload, as JSON.
+    #[arg(long, value_parser = json_payload)]
+    pub payload: Option<Bytes>,
+    /// Attempts before the job counts as failed.
+    #[arg(long, default_value_t = 1)]
+    pub max_attempts: u32,
+    /// How long one attempt may run.
+    #[arg(long, value_parser = duration, default_value = "5m")]
+    pub timeout: Duration,
+}
+
+/// Runs the command: prints the job's result as JSON (`null` when the handler set none);
+/// a job that ends dead or cancelled is an error (exit 1) with its last error.
+pub async fn run(args: RunArgs, config: Config) -> Result<()> {
+    let registry = Arc::new(Registry::with_builtins());
+    let record = run_job(&registry, &args, config).await?;
+    if record.state != JobState::Completed {
+        let why = record
+            .last_error
+            .map(|e| format!("{}: {}", e.kind, e.message))
+            .or(record.note)
+            .unwrap_or_default();
+        return Err(Error::Incomplete(format!(
+            "job {} ended {} after {} attempt(s): {why}",
+            record.id, record.state, record.attempt
+        )));
+    }
+    let result = record.result.unwrap_or(serde_json::Value::Null);
+    let text = serde_json::to_string_pretty(&result)
+        .map_err(|e| Error::Task(format!("cannot write the result as JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Runs one job of `args.kind` with `registry`'s handlers in a fleet of its own and
+/// returns its final record.
+pub async fn run_job(
+    registry: &Arc<Registry>,
+    args: &RunArgs,
+    config: Config,
+) -> Result<JobRecord> {
+    if !registry.kinds().contains(&args.kind) {
+        return Err(Error::Usage(format!(
+            "no handler for kind {:?}; this build has: {}",
+            args.kind,
+            registry.kinds().join(", ")
+        )));
+    }
+    let mut config = dev_config(config, 1)?;
+    config.worker.queues = vec![QUEUE.into()];
+    config.schedules.clear();
+    let config = Arc::new(config);
+    let backends = Backends::embedded();
+    let job = Job::new(QUEUE, &args.kind, args.payload.clone().unwrap_or_default())
+        .with_max_attempts(args.max_attempts)
+        .with_timeout_ms(millis(args.timeout));
+    let id = job.id;
+    let fleet = CancellationToken::new();
+    let mut roles: JoinSet<Result<()>> = JoinSet::new();
+    let (c, b, t) = (config.clone(), backends.clone(), fleet.clone());
+    roles.spawn(async move { Ok(jobfleet_scheduler::run(c, b, t).await?) });
+    let (c, b, r, t) = (
+        config.clone(),
+        backends.clone(),
+        registry.clone(),
+        fleet.clone(),
+    );
+    roles.spawn(async move { Ok(jobfleet_worker::run(c, b, r, t).await?) });
+    let outcome = async {
+        Producer::new(&backends, &config).enqueue(job).await?;
+        loop {
+            if let Some(record) = backends.store.record(id).await? {
+                if record.state.is_terminal() {
+                    return Ok(record);
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    let record = tokio::select! {
+        record = outcome => record,
+        Some(ended) = roles.join_next() => Err(match ended {
+            Ok(Err(e)) => e,
+            _ => Error::Task("a fleet role stopped before the job finished".into()),
+        }),
+    };
+    fleet.cancel();
+    while roles.join_next().await.is_some() {}
+    record
+}
