@@ -451,6 +451,7 @@ mod tests {
             worker: None,
             last_error: None,
             note: None,
+            result: Some(serde_json::json!({"ok": true})),
         };
         assert!(!s.is_completed(id).await?);
         s.complete(&record).await?;
