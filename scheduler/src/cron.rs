@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Context;
 
 /// Leads and fires until `shutdown`; a leader lets go of the lock as it stops, so a
-/// standby takes over at once.
+/// standby takes over at its next try (within a third of the lease).
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let lease = ctx.config.scheduler.leader_lease;
     let period = lease / 3;
@@ -43,7 +43,10 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     };
     let mut leader: Option<Leadership> = None;
     let mut renewed = tokio::time::Instant::now();
+    // After a failed renewal, try again soon but not in a loop.
+    let retry = (period / 4).min(Duration::from_millis(100));
     while !shutdown.is_cancelled() {
+        let mut floor = Duration::ZERO;
         let wait = match &leader {
             None => {
                 match ctx.backends.store.lock_acquire(&request).await {
@@ -70,7 +73,10 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                             leader = None;
                             continue;
                         }
-                        Err(e) => telemetry::backend_error("scheduler", "leader_renew", &e),
+                        Err(e) => {
+                            telemetry::backend_error("scheduler", "leader_renew", &e);
+                            floor = retry;
+                        }
                     }
                 }
                 if renewed.elapsed() >= lease {
@@ -79,8 +85,9 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                     leader = None;
                     continue;
                 }
+                let until_renewal = period.saturating_sub(renewed.elapsed());
                 match round(&ctx, current).await {
-                    Ok(next) => next.min(period.saturating_sub(renewed.elapsed())),
+                    Ok(next) => next.min(until_renewal).max(floor),
                     Err(Stop::Deposed) => {
                         telemetry::leadership(&ctx.id, Change::Lost, current.token);
                         leader = None;
@@ -88,7 +95,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                     }
                     Err(Stop::Store(e)) => {
                         telemetry::backend_error("scheduler", "cron", &e);
-                        period
+                        until_renewal.max(retry)
                     }
                 }
             }
@@ -120,9 +127,12 @@ impl From<StoreError> for Stop {
     }
 }
 
-/// One look at every schedule; returns how long until the next instant of any.
+/// One look at every schedule; returns how long until the next instant of any. A store
+/// error on one schedule is logged and the others go on; only a deposition ends the
+/// round early.
 async fn round(ctx: &Context, leader: &Leadership) -> Result<Duration, Stop> {
     let store = &ctx.backends.store;
+    let began = tokio::time::Instant::now();
     let now = store.store_time_ms().await?;
     let mut next: Option<i64> = None;
     let mut owing = false;
@@ -148,7 +158,15 @@ async fn round(ctx: &Context, leader: &Leadership) -> Result<Duration, Stop> {
             owed: stored.state.owed_ms,
             more: false,
         };
-        firing.run().await?;
+        match firing.run().await {
+            Ok(()) => {}
+            Err(Stop::Deposed) => return Err(Stop::Deposed),
+            Err(Stop::Store(e)) => {
+                tracing::warn!(schedule = %stored.name, error = %e, "schedule step failed; trying again next round");
+                telemetry::backend_error("scheduler", "cron_step", &e);
+                firing.more = true;
+            }
+        }
         owing |= firing.owed.is_some() && stored.spec.overlap == OverlapPolicy::Queue;
         // A long outage is worked through a search at a time, one per round.
         let at = if firing.more {
@@ -160,9 +178,11 @@ async fn round(ctx: &Context, leader: &Leadership) -> Result<Duration, Stop> {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
     }
+    // Measured from the round's start: a slow round must not make the next fire late.
     let until_next = next.map_or(Duration::MAX, |at| {
         Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
     });
+    let until_next = until_next.saturating_sub(began.elapsed());
     // An owed fire waits for a run to finish: look again each tick.
     Ok(if owing {
         until_next.min(ctx.config.scheduler.tick)
@@ -211,7 +231,8 @@ impl Firing<'_> {
         }
         let keep = usize::try_from(spec.max_catch_up)
             .unwrap_or(usize::MAX)
-            .max(ON_TIME_KEEP);
+            .max(ON_TIME_KEEP)
+            .saturating_add(1);
         let due = self.schedule.due(self.watermark, self.now, keep);
         self.more = due.truncated;
         let Some(&last) = due.latest.last() else {
@@ -235,11 +256,13 @@ impl Firing<'_> {
                     if self.owed.is_some() {
                         telemetry::cron_missed(self.name(), "coalesced", 1, "overlap");
                     }
-                    let next = self.step(instant, CronAction::Owe(instant)).await?;
-                    if let Next::Continue = next {
-                        self.owed = Some(instant);
+                    match self.step(instant, CronAction::Owe(instant)).await? {
+                        Stepped::Applied => {
+                            self.owed = Some(instant);
+                            Next::Continue
+                        }
+                        Stepped::Taken(_) | Stepped::Leave => Next::Leave,
                     }
-                    next
                 }
             };
             if let Next::Leave = next {
@@ -285,22 +308,35 @@ impl Firing<'_> {
                 body: codec::encode(&job, Format::Binary),
             },
         };
-        let next = self
+        let next = match self
             .step(watermark, CronAction::Fire(Box::new(fire)))
-            .await?;
-        if let Next::Continue = next {
-            self.last_job = Some(id);
-            if self.owed.is_some_and(|owed| owed <= instant) {
-                self.owed = None;
+            .await?
+        {
+            Stepped::Applied => {
+                self.last_job = Some(id);
+                telemetry::cron_fired(self.name(), instant, self.now, &id);
+                self.ctx.wake.notify_one();
+                Next::Continue
             }
-            telemetry::cron_fired(self.name(), instant, self.now, &id);
-            self.ctx.wake.notify_one();
+            Stepped::Taken(holder) => {
+                // The instant's key is held: it was fired already, so the watermark was
+                // lost (a store restored from a backup). Step past it without firing.
+                tracing::warn!(schedule = %self.name(), %holder, instant = %rfc3339(instant), "instant already fired; not fired again");
+                match self.step(watermark, CronAction::Settle(instant)).await? {
+                    Stepped::Applied => Next::Continue,
+                    Stepped::Taken(_) | Stepped::Leave => Next::Leave,
+                }
+            }
+            Stepped::Leave => return Ok(Next::Leave),
+        };
+        if self.owed.is_some_and(|owed| owed <= instant) {
+            self.owed = None;
         }
         Ok(next)
     }
 
     /// Takes one step; `Err(Deposed)` if this scheduler no longer leads.
-    async fn step(&mut self, watermark: i64, action: CronAction) -> Result<Next, Stop> {
+    async fn step(&mut self, watermark: i64, action: CronAction) -> Result<Stepped, Stop> {
         let watermark = watermark.max(self.watermark);
         let step = CronStep {
             name: self.name().to_string(),
@@ -312,27 +348,28 @@ impl Firing<'_> {
         match self.ctx.backends.store.cron_step(&step).await? {
             CronOutcome::Applied => {
                 self.watermark = watermark;
-                Ok(Next::Continue)
+                Ok(Stepped::Applied)
             }
             CronOutcome::NotLeader => Err(Stop::Deposed),
-            CronOutcome::Moved | CronOutcome::Paused | CronOutcome::Gone => Ok(Next::Leave),
-            CronOutcome::Taken(holder) => {
-                // The instant's key is held by another job: it was fired already (only a
-                // store restored from an old backup could forget the watermark). Step
-                // past it without firing.
-                tracing::warn!(schedule = %self.name(), %holder, "instant already fired; skipped");
-                if let CronAction::Fire(_) = step.action {
-                    return Box::pin(self.step(watermark, CronAction::Advance)).await;
-                }
-                Ok(Next::Continue)
-            }
+            CronOutcome::Moved | CronOutcome::Paused | CronOutcome::Gone => Ok(Stepped::Leave),
+            CronOutcome::Taken(holder) => Ok(Stepped::Taken(holder)),
         }
     }
 }
 
+/// What one step did.
+enum Stepped {
+    Applied,
+    /// The fire's uniqueness key is held (by this instant's own job, or another).
+    Taken(JobId),
+    /// Someone else moved the schedule, or it was paused or removed.
+    Leave,
+}
+
 /// How many of the most recent due instants a round looks at, at least: more than any
-/// failover leaves on time.
-const ON_TIME_KEEP: usize = 1_000;
+/// failover leaves on time (an every-second schedule whose `grace` is under 2.7 hours);
+/// older ones count as missed.
+const ON_TIME_KEEP: usize = 10_000;
 
 /// What a round does with one schedule's due instants.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -371,6 +408,8 @@ fn plan(
         MissedPolicy::Skip => plan.missed.push(("skipped", missed)),
         // A search cut short fires nothing: later instants follow in the next round.
         MissedPolicy::Latest if due.truncated => plan.missed.push(("coalesced", missed)),
+        // Every instant looked at is on time: the missed ones are older than the window.
+        MissedPolicy::Latest if missed_tail.is_empty() => plan.missed.push(("coalesced", missed)),
         MissedPolicy::Latest => {
             plan.missed.push(("coalesced", missed - 1));
             plan.missed.push(("caught_up", 1));

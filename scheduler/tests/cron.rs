@@ -199,7 +199,7 @@ async fn the_config_file_wins_over_a_runtime_edit_at_start_up_and_the_state_stay
         ("edited", ScheduleSource::Runtime)
     );
     fleet.stop_roles().await;
-    let fires = schedule(&fleet).await.state.fires;
+    let before = schedule(&fleet).await.state;
 
     fleet.start_scheduler();
     sleep_ms(100).await;
@@ -208,11 +208,17 @@ async fn the_config_file_wins_over_a_runtime_edit_at_start_up_and_the_state_stay
         (s.spec.kind.as_str(), s.source),
         ("work", ScheduleSource::Config)
     );
+    // The state was kept: same creation, same or later watermark, as many fires or more.
+    assert_eq!(s.state.created_at_ms, before.created_at_ms);
     assert!(
-        s.state.fires >= fires,
-        "the state was kept: {fires} → {}",
-        s.state.fires
+        s.state.watermark_ms >= before.watermark_ms,
+        "{before:?} → {s:?}"
     );
+    assert!(
+        s.state.fires >= before.fires && before.fires >= 2,
+        "{before:?} → {s:?}"
+    );
+
     assert!(ops::schedule_list(&fleet.backends)
         .await
         .expect("store")

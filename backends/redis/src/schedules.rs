@@ -88,6 +88,7 @@ impl Schedules for RedisStore {
             .key(self.state_key(name))
             .arg(name)
             .arg(json)
+            .arg(if spec.enabled { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await
             .store()?;
@@ -107,11 +108,18 @@ impl Schedules for RedisStore {
             pipe.hgetall(self.state_key(name));
         }
         let states: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.store()?;
-        names
-            .into_iter()
-            .zip(states)
-            .map(|(name, state)| Self::stored(name, &defs[name], &state))
-            .collect()
+        // One unreadable schedule (a hand edit, or one written by a newer version with a
+        // field this one does not know) must not hide the others.
+        let mut out = Vec::with_capacity(names.len());
+        for (name, state) in names.into_iter().zip(states) {
+            match Self::stored(name, &defs[name], &state) {
+                Ok(stored) => out.push(stored),
+                Err(e) => {
+                    tracing::warn!(schedule = %name, error = %e, "unreadable schedule skipped")
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn schedule_get(&self, name: &str) -> StoreResult<Option<StoredSchedule>> {
@@ -166,6 +174,9 @@ impl Schedules for RedisStore {
             }
             CronAction::Owe(instant) => {
                 call.arg("owe").arg(instant.to_string());
+            }
+            CronAction::Settle(instant) => {
+                call.arg("settle").arg(instant.to_string());
             }
             CronAction::Fire(fire) => {
                 let id = fire.job.id;

@@ -361,13 +361,20 @@ pub(super) static FORGET_UNPUBLISHED: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// Creates or replaces a schedule's declaration. KEYS: declarations hash, state hash.
-/// ARGV: name, declaration JSON. A new schedule's watermark and creation time are the
-/// server's now. Returns 1 if it was created.
+/// ARGV: name, declaration JSON, enabled (1 or 0). A new schedule's watermark and
+/// creation time are the server's now; one re-enabled moves its watermark up to now.
+/// Returns 1 if it was created.
 pub(super) static SCHEDULE_PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         time_fns!(),
         "local created = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         local at = string.format('%d', now)
+        if redis.call('HGET', KEYS[2], 'enabled') == '0' and ARGV[3] == '1' then
+            if (tonumber(redis.call('HGET', KEYS[2], 'watermark')) or 0) < now then
+                redis.call('HSET', KEYS[2], 'watermark', at)
+            end
+        end
+        redis.call('HSET', KEYS[2], 'enabled', ARGV[3])
         redis.call('HSET', KEYS[2], 'updated_at', at)
         redis.call('HSETNX', KEYS[2], 'watermark', at)
         redis.call('HSETNX', KEYS[2], 'created_at', at)
@@ -397,7 +404,7 @@ pub(super) static SCHEDULE_PAUSE: LazyLock<Script> = LazyLock::new(|| {
 /// the one the caller read. KEYS: leader lock, leader fence counter, declarations hash,
 /// state hash, then for a fire: the six delayed-set keys, the job's record, its
 /// uniqueness key. ARGV: holder, token, name, expected watermark, new watermark, action
-/// (`advance`, `owe`, `fire`), instant, then for a fire: id, queue, due, body, record
+/// (`advance`, `owe`, `settle`, `fire`), instant, then for a fire: id, queue, due, body, record
 /// JSON, record TTL, uniqueness TTL. Returns `{outcome}` or `{'taken', holder}`.
 pub(super) static CRON_STEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -413,8 +420,8 @@ pub(super) static CRON_STEP: LazyLock<Script> = LazyLock::new(|| {
         if ARGV[6] == 'fire' then
             local id = ARGV[8]
             local holder = redis.call('GET', KEYS[12])
-            if holder and holder ~= id then return {'taken', holder} end
-            if not holder then redis.call('SET', KEYS[12], id, 'PX', ARGV[14]) end
+            if holder then return {'taken', holder} end
+            redis.call('SET', KEYS[12], id, 'PX', ARGV[14])
             schedule_one({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]},
                 id, ARGV[9], ARGV[10], ARGV[11])
             redis.call('SET', KEYS[11], ARGV[12], 'PX', ARGV[13])
@@ -425,6 +432,9 @@ pub(super) static CRON_STEP: LazyLock<Script> = LazyLock::new(|| {
             redis.call('HINCRBY', KEYS[4], 'fires', 1)
         elseif ARGV[6] == 'owe' then
             redis.call('HSET', KEYS[4], 'owed', ARGV[7])
+        elseif ARGV[6] == 'settle' then
+            local owed = tonumber(redis.call('HGET', KEYS[4], 'owed'))
+            if owed and owed <= tonumber(ARGV[7]) then redis.call('HDEL', KEYS[4], 'owed') end
         end
         if tonumber(ARGV[5]) > tonumber(ARGV[4]) then
             redis.call('HSET', KEYS[4], 'watermark', ARGV[5])

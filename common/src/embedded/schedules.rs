@@ -23,6 +23,10 @@ impl ScheduleTable {
         now_ms: i64,
     ) -> bool {
         if let Some(existing) = self.schedules.get_mut(name) {
+            if !existing.spec.enabled && spec.enabled {
+                let state = &mut existing.state;
+                state.watermark_ms = state.watermark_ms.max(now_ms);
+            }
             existing.spec = spec.clone();
             existing.source = source;
             existing.updated_at_ms = now_ms;
@@ -94,6 +98,11 @@ impl ScheduleTable {
         match &step.action {
             CronAction::Advance => {}
             CronAction::Owe(instant) => state.owed_ms = Some(*instant),
+            CronAction::Settle(instant) => {
+                if state.owed_ms.is_some_and(|owed| owed <= *instant) {
+                    state.owed_ms = None;
+                }
+            }
             CronAction::Fire(fire) => {
                 if state.owed_ms.is_some_and(|owed| owed <= fire.instant_ms) {
                     state.owed_ms = None;

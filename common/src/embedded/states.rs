@@ -156,6 +156,14 @@ impl StateTable {
         None
     }
 
+    /// The live holder of a uniqueness key, if any.
+    pub fn unique_holder(&self, key: &str, now_ms: i64) -> Option<JobId> {
+        self.unique
+            .get(key)
+            .filter(|(_, until)| *until > now_ms)
+            .map(|(holder, _)| *holder)
+    }
+
     pub fn unique_release(&mut self, key: &str, id: JobId) {
         if self
             .unique

@@ -305,11 +305,10 @@ impl Schedules for EmbeddedStore {
         if let CronAction::Fire(fire) = &step.action {
             let mut states = lock(&self.states);
             let id = fire.job.id;
-            if let Some(holder) =
-                states.unique_claim(&fire.unique_key, id, fire.unique_ttl_ms, now_ms)
-            {
+            if let Some(holder) = states.unique_holder(&fire.unique_key, now_ms) {
                 return Ok(CronOutcome::Taken(holder));
             }
+            states.unique_claim(&fire.unique_key, id, fire.unique_ttl_ms, now_ms);
             states.put(fire.record.clone());
             lock(&self.delayed).schedule(fire.job.clone());
         }

@@ -235,7 +235,7 @@ where
         key: LEADER_LOCK.into(),
         mode: LockMode::Exclusive,
         holder: holder.into(),
-        ttl_ms: 300,
+        ttl_ms: 1_500,
     };
     let nobody = Leadership {
         holder: "a".into(),
@@ -292,6 +292,16 @@ where
         first
     );
 
+    // A fire for an instant whose own job already holds the key (its watermark lost,
+    // say by a store restored from a backup) fires nothing and moves nothing.
+    let mut again = fire_step("s", &a, first, first);
+    again.expected_watermark_ms = first;
+    assert_eq!(store.cron_step(&again).await?, CronOutcome::Taken(id));
+    assert_eq!(
+        store.schedule_get("s").await?.expect("there").state.fires,
+        1
+    );
+
     // Owing, then advancing, then firing the owed instant clears it.
     let owe = super::CronStep {
         action: CronAction::Owe(second),
@@ -318,10 +328,23 @@ where
     let state = store.schedule_get("s").await?.expect("there").state;
     assert_eq!((state.owed_ms, state.watermark_ms), (None, third));
     assert_eq!((state.last_instant_ms, state.fires), (Some(second), 2));
+    // An owed instant found fired already is settled: no longer owed, nothing fired.
+    let owe_third = super::CronStep {
+        action: CronAction::Owe(third),
+        ..fire_step("s", &a, third, third)
+    };
+    assert_eq!(store.cron_step(&owe_third).await?, CronOutcome::Applied);
+    let settle = super::CronStep {
+        action: CronAction::Settle(third),
+        ..fire_step("s", &a, third, third)
+    };
+    assert_eq!(store.cron_step(&settle).await?, CronOutcome::Applied);
+    let state = store.schedule_get("s").await?.expect("there").state;
+    assert_eq!((state.owed_ms, state.fires), (None, 2));
 
     // A deposed leader (its lease ran out and another took the lock) steps no more,
     // though its lease ran out only a moment ago.
-    sleep(400).await;
+    sleep(1_600).await;
     let b_token = store.lock_acquire(&lease("b")).await?.expect("expired");
     assert!(b_token > token);
     assert_eq!(
@@ -348,10 +371,39 @@ where
     assert!(store.schedule_pause("s", false).await?);
     let resumed = store.schedule_get("s").await?.expect("there").state;
     assert!(!resumed.paused);
+    let before_resume = store.store_time_ms().await?;
+    assert!(resumed.watermark_ms >= before_resume - 1_000, "{resumed:?}");
+
+    // Re-enabled: like a resume, the instants it was disabled for are not due.
+    let disabled = ScheduleSpec {
+        enabled: false,
+        ..spec.clone()
+    };
     assert!(
-        resumed.watermark_ms >= store.store_time_ms().await? - 50,
-        "{resumed:?}"
+        store
+            .schedule_put("d", &disabled, ScheduleSource::Runtime)
+            .await?
     );
+    let created = store
+        .schedule_get("d")
+        .await?
+        .expect("there")
+        .state
+        .watermark_ms;
+    sleep(1_100).await;
+    assert!(
+        !store
+            .schedule_put("d", &spec, ScheduleSource::Runtime)
+            .await?
+    );
+    let enabled = store
+        .schedule_get("d")
+        .await?
+        .expect("there")
+        .state
+        .watermark_ms;
+    assert!(enabled >= created + 1_000, "{created} → {enabled}");
+    assert!(store.schedule_remove("d").await?);
 
     // Removed: gone, and so is its state.
     assert!(

@@ -108,6 +108,9 @@ pub enum CronAction {
     Advance,
     /// Owes a fire for this instant until the previous run finishes (overlap `queue`).
     Owe(i64),
+    /// This instant turned out fired already (its uniqueness key is held): forget it as
+    /// owed, fire nothing.
+    Settle(i64),
     /// Fires.
     Fire(Box<CronFire>),
 }
@@ -140,7 +143,8 @@ pub enum CronOutcome {
     Paused,
     /// The schedule no longer exists.
     Gone,
-    /// The fire's uniqueness key is held by another job.
+    /// The fire's uniqueness key is held (by an earlier fire of the same instant, or
+    /// another job): nothing was fired or moved.
     Taken(JobId),
 }
 
@@ -149,7 +153,8 @@ pub enum CronOutcome {
 pub trait Schedules: Send + Sync {
     /// Creates or replaces a schedule's declaration; its state is kept (a new one
     /// starts with its watermark at the store's now, so it fires no instant from before
-    /// it existed). True if it was created.
+    /// it existed; one re-enabled moves its watermark to now, as a resume does). True if
+    /// it was created.
     async fn schedule_put(
         &self,
         name: &str,
