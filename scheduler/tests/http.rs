@@ -100,3 +100,34 @@ async fn refuses_to_start_on_a_taken_address() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn cron_metrics_count_fires_lateness_and_leadership() {
+    let addr = free_addr();
+    let q = queue();
+    let mut config = Config::default();
+    config.scheduler.http = Some(addr.clone());
+    config.schedules.insert(
+        "every-second".into(),
+        jobfleet_common::cron::ScheduleSpec::new("* * * * * *", &q, "work"),
+    );
+    let mut fleet = Fleet::with_config(config);
+    fleet.start_scheduler();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let (status, body) = get(&addr, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let fires = body
+        .lines()
+        .find_map(|l| l.strip_prefix("jobfleet_cron_fires_total{schedule=\"every-second\"} "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no fires counter in:\n{body}"));
+    assert!(fires >= 2.0, "{fires} fires in 2.2 s");
+    for needle in [
+        "jobfleet_scheduler_is_leader 1",
+        "jobfleet_scheduler_leader_changes_total{change=\"acquired\"} 1",
+        "jobfleet_cron_fire_lateness_seconds",
+    ] {
+        assert!(body.contains(needle), "no {needle} in:\n{body}");
+    }
+    fleet.stop().await;
+}
