@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use jobfleet::commands::{
-    bench, cancel, dev, dlq, enqueue, queues, run as run_job, schedule, scheduler, status, worker,
+    bench, cancel, dev, dlq, enqueue, pipeline, queues, run as run_job, schedule, scheduler,
+    status, worker,
 };
 use jobfleet::logging::{self, Profile};
 use jobfleet::{shutdown, Error, GlobalArgs};
@@ -59,6 +60,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Cancel a job.
     Cancel(cancel::CancelArgs),
+    /// Submit a pipeline (steps run in turn, fan-out steps in parallel) or show one.
+    Pipeline(pipeline::PipelineArgs),
     /// Add, list, show, pause, resume, remove or trigger cron schedules.
     Schedule(schedule::ScheduleArgs),
     /// Measure jobfleet's throughput against the bare broker's; one JSON line on stdout.
@@ -116,6 +119,7 @@ async fn dispatch(command: Command, config: Config, token: CancellationToken) ->
         Command::Dlq(args) => dlq::run(args, config).await,
         Command::Cancel(args) => cancel::run(args, config).await,
         Command::Schedule(args) => schedule::run(args, config).await,
+        Command::Pipeline(args) => pipeline::run(args, config).await,
         Command::Bench(args) => bench::run(args, config).await,
     }
 }

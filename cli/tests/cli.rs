@@ -266,3 +266,27 @@ fn invalid_schedules_exit_2_naming_the_field() {
         assert!(stderr.contains(expected), "{contents}: {stderr}");
     }
 }
+
+#[test]
+fn an_invalid_pipeline_file_is_refused_naming_the_field() {
+    let file = temp_file(
+        "p.toml",
+        "[[steps]]\nname = \"a\"\nqueue = \"q\"\nkind = \"k\"\nfan_out = []\n",
+    );
+    let file = file.to_str().expect("utf8 path");
+    let out = jobfleet(&[
+        "pipeline",
+        "submit",
+        file,
+        "--broker",
+        "amqp://127.0.0.1:1",
+        "--store",
+        "redis://127.0.0.1:1",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("steps[0].fan_out: must not be empty"),
+        "{stderr}"
+    );
+}

@@ -33,6 +33,7 @@ pub mod dead;
 pub mod embedded;
 pub mod job;
 pub mod limits;
+pub mod pipeline;
 pub mod retry;
 pub mod shutdown;
 pub mod store;

@@ -15,6 +15,7 @@ use jobfleet_common::store::{
     LeaseRequest, LockRequest, Locks, ScheduleSource, ScheduledJob, Schedules, Store, StoreResult,
     StoredSchedule, WorkerInfo,
 };
+use jobfleet_common::store::{Pipelines, StoredPipeline};
 use jobfleet_common::JobId;
 
 /// A store whose lock renewals can be made to report "no longer held".
@@ -168,6 +169,28 @@ impl Heartbeats for FaultyStore {
     }
     async fn workers(&self) -> StoreResult<Vec<WorkerInfo>> {
         self.inner.workers().await
+    }
+}
+
+#[async_trait]
+impl Pipelines for FaultyStore {
+    async fn pipeline_put(&self, pipeline: &StoredPipeline) -> StoreResult<()> {
+        self.inner.pipeline_put(pipeline).await
+    }
+    async fn pipeline_get(&self, id: JobId) -> StoreResult<Option<StoredPipeline>> {
+        self.inner.pipeline_get(id).await
+    }
+    async fn pipeline_child_done(
+        &self,
+        id: JobId,
+        step: usize,
+        child: usize,
+        of: usize,
+        result: &str,
+    ) -> StoreResult<Option<Vec<String>>> {
+        self.inner
+            .pipeline_child_done(id, step, child, of, result)
+            .await
     }
 }
 

@@ -62,6 +62,7 @@ mod builtins;
 mod context;
 mod error;
 mod events;
+mod follow_up;
 mod handler;
 mod lease;
 mod pipeline;

@@ -13,6 +13,7 @@ use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{dead, telemetry, ErrorKind, ErrorRecord, Job, JobId};
 
 use crate::attempt::Outcome;
+use crate::follow_up;
 use crate::state::Worker;
 use crate::ticket::Ticket;
 
@@ -159,6 +160,12 @@ pub(crate) async fn outcome(
     let unique = job.unique_key.clone();
     let settled = match outcome {
         Outcome::Completed => {
+            // A pipeline's next step first: see `follow_up`.
+            if let Some(member) = jobfleet_common::pipeline::member_of(&job) {
+                if let Err(e) = follow_up::advance(worker, member, running.result.as_ref()).await {
+                    return give_back(worker, ticket, "pipeline", &e).await;
+                }
+            }
             let record = JobRecord {
                 state: JobState::Completed,
                 updated_at_ms: now,

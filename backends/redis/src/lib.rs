@@ -31,6 +31,8 @@
 //! | `ns:worker:{id}` | STRING | the [`WorkerInfo`](jobfleet_common::store::WorkerInfo) as JSON, `PX` = TTL |
 //! | `ns:sentinel` | STRING | a value unique to its creation (never expires); see `integrity` |
 //! | `ns:incident:data_loss` | STRING | the open data-loss incident as JSON (never expires) |
+//! | `ns:pipeline:{id}` | STRING | the pipeline's declaration as JSON, `redis.retention` |
+//! | `ns:pipeline:{id}:step:{n}` | HASH | child → its result as JSON, `redis.retention` |
 //! | `ns:cron:defs` | HASH | schedule name → its declaration (spec and source) as JSON |
 //! | `ns:cron:state:{name}` | HASH | `watermark`, `paused`, `last_instant`, `last_fired_at`, `last_job`, `owed`, `fires`, `created_at`, `updated_at` (server ms) |
 //!
@@ -46,7 +48,7 @@
 //! - this file: [`RedisStore`], connecting, key names and error mapping.
 //! - `persistence`: the start-up check of the server's persistence (`redis.require_persistence`).
 //! - `scripts`: the Lua scripts.
-//! - `delayed`, `locks`, `states`, `dead`, `heartbeats`, `schedules`: one capability trait each.
+//! - `delayed`, `locks`, `states`, `dead`, `heartbeats`, `schedules`, `pipelines`: one capability trait each.
 //! - `integrity`: the sentinel that detects a server that lost its data.
 
 mod admin;
@@ -58,6 +60,7 @@ mod integrity;
 pub mod keys;
 mod locks;
 mod persistence;
+mod pipelines;
 mod schedules;
 mod scripts;
 mod states;

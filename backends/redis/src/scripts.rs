@@ -442,3 +442,22 @@ pub(super) static CRON_STEP: LazyLock<Script> = LazyLock::new(|| {
         return {'applied'}"
     ))
 });
+
+/// Records a pipeline child's result. KEYS: the step's results hash. ARGV: child, result,
+/// children in the step, TTL ms. Returns every result in child order once all are there,
+/// else false.
+pub(super) static PIPELINE_CHILD_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('PEXPIRE', KEYS[1], ARGV[4])
+        local of = tonumber(ARGV[3])
+        if redis.call('HLEN', KEYS[1]) < of then return false end
+        local fields = {}
+        for i = 0, of - 1 do fields[#fields + 1] = tostring(i) end
+        local results = redis.call('HMGET', KEYS[1], unpack(fields))
+        for _, r in ipairs(results) do
+            if not r then return false end
+        end
+        return results",
+    )
+});

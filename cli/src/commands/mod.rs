@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod dev;
 pub mod dlq;
 pub mod enqueue;
+pub mod pipeline;
 pub mod queues;
 pub mod run;
 pub mod schedule;

@@ -25,8 +25,8 @@ use crate::job::JobId;
 use crate::store::{
     Admission, CronAction, CronOutcome, CronStep, DeadFilter, DeadLetter, DeadLetters, DelayedSet,
     Executions, Heartbeats, Integrity, JobRecord, JobStates, LeaseRequest, LockRequest, Locks,
-    ScheduleSource, ScheduledJob, Schedules, Store, StoreResult, StoredSchedule, WorkerInfo,
-    LEADER_LOCK,
+    Pipelines, ScheduleSource, ScheduledJob, Schedules, Store, StoreResult, StoredPipeline,
+    StoredSchedule, WorkerInfo, LEADER_LOCK,
 };
 
 /// An in-process store; share it behind an `Arc`.
@@ -38,6 +38,14 @@ pub struct EmbeddedStore {
     dead: Mutex<DeadTable>,
     heartbeats: Mutex<HeartbeatTable>,
     schedules: Mutex<ScheduleTable>,
+    pipelines: Mutex<PipelineTable>,
+}
+
+/// Pipelines by id, and each step's results by child.
+#[derive(Debug, Default)]
+struct PipelineTable {
+    pipelines: std::collections::HashMap<JobId, StoredPipeline>,
+    results: std::collections::HashMap<(JobId, usize), BTreeMap<usize, String>>,
 }
 
 impl EmbeddedStore {
@@ -51,6 +59,7 @@ impl EmbeddedStore {
             dead: Mutex::default(),
             heartbeats: Mutex::default(),
             schedules: Mutex::default(),
+            pipelines: Mutex::default(),
         }
     }
 
@@ -76,7 +85,7 @@ impl Store for EmbeddedStore {
         "embedded"
     }
 
-    /// Empties every table; counts the tables (six), not their entries.
+    /// Empties every table; counts the tables (seven), not their entries.
     async fn purge(&self) -> StoreResult<u64> {
         *lock(&self.delayed) = DelayedTable::default();
         *lock(&self.locks) = LockTable::default();
@@ -84,7 +93,8 @@ impl Store for EmbeddedStore {
         *lock(&self.dead) = DeadTable::default();
         *lock(&self.heartbeats) = HeartbeatTable::default();
         *lock(&self.schedules) = ScheduleTable::default();
-        Ok(6)
+        *lock(&self.pipelines) = PipelineTable::default();
+        Ok(7)
     }
 }
 
@@ -261,6 +271,34 @@ impl Heartbeats for EmbeddedStore {
 }
 
 #[async_trait]
+impl Pipelines for EmbeddedStore {
+    async fn pipeline_put(&self, pipeline: &StoredPipeline) -> StoreResult<()> {
+        lock(&self.pipelines)
+            .pipelines
+            .insert(pipeline.id, pipeline.clone());
+        Ok(())
+    }
+
+    async fn pipeline_get(&self, id: JobId) -> StoreResult<Option<StoredPipeline>> {
+        Ok(lock(&self.pipelines).pipelines.get(&id).cloned())
+    }
+
+    async fn pipeline_child_done(
+        &self,
+        id: JobId,
+        step: usize,
+        child: usize,
+        of: usize,
+        result: &str,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let mut table = lock(&self.pipelines);
+        let results = table.results.entry((id, step)).or_default();
+        results.insert(child, result.to_string());
+        Ok((0..of).map(|c| results.get(&c).cloned()).collect())
+    }
+}
+
+#[async_trait]
 impl Schedules for EmbeddedStore {
     async fn schedule_put(
         &self,
@@ -344,6 +382,11 @@ mod tests {
             holder: holder.into(),
             ttl_ms,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pipelines_follow_the_store_conformance_checks() -> StoreResult<()> {
+        crate::store::fixtures::pipelines(&*store()).await
     }
 
     #[tokio::test(start_paused = true)]

@@ -435,3 +435,52 @@ where
     );
     Ok(())
 }
+
+/// The pipeline behaviour every store must show, on `store`.
+pub async fn pipelines<S>(store: &S) -> super::StoreResult<()>
+where
+    S: super::Pipelines + ?Sized,
+{
+    use super::StoredPipeline;
+    use crate::pipeline::PipelineSpec;
+
+    let spec = PipelineSpec::parse(
+        "[[steps]]\nname = \"a\"\nqueue = \"q\"\nkind = \"k\"\nfan_out = [1, 2, 3]\n",
+    )
+    .expect("parses");
+    let id = JobId::new();
+    assert_eq!(store.pipeline_get(id).await?, None);
+    let pipeline = StoredPipeline {
+        id,
+        spec,
+        created_at_ms: 5,
+    };
+    store.pipeline_put(&pipeline).await?;
+    assert_eq!(store.pipeline_get(id).await?, Some(pipeline));
+    // Children finish in any order; the step is complete with the last of them, and
+    // stays complete for a redelivered child, whose new result replaces its old one.
+    assert_eq!(store.pipeline_child_done(id, 0, 2, 3, "30").await?, None);
+    assert_eq!(store.pipeline_child_done(id, 0, 0, 3, "10").await?, None);
+    assert_eq!(store.pipeline_child_done(id, 0, 0, 3, "11").await?, None);
+    let all = vec!["11".to_string(), "null".into(), "30".into()];
+    assert_eq!(
+        store.pipeline_child_done(id, 0, 1, 3, "null").await?,
+        Some(all.clone())
+    );
+    assert_eq!(
+        store.pipeline_child_done(id, 0, 2, 3, "30").await?,
+        Some(all)
+    );
+    // Steps and pipelines keep their own results.
+    assert_eq!(
+        store.pipeline_child_done(id, 1, 0, 1, "\"x\"").await?,
+        Some(vec!["\"x\"".into()])
+    );
+    assert_eq!(
+        store
+            .pipeline_child_done(JobId::new(), 0, 0, 2, "1")
+            .await?,
+        None
+    );
+    Ok(())
+}

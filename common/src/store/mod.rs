@@ -4,7 +4,7 @@
 //! times jobs in, [`Locks`] with fencing tokens, [`JobStates`] (state records, completion
 //! markers, cancel requests, uniqueness keys), [`Executions`] (the lease that keeps a job
 //! from running twice at once), [`DeadLetters`], [`Heartbeats`] and [`Schedules`] (cron
-//! schedules and the fenced step that fires them).
+//! schedules and the fenced step that fires them) and [`Pipelines`].
 //! [`Store`] is all of them together; every backend implements all of them.
 
 mod executions;
@@ -12,6 +12,7 @@ mod executions;
 #[doc(hidden)]
 pub mod fixtures;
 mod integrity;
+mod pipelines;
 mod records;
 mod schedules;
 
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use crate::job::{JobId, LockMode};
 pub use executions::{Admission, Executions, LeaseRequest};
 pub use integrity::{DataLossIncident, Integrity, IntegrityCheck};
+pub use pipelines::{Pipelines, StoredPipeline};
 pub use records::{
     DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo, MAX_RESULT_BYTES,
 };
@@ -188,6 +190,7 @@ pub trait Store:
     + DeadLetters
     + Heartbeats
     + Schedules
+    + Pipelines
     + Integrity
     + 'static
 {

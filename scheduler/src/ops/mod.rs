@@ -9,15 +9,18 @@
 //! - [`queue_depths`]: how many jobs each queue holds, and where.
 //! - [`schedule_add`], [`schedule_list`], [`schedule_show`], [`schedule_pause`],
 //!   [`schedule_remove`], [`schedule_trigger`]: cron schedules.
+//! - [`pipeline_submit`], [`pipeline_status`]: pipelines.
 
 mod cancel;
 mod depths;
 mod dlq;
+mod pipelines;
 mod schedules;
 
 pub use cancel::{cancel, CancelOutcome};
 pub use depths::{queue_depths, QueueDepth};
 pub use dlq::{dlq_list, dlq_purge, dlq_replay, ReplayReport};
+pub use pipelines::{pipeline_status, pipeline_submit, PipelineView, StepView};
 pub use schedules::{
     check as check_schedule, schedule_add, schedule_list, schedule_pause, schedule_remove,
     schedule_show, schedule_trigger, ScheduleView,

@@ -1,0 +1,42 @@
+//! Pipelines in the store: each pipeline's declaration, and its steps' results, gathered
+//! one child at a time until the step is complete (see [`crate::pipeline`]).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::StoreResult;
+use crate::job::JobId;
+use crate::pipeline::PipelineSpec;
+
+/// A pipeline as the store holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredPipeline {
+    /// Its id.
+    pub id: JobId,
+    /// Its steps.
+    pub spec: PipelineSpec,
+    /// When it was submitted, Unix ms.
+    pub created_at_ms: i64,
+}
+
+/// Pipelines and their steps' results; both live as long as job state records.
+#[async_trait]
+pub trait Pipelines: Send + Sync {
+    /// Stores a pipeline (replacing one with the same id).
+    async fn pipeline_put(&self, pipeline: &StoredPipeline) -> StoreResult<()>;
+    /// One pipeline.
+    async fn pipeline_get(&self, id: JobId) -> StoreResult<Option<StoredPipeline>>;
+    /// Records `result` (JSON text) as child `child`'s of step `step` of pipeline `id`,
+    /// a step of `of` children, atomically. Once every child has a result, returns them
+    /// all in child order: to the call that completes the step and to every call after
+    /// it (a redelivered child), so the caller can enqueue the next step, whose job ids
+    /// are the same whoever enqueues it. A child's second result replaces its first.
+    async fn pipeline_child_done(
+        &self,
+        id: JobId,
+        step: usize,
+        child: usize,
+        of: usize,
+        result: &str,
+    ) -> StoreResult<Option<Vec<String>>>;
+}
