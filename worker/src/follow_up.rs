@@ -7,9 +7,8 @@
 //! twice. The next step's jobs go into the delayed set due at once, and a scheduler
 //! releases them to their queues like any delayed job.
 
-use jobfleet_common::codec::{self, Format};
-use jobfleet_common::pipeline::Member;
-use jobfleet_common::store::{JobRecord, JobState, ScheduledJob, StoreError};
+use jobfleet_common::pipeline::{enqueue_step, Member};
+use jobfleet_common::store::StoreError;
 use serde_json::Value;
 
 use crate::state::Worker;
@@ -44,34 +43,12 @@ pub(crate) async fn advance(
         .collect();
     let previous = spec.previous(member.step, values);
     let now = worker.backends.clock.now_ms();
-    let jobs = spec.jobs(member.pipeline, next, Some(previous), now);
-    let records: Vec<JobRecord> = jobs
-        .iter()
-        .map(|job| {
-            let mut record = JobRecord::of(job, JobState::Scheduled, now);
-            record.note = Some(format!(
-                "pipeline {} step {} ({})",
-                member.pipeline, next, spec.steps[next].name
-            ));
-            record
-        })
-        .collect();
-    store.put_records(&records).await?;
-    let scheduled = jobs
-        .iter()
-        .map(|job| ScheduledJob {
-            id: job.id,
-            queue: job.queue.clone(),
-            due_ms: now,
-            body: codec::encode(job, Format::Binary),
-        })
-        .collect();
-    store.schedule(scheduled).await?;
+    let jobs = enqueue_step(&**store, member.pipeline, spec, next, Some(previous), now).await?;
     tracing::info!(
         pipeline = %member.pipeline,
         step = next,
         name = %spec.steps[next].name,
-        jobs = jobs.len(),
+        jobs,
         "pipeline step enqueued"
     );
     Ok(())

@@ -3,10 +3,9 @@
 //! the pipeline), so nothing but the jobs themselves moves it.
 
 use futures::stream::{self, StreamExt};
-use jobfleet_common::codec::{self, Format};
 use jobfleet_common::limits::Limits;
-use jobfleet_common::pipeline::{step_job_id, PipelineSpec};
-use jobfleet_common::store::{JobRecord, JobState, ScheduledJob, StoredPipeline};
+use jobfleet_common::pipeline::{enqueue_step, step_job_id, PipelineSpec};
+use jobfleet_common::store::{JobRecord, JobState, StoredPipeline};
 use jobfleet_common::{Backends, JobId};
 use serde::Serialize;
 
@@ -27,34 +26,13 @@ pub async fn pipeline_submit(
     let store = &backends.store;
     let id = JobId::new();
     let now = backends.clock.now_ms();
-    let jobs = spec.jobs(id, 0, None, now);
-    let first = spec.steps[0].name.clone();
-    store
-        .pipeline_put(&StoredPipeline {
-            id,
-            spec,
-            created_at_ms: now,
-        })
-        .await?;
-    let records: Vec<JobRecord> = jobs
-        .iter()
-        .map(|job| {
-            let mut record = JobRecord::of(job, JobState::Scheduled, now);
-            record.note = Some(format!("pipeline {id} step 0 ({first})"));
-            record
-        })
-        .collect();
-    store.put_records(&records).await?;
-    let scheduled = jobs
-        .iter()
-        .map(|job| ScheduledJob {
-            id: job.id,
-            queue: job.queue.clone(),
-            due_ms: now,
-            body: codec::encode(job, Format::Binary),
-        })
-        .collect();
-    store.schedule(scheduled).await?;
+    let pipeline = StoredPipeline {
+        id,
+        spec,
+        created_at_ms: now,
+    };
+    store.pipeline_put(&pipeline).await?;
+    enqueue_step(&**store, id, &pipeline.spec, 0, None, now).await?;
     Ok(id)
 }
 
