@@ -38,6 +38,7 @@ async fn a_small_workload_runs_to_idle() {
     // The delayed sample jobs keep the run going past a second: the sample schedule
     // (every second) fires during it.
     assert!(summary.schedule_fires >= 1, "{summary:?}");
+    assert_eq!(summary.pipeline, "completed", "{summary:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,9 @@
 //! One scheduler and N workers start through the same entry points production uses
 //! (`jobfleet_scheduler::run`, `jobfleet_worker::run`), on one embedded broker and store.
 //! The sample cron schedule ([`workload::SCHEDULE`], every second) fires `echo` jobs
-//! while it runs, unless the configuration declares schedules of its own.
+//! while it runs, unless the configuration declares schedules of its own, and a sample
+//! pipeline ([`workload::pipeline`]: a step, a fan-out over three, a final step) runs
+//! beside the workload.
 //! With `--until-idle` the command returns once every job is in a terminal state; without
 //! it the fleet keeps running after the workload until the shutdown token is cancelled.
 
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use jobfleet_common::{Backends, BrokerAddr, Config, JobId, StoreAddr};
 use jobfleet_producer::Producer;
+use jobfleet_scheduler::ops;
 use jobfleet_worker::Registry;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -32,6 +35,8 @@ use crate::progress::{Mode, Progress};
 const POLL_EVERY: Duration = Duration::from_millis(200);
 /// Jobs per `enqueue_many` call.
 const ENQUEUE_BATCH: usize = 500;
+/// How long an idle run waits for the sample pipeline to finish.
+const PIPELINE_WAIT: Duration = Duration::from_secs(10);
 
 /// Flags of `jobfleet dev`.
 #[derive(Clone, Debug, Args)]
@@ -131,6 +136,7 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     let mut progress = Progress::new(options.progress, "jobs", options.jobs as u64);
     let mut watcher = Watcher::new(backends.store.clone());
     let mut idle_after = None;
+    let pipeline = ops::pipeline_submit(&backends, &config.limits, workload::pipeline()).await?;
     let stop = match enqueue_workload(&backends, &config, options.jobs).await {
         Ok(ids) => {
             watcher.watch(ids);
@@ -146,11 +152,13 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     };
     // The rate is of the workload, not of the idle time spent waiting for Ctrl-C after it.
     let elapsed = idle_after.unwrap_or_else(|| started.elapsed());
+    let pipeline = pipeline_state(&backends, pipeline, matches!(stop, Ok(Stop::Idle))).await;
     fleet.cancel();
     let drained = drain(&mut roles).await;
     let tally = watcher.poll().await.unwrap_or_else(|_| watcher.tally());
     progress.finish();
     let mut summary = DevSummary::new(&tally, elapsed);
+    summary.pipeline = pipeline;
     summary.schedule_fires = match backends.store.schedule_list().await {
         Ok(schedules) => schedules.iter().map(|s| s.state.fires).sum(),
         Err(_) => 0,
@@ -161,6 +169,23 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
             timeout: options.timeout,
             summary: Box::new(summary),
         }),
+    }
+}
+
+/// The sample pipeline's state; with `wait`, waits up to [`PIPELINE_WAIT`] for it to
+/// finish (it is short, but may still be running when the workload is idle).
+async fn pipeline_state(backends: &Backends, id: JobId, wait: bool) -> String {
+    let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
+    loop {
+        let state = match ops::pipeline_status(backends, id).await {
+            Ok(Some(view)) => view.state.to_string(),
+            Ok(None) => "unknown".into(),
+            Err(e) => format!("unknown ({e})"),
+        };
+        if !wait || state != "running" || tokio::time::Instant::now() >= deadline {
+            return state;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
     }
 }
 

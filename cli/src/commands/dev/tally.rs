@@ -158,6 +158,9 @@ pub struct DevSummary {
     /// Jobs the cron schedules fired during the run (the sample schedule's among them).
     #[serde(default)]
     pub schedule_fires: u64,
+    /// The state of the sample pipeline (`completed`, `running`, `failed`).
+    #[serde(default)]
+    pub pipeline: String,
 }
 
 impl DevSummary {
@@ -179,6 +182,7 @@ impl DevSummary {
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             jobs_per_sec: (rate * 10.0).round() / 10.0,
             schedule_fires: 0,
+            pipeline: String::new(),
         }
     }
 
@@ -189,7 +193,7 @@ impl DevSummary {
         format!(
             "total      {}\ncompleted  {}\nretried    {}\ndead       {}\ncancelled  {}\n\
              unfinished {}\nelapsed    {elapsed:.2}s\njobs/s     {:.1}\nschedules  {} fires\n\
-             summary: {json}",
+             pipeline   {}\nsummary: {json}",
             self.total,
             self.completed,
             self.retried,
@@ -198,6 +202,7 @@ impl DevSummary {
             self.unfinished,
             self.jobs_per_sec,
             self.schedule_fires,
+            self.pipeline,
         )
     }
 }

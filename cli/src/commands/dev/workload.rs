@@ -7,6 +7,7 @@
 
 use jobfleet_common::cron::ScheduleSpec;
 use jobfleet_common::job::{Backoff, ConflictPolicy};
+use jobfleet_common::pipeline::PipelineSpec;
 use jobfleet_common::{Job, LockMode, LockSpec, Priority};
 
 /// The queue every sample job runs on.
@@ -21,6 +22,22 @@ pub fn schedule() -> ScheduleSpec {
     let mut spec = ScheduleSpec::new("* * * * * *", QUEUE, "echo");
     spec.payload = Some(serde_json::json!({ "from": SCHEDULE }));
     spec
+}
+
+/// The sample pipeline: `greet`, then `fan` fanned out over three items, then `gather`,
+/// all `echo` jobs (each returns its payload, so `gather`'s result holds the three
+/// children's results, each with its item and the previous result).
+pub fn pipeline() -> PipelineSpec {
+    let step = |name: &str| {
+        format!("[[steps]]\nname = \"{name}\"\nqueue = \"{QUEUE}\"\nkind = \"echo\"\n")
+    };
+    let text = format!(
+        "name = \"dev-sample\"\n{}payload = {{ hello = \"fleet\" }}\n{}fan_out = [\"a\", \"b\", \"c\"]\n{}",
+        step("greet"),
+        step("fan"),
+        step("gather")
+    );
+    PipelineSpec::parse(&text).unwrap_or_else(|e| unreachable!("the sample pipeline parses: {e}"))
 }
 
 /// Length of the repeating mix.
