@@ -9,7 +9,7 @@
 //! - [`broker`]: [`EmbeddedBroker`], routes and consumers.
 //! - `queue`: one route's priority bands and the acker that settles a delivery.
 //! - [`store`]: [`EmbeddedStore`], the clock and the tables below behind mutexes.
-//! - `delayed`, `locks`, `states`, `dead`, `heartbeats`, `schedules`: one table per store capability,
+//! - `delayed`, `locks`, `states`, `dead`, `heartbeats`, `schedules`, `pipelines`: one table per store capability,
 //!   plain synchronous code that takes "now" as an argument.
 
 pub mod broker;
@@ -17,6 +17,7 @@ mod dead;
 mod delayed;
 mod heartbeats;
 mod locks;
+mod pipelines;
 mod queue;
 mod schedules;
 mod states;

@@ -17,6 +17,7 @@ use super::delayed::DelayedTable;
 use super::heartbeats::HeartbeatTable;
 use super::lock;
 use super::locks::LockTable;
+use super::pipelines::PipelineTable;
 use super::schedules::ScheduleTable;
 use super::states::StateTable;
 use crate::clock::SharedClock;
@@ -39,13 +40,6 @@ pub struct EmbeddedStore {
     heartbeats: Mutex<HeartbeatTable>,
     schedules: Mutex<ScheduleTable>,
     pipelines: Mutex<PipelineTable>,
-}
-
-/// Pipelines by id, and each step's results by child.
-#[derive(Debug, Default)]
-struct PipelineTable {
-    pipelines: std::collections::HashMap<JobId, StoredPipeline>,
-    results: std::collections::HashMap<(JobId, usize), BTreeMap<usize, String>>,
 }
 
 impl EmbeddedStore {
@@ -273,14 +267,12 @@ impl Heartbeats for EmbeddedStore {
 #[async_trait]
 impl Pipelines for EmbeddedStore {
     async fn pipeline_put(&self, pipeline: &StoredPipeline) -> StoreResult<()> {
-        lock(&self.pipelines)
-            .pipelines
-            .insert(pipeline.id, pipeline.clone());
+        lock(&self.pipelines).put(pipeline);
         Ok(())
     }
 
     async fn pipeline_get(&self, id: JobId) -> StoreResult<Option<StoredPipeline>> {
-        Ok(lock(&self.pipelines).pipelines.get(&id).cloned())
+        Ok(lock(&self.pipelines).get(id))
     }
 
     async fn pipeline_child_done(
@@ -291,10 +283,7 @@ impl Pipelines for EmbeddedStore {
         of: usize,
         result: &str,
     ) -> StoreResult<Option<Vec<String>>> {
-        let mut table = lock(&self.pipelines);
-        let results = table.results.entry((id, step)).or_default();
-        results.insert(child, result.to_string());
-        Ok((0..of).map(|c| results.get(&c).cloned()).collect())
+        Ok(lock(&self.pipelines).child_done(id, step, child, of, result))
     }
 }
 
