@@ -106,6 +106,10 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures
         )
     };
     let broker = producer_side.broker.name();
+    // Both sides are closed before the caller deletes the run's topics: a live librdkafka
+    // client that still has a deleted topic in its metadata can crash the process
+    // (docs/kafka.md, broker caveats).
+    let to_close = [producer_side.broker.clone(), worker_side.broker.clone()];
     let probe = Arc::new(Probe::new(worker_side.clock.clone(), plan.jobs));
     let mut registry = Registry::new();
     let on_start = probe.clone();
@@ -149,6 +153,13 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures
     let stopped = worker
         .await
         .map_err(|e| Error::Task(format!("the bench worker panicked: {e}")));
+    drop(producer_side);
+    if !config.broker.is_embedded() {
+        // The last handles: the clients are gone once these are dropped.
+        for broker in to_close {
+            broker.close().await;
+        }
+    }
     let enqueued = outcome?;
     stopped??;
 
