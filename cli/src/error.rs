@@ -49,6 +49,10 @@ pub enum Error {
     /// An operator function (cancel, dead letters, depths) failed.
     #[error(transparent)]
     Ops(#[from] OpsError),
+    /// The data kinds cannot start (`[data]`), or `sample-data` failed.
+    #[cfg(feature = "data")]
+    #[error("data: {0}")]
+    Data(#[from] jobfleet_data::DataError),
     /// A worker stopped with an error.
     #[error("worker: {0}")]
     Worker(#[from] WorkerError),
@@ -158,6 +162,10 @@ impl Error {
                 | ConnectError::NotDurable(_)
                 | ConnectError::Mixed
                 | ConnectError::EmbeddedAlone { .. },
+            ) => 2,
+            #[cfg(feature = "data")]
+            Self::Data(
+                jobfleet_data::DataError::Config(_) | jobfleet_data::DataError::Invalid { .. },
             ) => 2,
             Self::Interrupted => 130,
             _ => 1,

@@ -17,6 +17,7 @@
 pub mod commands;
 pub mod error;
 pub mod global;
+pub mod kinds;
 pub mod logging;
 pub mod parse;
 pub mod progress;

@@ -36,6 +36,8 @@ enum Command {
     ///   flaky  {"fail_times": N}    fails its first N attempts, then succeeds
     ///   fail                        always fails: ends dead after its attempts
     ///
+    /// and the data kinds ingest, train and predict on [data] url (docs/data-jobs.md).
+    ///
     /// Your own kinds run in a worker binary of your own (jobfleet_worker::Worker; see
     /// the README, "Write your own job kinds").
     #[command(verbatim_doc_comment)]
@@ -48,7 +50,16 @@ enum Command {
     /// others stand by to take over within about 4/3 of scheduler.leader_lease.
     #[command(verbatim_doc_comment)]
     Scheduler,
-    /// Run one job in this process (embedded backend) and print its result as JSON.
+    /// Run one job in this process (embedded backend) and print its result as JSON
+    ///
+    /// Any kind of this build; with the data kinds (docs/data-jobs.md):
+    ///
+    ///   ingest   {"dataset", "source", "schema" | "schema_ref", "mode"?}
+    ///   train    {"model", "dataset", "target", "algorithm", "params"?, "test_fraction"?}
+    ///   predict  {"model", "output", "id_column", "input"? | "input_path"?}
+    ///
+    /// Datasets, models and predictions live under [data] url (./jobfleet-data).
+    #[command(verbatim_doc_comment)]
     Run(run_job::RunArgs),
     /// Enqueue one job from flags, or many from a JSON-lines file.
     Enqueue(enqueue::EnqueueArgs),
@@ -66,6 +77,9 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Measure jobfleet's throughput against the bare broker's; one JSON line on stdout.
     Bench(bench::BenchArgs),
+    /// Write synthetic basketball game logs (CSV + schema) for the data kinds.
+    #[cfg(feature = "data")]
+    SampleData(jobfleet::commands::sample_data::SampleDataArgs),
 }
 
 fn main() -> ExitCode {
@@ -121,5 +135,7 @@ async fn dispatch(command: Command, config: Config, token: CancellationToken) ->
         Command::Schedule(args) => schedule::run(args, config).await,
         Command::Pipeline(args) => pipeline::run(args, config).await,
         Command::Bench(args) => bench::run(args, config).await,
+        #[cfg(feature = "data")]
+        Command::SampleData(args) => jobfleet::commands::sample_data::run(args).await,
     }
 }

@@ -39,6 +39,11 @@ async fn a_small_workload_runs_to_idle() {
     // (every second) fires during it.
     assert!(summary.schedule_fires >= 1, "{summary:?}");
     assert_eq!(summary.pipeline, "completed", "{summary:?}");
+    // The data demo: sample game logs through ingest, train and predict.
+    assert!(
+        summary.data.starts_with("completed: model dev-win v1 on "),
+        "{summary:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,11 +88,22 @@ impl JobContext {
     /// Reports progress, 0.0–1.0 (clamped), in the job's state record. Best effort: a
     /// store error is logged, not returned, since the job itself is unaffected.
     pub async fn progress(&self, fraction: f32) {
+        self.report(fraction, None).await;
+    }
+
+    /// Reports progress as [`progress`](Self::progress) does, with words for people: rows
+    /// done of how many, the rate, the time left. `jobfleet status` shows both.
+    pub async fn progress_note(&self, fraction: f32, note: impl Into<String>) {
+        self.report(fraction, Some(note.into())).await;
+    }
+
+    async fn report(&self, fraction: f32, note: Option<String>) {
         if fraction.is_nan() {
             return;
         }
         let record = JobRecord {
             progress: Some(fraction.clamp(0.0, 1.0)),
+            progress_note: note,
             updated_at_ms: self.inner.clock.now_ms(),
             ..self.inner.record.clone()
         };
@@ -137,6 +148,16 @@ impl JobContext {
     /// The payload parsed as JSON; a payload that does not parse is a permanent error.
     pub fn payload_json<T: DeserializeOwned>(&self) -> Result<T, JobError> {
         Ok(serde_json::from_slice(&self.inner.job.payload)?)
+    }
+
+    /// The last value written to `resource` with [`fenced_write`](Self::fenced_write), by
+    /// any job, and its token.
+    pub async fn fenced_read(&self, resource: &str) -> Result<Option<(u64, Bytes)>, JobError> {
+        self.inner
+            .store
+            .fenced_read(resource)
+            .await
+            .map_err(|e| JobError::retryable(format!("fenced read of {resource:?}: {e}")))
     }
 
     /// Writes `value` to `resource` with the job's fencing token; false if a holder with a

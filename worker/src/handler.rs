@@ -20,6 +20,14 @@ use crate::context::JobContext;
 pub trait Handler: Send + Sync {
     /// Runs one attempt of the job in `ctx`.
     async fn run(&self, ctx: JobContext) -> Result<(), JobError>;
+
+    /// The lock a job of this kind holds while it runs when its producer set none: a kind
+    /// that writes a shared resource (a dataset, a model) names it here, so every job of
+    /// the kind is serialised on it and gets its fencing token whoever enqueued it. The
+    /// job's own `lock`, when set, wins. None by default.
+    fn lock(&self, _job: &Job) -> Option<jobfleet_common::LockSpec> {
+        None
+    }
 }
 
 /// Why a handler failed, and whether another attempt could succeed.

@@ -56,7 +56,7 @@ async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Hand
         reject(worker, delivery, None, ErrorKind::Oversized, text).await;
         return None;
     }
-    let job = match codec::decode(&delivery.body, delivery.content_type.as_deref()) {
+    let mut job = match codec::decode(&delivery.body, delivery.content_type.as_deref()) {
         Ok(job) => job,
         Err(e) => {
             reject(
@@ -98,6 +98,9 @@ async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Hand
     {
         defer_early(worker, job, delivery).await;
         return None;
+    }
+    if job.lock.is_none() {
+        job.lock = handler.lock(&job);
     }
     Some((job, handler, delivery))
 }

@@ -162,6 +162,7 @@ mod tests {
             worker: Some("w1".into()),
             last_error: None,
             note: None,
+            progress_note: None,
             result: None,
         }
     }

@@ -10,6 +10,8 @@ pub mod enqueue;
 pub mod pipeline;
 pub mod queues;
 pub mod run;
+#[cfg(feature = "data")]
+pub mod sample_data;
 pub mod schedule;
 pub mod scheduler;
 pub mod status;

@@ -26,7 +26,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// Flags of `jobfleet run`.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
-    /// The job kind: a built-in one (echo, sleep, flaky, fail).
+    /// The job kind: a built-in one (echo, sleep, flaky, fail) or, in a build with
+    /// them, a data kind (ingest, train, predict).
     pub kind: String,
     /// The payload, as JSON.
     #[arg(long, value_parser = json_payload)]
@@ -42,7 +43,7 @@ pub struct RunArgs {
 /// Runs the command: prints the job's result as JSON (`null` when the handler set none);
 /// a job that ends dead or cancelled is an error (exit 1) with its last error.
 pub async fn run(args: RunArgs, config: Config) -> Result<()> {
-    let registry = Arc::new(Registry::with_builtins());
+    let registry = Arc::new(crate::kinds::registry(&config)?);
     let record = run_job(&registry, &args, config).await?;
     if record.state != JobState::Completed {
         let why = record
@@ -76,14 +77,26 @@ pub async fn run_job(
             registry.kinds().join(", ")
         )));
     }
+    let job = Job::new(QUEUE, &args.kind, args.payload.clone().unwrap_or_default())
+        .with_max_attempts(args.max_attempts)
+        .with_timeout_ms(millis(args.timeout));
+    run_job_on(Backends::embedded(), registry, job, config).await
+}
+
+/// Runs `job` (on the queue `run`) with `registry`'s handlers in a fleet of its own on
+/// `backends` (embedded ones) and returns its final record: [`run_job`] for a job made
+/// elsewhere, e.g. with a fixed id, or on backends a test has prepared.
+pub async fn run_job_on(
+    backends: Backends,
+    registry: &Arc<Registry>,
+    mut job: Job,
+    config: Config,
+) -> Result<JobRecord> {
     let mut config = dev_config(config, 1)?;
     config.worker.queues = vec![QUEUE.into()];
     config.schedules.clear();
     let config = Arc::new(config);
-    let backends = Backends::embedded();
-    let job = Job::new(QUEUE, &args.kind, args.payload.clone().unwrap_or_default())
-        .with_max_attempts(args.max_attempts)
-        .with_timeout_ms(millis(args.timeout));
+    job.queue = QUEUE.into();
     let id = job.id;
     let fleet = CancellationToken::new();
     let mut roles: JoinSet<Result<()>> = JoinSet::new();

@@ -60,7 +60,11 @@ pub fn render(r: &JobRecord) -> String {
             .filter_map(|(name, t)| Some((name, rfc3339_ms(t?)))),
     );
     if let Some(p) = r.progress {
-        rows.push(("progress", format!("{:.0}%", f64::from(p) * 100.0)));
+        let percent = format!("{:.0}%", f64::from(p) * 100.0);
+        rows.push(match &r.progress_note {
+            Some(note) => ("progress", format!("{percent} ({note})")),
+            None => ("progress", percent),
+        });
     }
     if let Some(w) = &r.worker {
         rows.push(("worker", w.clone()));

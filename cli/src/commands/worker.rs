@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 
 /// Connects and runs the worker until `shutdown` is cancelled and its jobs have drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    run_with(config, Registry::with_builtins(), shutdown).await
+    let registry = crate::kinds::registry(&config)?;
+    run_with(config, registry, shutdown).await
 }
 
 /// Runs a worker exactly as `jobfleet worker` does, but with the handlers in `registry`

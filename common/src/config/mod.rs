@@ -62,6 +62,9 @@ pub struct Config {
     /// Cron schedules, `[schedules.<name>]`: written into the store by each scheduler at
     /// start-up (see docs/schedules.md).
     pub schedules: BTreeMap<String, crate::cron::ScheduleSpec>,
+    /// Where the data kinds (`ingest`, `train`, `predict`) keep datasets, models and
+    /// outputs (see docs/data-jobs.md).
+    pub data: DataConfig,
 }
 
 impl Default for Config {
@@ -79,6 +82,33 @@ impl Default for Config {
             redis: RedisConfig::default(),
             log: LogConfig::default(),
             schedules: BTreeMap::new(),
+            data: DataConfig::default(),
+        }
+    }
+}
+
+/// Storage and bounds of the data kinds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// A directory: `./jobfleet-data`, `/srv/data` or `file:///srv/data`. Every worker of
+    /// a fleet must see the same data (a shared volume); the storage goes through the
+    /// `object_store` crate, but its cloud stores are not built in yet.
+    pub url: String,
+    /// The fraction of an ingest's rows that may be rejected (quarantined) before the job
+    /// fails; a job's payload can lower or raise it.
+    pub max_rejected_fraction: f64,
+    /// Rows per chunk: ingest writes and predict reads, predicts and checkpoints this many
+    /// at a time, so memory stays bounded whatever the input's size.
+    pub chunk_rows: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            url: "./jobfleet-data".into(),
+            max_rejected_fraction: 0.05,
+            chunk_rows: 65_536,
         }
     }
 }
@@ -307,6 +337,15 @@ impl Config {
         }
         if self.limits.max_attempts == 0 {
             return Err(err("limits.max_attempts", "must be greater than 0"));
+        }
+        if self.data.url.trim().is_empty() {
+            return Err(err("data.url", "name a directory or an object store URL"));
+        }
+        if !(0.0..=1.0).contains(&self.data.max_rejected_fraction) {
+            return Err(err("data.max_rejected_fraction", "must be between 0 and 1"));
+        }
+        if self.data.chunk_rows == 0 {
+            return Err(err("data.chunk_rows", "must be at least 1"));
         }
         let w = &self.worker;
         if w.queues.is_empty() {

@@ -482,6 +482,7 @@ mod tests {
             worker: None,
             last_error: None,
             note: None,
+            progress_note: None,
             result: Some(serde_json::json!({"ok": true})),
         };
         assert!(!s.is_completed(id).await?);

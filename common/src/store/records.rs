@@ -94,6 +94,9 @@ pub struct JobRecord {
     pub run_at_ms: Option<i64>,
     /// Progress reported by the handler, 0.0–1.0.
     pub progress: Option<f32>,
+    /// The handler's words on its progress (rows done, rate, time left), while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_note: Option<String>,
     /// The worker running (or that last ran) it.
     pub worker: Option<String>,
     /// The latest error.
@@ -130,6 +133,7 @@ impl JobRecord {
             worker: None,
             last_error: job.errors.last().cloned(),
             note: None,
+            progress_note: None,
             result: None,
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! `testfleet worker CONFIG` runs a worker exactly as `jobfleet worker` does, through
 //! the same library function, with the test kinds (`jobfleet_tests::processes::kinds`)
-//! registered beside the built-in ones; `testfleet scheduler CONFIG` runs
+//! registered beside the built-in and data ones; `testfleet scheduler CONFIG` runs
 //! `jobfleet scheduler`'s function. The configuration file is overridden by `JOBFLEET_*`
 //! variables as usual; the test kinds record to the Redis named by
 //! `TESTFLEET_RECORDS_URL`, or the configured store without it. Both run until SIGTERM or Ctrl-C; the tests mostly `kill -9` them.
@@ -49,9 +49,12 @@ fn run(role: &str, file: PathBuf) -> Result<(), Error> {
         // The test's own Redis, even when this worker's store is behind a fault proxy.
         let records = std::env::var(kinds::RECORDS_URL_VAR)
             .unwrap_or_else(|_| config.store.url().to_string());
-        let registry = kinds::registry(&records, &config.namespace)
+        let test_kinds = kinds::registry(&records, &config.namespace)
             .await
             .map_err(|e| Error::Usage(format!("the test kinds need Redis: {e}")))?;
+        // The kinds `jobfleet worker` has (the data kinds among them), and the test's.
+        let mut registry = jobfleet::kinds::registry(&config)?;
+        registry.merge(test_kinds);
         worker::run_with(config, registry, token).await
     }));
     runtime.shutdown_background();

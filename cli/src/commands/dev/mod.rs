@@ -10,6 +10,8 @@
 //! With `--until-idle` the command returns once every job is in a terminal state; without
 //! it the fleet keeps running after the workload until the shutdown token is cancelled.
 
+#[cfg(feature = "data")]
+pub mod data;
 mod tally;
 pub mod workload;
 
@@ -20,7 +22,6 @@ use clap::Args;
 use jobfleet_common::{Backends, BrokerAddr, Config, JobId, StoreAddr};
 use jobfleet_producer::Producer;
 use jobfleet_scheduler::ops;
-use jobfleet_worker::Registry;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -113,7 +114,15 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     if options.workers == 0 {
         return Err(Error::Usage("--workers must be at least 1".into()));
     }
-    let config = Arc::new(dev_config(options.config.clone(), options.concurrency)?);
+    #[allow(unused_mut)]
+    let mut config = dev_config(options.config.clone(), options.concurrency)?;
+    #[cfg(feature = "data")]
+    let data_dir = data::directory();
+    #[cfg(feature = "data")]
+    {
+        config.data.url = data_dir.display().to_string();
+    }
+    let config = Arc::new(config);
     let started = Instant::now();
     let backends = Backends::embedded();
     let fleet = shutdown.child_token();
@@ -122,7 +131,7 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     let mut roles: JoinSet<Result<()>> = JoinSet::new();
     let (c, b, t) = (config.clone(), backends.clone(), fleet.clone());
     roles.spawn(async move { Ok(jobfleet_scheduler::run(c, b, t).await?) });
-    let registry = Arc::new(Registry::with_builtins());
+    let registry = Arc::new(crate::kinds::registry(&config)?);
     for _ in 0..options.workers {
         let (c, b, r, t) = (
             config.clone(),
@@ -137,6 +146,9 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     let mut watcher = Watcher::new(backends.store.clone());
     let mut idle_after = None;
     let pipeline = ops::pipeline_submit(&backends, &config.limits, workload::pipeline()).await?;
+    #[cfg(feature = "data")]
+    let data_pipeline =
+        ops::pipeline_submit(&backends, &config.limits, data::prepare(&data_dir)?).await?;
     let stop = match enqueue_workload(&backends, &config, options.jobs).await {
         Ok(ids) => {
             watcher.watch(ids);
@@ -152,13 +164,23 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     };
     // The rate is of the workload, not of the idle time spent waiting for Ctrl-C after it.
     let elapsed = idle_after.unwrap_or_else(|| started.elapsed());
-    let pipeline = pipeline_state(&backends, pipeline, matches!(stop, Ok(Stop::Idle))).await;
+    let idle = matches!(stop, Ok(Stop::Idle));
+    let pipeline = pipeline_state(&backends, pipeline, idle).await;
+    #[cfg(feature = "data")]
+    let data = data::report(
+        &data_dir,
+        &pipeline_state(&backends, data_pipeline, idle).await,
+    )
+    .await;
+    #[cfg(not(feature = "data"))]
+    let data = "not built (the `data` feature)".to_string();
     fleet.cancel();
     let drained = drain(&mut roles).await;
     let tally = watcher.poll().await.unwrap_or_else(|_| watcher.tally());
     progress.finish();
     let mut summary = DevSummary::new(&tally, elapsed);
     summary.pipeline = pipeline;
+    summary.data = data;
     summary.schedule_fires = match backends.store.schedule_list().await {
         Ok(schedules) => schedules.iter().map(|s| s.state.fires).sum(),
         Err(_) => 0,

@@ -161,6 +161,10 @@ pub struct DevSummary {
     /// The state of the sample pipeline (`completed`, `running`, `failed`).
     #[serde(default)]
     pub pipeline: String,
+    /// The data demo (ingest → train → predict): its state, and the model's test
+    /// metrics once it completed.
+    #[serde(default)]
+    pub data: String,
 }
 
 impl DevSummary {
@@ -183,6 +187,7 @@ impl DevSummary {
             jobs_per_sec: (rate * 10.0).round() / 10.0,
             schedule_fires: 0,
             pipeline: String::new(),
+            data: String::new(),
         }
     }
 
@@ -193,7 +198,7 @@ impl DevSummary {
         format!(
             "total      {}\ncompleted  {}\nretried    {}\ndead       {}\ncancelled  {}\n\
              unfinished {}\nelapsed    {elapsed:.2}s\njobs/s     {:.1}\nschedules  {} fires\n\
-             pipeline   {}\nsummary: {json}",
+             pipeline   {}\ndata       {}\nsummary: {json}",
             self.total,
             self.completed,
             self.retried,
@@ -203,6 +208,7 @@ impl DevSummary {
             self.jobs_per_sec,
             self.schedule_fires,
             self.pipeline,
+            self.data,
         )
     }
 }

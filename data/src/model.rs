@@ -1,0 +1,498 @@
+//! The numbers of training and prediction: reading a dataset into columns, turning
+//! columns into a feature matrix, the train/test split, the linear models and their
+//! metrics.
+//!
+//! **Preprocessing**, fitted on the training split only: every numeric column (ints,
+//! floats, booleans as 0/1) is standardised with the training split's mean and
+//! population standard deviation (a constant column is only centred); a missing number
+//! is replaced by that mean (so it becomes 0). Every string column is one-hot encoded
+//! over the categories seen in the training split, sorted; a missing or unseen category
+//! is all zeros.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use ndarray::{Array1, Array2};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DataError;
+use crate::schema::{ColumnType, Schema};
+
+/// A column read for training or prediction.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Column {
+    /// Ints, floats and booleans (as 0/1).
+    Num(Vec<Option<f64>>),
+    /// Strings.
+    Cat(Vec<Option<String>>),
+}
+
+impl Column {
+    fn len(&self) -> usize {
+        match self {
+            Self::Num(v) => v.len(),
+            Self::Cat(v) => v.len(),
+        }
+    }
+
+    /// Cell `i` as a class label: numbers in their shortest form, booleans as `true` or
+    /// `false` (kept by `bools`).
+    pub fn label(&self, i: usize, kind: ColumnType) -> Option<String> {
+        match self {
+            Self::Cat(v) => v[i].clone(),
+            Self::Num(v) => v[i].map(|x| match kind {
+                ColumnType::Bool => (x != 0.0).to_string(),
+                _ => x.to_string(),
+            }),
+        }
+    }
+}
+
+/// Named columns of equal length.
+#[derive(Clone, Debug, Default)]
+pub struct Frame {
+    /// Column names.
+    pub names: Vec<String>,
+    /// The columns, in `names` order.
+    pub columns: Vec<Column>,
+}
+
+impl Frame {
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.columns.first().map_or(0, Column::len)
+    }
+
+    /// The column called `name`.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.columns[i])
+    }
+
+    /// The columns `names` of `batch`, typed by `schema`.
+    pub fn from_batch(
+        batch: &RecordBatch,
+        schema: &Schema,
+        names: &[String],
+    ) -> Result<Self, DataError> {
+        let mut frame = Frame::default();
+        for name in names {
+            let spec = schema
+                .columns
+                .iter()
+                .find(|c| &c.name == name)
+                .ok_or_else(|| {
+                    DataError::invalid("features", format!("{name:?} is not a column of the input"))
+                })?;
+            let array = batch.column_by_name(name).ok_or_else(|| {
+                DataError::Corrupt(format!("column {name:?} is missing from a data file"))
+            })?;
+            frame.names.push(name.clone());
+            frame.columns.push(column(array.as_ref(), spec.kind)?);
+        }
+        Ok(frame)
+    }
+
+    /// Appends `other`'s rows (same columns).
+    pub fn extend(&mut self, other: Frame) {
+        if self.names.is_empty() {
+            *self = other;
+            return;
+        }
+        for (mine, theirs) in self.columns.iter_mut().zip(other.columns) {
+            match (mine, theirs) {
+                (Column::Num(a), Column::Num(b)) => a.extend(b),
+                (Column::Cat(a), Column::Cat(b)) => a.extend(b),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn column(array: &dyn Array, kind: ColumnType) -> Result<Column, DataError> {
+    let wrong = || DataError::Corrupt(format!("a data column is not of type {kind:?}"));
+    Ok(match kind {
+        ColumnType::Int => {
+            let a = array
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(wrong)?;
+            #[allow(clippy::cast_precision_loss)]
+            Column::Num(a.iter().map(|v| v.map(|x| x as f64)).collect())
+        }
+        ColumnType::Float => {
+            let a = array
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(wrong)?;
+            Column::Num(a.iter().collect())
+        }
+        ColumnType::Bool => {
+            let a = array
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(wrong)?;
+            Column::Num(
+                a.iter()
+                    .map(|v| v.map(|b| if b { 1.0 } else { 0.0 }))
+                    .collect(),
+            )
+        }
+        ColumnType::String => {
+            let a = array
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(wrong)?;
+            Column::Cat(a.iter().map(|v| v.map(str::to_string)).collect())
+        }
+    })
+}
+
+/// Every row of the Parquet files `paths`, columns `names` only.
+pub fn read_files(
+    paths: &[std::path::PathBuf],
+    schema: &Schema,
+    names: &[String],
+) -> Result<Frame, DataError> {
+    let mut frame = Frame::default();
+    for path in paths {
+        for batch in reader(path, 65_536)? {
+            frame.extend(Frame::from_batch(&batch?, schema, names)?);
+        }
+    }
+    Ok(frame)
+}
+
+/// A Parquet file's batches of `batch_rows`.
+pub fn reader(
+    path: &Path,
+    batch_rows: usize,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, DataError> {
+    let file = File::open(path).map_err(|e| DataError::Io(format!("{}: {e}", path.display())))?;
+    Ok(ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(batch_rows)
+        .build()?)
+}
+
+/// How one feature column becomes matrix columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "encoding", rename_all = "snake_case")]
+pub enum Feature {
+    /// `(x - mean) / std`; missing → 0.
+    Standardized {
+        /// The column.
+        column: String,
+        /// The training split's mean.
+        mean: f64,
+        /// Its population standard deviation (1 for a constant column).
+        std: f64,
+    },
+    /// One 0/1 column per category.
+    OneHot {
+        /// The column.
+        column: String,
+        /// The training split's categories, sorted.
+        categories: Vec<String>,
+    },
+}
+
+impl Feature {
+    fn width(&self) -> usize {
+        match self {
+            Self::Standardized { .. } => 1,
+            Self::OneHot { categories, .. } => categories.len(),
+        }
+    }
+
+    fn column(&self) -> &str {
+        match self {
+            Self::Standardized { column, .. } | Self::OneHot { column, .. } => column,
+        }
+    }
+}
+
+/// Fits the preprocessing of `features` on rows `train` of `frame`.
+pub fn fit_features(frame: &Frame, features: &[String], train: &[usize]) -> Vec<Feature> {
+    features
+        .iter()
+        .filter_map(|name| {
+            Some(match frame.column(name)? {
+                Column::Num(v) => {
+                    let seen: Vec<f64> = train.iter().filter_map(|&i| v[i]).collect();
+                    #[allow(clippy::cast_precision_loss)]
+                    let n = seen.len().max(1) as f64;
+                    let mean = seen.iter().sum::<f64>() / n;
+                    let var = seen.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+                    let std = var.sqrt();
+                    Feature::Standardized {
+                        column: name.clone(),
+                        mean,
+                        std: if std > 0.0 { std } else { 1.0 },
+                    }
+                }
+                Column::Cat(v) => {
+                    let mut categories: Vec<String> =
+                        train.iter().filter_map(|&i| v[i].clone()).collect();
+                    categories.sort();
+                    categories.dedup();
+                    Feature::OneHot {
+                        column: name.clone(),
+                        categories,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The matrix of rows `rows` of `frame` under `features`; a row with a non-finite number
+/// is reported in the second value (and its matrix row is zeros).
+pub fn transform(
+    features: &[Feature],
+    frame: &Frame,
+    rows: &[usize],
+) -> Result<(Array2<f64>, Vec<usize>), DataError> {
+    let width: usize = features.iter().map(Feature::width).sum();
+    let mut x = Array2::<f64>::zeros((rows.len(), width));
+    let mut bad = Vec::new();
+    let mut offset = 0;
+    for feature in features {
+        let column = frame.column(feature.column()).ok_or_else(|| {
+            DataError::invalid(
+                "input",
+                format!(
+                    "has no column {:?}, a feature of the model",
+                    feature.column()
+                ),
+            )
+        })?;
+        match (feature, column) {
+            (Feature::Standardized { mean, std, .. }, Column::Num(v)) => {
+                for (r, &i) in rows.iter().enumerate() {
+                    match v[i] {
+                        Some(value) if !value.is_finite() => bad.push(r),
+                        Some(value) => x[[r, offset]] = (value - mean) / std,
+                        None => {}
+                    }
+                }
+            }
+            (Feature::OneHot { categories, .. }, Column::Cat(v)) => {
+                for (r, &i) in rows.iter().enumerate() {
+                    if let Some(c) = v[i].as_ref().and_then(|s| categories.binary_search(s).ok()) {
+                        x[[r, offset + c]] = 1.0;
+                    }
+                }
+            }
+            _ => {
+                return Err(DataError::invalid(
+                    "input",
+                    format!(
+                        "column {:?} is not of the type the model was trained on",
+                        feature.column()
+                    ),
+                ))
+            }
+        }
+        offset += feature.width();
+    }
+    bad.sort_unstable();
+    bad.dedup();
+    for &r in &bad {
+        x.row_mut(r).fill(0.0);
+    }
+    Ok((x, bad))
+}
+
+/// SplitMix64: the split's hash (written out so other tools can reproduce the split).
+pub fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Rows `0..n` split into (train, test), each ascending: the rows sorted by
+/// `splitmix64(seed ^ splitmix64(row))`, the first `ceil(n × test_fraction)` are the test
+/// split.
+pub fn split(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (splitmix64(seed ^ splitmix64(i as u64)), i));
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let n_test = ((n as f64) * test_fraction).ceil() as usize;
+    let mut test = order[..n_test.min(n)].to_vec();
+    let mut train = order[n_test.min(n)..].to_vec();
+    test.sort_unstable();
+    train.sort_unstable();
+    (train, test)
+}
+
+/// The logistic function.
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// `x · w + b` per row.
+pub fn linear(x: &Array2<f64>, w: &Array1<f64>, b: f64) -> Array1<f64> {
+    x.dot(w) + b
+}
+
+/// Classification metrics of `p` (probabilities of the positive class) against `y`
+/// (true for the positive class), at threshold 0.5.
+pub fn classification_metrics(y: &[bool], p: &[f64]) -> serde_json::Value {
+    let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
+    let mut log_loss = 0.0;
+    for (&truth, &prob) in y.iter().zip(p) {
+        match (truth, prob >= 0.5) {
+            (true, true) => tp += 1,
+            (false, true) => fp += 1,
+            (false, false) => tn += 1,
+            (true, false) => fn_ += 1,
+        }
+        let q = prob.clamp(1e-15, 1.0 - 1e-15);
+        log_loss -= if truth { q.ln() } else { (1.0 - q).ln() };
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let precision = ratio(tp, tp + fp);
+    let recall = ratio(tp, tp + fn_);
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let n = y.len().max(1) as f64;
+    serde_json::json!({
+        "accuracy": ratio(tp + tn, tp + tn + fp + fn_),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": roc_auc(y, p),
+        "log_loss": log_loss / n,
+    })
+}
+
+/// Area under the ROC curve: the Mann–Whitney statistic, ties counted half.
+pub fn roc_auc(y: &[bool], p: &[f64]) -> f64 {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    // Average ranks (1-based) over ties.
+    let mut ranks = vec![0.0; p.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && p[order[j + 1]] == p[order[i]] {
+            j += 1;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for k in &order[i..=j] {
+            ranks[*k] = rank;
+        }
+        i = j + 1;
+    }
+    let positives = y.iter().filter(|&&t| t).count();
+    let negatives = y.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return f64::NAN;
+    }
+    let sum: f64 = y
+        .iter()
+        .zip(&ranks)
+        .filter(|(t, _)| **t)
+        .map(|(_, r)| r)
+        .sum();
+    #[allow(clippy::cast_precision_loss)]
+    let (pos, neg) = (positives as f64, negatives as f64);
+    (sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// Regression metrics of `p` against `y`.
+pub fn regression_metrics(y: &[f64], p: &[f64]) -> serde_json::Value {
+    #[allow(clippy::cast_precision_loss)]
+    let n = y.len().max(1) as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let sse: f64 = y.iter().zip(p).map(|(a, b)| (a - b).powi(2)).sum();
+    let sst: f64 = y.iter().map(|a| (a - mean).powi(2)).sum();
+    let mae = y.iter().zip(p).map(|(a, b)| (a - b).abs()).sum::<f64>() / n;
+    serde_json::json!({
+        "rmse": (sse / n).sqrt(),
+        "mae": mae,
+        "r2": if sst == 0.0 { 0.0 } else { 1.0 - sse / sst },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_is_deterministic_disjoint_and_sized() {
+        let (train, test) = split(1000, 0.2, 42);
+        assert_eq!(test.len(), 200);
+        assert_eq!(train.len(), 800);
+        let mut all: Vec<usize> = train.iter().chain(&test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+        assert_eq!(split(1000, 0.2, 42), (train, test.clone()));
+        assert_ne!(split(1000, 0.2, 43).1, test);
+        // Fixed values, so other tools can check their reimplementation of the split.
+        assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(&split(10, 0.3, 7).1, &[2, 6, 7][..]);
+    }
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        let y = [true, false, true, false];
+        let p = [0.9, 0.4, 0.35, 0.1];
+        let m = classification_metrics(&y, &p);
+        assert_eq!(m["accuracy"], 0.75);
+        assert_eq!(m["precision"], 1.0);
+        assert_eq!(m["recall"], 0.5);
+        // Positives ranked 4 and 2 of 4: (6 - 3) / (2 × 2).
+        assert_eq!(m["roc_auc"], 0.75);
+        let r = regression_metrics(&[1.0, 2.0, 3.0], &[1.0, 2.0, 4.0]);
+        assert!((r["rmse"].as_f64().unwrap_or(0.0) - (1.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((r["r2"].as_f64().unwrap_or(0.0) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn features_standardise_and_one_hot_on_the_training_rows_only() {
+        let frame = Frame {
+            names: vec!["x".into(), "c".into()],
+            columns: vec![
+                Column::Num(vec![Some(1.0), Some(3.0), None, Some(100.0)]),
+                Column::Cat(vec![
+                    Some("b".into()),
+                    Some("a".into()),
+                    None,
+                    Some("z".into()),
+                ]),
+            ],
+        };
+        let features = fit_features(&frame, &["x".into(), "c".into()], &[0, 1, 2]);
+        assert_eq!(
+            features[0],
+            Feature::Standardized {
+                column: "x".into(),
+                mean: 2.0,
+                std: 1.0
+            }
+        );
+        let (x, bad) = transform(&features, &frame, &[0, 1, 2, 3]).expect("transform");
+        assert!(bad.is_empty());
+        assert_eq!(x.row(0).to_vec(), vec![-1.0, 0.0, 1.0]);
+        assert_eq!(x.row(1).to_vec(), vec![1.0, 1.0, 0.0]);
+        // Missing number → the mean; missing and unseen categories → all zeros.
+        assert_eq!(x.row(2).to_vec(), vec![0.0, 0.0, 0.0]);
+        assert_eq!(x.row(3).to_vec(), vec![98.0, 0.0, 0.0]);
+    }
+}

@@ -1,0 +1,496 @@
+//! `train`: a linear model on a dataset version, into the model registry.
+//!
+//! The dataset version is split (see [`model::split`]), the preprocessing fitted on the
+//! training split ([`crate::model`]), the model fitted on it and measured on the test
+//! split. Models, as scikit-learn's estimators of the same name define them:
+//!
+//! - `logistic_regression` (classification, two classes): L2-penalised log loss,
+//!   `sum(log loss) + ||w||² / (2C)`, intercept not penalised, `c` default 1.0, solved by
+//!   L-BFGS (`linfa-logistic`) to a gradient norm of 1e-6 or `max_iterations` (1000);
+//! - `linear_regression`: ordinary least squares with an intercept (`linfa-linear`);
+//! - `ridge`: `||y - Xw - b||² + alpha ||w||²`, `alpha` default 1.0, intercept not
+//!   penalised, solved exactly (Cholesky, `linfa-linalg`).
+//!
+//! The model is published as the next version of `models/{name}` (see
+//! [`crate::catalog`]) after its lock token passed the store's fence.
+
+use std::collections::BTreeMap;
+
+use linfa::prelude::*;
+use linfa_linalg::cholesky::SolveC;
+use ndarray::{Array1, Array2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, Kind, Published};
+use crate::error::{joined, DataError};
+use crate::ingest::{now_ms, DatasetManifest};
+use crate::model::{self, Feature, Frame};
+use crate::schema::ColumnType;
+use crate::Env;
+use jobfleet_worker::{JobContext, JobError};
+
+/// The `train` payload.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// The model's name in the registry.
+    pub model: String,
+    /// The dataset; from `previous.dataset` in a pipeline when absent.
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Its version; latest when absent (or `previous.version` in a pipeline).
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// The column to predict.
+    pub target: String,
+    /// Feature columns; every other column (less `exclude`) when absent.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Columns that are never features (ids, dates).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `classification` or `regression`; from the algorithm when absent.
+    #[serde(default)]
+    pub task: Option<Task>,
+    /// `logistic_regression`, `linear_regression` or `ridge`.
+    pub algorithm: Algorithm,
+    /// Hyper-parameters: `c` and `max_iterations` (logistic), `alpha` (ridge).
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+    /// Fraction of rows held out for the metrics, default 0.2.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// The split's seed, default 42.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Set by pipelines: the ingest step's result.
+    #[serde(default)]
+    pub previous: Option<serde_json::Value>,
+}
+
+fn default_test_fraction() -> f64 {
+    0.2
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// What a model predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// One of two classes, with its probability.
+    Classification,
+    /// A number.
+    Regression,
+}
+
+/// The model family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Binary logistic regression, L2-penalised.
+    LogisticRegression,
+    /// Ordinary least squares.
+    LinearRegression,
+    /// L2-penalised least squares.
+    Ridge,
+}
+
+impl Algorithm {
+    fn task(self) -> Task {
+        match self {
+            Self::LogisticRegression => Task::Classification,
+            Self::LinearRegression | Self::Ridge => Task::Regression,
+        }
+    }
+}
+
+/// A published model version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelManifest {
+    /// The model's name.
+    pub model: String,
+    /// This version.
+    pub version: u64,
+    /// The family.
+    pub algorithm: Algorithm,
+    /// Classification or regression.
+    pub task: Task,
+    /// The target column.
+    pub target: String,
+    /// For classification: the two classes, sorted; the second is the positive class.
+    pub classes: Option<Vec<String>>,
+    /// The preprocessing, in matrix column order.
+    pub features: Vec<Feature>,
+    /// One weight per matrix column.
+    pub coefficients: Vec<f64>,
+    /// The intercept.
+    pub intercept: f64,
+    /// The hyper-parameters used.
+    pub params: BTreeMap<String, f64>,
+    /// Test-split metrics.
+    pub metrics: serde_json::Value,
+    /// The dataset.
+    pub dataset: String,
+    /// Its version.
+    pub dataset_version: u64,
+    /// Its fingerprint.
+    pub dataset_fingerprint: String,
+    /// Training rows.
+    pub rows_train: usize,
+    /// Test rows.
+    pub rows_test: usize,
+    /// The split.
+    pub test_fraction: f64,
+    /// The split's seed.
+    pub seed: u64,
+    /// The training job.
+    pub job_id: String,
+    /// The fencing token of the `model:{name}` lock the job held.
+    pub fence: u64,
+    /// Unix ms.
+    pub created_at_ms: i64,
+}
+
+impl Published for ModelManifest {
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+}
+
+impl TrainSpec {
+    fn dataset(&self) -> Result<(String, Option<u64>), DataError> {
+        let previous = self.previous.as_ref();
+        let name = match &self.dataset {
+            Some(d) => d.clone(),
+            None => previous
+                .and_then(|p| p["dataset"].as_str())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    DataError::invalid("dataset", "missing (and no previous step named one)")
+                })?,
+        };
+        let version = self.version.or_else(|| {
+            previous
+                .filter(|p| p["dataset"].as_str() == Some(name.as_str()))
+                .and_then(|p| p["version"].as_u64())
+        });
+        catalog::check_name("dataset", &name)?;
+        Ok((name, version))
+    }
+
+    fn check(&self) -> Result<(), DataError> {
+        catalog::check_name("model", &self.model)?;
+        if !(0.0..1.0).contains(&self.test_fraction) || self.test_fraction == 0.0 {
+            return Err(DataError::invalid(
+                "test_fraction",
+                "must be above 0 and below 1",
+            ));
+        }
+        if let Some(task) = self.task {
+            if task != self.algorithm.task() {
+                return Err(DataError::invalid(
+                    "task",
+                    format!("{task:?} does not go with {:?}", self.algorithm),
+                ));
+            }
+        }
+        let allowed: &[&str] = match self.algorithm {
+            Algorithm::LogisticRegression => &["c", "max_iterations"],
+            Algorithm::LinearRegression => &[],
+            Algorithm::Ridge => &["alpha"],
+        };
+        for (key, value) in &self.params {
+            if !allowed.contains(&key.as_str()) {
+                return Err(DataError::invalid(
+                    format!("params.{key}"),
+                    format!("{:?} takes {allowed:?}", self.algorithm),
+                ));
+            }
+            if !value.is_finite() || *value <= 0.0 {
+                return Err(DataError::invalid(
+                    format!("params.{key}"),
+                    "must be a positive number",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `train` kind.
+pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
+    let spec: TrainSpec = ctx.payload_json()?;
+    spec.check()?;
+    let (dataset, version) = spec.dataset()?;
+    let storage = &env.storage;
+    let job_id = ctx.job().id.to_string();
+    if let Some((_, done)) =
+        catalog::published_by::<ModelManifest>(storage, Kind::Model, &spec.model, &job_id).await?
+    {
+        return ctx.set_result(result(&done));
+    }
+    let (dataset_version, data): (u64, DatasetManifest) =
+        catalog::load(storage, Kind::Dataset, &dataset, version).await?;
+    let paths = data
+        .files
+        .iter()
+        .map(|f| storage.local_file(&f.key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fence = crate::lock_token(&ctx, Kind::Model, &spec.model)?;
+    let cancel = ctx.cancelled().clone();
+    let (spec_c, data_c) = (spec.clone(), data.clone());
+    let fitted = joined(
+        tokio::task::spawn_blocking(move || {
+            if cancel.is_cancelled() {
+                return Err(DataError::Cancelled);
+            }
+            fit(&spec_c, &data_c, &paths)
+        })
+        .await,
+    )?;
+    if ctx.cancelled().is_cancelled() {
+        return Err(DataError::Cancelled.into());
+    }
+    let version = catalog::next_version(storage, Kind::Model, &spec.model).await?;
+    let manifest = ModelManifest {
+        model: spec.model.clone(),
+        version,
+        dataset,
+        dataset_version,
+        dataset_fingerprint: data.fingerprint.clone(),
+        job_id: job_id.clone(),
+        fence,
+        created_at_ms: now_ms(),
+        ..fitted
+    };
+    crate::fence(&ctx, Kind::Model, &spec.model, version).await?;
+    catalog::publish(
+        storage,
+        Kind::Model,
+        &spec.model,
+        version,
+        &job_id,
+        &manifest,
+    )
+    .await?;
+    tracing::info!(model = %spec.model, version, metrics = %manifest.metrics, "model published");
+    ctx.set_result(result(&manifest))
+}
+
+fn result(m: &ModelManifest) -> serde_json::Value {
+    serde_json::json!({
+        "model": m.model,
+        "version": m.version,
+        "algorithm": m.algorithm,
+        "metrics": m.metrics,
+        "dataset": m.dataset,
+        "dataset_version": m.dataset_version,
+        "rows_train": m.rows_train,
+        "rows_test": m.rows_test,
+    })
+}
+
+/// Fits the model on the dataset's files; the manifest's registry fields are left empty.
+pub fn fit(
+    spec: &TrainSpec,
+    data: &DatasetManifest,
+    paths: &[std::path::PathBuf],
+) -> Result<ModelManifest, DataError> {
+    let schema = &data.schema;
+    let target_kind = schema
+        .columns
+        .iter()
+        .find(|c| c.name == spec.target)
+        .map(|c| c.kind)
+        .ok_or_else(|| {
+            DataError::invalid("target", format!("{:?} is not a column", spec.target))
+        })?;
+    let features: Vec<String> = match &spec.features {
+        Some(f) => f.clone(),
+        None => schema
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|n| *n != spec.target && !spec.exclude.contains(n))
+            .collect(),
+    };
+    if features.is_empty() || features.contains(&spec.target) {
+        return Err(DataError::invalid(
+            "features",
+            "name at least one column, not the target",
+        ));
+    }
+    let mut names = features.clone();
+    names.push(spec.target.clone());
+    let frame = model::read_files(paths, schema, &names)?;
+    let target = frame
+        .column(&spec.target)
+        .ok_or_else(|| DataError::invalid("target", "missing"))?;
+    // Rows without a target cannot teach anything.
+    let labelled: Vec<usize> = (0..frame.rows())
+        .filter(|&i| target.label(i, target_kind).is_some())
+        .collect();
+    let (train_at, test_at) = model::split(labelled.len(), spec.test_fraction, spec.seed);
+    let train: Vec<usize> = train_at.iter().map(|&i| labelled[i]).collect();
+    let test: Vec<usize> = test_at.iter().map(|&i| labelled[i]).collect();
+    if train.len() < 2 || test.is_empty() {
+        return Err(DataError::Rejected(format!(
+            "{} labelled rows are too few to train and test on",
+            labelled.len()
+        )));
+    }
+    let encoded = model::fit_features(&frame, &features, &train);
+    let (x_train, _) = model::transform(&encoded, &frame, &train)?;
+    let (x_test, _) = model::transform(&encoded, &frame, &test)?;
+    let mut params = spec.params.clone();
+    let (classes, coefficients, intercept, metrics) = match spec.algorithm {
+        Algorithm::LogisticRegression => {
+            let classes = classes(&frame, &spec.target, target_kind, &train)?;
+            let y = |rows: &[usize]| -> Vec<bool> {
+                rows.iter()
+                    .map(|&i| target.label(i, target_kind).as_deref() == Some(&classes[1]))
+                    .collect()
+            };
+            let (y_train, y_test) = (y(&train), y(&test));
+            let c = *params.entry("c".into()).or_insert(1.0);
+            let iterations = *params.entry("max_iterations".into()).or_insert(1000.0);
+            let (w, b) = logistic(&x_train, &y_train, c, iterations)?;
+            let p: Vec<f64> = model::linear(&x_test, &w, b)
+                .iter()
+                .map(|&z| model::sigmoid(z))
+                .collect();
+            let metrics = model::classification_metrics(&y_test, &p);
+            (Some(classes), w, b, metrics)
+        }
+        Algorithm::LinearRegression | Algorithm::Ridge => {
+            let numbers = |rows: &[usize]| -> Result<Vec<f64>, DataError> {
+                rows.iter()
+                    .map(|&i| match target {
+                        model::Column::Num(v) => v[i]
+                            .ok_or_else(|| DataError::Corrupt("an unlabelled row was kept".into())),
+                        model::Column::Cat(_) => Err(DataError::invalid(
+                            "target",
+                            "regression needs a numeric target",
+                        )),
+                    })
+                    .collect()
+            };
+            let (y_train, y_test) = (numbers(&train)?, numbers(&test)?);
+            let (w, b) = if spec.algorithm == Algorithm::Ridge {
+                let alpha = *params.entry("alpha".into()).or_insert(1.0);
+                ridge(&x_train, &y_train, alpha)?
+            } else {
+                least_squares(&x_train, &y_train)?
+            };
+            let p = model::linear(&x_test, &w, b).to_vec();
+            (None, w, b, model::regression_metrics(&y_test, &p))
+        }
+    };
+    Ok(ModelManifest {
+        model: spec.model.clone(),
+        version: 0,
+        algorithm: spec.algorithm,
+        task: spec.algorithm.task(),
+        target: spec.target.clone(),
+        classes,
+        features: encoded,
+        coefficients: coefficients.to_vec(),
+        intercept,
+        params,
+        metrics,
+        dataset: String::new(),
+        dataset_version: 0,
+        dataset_fingerprint: String::new(),
+        rows_train: train.len(),
+        rows_test: test.len(),
+        test_fraction: spec.test_fraction,
+        seed: spec.seed,
+        job_id: String::new(),
+        fence: 0,
+        created_at_ms: 0,
+    })
+}
+
+/// The two classes of the target in the training rows, sorted.
+fn classes(
+    frame: &Frame,
+    target: &str,
+    kind: ColumnType,
+    train: &[usize],
+) -> Result<Vec<String>, DataError> {
+    let column = frame
+        .column(target)
+        .ok_or_else(|| DataError::invalid("target", "missing"))?;
+    let mut classes: Vec<String> = train
+        .iter()
+        .filter_map(|&i| column.label(i, kind))
+        .collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() != 2 {
+        return Err(DataError::Rejected(format!(
+            "logistic_regression needs exactly two classes in the target; the training \
+             rows have {}: {:?}",
+            classes.len(),
+            classes.iter().take(5).collect::<Vec<_>>()
+        )));
+    }
+    Ok(classes)
+}
+
+fn logistic(
+    x: &Array2<f64>,
+    y: &[bool],
+    c: f64,
+    iterations: f64,
+) -> Result<(Array1<f64>, f64), DataError> {
+    let targets = Array1::from(y.to_vec());
+    let data = Dataset::new(x.clone(), targets);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let fitted = linfa_logistic::LogisticRegression::default()
+        .alpha(1.0 / c)
+        .gradient_tolerance(1e-6)
+        .max_iterations(iterations as u64)
+        .fit(&data)
+        .map_err(|e| DataError::Rejected(format!("logistic regression did not fit: {e}")))?;
+    // linfa's positive class is the first one it saw; the registry's is `true`.
+    if fitted.labels().pos.class {
+        Ok((fitted.params().clone(), fitted.intercept()))
+    } else {
+        Ok((-fitted.params(), -fitted.intercept()))
+    }
+}
+
+fn least_squares(x: &Array2<f64>, y: &[f64]) -> Result<(Array1<f64>, f64), DataError> {
+    let data = Dataset::new(x.clone(), Array1::from(y.to_vec()));
+    let fitted = linfa_linear::LinearRegression::new()
+        .fit(&data)
+        .map_err(|e| DataError::Rejected(format!("linear regression did not fit: {e}")))?;
+    Ok((fitted.params().clone(), fitted.intercept()))
+}
+
+/// Ridge in closed form on centred data: `(XcᵀXc + αI) w = Xcᵀyc`, `b = ȳ - x̄·w`.
+fn ridge(x: &Array2<f64>, y: &[f64], alpha: f64) -> Result<(Array1<f64>, f64), DataError> {
+    let y = Array1::from(y.to_vec());
+    let x_mean = x
+        .mean_axis(Axis(0))
+        .ok_or_else(|| DataError::Rejected("no training rows".into()))?;
+    let y_mean = y.mean().unwrap_or(0.0);
+    let xc = x - &x_mean;
+    let yc = &y - y_mean;
+    let mut gram = xc.t().dot(&xc);
+    for i in 0..gram.nrows() {
+        gram[[i, i]] += alpha;
+    }
+    let rhs = xc.t().dot(&yc).insert_axis(Axis(1));
+    let w = gram
+        .solvec(&rhs)
+        .map_err(|e| DataError::Rejected(format!("ridge did not solve: {e}")))?
+        .column(0)
+        .to_owned();
+    let b = y_mean - x_mean.dot(&w);
+    Ok((w, b))
+}
