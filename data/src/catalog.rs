@@ -96,17 +96,16 @@ pub async fn versions(storage: &Storage, kind: Kind, name: &str) -> Result<Vec<u
     Ok(versions)
 }
 
-/// The manifest of `version` of `name`, or of the latest version when `None`.
+/// The manifest of `version` of `name`, or of the latest version when `None`; an error
+/// names the payload's `field`.
 pub async fn load<T: serde::de::DeserializeOwned>(
     storage: &Storage,
     kind: Kind,
+    field: &str,
     name: &str,
     version: Option<u64>,
 ) -> Result<(u64, T), DataError> {
-    let what = match kind {
-        Kind::Dataset => "dataset",
-        Kind::Model => "model",
-    };
+    let what = field;
     let version = match version {
         Some(v) => v,
         None => *versions(storage, kind, name).await?.last().ok_or_else(|| {
@@ -216,7 +215,7 @@ mod tests {
         let taken = publish(&storage, Kind::Dataset, "g", 2, "c", &m("c")).await;
         assert!(matches!(taken, Err(DataError::Stale(_))), "{taken:?}");
         assert_eq!(versions(&storage, Kind::Dataset, "g").await?, vec![1, 2]);
-        let (v, latest): (u64, M) = load(&storage, Kind::Dataset, "g", None).await?;
+        let (v, latest): (u64, M) = load(&storage, Kind::Dataset, "dataset", "g", None).await?;
         assert_eq!((v, latest), (2, m("b")));
         let found: Option<(u64, M)> = published_by(&storage, Kind::Dataset, "g", "a").await?;
         assert_eq!(found, Some((1, m("a"))));

@@ -222,11 +222,9 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     let format = spec.format()?;
     let job_id = ctx.job().id.to_string();
     let storage = &env.storage;
-    if let Some((_, done)) =
-        catalog::published_by::<DatasetManifest>(storage, Kind::Dataset, &spec.dataset, &job_id)
-            .await?
-    {
-        tracing::info!(dataset = %spec.dataset, version = done.version, "already published by this job");
+    let lock = Kind::Dataset.lock_key(&spec.dataset);
+    crate::lock_token(&ctx, &lock)?;
+    if let Some(done) = already(storage, &spec.dataset, &job_id).await? {
         return ctx.set_result(result(&done));
     }
     let schema = match (&spec.schema, &spec.schema_ref) {
@@ -303,13 +301,20 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     );
     storage.upload(data.path(), &file_key).await?;
     let mut files = Vec::new();
+    let latest = catalog::versions(storage, Kind::Dataset, &spec.dataset)
+        .await?
+        .last()
+        .copied();
     if spec.mode == Mode::Append {
-        if let Some(&latest) = catalog::versions(storage, Kind::Dataset, &spec.dataset)
-            .await?
-            .last()
-        {
-            let (_, previous): (_, DatasetManifest) =
-                catalog::load(storage, Kind::Dataset, &spec.dataset, Some(latest)).await?;
+        if let Some(latest) = latest {
+            let (_, previous): (_, DatasetManifest) = catalog::load(
+                storage,
+                Kind::Dataset,
+                "dataset",
+                &spec.dataset,
+                Some(latest),
+            )
+            .await?;
             if previous.schema != schema {
                 return Err(DataError::invalid(
                     "schema",
@@ -328,7 +333,12 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         rows: counts.rows,
         sha256,
     });
-    let version = catalog::next_version(storage, Kind::Dataset, &spec.dataset).await?;
+    let version = latest.map_or(1, |v| v + 1);
+    // An earlier attempt of this job, stalled past its lock, may have published while
+    // this one read the source: then that version is this job's.
+    if let Some(done) = already(storage, &spec.dataset, &job_id).await? {
+        return ctx.set_result(result(&done));
+    }
     let manifest = DatasetManifest {
         dataset: spec.dataset.clone(),
         version,
@@ -343,7 +353,7 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         created_at_ms: now_ms(),
         quarantine: quarantine_key,
     };
-    crate::fence(&ctx, Kind::Dataset, &spec.dataset, version).await?;
+    crate::fence(&ctx, &lock, version).await?;
     catalog::publish(
         storage,
         Kind::Dataset,
@@ -361,6 +371,20 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         "dataset version published"
     );
     ctx.set_result(result(&manifest))
+}
+
+/// The version an earlier attempt of `job_id` published, if any.
+async fn already(
+    storage: &Storage,
+    dataset: &str,
+    job_id: &str,
+) -> Result<Option<DatasetManifest>, DataError> {
+    let found =
+        catalog::published_by::<DatasetManifest>(storage, Kind::Dataset, dataset, job_id).await?;
+    if let Some((version, _)) = &found {
+        tracing::info!(dataset, version, "already published by this job");
+    }
+    Ok(found.map(|(_, m)| m))
 }
 
 fn result(m: &DatasetManifest) -> serde_json::Value {
@@ -533,10 +557,39 @@ pub fn read_source(
     sink.finish()
 }
 
+/// The longest CSV record read (an unclosed quote would otherwise make the rest of the
+/// file one record, in memory).
+const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A reader that fails once more than [`MAX_RECORD_BYTES`] were read since the caller
+/// last reset `since` (after each record).
+struct Bounded<R> {
+    inner: R,
+    since: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.since.get() > MAX_RECORD_BYTES {
+            return Err(std::io::Error::other(format!(
+                "a record over {MAX_RECORD_BYTES} bytes (an unclosed quote?)"
+            )));
+        }
+        let n = self.inner.read(buf)?;
+        self.since.set(self.since.get() + n as u64);
+        Ok(n)
+    }
+}
+
 fn read_csv(input: File, sink: &mut Sink<'_>) -> Result<(), DataError> {
+    let since = std::rc::Rc::new(std::cell::Cell::new(0));
+    let bounded = Bounded {
+        inner: BufReader::new(input),
+        since: since.clone(),
+    };
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_reader(BufReader::new(input));
+        .from_reader(bounded);
     let header = reader
         .byte_headers()
         .map_err(|e| DataError::invalid("source", format!("CSV header: {e}")))?
@@ -549,9 +602,17 @@ fn read_csv(input: File, sink: &mut Sink<'_>) -> Result<(), DataError> {
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
     loop {
-        match reader.read_byte_record(&mut record) {
+        let read = reader.read_byte_record(&mut record);
+        since.set(0);
+        match read {
             Ok(false) => return Ok(()),
             Ok(true) => {}
+            Err(e) if e.is_io_error() => {
+                return Err(DataError::invalid(
+                    "source",
+                    format!("after data row {row}: {e}"),
+                ))
+            }
             Err(e) => {
                 row += 1;
                 sink.reject(row, "-", &format!("unreadable CSV: {e}"), "")?;
@@ -691,8 +752,11 @@ fn read_parquet(input: File, sink: &mut Sink<'_>) -> Result<(), DataError> {
         }
     }
     let mut row = 0u64;
-    for batch in builder.build()? {
-        let batch: RecordBatch = batch?;
+    let unreadable = |e: &dyn std::fmt::Display| {
+        DataError::invalid("source", format!("unreadable Parquet: {e}"))
+    };
+    for batch in builder.build().map_err(|e| unreadable(&e))? {
+        let batch: RecordBatch = batch.map_err(|e| unreadable(&e))?;
         for i in 0..batch.num_rows() {
             row += 1;
             let cells: Vec<Raw<'_>> = positions

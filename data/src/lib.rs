@@ -106,15 +106,30 @@ impl Handler for DataHandler {
     }
 
     /// `ingest` holds `dataset:{name}`, `train` holds `model:{name}`, `predict` holds
-    /// `predict:{output}`, each exclusively: one writer of each thing at a time, and a
+    /// `predict:{output}` (a parallel prediction's child `predict:{output}:shard:{i}`),
+    /// each exclusively: one writer of each thing at a time, and a
     /// fencing token for its publication. A payload without the name gets no lock and
     /// fails on its own.
     fn lock(&self, job: &Job) -> Option<LockSpec> {
         let payload: serde_json::Value = serde_json::from_slice(&job.payload).ok()?;
+        // A name that is not valid gets no lock: the job fails on it, naming the field.
+        let name = |field: &str| {
+            let name = payload[field].as_str()?;
+            catalog::check_name(field, name).ok().map(|()| name)
+        };
         let key = match self.kind {
-            DataKind::Ingest => Kind::Dataset.lock_key(payload["dataset"].as_str()?),
-            DataKind::Train => Kind::Model.lock_key(payload["model"].as_str()?),
-            DataKind::Predict => format!("predict:{}", payload["output"].as_str()?),
+            DataKind::Ingest => Kind::Dataset.lock_key(name("dataset")?),
+            DataKind::Train => Kind::Model.lock_key(name("model")?),
+            DataKind::Predict => {
+                let output = payload["output"].as_str()?;
+                output_key(output).ok()?;
+                match payload["shard"]["index"].as_u64() {
+                    // A parallel prediction's parent holds the output's lock; each child
+                    // holds its shard's.
+                    Some(shard) => format!("{}:shard:{shard}", predict_lock(output)),
+                    None => predict_lock(output),
+                }
+            }
         };
         Some(LockSpec {
             key,
@@ -124,42 +139,63 @@ impl Handler for DataHandler {
     }
 }
 
-/// The fencing token of the job's lock on `name`; a job holding another lock (its
-/// producer set one) is refused, since its token says nothing about `name`.
-pub(crate) fn lock_token(ctx: &JobContext, kind: Kind, name: &str) -> Result<u64, DataError> {
-    let key = kind.lock_key(name);
+/// The lock (and fenced resource) of a prediction's output.
+pub(crate) fn predict_lock(output: &str) -> String {
+    format!("predict:{output}")
+}
+
+/// The fencing token of the job's exclusive lock `key`; a job holding another lock (its
+/// producer set one) is refused, since its token says nothing about what it writes.
+pub(crate) fn lock_token(ctx: &JobContext, key: &str) -> Result<u64, DataError> {
     match (ctx.job().lock.as_ref(), ctx.fence()) {
         (Some(lock), Some(token)) if lock.key == key && lock.mode == LockMode::Exclusive => {
             Ok(token)
         }
         _ => Err(DataError::invalid(
             "lock",
-            format!("this kind publishes under the exclusive lock {key:?}; leave the job's lock unset and the worker takes it"),
+            format!(
+                "this kind writes under the exclusive lock {key:?}; leave the job's lock \
+                 unset and the worker takes it"
+            ),
         )),
     }
 }
 
-/// Passes the store's fence for `name` with the job's lock token, recording `version`:
-/// [`DataError::Stale`] if a holder with a newer token passed it first.
-pub(crate) async fn fence(
-    ctx: &JobContext,
-    kind: Kind,
-    name: &str,
-    version: u64,
-) -> Result<(), DataError> {
-    lock_token(ctx, kind, name)?;
-    let resource = format!("data:{}", kind.lock_key(name));
+/// Passes the store's fence at `data:{key}` with the job's token for the lock `key`,
+/// recording `value`: [`DataError::Stale`] if a holder with a newer token passed first.
+pub(crate) async fn fence(ctx: &JobContext, key: &str, value: u64) -> Result<(), DataError> {
+    lock_token(ctx, key)?;
     match ctx
-        .fenced_write(&resource, Bytes::from(version.to_string()))
+        .fenced_write(&format!("data:{key}"), Bytes::from(value.to_string()))
         .await
     {
         Ok(true) => Ok(()),
         Ok(false) => Err(DataError::Stale(format!(
-            "a newer holder of {:?} published first; this attempt lost its lock",
-            kind.lock_key(name)
+            "a newer holder of {key:?} published first; this attempt lost its lock"
         ))),
         Err(e) => Err(DataError::Io(e.to_string())),
     }
+}
+
+/// Checks a prediction's output key: relative, no `.`/`..` parts, not among the
+/// versions (`datasets/`, `models/`) nor another prediction's checkpoints (`*.parts`),
+/// at most 512 bytes.
+pub(crate) fn output_key(key: &str) -> Result<(), DataError> {
+    storage_key("output", key)?;
+    let reserved = key.starts_with("datasets/")
+        || key.starts_with("models/")
+        || key.split('/').any(|p| p.ends_with(".parts"))
+        || key.len() > 512;
+    if reserved {
+        return Err(DataError::invalid(
+            "output",
+            format!(
+                "{key:?} is reserved (datasets/, models/, *.parts) or over 512 bytes: use \
+                 e.g. predictions/games.parquet"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a key under the data URL that a payload names.

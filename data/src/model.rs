@@ -73,11 +73,13 @@ impl Frame {
             .map(|i| &self.columns[i])
     }
 
-    /// The columns `names` of `batch`, typed by `schema`.
+    /// The columns `names` of `batch`, typed by `schema`; a name that is not a column is
+    /// an error naming the payload's `field`.
     pub fn from_batch(
         batch: &RecordBatch,
         schema: &Schema,
         names: &[String],
+        field: &str,
     ) -> Result<Self, DataError> {
         let mut frame = Frame::default();
         for name in names {
@@ -85,9 +87,7 @@ impl Frame {
                 .columns
                 .iter()
                 .find(|c| &c.name == name)
-                .ok_or_else(|| {
-                    DataError::invalid("features", format!("{name:?} is not a column of the input"))
-                })?;
+                .ok_or_else(|| DataError::invalid(field, format!("has no column {name:?}")))?;
             let array = batch.column_by_name(name).ok_or_else(|| {
                 DataError::Corrupt(format!("column {name:?} is missing from a data file"))
             })?;
@@ -161,7 +161,7 @@ pub fn read_files(
     let mut frame = Frame::default();
     for path in paths {
         for batch in reader(path, 65_536)? {
-            frame.extend(Frame::from_batch(&batch?, schema, names)?);
+            frame.extend(Frame::from_batch(&batch?, schema, names, "features")?);
         }
     }
     Ok(frame)
@@ -334,6 +334,21 @@ pub fn split(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>
     (train, test)
 }
 
+/// Rows `0..n` in `k` folds, each ascending: the rows in the split's order
+/// ([`split`]'s hash), row at position `p` of that order in fold `p % k`.
+pub fn folds(n: usize, k: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (splitmix64(seed ^ splitmix64(i as u64)), i));
+    let mut folds = vec![Vec::new(); k.max(1)];
+    for (p, &row) in order.iter().enumerate() {
+        folds[p % k.max(1)].push(row);
+    }
+    for fold in &mut folds {
+        fold.sort_unstable();
+    }
+    folds
+}
+
 /// The logistic function.
 pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
@@ -447,6 +462,11 @@ mod tests {
         // Fixed values, so other tools can check their reimplementation of the split.
         assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
         assert_eq!(&split(10, 0.3, 7).1, &[2, 6, 7][..]);
+        let folds = folds(1000, 5, 42);
+        assert!(folds.iter().all(|f| f.len() == 200));
+        let mut all: Vec<usize> = folds.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
     }
 
     #[test]

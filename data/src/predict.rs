@@ -32,6 +32,7 @@ use crate::schema::{ColumnSpec, ColumnType, Schema};
 use crate::storage::{Scratch, Storage};
 use crate::train::{ModelManifest, Task};
 use crate::Env;
+use jobfleet_common::Job;
 use jobfleet_worker::{JobContext, JobError};
 
 /// The `predict` payload.
@@ -64,6 +65,14 @@ pub struct PredictSpec {
     /// The fraction of rows that may fail before the job does, default 0.01.
     #[serde(default = "default_error_fraction")]
     pub max_error_fraction: f64,
+    /// Workers to spread the chunks over (1–64, default 1): this job enqueues
+    /// `parallelism - 1` children for the other shards, predicts its own, then every
+    /// chunk still missing, and merges.
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Set on the children of a parallel prediction.
+    #[serde(default)]
+    pub shard: Option<Shard>,
     /// Set by pipelines: the train step's result.
     #[serde(default)]
     pub previous: Option<serde_json::Value>,
@@ -85,7 +94,63 @@ struct Input {
     schema: Schema,
     files: Vec<PathBuf>,
     rows: u64,
+    /// For people and the run key: `games v3`, or the file.
     name: String,
+    /// The dataset's name (empty for a file).
+    dataset: String,
+}
+
+/// One of `count` shards of a parallel prediction: the chunks `i` with
+/// `i % count == index`. Set by the parent on the children it enqueues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: usize,
+    /// How many.
+    pub count: usize,
+}
+
+/// The most workers one prediction fans out over.
+pub const MAX_PARALLELISM: usize = 64;
+/// The largest chunk: memory is a chunk's rows, so it is bounded.
+pub const MAX_CHUNK_ROWS: usize = 1 << 20;
+
+/// What a finished prediction leaves beside its output (`{output}.json`): its run key,
+/// so a redelivered job and late shards know the output is complete.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Summary {
+    key: String,
+    result: serde_json::Value,
+}
+
+/// What one pass over the chunks did.
+#[derive(Debug, Default)]
+struct Pass {
+    /// Rows and errors of every chunk in the pass's scope, done now or before.
+    done: ChunkDone,
+    /// Chunks predicted in this pass.
+    computed: u64,
+    /// Chunks in the input.
+    chunks: usize,
+}
+
+/// Everything a pass needs.
+struct Run<'a> {
+    ctx: &'a JobContext,
+    storage: &'a Storage,
+    input: Input,
+    model: Arc<ModelManifest>,
+    id_column: String,
+    chunk_rows: usize,
+    /// `{output}.parts/{key}`.
+    parts: String,
+    /// The output's key.
+    output: String,
+    /// `{output}.json`.
+    summary: String,
+    key: String,
+    began: Instant,
 }
 
 /// The `predict` kind.
@@ -108,13 +173,49 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         return Err(DataError::invalid("max_error_fraction", "must be between 0 and 1").into());
     }
     let chunk_rows = spec.chunk_rows.unwrap_or(env.config.chunk_rows);
-    if chunk_rows == 0 {
-        return Err(DataError::invalid("chunk_rows", "must be at least 1").into());
+    if !(1..=MAX_CHUNK_ROWS).contains(&chunk_rows) {
+        return Err(
+            DataError::invalid("chunk_rows", format!("must be 1 to {MAX_CHUNK_ROWS}")).into(),
+        );
     }
-    crate::storage_key("output", &spec.output)?;
-    let (model_version, model): (u64, ModelManifest) =
-        catalog::load(storage, Kind::Model, &model_name, model_version).await?;
-    let input = input(storage, &spec, &model).await?;
+    let parallelism = spec.parallelism.unwrap_or(1);
+    if !(1..=MAX_PARALLELISM).contains(&parallelism) {
+        return Err(
+            DataError::invalid("parallelism", format!("must be 1 to {MAX_PARALLELISM}")).into(),
+        );
+    }
+    if let Some(shard) = spec.shard {
+        if shard.index >= shard.count || shard.count > MAX_PARALLELISM || parallelism > 1 {
+            return Err(DataError::invalid(
+                "shard",
+                "index below count (at most 64), and no parallelism beside it",
+            )
+            .into());
+        }
+    }
+    crate::output_key(&spec.output)?;
+    let lock = match spec.shard {
+        Some(shard) => format!(
+            "{}:shard:{}",
+            crate::predict_lock(&spec.output),
+            shard.index
+        ),
+        None => crate::predict_lock(&spec.output),
+    };
+    crate::lock_token(&ctx, &lock)?;
+    let (model_version, model): (u64, ModelManifest) = catalog::load(
+        storage,
+        Kind::Model,
+        if spec.model_version.is_some() {
+            "model_version"
+        } else {
+            "model"
+        },
+        &model_name,
+        model_version,
+    )
+    .await?;
+    let (input, input_version) = input(storage, &spec, &model).await?;
     if input.schema.index(&spec.id_column).is_none() {
         return Err(DataError::invalid(
             "id_column",
@@ -122,51 +223,78 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         )
         .into());
     }
-    let job_id = ctx.job().id.to_string();
-    let parts = format!("{}.parts/{job_id}", spec.output);
-    let model = Arc::new(model);
-    let began = Instant::now();
-    let (mut done, mut resumed) = (ChunkDone::default(), 0u64);
-    let mut chunk = 0usize;
-    for file in &input.files {
-        let mut reader = model::reader(file, chunk_rows)?;
-        loop {
-            if ctx.cancelled().is_cancelled() {
-                return Err(DataError::Cancelled.into());
-            }
-            let mark = format!("{parts}/part-{chunk:06}.json");
-            if let Some(counts) = storage.get_json::<ChunkDone>(&mark).await? {
-                // Checkpointed by an earlier attempt: its rows are decoded, not predicted.
-                if reader.next().is_none() {
-                    break;
-                }
-                done.rows += counts.rows;
-                done.errors += counts.errors;
-                resumed += 1;
-                chunk += 1;
-                continue;
-            }
-            let Some(batch) = reader.next() else { break };
-            let batch = batch.map_err(DataError::from)?;
-            let (m, s, id) = (model.clone(), input.schema.clone(), spec.id_column.clone());
-            let scratch = Scratch::new("predict-part.parquet");
-            let path = scratch.path().to_path_buf();
-            let counts = joined(
-                tokio::task::spawn_blocking(move || {
-                    predict_chunk(&m, &s, &id, &batch, &path, chunk_rows)
-                })
-                .await,
-            )?;
-            storage
-                .upload(scratch.path(), &format!("{parts}/part-{chunk:06}.parquet"))
-                .await?;
-            storage.put_json(&mark, &counts).await?;
-            done.rows += counts.rows;
-            done.errors += counts.errors;
-            chunk += 1;
-            report(&ctx, done.rows, input.rows, began).await;
-        }
+    let key = run_key(
+        &model_name,
+        model_version,
+        &input.name,
+        chunk_rows,
+        &spec.id_column,
+    );
+    let run = Run {
+        ctx: &ctx,
+        storage,
+        input,
+        model: Arc::new(model),
+        id_column: spec.id_column.clone(),
+        chunk_rows,
+        parts: format!("{}.parts/{key}", spec.output),
+        output: spec.output.clone(),
+        summary: format!("{}.json", spec.output),
+        key,
+        began: Instant::now(),
+    };
+    if let Some(done) = run.finished().await? {
+        // Merged already: by an earlier attempt of this job, or this shard is late.
+        return ctx.set_result(done);
     }
+    if let Some(shard) = spec.shard {
+        let pass = run.pass(Some(shard)).await?;
+        return ctx.set_result(serde_json::json!({
+            "shard": shard.index,
+            "of": shard.count,
+            "computed": pass.computed,
+            "rows": pass.done.rows,
+            "errors": pass.done.errors,
+        }));
+    }
+    let mut computed = 0;
+    if parallelism > 1 {
+        // The children take the other shards with everything resolved, so the model or
+        // dataset's latest version moving meanwhile cannot split the run.
+        let children = (1..parallelism)
+            .map(|index| {
+                let payload = serde_json::json!({
+                    "model": model_name,
+                    "model_version": model_version,
+                    "input": spec.input_path.is_none().then(|| run.input.dataset.clone()),
+                    "input_version": input_version,
+                    "input_path": spec.input_path,
+                    "output": spec.output,
+                    "id_column": spec.id_column,
+                    "chunk_rows": chunk_rows,
+                    "max_error_fraction": spec.max_error_fraction,
+                    "shard": Shard { index, count: parallelism },
+                });
+                let job = ctx.job();
+                Job::new(&job.queue, &job.kind, payload.to_string())
+                    .with_priority(job.priority)
+                    .with_max_attempts(job.max_attempts)
+                    .with_timeout_ms(job.timeout_ms)
+            })
+            .collect();
+        ctx.spawn(children).await?;
+        computed += run
+            .pass(Some(Shard {
+                index: 0,
+                count: parallelism,
+            }))
+            .await?
+            .computed;
+    }
+    // Every chunk: those of the shards not done yet (a slow or lost child's) are done here.
+    let pass = run.pass(None).await?;
+    computed += pass.computed;
+    let done = pass.done;
     #[allow(clippy::cast_precision_loss)]
     let error_fraction = if done.rows == 0 {
         0.0
@@ -176,36 +304,155 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     if error_fraction > spec.max_error_fraction {
         return Err(DataError::Rejected(format!(
             "{} of {} rows could not be predicted ({:.2}%, over {:.2}%); see the `error` \
-             column of the parts under {parts}",
+             column of the parts under {}",
             done.errors,
             done.rows,
             error_fraction * 100.0,
-            spec.max_error_fraction * 100.0
+            spec.max_error_fraction * 100.0,
+            run.parts
         ))
         .into());
     }
-    let merged = Scratch::new("predict.parquet");
-    let part_files: Vec<PathBuf> = (0..chunk)
-        .map(|i| storage.local_file(&format!("{parts}/part-{i:06}.parquet")))
-        .collect::<Result<_, _>>()?;
-    let target = merged.path().to_path_buf();
-    let schema = output_schema(&model, &input.schema, &spec.id_column)?;
-    joined(
-        tokio::task::spawn_blocking(move || merge(&part_files, &target, schema, chunk_rows)).await,
-    )?;
-    storage.upload(merged.path(), &spec.output).await?;
-    storage.delete_prefix(&parts).await?;
-    tracing::info!(output = %spec.output, rows = done.rows, errors = done.errors, resumed, "predictions written");
-    ctx.set_result(serde_json::json!({
+    let result = serde_json::json!({
         "output": spec.output,
         "rows": done.rows,
         "errors": done.errors,
-        "chunks": chunk,
-        "resumed_chunks": resumed,
+        "chunks": pass.chunks,
+        "computed": computed,
+        "resumed_chunks": pass.chunks as u64 - computed.min(pass.chunks as u64),
+        "parallelism": parallelism,
         "model": model_name,
         "model_version": model_version,
-        "input": input.name,
-    }))
+        "input": run.input.name,
+    });
+    run.merge(pass.chunks, &result).await?;
+    tracing::info!(output = %spec.output, rows = done.rows, errors = done.errors, computed, "predictions written");
+    ctx.set_result(result)
+}
+
+/// The run's identity: what decides every chunk's bytes. Parts of runs with another model
+/// version, input or chunk size never mix.
+fn run_key(model: &str, version: u64, input: &str, chunk_rows: usize, id: &str) -> String {
+    let text = format!("{model}\0{version}\0{input}\0{chunk_rows}\0{id}");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+    crate::ingest::hex(&digest[..8])
+}
+
+impl Run<'_> {
+    /// The result of a merged run with this key whose output is still there, if any.
+    async fn finished(&self) -> Result<Option<serde_json::Value>, DataError> {
+        let summary = self.storage.get_json::<Summary>(&self.summary).await?;
+        match summary.filter(|s| s.key == self.key) {
+            Some(s) if self.storage.exists(&self.output).await? => Ok(Some(s.result)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Predicts the chunks in `only`'s scope (all without it) that have no checkpoint.
+    async fn pass(&self, only: Option<Shard>) -> Result<Pass, DataError> {
+        let mut pass = Pass::default();
+        for file in &self.input.files {
+            let mut reader = model::reader(file, self.chunk_rows)?;
+            loop {
+                if self.ctx.cancelled().is_cancelled() {
+                    return Err(DataError::Cancelled);
+                }
+                let chunk = pass.chunks;
+                let mine = only.is_none_or(|s| chunk % s.count == s.index);
+                let mark = format!("{}/part-{chunk:06}.json", self.parts);
+                let counts = if mine {
+                    self.storage.get_json::<ChunkDone>(&mark).await?
+                } else {
+                    None
+                };
+                // A chunk of another shard, or checkpointed already: decoded, not predicted.
+                let Some(batch) = reader.next() else { break };
+                pass.chunks += 1;
+                if !mine {
+                    continue;
+                }
+                if let Some(counts) = counts {
+                    pass.done.rows += counts.rows;
+                    pass.done.errors += counts.errors;
+                    continue;
+                }
+                if only.is_some() && self.finished().await?.is_some() {
+                    // The parent merged without this shard's help: nothing left to do.
+                    return Ok(pass);
+                }
+                let batch = batch.map_err(DataError::from)?;
+                let (m, s, id) = (
+                    self.model.clone(),
+                    self.input.schema.clone(),
+                    self.id_column.clone(),
+                );
+                let scratch = Scratch::new("predict-part.parquet");
+                let path = scratch.path().to_path_buf();
+                let chunk_rows = self.chunk_rows;
+                let counts = joined(
+                    tokio::task::spawn_blocking(move || {
+                        predict_chunk(&m, &s, &id, &batch, &path, chunk_rows)
+                    })
+                    .await,
+                )?;
+                self.storage
+                    .upload(
+                        scratch.path(),
+                        &format!("{}/part-{chunk:06}.parquet", self.parts),
+                    )
+                    .await?;
+                self.storage.put_json(&mark, &counts).await?;
+                pass.done.rows += counts.rows;
+                pass.done.errors += counts.errors;
+                pass.computed += 1;
+                report(self.ctx, pass.done.rows, self.input.rows, self.began).await;
+            }
+        }
+        Ok(pass)
+    }
+
+    /// The parts, in order, into `output`; then the summary beside it; then the parts go.
+    async fn merge(&self, chunks: usize, result: &serde_json::Value) -> Result<(), DataError> {
+        let merged = Scratch::new("predict.parquet");
+        let part_files: Vec<PathBuf> = (0..chunks)
+            .map(|i| {
+                self.storage
+                    .local_file(&format!("{}/part-{i:06}.parquet", self.parts))
+            })
+            .collect::<Result<_, _>>()?;
+        let target = merged.path().to_path_buf();
+        let schema = output_schema(&self.model, &self.input.schema, &self.id_column)?;
+        let chunk_rows = self.chunk_rows;
+        joined(
+            tokio::task::spawn_blocking(move || merge(&part_files, &target, schema, chunk_rows))
+                .await,
+        )?;
+        // A holder of the output's lock newer than this attempt's wrote first: stop.
+        crate::fence(self.ctx, &crate::predict_lock(&self.output), chunks as u64).await?;
+        self.storage.upload(merged.path(), &self.output).await?;
+        self.storage
+            .put_json(
+                &self.summary,
+                &Summary {
+                    key: self.key.clone(),
+                    result: result.clone(),
+                },
+            )
+            .await?;
+        // The checkpoints first: a kill half way leaves parts to redo, never a checkpoint
+        // without its part.
+        let marks: Vec<String> = self
+            .storage
+            .list(&self.parts)
+            .await?
+            .into_iter()
+            .filter(|k| k.ends_with(".json"))
+            .collect();
+        for mark in &marks {
+            self.storage.delete(mark).await?;
+        }
+        self.storage.delete_prefix(&self.parts).await
+    }
 }
 
 async fn report(ctx: &JobContext, done: u64, total: u64, began: Instant) {
@@ -222,11 +469,12 @@ async fn report(ctx: &JobContext, done: u64, total: u64, began: Instant) {
     .await;
 }
 
+/// The input and, for a dataset, the version resolved.
 async fn input(
     storage: &Storage,
     spec: &PredictSpec,
     model: &ModelManifest,
-) -> Result<Input, DataError> {
+) -> Result<(Input, Option<u64>), DataError> {
     if let Some(path) = &spec.input_path {
         let file = crate::ingest::resolve(storage, "input_path", path)?;
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -266,18 +514,32 @@ async fn input(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Input {
-            schema: Schema { columns },
-            files: vec![file],
-            rows,
-            name: path.clone(),
-        });
+        return Ok((
+            Input {
+                schema: Schema { columns },
+                files: vec![file],
+                rows,
+                name: path.clone(),
+                dataset: String::new(),
+            },
+            None,
+        ));
     }
     let name = spec.input.clone().unwrap_or_else(|| model.dataset.clone());
     catalog::check_name("input", &name)?;
-    let (version, manifest): (u64, DatasetManifest) =
-        catalog::load(storage, Kind::Dataset, &name, spec.input_version).await?;
-    Ok(Input {
+    let (version, manifest): (u64, DatasetManifest) = catalog::load(
+        storage,
+        Kind::Dataset,
+        if spec.input_version.is_some() {
+            "input_version"
+        } else {
+            "input"
+        },
+        &name,
+        spec.input_version,
+    )
+    .await?;
+    let input = Input {
         files: manifest
             .files
             .iter()
@@ -286,7 +548,9 @@ async fn input(
         schema: manifest.schema,
         rows: manifest.rows,
         name: format!("{name} v{version}"),
-    })
+        dataset: name,
+    };
+    Ok((input, Some(version)))
 }
 
 fn output_schema(
@@ -330,9 +594,18 @@ fn predict_chunk(
             }
         })
         .collect();
-    let frame = Frame::from_batch(batch, schema, &names)?;
+    let frame = Frame::from_batch(batch, schema, &names, "input")?;
     let rows: Vec<usize> = (0..batch.num_rows()).collect();
     let (x, bad) = model::transform(&model.features, &frame, &rows)?;
+    if x.ncols() != model.coefficients.len() {
+        return Err(DataError::Corrupt(format!(
+            "model {:?} v{} has {} coefficients for {} feature columns",
+            model.model,
+            model.version,
+            model.coefficients.len(),
+            x.ncols()
+        )));
+    }
     let w = ndarray::Array1::from(model.coefficients.clone());
     let z = model::linear(&x, &w, model.intercept);
     let output = output_schema(model, schema, id)?;

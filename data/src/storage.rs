@@ -187,6 +187,14 @@ impl Storage {
         Ok(keys)
     }
 
+    /// Deletes the object at `key`, if there is one.
+    pub async fn delete(&self, key: &str) -> Result<(), DataError> {
+        match self.store()?.delete(&path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io(key)(e)),
+        }
+    }
+
     /// Deletes every object under `prefix`.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), DataError> {
         let keys: Vec<_> = self

@@ -63,6 +63,10 @@ pub struct TrainSpec {
     /// The split's seed, default 42.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// k-fold cross-validation (2–20 folds) on every labelled row, reported beside the
+    /// test-split metrics; the published model is still the training split's.
+    #[serde(default)]
+    pub folds: Option<usize>,
     /// Set by pipelines: the ingest step's result.
     #[serde(default)]
     pub previous: Option<serde_json::Value>,
@@ -132,6 +136,9 @@ pub struct ModelManifest {
     pub params: BTreeMap<String, f64>,
     /// Test-split metrics.
     pub metrics: serde_json::Value,
+    /// With `folds`: each fold's metrics and their means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_validation: Option<serde_json::Value>,
     /// The dataset.
     pub dataset: String,
     /// Its version.
@@ -197,6 +204,9 @@ impl TrainSpec {
                 ));
             }
         }
+        if self.folds.is_some_and(|k| !(2..=20).contains(&k)) {
+            return Err(DataError::invalid("folds", "must be 2 to 20"));
+        }
         let allowed: &[&str] = match self.algorithm {
             Algorithm::LogisticRegression => &["c", "max_iterations"],
             Algorithm::LinearRegression => &[],
@@ -227,19 +237,25 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     let (dataset, version) = spec.dataset()?;
     let storage = &env.storage;
     let job_id = ctx.job().id.to_string();
+    let lock = Kind::Model.lock_key(&spec.model);
+    let fence = crate::lock_token(&ctx, &lock)?;
     if let Some((_, done)) =
         catalog::published_by::<ModelManifest>(storage, Kind::Model, &spec.model, &job_id).await?
     {
         return ctx.set_result(result(&done));
     }
+    let field = if spec.version.is_some() {
+        "version"
+    } else {
+        "dataset"
+    };
     let (dataset_version, data): (u64, DatasetManifest) =
-        catalog::load(storage, Kind::Dataset, &dataset, version).await?;
+        catalog::load(storage, Kind::Dataset, field, &dataset, version).await?;
     let paths = data
         .files
         .iter()
         .map(|f| storage.local_file(&f.key))
         .collect::<Result<Vec<_>, _>>()?;
-    let fence = crate::lock_token(&ctx, Kind::Model, &spec.model)?;
     let cancel = ctx.cancelled().clone();
     let (spec_c, data_c) = (spec.clone(), data.clone());
     let fitted = joined(
@@ -255,6 +271,13 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         return Err(DataError::Cancelled.into());
     }
     let version = catalog::next_version(storage, Kind::Model, &spec.model).await?;
+    // An earlier attempt of this job, stalled past its lock, may have published while
+    // this one trained: then that version is this job's.
+    if let Some((_, done)) =
+        catalog::published_by::<ModelManifest>(storage, Kind::Model, &spec.model, &job_id).await?
+    {
+        return ctx.set_result(result(&done));
+    }
     let manifest = ModelManifest {
         model: spec.model.clone(),
         version,
@@ -266,7 +289,7 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         created_at_ms: now_ms(),
         ..fitted
     };
-    crate::fence(&ctx, Kind::Model, &spec.model, version).await?;
+    crate::fence(&ctx, &lock, version).await?;
     catalog::publish(
         storage,
         Kind::Model,
@@ -286,6 +309,7 @@ fn result(m: &ModelManifest) -> serde_json::Value {
         "version": m.version,
         "algorithm": m.algorithm,
         "metrics": m.metrics,
+        "cross_validation": m.cross_validation,
         "dataset": m.dataset,
         "dataset_version": m.dataset_version,
         "rows_train": m.rows_train,
@@ -342,53 +366,43 @@ pub fn fit(
             labelled.len()
         )));
     }
-    let encoded = model::fit_features(&frame, &features, &train);
-    let (x_train, _) = model::transform(&encoded, &frame, &train)?;
-    let (x_test, _) = model::transform(&encoded, &frame, &test)?;
-    let mut params = spec.params.clone();
-    let (classes, coefficients, intercept, metrics) = match spec.algorithm {
-        Algorithm::LogisticRegression => {
-            let classes = classes(&frame, &spec.target, target_kind, &train)?;
-            let y = |rows: &[usize]| -> Vec<bool> {
-                rows.iter()
-                    .map(|&i| target.label(i, target_kind).as_deref() == Some(&classes[1]))
-                    .collect()
-            };
-            let (y_train, y_test) = (y(&train), y(&test));
-            let c = *params.entry("c".into()).or_insert(1.0);
-            let iterations = *params.entry("max_iterations".into()).or_insert(1000.0);
-            let (w, b) = logistic(&x_train, &y_train, c, iterations)?;
-            let p: Vec<f64> = model::linear(&x_test, &w, b)
-                .iter()
-                .map(|&z| model::sigmoid(z))
-                .collect();
-            let metrics = model::classification_metrics(&y_test, &p);
-            (Some(classes), w, b, metrics)
-        }
-        Algorithm::LinearRegression | Algorithm::Ridge => {
-            let numbers = |rows: &[usize]| -> Result<Vec<f64>, DataError> {
-                rows.iter()
-                    .map(|&i| match target {
-                        model::Column::Num(v) => v[i]
-                            .ok_or_else(|| DataError::Corrupt("an unlabelled row was kept".into())),
-                        model::Column::Cat(_) => Err(DataError::invalid(
-                            "target",
-                            "regression needs a numeric target",
-                        )),
-                    })
-                    .collect()
-            };
-            let (y_train, y_test) = (numbers(&train)?, numbers(&test)?);
-            let (w, b) = if spec.algorithm == Algorithm::Ridge {
-                let alpha = *params.entry("alpha".into()).or_insert(1.0);
-                ridge(&x_train, &y_train, alpha)?
-            } else {
-                least_squares(&x_train, &y_train)?
-            };
-            let p = model::linear(&x_test, &w, b).to_vec();
-            (None, w, b, model::regression_metrics(&y_test, &p))
+    let mut params = defaults(spec.algorithm);
+    params.extend(spec.params.clone());
+    let data = Labelled {
+        frame: &frame,
+        target,
+        kind: target_kind,
+        features: &features,
+        name: &spec.target,
+    };
+    let fitted = fit_split(spec.algorithm, &params, &data, &train, &test)?;
+    let cross_validation = match spec.folds {
+        None => None,
+        Some(k) => {
+            let mut per_fold = Vec::with_capacity(k);
+            for test_at in model::folds(labelled.len(), k, spec.seed) {
+                let held: Vec<usize> = test_at.iter().map(|&i| labelled[i]).collect();
+                let rest: Vec<usize> = labelled
+                    .iter()
+                    .copied()
+                    .filter(|i| held.binary_search(i).is_err())
+                    .collect();
+                per_fold.push(fit_split(spec.algorithm, &params, &data, &rest, &held)?.metrics);
+            }
+            Some(serde_json::json!({
+                "folds": k,
+                "mean": mean_metrics(&per_fold),
+                "per_fold": per_fold,
+            }))
         }
     };
+    let Fitted {
+        classes,
+        features: encoded,
+        coefficients,
+        intercept,
+        metrics,
+    } = fitted;
     Ok(ModelManifest {
         model: spec.model.clone(),
         version: 0,
@@ -401,6 +415,7 @@ pub fn fit(
         intercept,
         params,
         metrics,
+        cross_validation,
         dataset: String::new(),
         dataset_version: 0,
         dataset_fingerprint: String::new(),
@@ -412,6 +427,114 @@ pub fn fit(
         fence: 0,
         created_at_ms: 0,
     })
+}
+
+/// The rows a model learns from: the frame, its target and features.
+struct Labelled<'a> {
+    frame: &'a Frame,
+    target: &'a model::Column,
+    kind: ColumnType,
+    features: &'a [String],
+    name: &'a str,
+}
+
+/// One fit: preprocessing and model on `train`, metrics on `test`.
+struct Fitted {
+    classes: Option<Vec<String>>,
+    features: Vec<Feature>,
+    coefficients: Array1<f64>,
+    intercept: f64,
+    metrics: serde_json::Value,
+}
+
+/// The hyper-parameters an algorithm uses when the payload leaves them out.
+fn defaults(algorithm: Algorithm) -> BTreeMap<String, f64> {
+    let pairs: &[(&str, f64)] = match algorithm {
+        Algorithm::LogisticRegression => &[("c", 1.0), ("max_iterations", 1000.0)],
+        Algorithm::LinearRegression => &[],
+        Algorithm::Ridge => &[("alpha", 1.0)],
+    };
+    pairs.iter().map(|(k, v)| ((*k).to_string(), *v)).collect()
+}
+
+fn fit_split(
+    algorithm: Algorithm,
+    params: &BTreeMap<String, f64>,
+    data: &Labelled<'_>,
+    train: &[usize],
+    test: &[usize],
+) -> Result<Fitted, DataError> {
+    let param = |k: &str| params.get(k).copied().unwrap_or(1.0);
+    let encoded = model::fit_features(data.frame, data.features, train);
+    let (x_train, _) = model::transform(&encoded, data.frame, train)?;
+    let (x_test, _) = model::transform(&encoded, data.frame, test)?;
+    let (target, kind) = (data.target, data.kind);
+    if algorithm == Algorithm::LogisticRegression {
+        let classes = classes(data.frame, data.name, kind, train)?;
+        let y = |rows: &[usize]| -> Vec<bool> {
+            rows.iter()
+                .map(|&i| target.label(i, kind).as_deref() == Some(&classes[1]))
+                .collect()
+        };
+        let (w, b) = logistic(&x_train, &y(train), param("c"), param("max_iterations"))?;
+        let p: Vec<f64> = model::linear(&x_test, &w, b)
+            .iter()
+            .map(|&z| model::sigmoid(z))
+            .collect();
+        let metrics = model::classification_metrics(&y(test), &p);
+        return Ok(Fitted {
+            classes: Some(classes),
+            features: encoded,
+            coefficients: w,
+            intercept: b,
+            metrics,
+        });
+    }
+    let numbers = |rows: &[usize]| -> Result<Vec<f64>, DataError> {
+        rows.iter()
+            .map(|&i| match target {
+                model::Column::Num(v) => {
+                    v[i].ok_or_else(|| DataError::Corrupt("an unlabelled row was kept".into()))
+                }
+                model::Column::Cat(_) => Err(DataError::invalid(
+                    "target",
+                    "regression needs a numeric target",
+                )),
+            })
+            .collect()
+    };
+    let y_train = numbers(train)?;
+    let (w, b) = if algorithm == Algorithm::Ridge {
+        ridge(&x_train, &y_train, param("alpha"))?
+    } else {
+        least_squares(&x_train, &y_train)?
+    };
+    let p = model::linear(&x_test, &w, b).to_vec();
+    Ok(Fitted {
+        classes: None,
+        features: encoded,
+        coefficients: w,
+        intercept: b,
+        metrics: model::regression_metrics(&numbers(test)?, &p),
+    })
+}
+
+/// Each metric's mean over the folds.
+fn mean_metrics(per_fold: &[serde_json::Value]) -> serde_json::Value {
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for fold in per_fold {
+        if let Some(object) = fold.as_object() {
+            for (name, value) in object {
+                *sums.entry(name.clone()).or_insert(0.0) += value.as_f64().unwrap_or(f64::NAN);
+            }
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let n = per_fold.len().max(1) as f64;
+    serde_json::json!(sums
+        .into_iter()
+        .map(|(k, v)| (k, v / n))
+        .collect::<BTreeMap<_, _>>())
 }
 
 /// The two classes of the target in the training rows, sorted.

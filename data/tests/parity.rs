@@ -115,6 +115,20 @@ fn logistic_regression_matches_scikit_learn_on_breast_cancer() {
         gap <= 0.05,
         "log loss: jobfleet {ours}, scikit-learn {theirs}"
     );
+
+    // Five folds, each held out once, as scikit-learn runs them on the same folds.
+    let mut five: TrainSpec = spec("benign", Algorithm::LogisticRegression);
+    five.folds = Some(5);
+    let model = train::fit(&five, &manifest, &[data.path().to_path_buf()]).expect("fit");
+    let cv = model.cross_validation.expect("cross-validation");
+    let theirs = metric(&reference["breast_cancer_5_fold"], "accuracy");
+    let ours = metric(&cv["mean"], "accuracy");
+    eprintln!("5-fold accuracy: jobfleet {ours}, scikit-learn {theirs}");
+    assert_eq!(cv["per_fold"].as_array().map(Vec::len), Some(5), "{cv}");
+    assert!(
+        (ours - theirs).abs() <= 0.01,
+        "jobfleet {cv}, scikit-learn {theirs}"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The data kinds on RabbitMQ + Redis with real worker processes: sample game logs
 //! ingested and a model trained by a worker process, then a `predict` whose worker is
 //! `kill -9`ed mid-run; redelivered to a new worker it resumes from its checkpoints and
-//! writes the very bytes an uninterrupted run of the same prediction writes.
+//! writes the very bytes an uninterrupted run of the same prediction writes; and the same
+//! prediction fanned out over three shards writes them too.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -155,5 +156,40 @@ async fn a_killed_predict_resumes_and_writes_the_same_bytes() {
         "the resumed output differs from the uninterrupted one ({} vs {} bytes)",
         a.len(),
         b.len()
+    );
+
+    // The same prediction spread over three shards on two workers: the children take
+    // chunks the parent then finds done, and the merged bytes are the same.
+    world.procs.spawn(Role::Worker);
+    let mut parallel = predict("predictions/parallel.parquet");
+    parallel["parallelism"] = json!(3);
+    let parent = job(&world, "predict", parallel);
+    let parent_id = parent.id;
+    world.enqueue_all(vec![parent]).await;
+    let record = wait_record(&mut world, parent_id, Duration::from_secs(180), |r| {
+        r.state.is_terminal()
+    })
+    .await;
+    assert_eq!(record.state, JobState::Completed, "{record:?}");
+    let result = record.result.expect("a result");
+    eprintln!("parallel {result}");
+    assert_eq!(result["parallelism"], 3, "{result}");
+    assert_eq!(result["rows"].as_u64(), Some(rows), "{result}");
+    for child in 0..2 {
+        let id = jobfleet_common::pipeline::step_job_id(parent_id, usize::MAX, child);
+        let record = wait_record(&mut world, id, Duration::from_secs(60), |r| {
+            r.state.is_terminal()
+        })
+        .await;
+        assert_eq!(
+            record.state,
+            JobState::Completed,
+            "child {child}: {record:?}"
+        );
+        eprintln!("child {child}: {:?} on {:?}", record.result, record.worker);
+    }
+    assert!(
+        read("parallel.parquet") == b,
+        "the parallel output differs from the single worker's"
     );
 }

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use jobfleet_common::store::{JobRecord, MAX_RESULT_BYTES};
-use jobfleet_common::{telemetry, Job, SharedClock, Store};
+use jobfleet_common::limits::Limits;
+use jobfleet_common::pipeline::step_job_id;
+use jobfleet_common::store::{JobRecord, JobState, ScheduledJob, MAX_RESULT_BYTES};
+use jobfleet_common::{codec, telemetry, Job, SharedClock, Store};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +41,8 @@ pub(crate) struct Parts {
     pub worker_id: Arc<str>,
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
+    /// Bounds on the jobs [`JobContext::spawn`] enqueues.
+    pub limits: Limits,
     /// The `running` record this attempt wrote; progress reports rewrite it.
     pub record: JobRecord,
     /// What the handler returned with [`JobContext::set_result`].
@@ -148,6 +152,59 @@ impl JobContext {
     /// The payload parsed as JSON; a payload that does not parse is a permanent error.
     pub fn payload_json<T: DeserializeOwned>(&self) -> Result<T, JobError> {
         Ok(serde_json::from_slice(&self.inner.job.payload)?)
+    }
+
+    /// Enqueues `jobs` as this job's children (dynamic fan-out): child `i` gets an id
+    /// derived from this job's id and `i`, so an attempt that runs again (a retry, a
+    /// redelivery) gets the same ids, and a child that already has a record (waiting,
+    /// running or done) is left alone. Each is checked against `[limits]` (a permanent error names
+    /// the child and the field), recorded `scheduled`, and put in the delayed set due
+    /// now, for a scheduler to release to its queue, as a pipeline's next step is.
+    /// Returns their ids. A child that is to run once per parent must not be enqueued
+    /// with a varying index.
+    pub async fn spawn(&self, jobs: Vec<Job>) -> Result<Vec<jobfleet_common::JobId>, JobError> {
+        let now = self.inner.clock.now_ms();
+        let parent = self.inner.job.id;
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut records = Vec::with_capacity(jobs.len());
+        let mut scheduled = Vec::with_capacity(jobs.len());
+        for (i, mut job) in jobs.into_iter().enumerate() {
+            // The pipeline's derivation, with a step number no pipeline reaches.
+            job.id = step_job_id(parent, usize::MAX, i);
+            job.enqueued_at_ms = now;
+            self.inner.limits.validate(&job, now).map_err(|e| {
+                JobError::permanent(format!("child {i}: {}: {}", e.field, e.reason))
+            })?;
+            ids.push(job.id);
+            // An earlier attempt's child keeps its record and is not enqueued again.
+            let known = self
+                .inner
+                .store
+                .record(job.id)
+                .await
+                .map_err(|e| JobError::retryable(format!("reading child {i}'s record: {e}")))?;
+            if known.is_some() {
+                continue;
+            }
+            let mut record = JobRecord::of(&job, JobState::Scheduled, now);
+            record.note = Some(format!("child {i} of job {parent}"));
+            records.push(record);
+            scheduled.push(ScheduledJob {
+                id: job.id,
+                queue: job.queue.clone(),
+                due_ms: now,
+                body: codec::encode(&job, codec::Format::Binary),
+            });
+        }
+        let store = &self.inner.store;
+        let written = async {
+            store.put_records(&records).await?;
+            store.schedule(scheduled).await
+        };
+        written
+            .await
+            .map_err(|e| JobError::retryable(format!("enqueueing children: {e}")))?;
+        Ok(ids)
     }
 
     /// The last value written to `resource` with [`fenced_write`](Self::fenced_write), by

@@ -266,6 +266,7 @@ async fn run_attempt(
         worker_id: worker.id.clone(),
         store: store.clone(),
         clock: worker.backends.clock.clone(),
+        limits: worker.config.limits.clone(),
         record: record.clone(),
         result: std::sync::Mutex::new(None),
     });

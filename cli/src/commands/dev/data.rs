@@ -63,7 +63,7 @@ pub async fn report(dir: &std::path::Path, state: &str) -> String {
     let summary = async {
         let storage = Storage::open(&dir.display().to_string())?;
         let (version, model): (u64, ModelManifest) =
-            catalog::load(&storage, Kind::Model, MODEL, None).await?;
+            catalog::load(&storage, Kind::Model, "model", MODEL, None).await?;
         let metric = |name: &str| model.metrics[name].as_f64().unwrap_or(f64::NAN);
         Ok::<_, jobfleet_data::DataError>(format!(
             "completed: model {MODEL} v{version} on {} rows, test accuracy {:.3}, ROC AUC {:.3}; \
