@@ -80,6 +80,9 @@ enum Command {
     /// Write synthetic basketball game logs (CSV + schema) for the data kinds.
     #[cfg(feature = "data")]
     SampleData(jobfleet::commands::sample_data::SampleDataArgs),
+    /// Measure ingest, train and predict beside pyarrow and scikit-learn; one JSON line.
+    #[cfg(feature = "data")]
+    BenchData(jobfleet::commands::bench_data::BenchDataArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +101,8 @@ fn run(cli: Cli) -> Result<(), Error> {
     let profile = match cli.command {
         // Both are watched at a terminal; the bench must not log a line per job either.
         Command::Dev(_) | Command::Bench(_) | Command::Run(_) => Profile::Dev,
+        #[cfg(feature = "data")]
+        Command::BenchData(_) => Profile::Dev,
         Command::Worker | Command::Scheduler => Profile::Service,
         _ => Profile::Operator,
     };
@@ -137,5 +142,7 @@ async fn dispatch(command: Command, config: Config, token: CancellationToken) ->
         Command::Bench(args) => bench::run(args, config).await,
         #[cfg(feature = "data")]
         Command::SampleData(args) => jobfleet::commands::sample_data::run(args).await,
+        #[cfg(feature = "data")]
+        Command::BenchData(args) => jobfleet::commands::bench_data::run(args, config).await,
     }
 }

@@ -360,3 +360,42 @@ async fn a_stale_lock_holder_cannot_publish_a_model() {
         .expect("versions")
         .is_empty());
 }
+
+#[test]
+fn bench_data_prints_one_json_line_with_every_figure() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+        .args([
+            "bench-data",
+            "--ingest-rows",
+            "2000",
+            "--features",
+            "4",
+            "--predict-rows",
+            "5000",
+            "--skip-baseline",
+        ])
+        .env_remove("JOBFLEET_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run jobfleet bench-data");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one line:\n{stdout}");
+    let report: Value = serde_json::from_str(lines[0]).expect("JSON");
+    for key in ["ingest_rows_per_s", "train_s", "predict_rows_per_s"] {
+        assert!(
+            report[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} in {report}"
+        );
+    }
+    assert_eq!(report["ingest_rows"], 2000, "{report}");
+    assert_eq!(report["train_rows"], 1600, "{report}");
+    // Without the baseline its figures are null, not made up.
+    assert!(report["pyarrow_rows_per_s"].is_null(), "{report}");
+    assert!(report["ratio_train_time"].is_null(), "{report}");
+}

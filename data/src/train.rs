@@ -6,7 +6,8 @@
 //!
 //! - `logistic_regression` (classification, two classes): L2-penalised log loss,
 //!   `sum(log loss) + ||w||² / (2C)`, intercept not penalised, `c` default 1.0, solved by
-//!   L-BFGS (`linfa-logistic`) to a gradient norm of 1e-6 or `max_iterations` (1000);
+//!   L-BFGS (`linfa-logistic`) to a gradient norm of 1e-4 × n (scikit-learn's `tol` on
+//!   its mean loss) or `max_iterations` (1000);
 //! - `linear_regression`: ordinary least squares with an intercept (`linfa-linear`);
 //! - `ridge`: `||y - Xw - b||² + alpha ||w||²`, `alpha` default 1.0, intercept not
 //!   penalised, solved exactly (Cholesky, `linfa-linalg`).
@@ -575,7 +576,9 @@ fn logistic(
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let fitted = linfa_logistic::LogisticRegression::default()
         .alpha(1.0 / c)
-        .gradient_tolerance(1e-6)
+        // scikit-learn stops L-BFGS at a gradient of `tol` = 1e-4 on the mean loss; this
+        // loss is the sum, whose gradient is n times larger.
+        .gradient_tolerance(1e-4 * y.len().max(1) as f64)
         .max_iterations(iterations as u64)
         .fit(&data)
         .map_err(|e| DataError::Rejected(format!("logistic regression did not fit: {e}")))?;

@@ -3,6 +3,8 @@
 //! shutdown token); `dev` also exposes [`dev::run`] for tests to call in-process.
 
 pub mod bench;
+#[cfg(feature = "data")]
+pub mod bench_data;
 pub mod cancel;
 pub mod dev;
 pub mod dlq;
