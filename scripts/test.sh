@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test jobfleet has, starting the services the suite needs when they
-# are not already running: Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672. A
+# are not already running: Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672, and
+# installing Debian's chromium and chromium-driver for the dashboard's browser test. A
 # Kafka-compatible server (tansu, in memory) is always started for this run on a free
 # port, exported as TEST_KAFKA_BROKERS, and stopped on exit; TEST_KAFKA_BROKERS already
 # set (e.g. to a `docker compose up -d kafka`) is used instead.
@@ -87,9 +88,28 @@ ensure_rabbitmq() {
   die "RabbitMQ started but 127.0.0.1:$RABBIT_PORT does not accept connections"
 }
 
+# Headless Chromium and ChromeDriver for the dashboard's browser test
+# (tests/tests/dashboard.rs), from Debian's packages.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    log "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo installed)"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "the dashboard test needs /usr/bin/chromium and /usr/bin/chromedriver; install
+  Debian's chromium and chromium-driver (or your system's equivalents at those paths)"
+  log "installing chromium and chromium-driver (the dashboard's browser test)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y chromium chromium-driver >/dev/null ||
+    { $sudo apt-get update >/dev/null && $sudo apt-get install -y chromium chromium-driver >/dev/null; } ||
+    die "could not install chromium and chromium-driver with apt-get"
+}
+
 ensure_services() {
   ensure_redis
   ensure_rabbitmq
+  ensure_chromium
 }
 
 TANSU_LOG="${TMPDIR:-/tmp}/jobfleet-tansu.log"

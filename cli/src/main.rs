@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use jobfleet::commands::{
     bench, cancel, dev, dlq, enqueue, pipeline, queues, run as run_job, schedule, scheduler,
-    status, worker,
+    status, worker, workers,
 };
 use jobfleet::logging::{self, Profile};
 use jobfleet::{shutdown, Error, GlobalArgs};
@@ -65,8 +65,10 @@ enum Command {
     Enqueue(enqueue::EnqueueArgs),
     /// Show a job's state.
     Status(status::StatusArgs),
-    /// Show queue depths and live workers.
+    /// Show queue depths, fleet throughput and live workers (--watch to follow).
     Queues(queues::QueuesArgs),
+    /// Show the live workers, how busy they are and the jobs they run.
+    Workers(workers::WorkersArgs),
     /// List, show, replay or purge dead letters.
     Dlq(dlq::DlqArgs),
     /// Cancel a job.
@@ -133,8 +135,9 @@ async fn dispatch(command: Command, config: Config, token: CancellationToken) ->
         Command::Scheduler => scheduler::run(config, token).await,
         Command::Run(args) => run_job::run(args, config).await,
         Command::Enqueue(args) => enqueue::run(args, config).await,
-        Command::Status(args) => status::run(args, config).await,
-        Command::Queues(args) => queues::run(args, config).await,
+        Command::Status(args) => status::run(args, config, token).await,
+        Command::Queues(args) => queues::run(args, config, token).await,
+        Command::Workers(args) => workers::run(args, config).await,
         Command::Dlq(args) => dlq::run(args, config).await,
         Command::Cancel(args) => cancel::run(args, config).await,
         Command::Schedule(args) => schedule::run(args, config).await,

@@ -30,7 +30,16 @@ fn temp_file(name: &str, contents: &str) -> PathBuf {
 
 #[test]
 fn dev_until_idle_runs_every_job_to_a_terminal_state() {
-    let out = jobfleet(&["dev", "--until-idle", "--jobs", "150", "--timeout", "90s"]);
+    let out = jobfleet(&[
+        "dev",
+        "--until-idle",
+        "--jobs",
+        "150",
+        "--timeout",
+        "90s",
+        "--http",
+        "127.0.0.1:0",
+    ]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(
         out.status.success(),
@@ -58,6 +67,12 @@ fn dev_until_idle_runs_every_job_to_a_terminal_state() {
         "{summary}"
     );
     assert_eq!(n("unfinished"), 0, "{summary}");
+    let dashboard = summary["dashboard"].as_str().unwrap_or_default();
+    assert!(dashboard.starts_with("http://127.0.0.1:"), "{summary}");
+    assert!(
+        stderr.contains(&format!("dashboard, API and /metrics at {dashboard}")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! - [`store`]: the `Store` traits: delayed set, locks, job states, dead letters, heartbeats,
 //!   integrity (detecting a store that lost its data).
 //! - [`embedded`]: the in-process broker and store, for `jobfleet dev` and fast tests.
+//! - [`http`]: the endpoint every process serves: `/healthz`, `/readyz`, `/metrics`.
 //! - [`address`]: the broker and store addresses a configuration names, parsed once.
 //! - [`backends`]: the broker, store and clock a role is started with.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod cron;
 pub mod dead;
 pub mod embedded;
+pub mod http;
 pub mod job;
 pub mod limits;
 pub mod pipeline;

@@ -25,6 +25,9 @@ pub const RELEASED: &str = "jobfleet_delayed_released_total";
 pub const RELEASE_LATENESS: &str = "jobfleet_delayed_release_lateness_seconds";
 /// Gauge: queue depth. Labels: queue, state (ready, unacked, delayed, dead).
 pub const QUEUE_DEPTH: &str = "jobfleet_queue_depth";
+/// Gauge (seconds): how long the oldest job waiting to start on a queue has been ready;
+/// 0 when none waits. What autoscalers scale on (deploy/kubernetes). Labels: queue.
+pub const QUEUE_OLDEST_WAITING: &str = "jobfleet_queue_oldest_waiting_seconds";
 /// Gauge: live workers seen through heartbeats.
 pub const LIVE_WORKERS: &str = "jobfleet_live_workers";
 /// Counter: errors talking to the broker or store. Labels: role, op.
@@ -136,4 +139,19 @@ pub fn store_data_lost(namespace: &str, detected_by: &str, lost: &str) {
          then clear the incident with `jobfleet queues --ack-data-loss`"
     );
     metrics::counter!(STORE_DATA_LOST).increment(1);
+}
+
+/// Sets the oldest-waiting gauge of `queue` (0 when no job waits).
+pub fn queue_oldest_waiting(queue: &str, waiting_ms: Option<u64>) {
+    let seconds = waiting_ms.unwrap_or(0) as f64 / 1000.0;
+    metrics::gauge!(QUEUE_OLDEST_WAITING, "queue" => queue.to_string()).set(seconds);
+}
+
+/// Sets the depth gauge of `queue` in `state` (`ready`, `unacked`, `delayed`, `dead`);
+/// nothing where the broker cannot tell (`None`).
+pub fn queue_depth(queue: &str, state: &'static str, depth: Option<u64>) {
+    if let Some(depth) = depth {
+        metrics::gauge!(QUEUE_DEPTH, "queue" => queue.to_string(), "state" => state)
+            .set(depth as f64);
+    }
 }

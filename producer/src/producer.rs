@@ -256,6 +256,11 @@ impl Producer {
             .declare(&queues)
             .await
             .map_err(|e| backend_failed("declare", e.into()))?;
+        // Operators' views list the queue from now on, workers or not.
+        self.store
+            .queues_add(&queues)
+            .await
+            .map_err(|e| backend_failed("queues_add", e.into()))?;
         let mut declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
         declared.extend(missing);
         declared.insert(Route::Delayed);

@@ -17,7 +17,7 @@
 //! - `cron`: leader election and firing the schedules; `schedules` writes the config
 //!   file's schedules into the store at start-up.
 //! - `integrity`: the periodic check that the store has not lost its data.
-//! - `http`: the optional HTTP endpoint (health, readiness, metrics, queue depths).
+//! - `http`: the optional HTTP endpoint: probes, metrics, the JSON API and the dashboard.
 //! - `context`, `pause`: what the tasks share, and backing off after errors.
 //! - [`ops`]: operator functions.
 //! - `error`: [`SchedulerError`] and [`OpsError`].
@@ -63,6 +63,17 @@ pub async fn run(
         Some(addr) => Some(http::bind(addr).await?),
         None => None,
     };
+    run_serving(config, backends, listener, shutdown).await
+}
+
+/// [`run`], serving the HTTP endpoint on `listener` (bound by the caller, which then
+/// knows its address) instead of on `scheduler.http`.
+pub async fn run_serving(
+    config: Arc<Config>,
+    backends: Backends,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
     let ctx = Arc::new(Context::new(config, backends));
     if !declare_routes(&ctx, &shutdown).await {
         return Ok(());

@@ -90,6 +90,18 @@ impl Locks for FaultyStore {
 
 #[async_trait]
 impl JobStates for FaultyStore {
+    async fn queues_add(&self, queues: &[String]) -> StoreResult<()> {
+        self.inner.queues_add(queues).await
+    }
+    async fn queues_known(&self) -> StoreResult<Vec<String>> {
+        self.inner.queues_known().await
+    }
+    async fn oldest_pending(
+        &self,
+        queues: &[String],
+    ) -> StoreResult<std::collections::BTreeMap<String, i64>> {
+        self.inner.oldest_pending(queues).await
+    }
     async fn put_records(&self, records: &[JobRecord]) -> StoreResult<()> {
         self.inner.put_records(records).await
     }

@@ -15,8 +15,10 @@
 //!   service.
 //! - [`conformance`]: the behaviour checks every backend must pass.
 //! - [`processes`]: worker and scheduler processes for the crash tests (`tests/crash_*.rs`).
+//! - [`browser`]: headless Chromium through ChromeDriver, for the dashboard test.
 //! - [`redis_server`]: a `redis-server` of a test's own, to kill and restart.
 
+pub mod browser;
 pub mod conformance;
 pub mod faults;
 pub mod harness;

@@ -5,6 +5,7 @@
 //! Both run until `stop` is cancelled, which the runtime does only after every job task
 //! has finished, so a job cancelled during the drain is still noticed.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,13 @@ pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
             running: worker.running.len(),
             started_at_ms: worker.started_at_ms,
             last_seen_ms: worker.backends.clock.now_ms(),
+            running_jobs: {
+                let mut ids = worker.running.ids();
+                ids.truncate(WorkerInfo::MAX_LISTED);
+                ids
+            },
+            completed: worker.completed.load(Ordering::Relaxed),
+            failed: worker.failed.load(Ordering::Relaxed),
         };
         tokio::select! {
             biased;

@@ -28,6 +28,9 @@ pub enum WorkerError {
     /// Every consumer stream ended: the broker went away for good.
     #[error("the broker closed every consumer")]
     ConsumersClosed,
+    /// The HTTP endpoint (`worker.http`) could not listen on its address.
+    #[error(transparent)]
+    Http(#[from] jobfleet_common::http::BindError),
 }
 
 impl WorkerError {
@@ -37,6 +40,8 @@ impl WorkerError {
             Self::NoHandlers => false,
             Self::Declare(e) | Self::Consume { source: e, .. } => e.is_retryable(),
             Self::ConsumersClosed => true,
+            // The address is taken or not ours: a configuration problem.
+            Self::Http(_) => false,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::stream::{SelectAll, StreamExt};
 use jobfleet_common::broker::{Consumer, Route};
-use jobfleet_common::{telemetry, Backends, Config};
+use jobfleet_common::{http, telemetry, Backends, Config};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,11 +41,19 @@ pub async fn run(
         return Err(WorkerError::NoHandlers);
     }
     let queues = config.worker.queues.clone();
+    let listener = match &config.worker.http {
+        Some(addr) => Some(http::bind("worker.http", addr).await?),
+        None => None,
+    };
     backends
         .broker
         .declare(&queues)
         .await
         .map_err(WorkerError::Declare)?;
+    // Operators' views list the worker's queues (best effort: they are only views).
+    if let Err(e) = backends.store.queues_add(&queues).await {
+        telemetry::backend_error("worker", "queues_add", &e);
+    }
     let prefetch = config.worker.effective_prefetch();
     let mut consumers = SelectAll::new();
     for queue in &queues {
@@ -79,6 +87,14 @@ pub async fn run(
         worker.clone(),
         stop_background.clone(),
     ));
+    if let Some(listener) = listener {
+        // Ready while the broker answers about this worker's first queue and the store
+        // answers; served until the drain is over.
+        let route = queues.first().cloned().map_or(Route::Dead, Route::Ready);
+        let probe = Arc::new(http::BackendsProbe::new(worker.backends.clone(), route));
+        let app = http::probes(probe);
+        background_tasks.spawn(http::serve(listener, app, stop_background.clone()));
+    }
 
     let jobs = TaskTracker::new();
     let consumers_ended = consume(&worker, &mut consumers, &jobs).await;

@@ -25,6 +25,12 @@ pub(crate) struct Worker {
     pub started_at_ms: i64,
     /// Executions admitted so far, to tell this worker's execution holders apart.
     executions: AtomicU64,
+    /// Attempts finished `completed` since start (reported in the heartbeat, from which
+    /// the dashboard and `jobfleet queues --watch` derive throughput).
+    pub completed: AtomicU64,
+    /// Attempts that failed since start (failed, timed out, panicked, lost their lock,
+    /// permanent): the failure rate's numerator.
+    pub failed: AtomicU64,
 }
 
 impl Worker {
@@ -47,6 +53,8 @@ impl Worker {
             shutdown,
             started_at_ms,
             executions: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }
     }
 
@@ -54,6 +62,15 @@ impl Worker {
     /// registry's settled hook.
     pub fn finished(&self, job: &jobfleet_common::Job, outcome: &'static str) {
         crate::events::finished(job, outcome);
+        match outcome {
+            "completed" => {
+                self.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            "failed" | "timeout" | "panic" | "lock_lost" | "permanent" => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         self.registry.settled(job, outcome);
     }
 

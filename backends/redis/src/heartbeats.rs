@@ -95,6 +95,7 @@ mod tests {
         };
         t.heartbeat(&busy, 10_000).await?;
         assert_eq!(t.workers().await?, [busy]);
+
         t.cleanup().await;
         Ok(())
     }

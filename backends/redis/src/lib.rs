@@ -22,6 +22,8 @@
 //! | `ns:done:{id}` | STRING | completion marker, `redis.retention` |
 //! | `ns:cancel:{id}` | STRING | cancel request, `redis.retention` |
 //! | `ns:lease:{id}` | HASH | execution lease: `holder`, `until` (server ms), `token`, `crashes`; `redis.retention` |
+//! | `ns:queues` | SET | every queue producers published to and workers consumed |
+//! | `ns:waiting:{queue}` | ZSET | id of a job whose record says `pending` → when it became so (Unix ms); the oldest is the queue's oldest waiting job |
 //! | `ns:unique:{key}` | STRING | id of the job holding a uniqueness key, `PX` = its TTL |
 //! | `ns:dead:index` | ZSET | dead letter id → died at (Unix ms) |
 //! | `ns:dead:letters` | HASH | id → the [`DeadLetter`](jobfleet_common::store::DeadLetter) as JSON |

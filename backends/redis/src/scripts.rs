@@ -340,11 +340,43 @@ pub(super) static LIVE_WORKERS: LazyLock<Script> = LazyLock::new(|| {
 /// write meant for an earlier stage (a re-release, a retried enqueue).
 pub(super) const PUT_RECORD_LUA: &str = "if redis.call('EXISTS', KEYS[2]) == 0 then
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        if ARGV[3] == '1' then
+            redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
+        else
+            redis.call('ZREM', KEYS[3], ARGV[5])
+        end
     end
     return 0";
 
 /// [`PUT_RECORD_LUA`].
 pub(super) static PUT_RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_RECORD_LUA));
+
+/// The oldest waiting job of each queue. KEYS: the queues' `waiting` ZSETs. ARGV[1]: the
+/// job record key prefix (`ns:job:`). For each queue, the head's record is checked: one
+/// that no longer says `pending` (it ran, died, expired or was never published) is
+/// removed and the next looked at, at most 100 per queue and call. Returns one score per
+/// key, `false` for a queue with none.
+pub(super) static OLDEST_PENDING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local out = {}
+        for i, key in ipairs(KEYS) do
+            out[i] = false
+            for _ = 1, 100 do
+                local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+                if #head == 0 then break end
+                local v = redis.call('GET', ARGV[1] .. head[1])
+                local ok, record = false, nil
+                if v then ok, record = pcall(cjson.decode, v) end
+                if ok and record.state == 'pending' then
+                    out[i] = head[2]
+                    break
+                end
+                redis.call('ZREM', key, head[1])
+            end
+        end
+        return out",
+    )
+});
 
 /// Deletes the record `KEYS[1]` if its state is still `pending` or `scheduled`; 1 if it did.
 pub(super) static FORGET_UNPUBLISHED: LazyLock<Script> = LazyLock::new(|| {

@@ -5,12 +5,15 @@ use crate::IntoStore as _;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
+use std::collections::BTreeMap;
+
 use super::scripts::{
-    COMPARE_AND_DELETE, FORGET_UNPUBLISHED, PUT_RECORD, PUT_RECORD_LUA, UNIQUE_CLAIM,
+    COMPARE_AND_DELETE, FORGET_UNPUBLISHED, OLDEST_PENDING, PUT_RECORD, PUT_RECORD_LUA,
+    UNIQUE_CLAIM,
 };
 use super::{decode_json, encode_json, parse_id, px, RedisStore};
 use jobfleet_common::job::JobId;
-use jobfleet_common::store::{JobRecord, JobStates, StoreResult};
+use jobfleet_common::store::{JobRecord, JobState, JobStates, StoreResult};
 
 impl RedisStore {
     /// How long state records, completion markers, cancel requests and execution leases
@@ -19,6 +22,11 @@ impl RedisStore {
     /// enough that a busy fleet's history does not fill the server.
     pub(super) fn record_ttl_ms(&self) -> u64 {
         u64::try_from(self.settings.retention.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `ns:waiting:{queue}`: the queue's jobs whose record says `pending`.
+    fn waiting_key(&self, queue: &str) -> String {
+        self.keys.key(&format!("waiting:{queue}"))
     }
 
     fn record_pipeline(&self, pipe: &mut redis::Pipeline, record: &JobRecord) -> StoreResult<()> {
@@ -35,6 +43,44 @@ impl RedisStore {
 
 #[async_trait]
 impl JobStates for RedisStore {
+    async fn queues_add(&self, queues: &[String]) -> StoreResult<()> {
+        if queues.is_empty() {
+            return Ok(());
+        }
+        redis::AsyncCommands::sadd(&mut self.conn(), self.keys.key("queues"), queues)
+            .await
+            .store()
+    }
+
+    async fn queues_known(&self) -> StoreResult<Vec<String>> {
+        let mut queues: Vec<String> =
+            redis::AsyncCommands::smembers(&mut self.conn(), self.keys.key("queues"))
+                .await
+                .store()?;
+        queues.sort();
+        Ok(queues)
+    }
+
+    async fn oldest_pending(&self, queues: &[String]) -> StoreResult<BTreeMap<String, i64>> {
+        if queues.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut script = OLDEST_PENDING.prepare_invoke();
+        for queue in queues {
+            script.key(self.waiting_key(queue));
+        }
+        let heads: Vec<Option<String>> = script
+            .arg(self.keys.key("job:"))
+            .invoke_async(&mut self.conn())
+            .await
+            .store()?;
+        Ok(queues
+            .iter()
+            .zip(heads)
+            .filter_map(|(q, head)| Some((q.clone(), head?.parse::<f64>().ok()? as i64)))
+            .collect())
+    }
+
     async fn put_records(&self, records: &[JobRecord]) -> StoreResult<()> {
         if records.is_empty() {
             return Ok(());
@@ -44,13 +90,18 @@ impl JobStates for RedisStore {
         pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_RECORD_LUA).ignore();
         for record in records {
             let json = encode_json("job record", record)?;
+            let pending = record.state == JobState::Pending;
             pipe.cmd("EVALSHA")
                 .arg(PUT_RECORD.get_hash())
-                .arg(2)
+                .arg(3)
                 .arg(self.keys.of_job("job", record.id))
                 .arg(self.keys.of_job("done", record.id))
+                .arg(self.waiting_key(&record.queue))
                 .arg(json)
                 .arg(self.record_ttl_ms())
+                .arg(if pending { "1" } else { "0" })
+                .arg(record.updated_at_ms)
+                .arg(record.id.to_string())
                 .ignore();
         }
         pipe.query_async(&mut self.conn()).await.store()
@@ -82,6 +133,8 @@ impl JobStates for RedisStore {
         pipe.atomic();
         self.record_pipeline(&mut pipe, record)?;
         pipe.pset_ex(self.keys.of_job("done", record.id), 1, self.record_ttl_ms())
+            .ignore();
+        pipe.zrem(self.waiting_key(&record.queue), record.id.to_string())
             .ignore();
         // A completed job never runs again (the marker is checked first), so its
         // execution lease, token and crash count are not needed any more.
@@ -165,6 +218,52 @@ mod tests {
             progress_note: None,
             result: None,
         }
+    }
+
+    #[tokio::test]
+    async fn known_queues_are_a_sorted_set_of_names() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        assert!(t.queues_known().await?.is_empty());
+        t.queues_add(&["b".into(), "a".into()]).await?;
+        t.queues_add(&["a".into()]).await?;
+        t.queues_add(&[]).await?;
+        assert_eq!(t.queues_known().await?, ["a", "b"]);
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_oldest_pending_job_of_each_queue_is_tracked_through_its_states() -> StoreResult<()>
+    {
+        let t = TestStore::new().await;
+        let at = |id, state, ms| JobRecord {
+            updated_at_ms: ms,
+            ..record(id, state)
+        };
+        let q = vec!["q".to_string(), "other".to_string()];
+        assert!(t.oldest_pending(&q).await?.is_empty());
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        t.put_records(&[at(a, JobState::Pending, 100), at(b, JobState::Pending, 50)])
+            .await?;
+        assert_eq!(
+            t.oldest_pending(&q).await?,
+            BTreeMap::from([("q".into(), 50)])
+        );
+        // Written `pending` again (a re-release), it keeps its first time.
+        t.put_records(&[at(b, JobState::Pending, 400)]).await?;
+        assert_eq!(t.oldest_pending(&q).await?["q"], 50);
+        // b starts: a is the oldest waiting.
+        t.put_records(&[at(b, JobState::Running, 500)]).await?;
+        assert_eq!(t.oldest_pending(&q).await?["q"], 100);
+        // a completes: nothing waits.
+        t.complete(&at(a, JobState::Completed, 600)).await?;
+        assert!(t.oldest_pending(&q).await?.is_empty());
+        // A record that vanished (expired, forgotten) is skipped and dropped.
+        t.put_records(&[at(c, JobState::Pending, 700)]).await?;
+        t.forget_unpublished(&[c]).await?;
+        assert!(t.oldest_pending(&q).await?.is_empty());
+        t.cleanup().await;
+        Ok(())
     }
 
     #[tokio::test]

@@ -18,3 +18,4 @@ pub mod schedule;
 pub mod scheduler;
 pub mod status;
 pub mod worker;
+pub mod workers;

@@ -4,15 +4,19 @@
 //! operator has dealt with it.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use jobfleet_common::store::DataLossIncident;
-use jobfleet_common::Config;
+use jobfleet_common::{Backends, Config};
 use jobfleet_scheduler::ops::{self, QueueDepth};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::global::connect_shared;
+use crate::parse;
 
 /// Flags of `jobfleet queues`.
 #[derive(Clone, Debug, Args)]
@@ -24,6 +28,13 @@ pub struct QueuesArgs {
     /// prints nothing else.
     #[arg(long)]
     pub ack_data_loss: bool,
+    /// Redraw every --every until Ctrl-C, with the fleet's throughput and failures per
+    /// second between draws (with --json: one JSON object per line).
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how often to redraw.
+    #[arg(long, value_parser = parse::duration, default_value = "2s")]
+    pub every: Duration,
 }
 
 /// What the command reports.
@@ -35,10 +46,41 @@ pub struct QueuesReport {
     pub live_workers: usize,
     /// The store lost data and no operator has cleared the incident yet.
     pub data_loss: Option<DataLossIncident>,
+    /// Attempts completed, summed over live workers since each started.
+    pub completed: u64,
+    /// Attempts failed, summed over live workers since each started.
+    pub failed: u64,
+    /// With --watch, from the second draw on: attempts completed and failed per second
+    /// since the previous draw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rates: Option<Rates>,
 }
 
-/// Runs the command.
-pub async fn run(args: QueuesArgs, config: Config) -> Result<()> {
+/// Fleet-wide rates between two looks.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Rates {
+    /// Attempts completed per second.
+    pub completed_per_sec: f64,
+    /// Attempts failed per second.
+    pub failed_per_sec: f64,
+}
+
+impl Rates {
+    /// The rates from `before` to `after`, `seconds` apart; `None` if no time passed.
+    /// A worker that left takes its counts along: a drop counts as nothing done.
+    pub fn between(before: &QueuesReport, after: &QueuesReport, seconds: f64) -> Option<Self> {
+        (seconds > 0.0).then(|| Self {
+            completed_per_sec: after.completed.saturating_sub(before.completed) as f64 / seconds,
+            failed_per_sec: after.failed.saturating_sub(before.failed) as f64 / seconds,
+        })
+    }
+}
+
+/// Runs the command; with `--watch`, until `shutdown`.
+pub async fn run(args: QueuesArgs, config: Config, shutdown: CancellationToken) -> Result<()> {
+    if args.every.is_zero() {
+        return Err(Error::Usage("--every must be greater than 0".into()));
+    }
     let backends = connect_shared(&config, "queues").await?;
     if args.ack_data_loss {
         match backends.store.clear_data_loss().await? {
@@ -47,22 +89,67 @@ pub async fn run(args: QueuesArgs, config: Config) -> Result<()> {
         }
         return Ok(());
     }
-    let queues = ops::queue_depths(&backends, &config.worker.queues).await?;
-    let live_workers = backends.store.workers().await?.len();
-    let data_loss = backends.store.data_loss_incident().await?;
-    let report = QueuesReport {
-        queues,
-        live_workers,
-        data_loss,
-    };
-    if args.json {
-        let json = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::Task(format!("cannot write the report as JSON: {e}")))?;
-        println!("{json}");
-    } else {
-        print!("{}", render(&report));
+    let mut previous: Option<(QueuesReport, Instant)> = None;
+    loop {
+        let mut report = report(&backends, &config).await?;
+        let now = Instant::now();
+        if let Some((before, at)) = &previous {
+            report.rates = Rates::between(before, &report, (now - *at).as_secs_f64());
+        }
+        if args.json {
+            let json = if args.watch {
+                serde_json::to_string(&report)
+            } else {
+                serde_json::to_string_pretty(&report)
+            };
+            let json =
+                json.map_err(|e| Error::Task(format!("cannot write the report as JSON: {e}")))?;
+            println!("{json}");
+        } else {
+            if args.watch && std::io::stdout().is_terminal() {
+                // Clear the screen and go home, like watch(1).
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{}", render(&report));
+            if args.watch {
+                println!();
+            }
+        }
+        if !args.watch {
+            return Ok(());
+        }
+        previous = Some((report, now));
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(args.every) => {}
+        }
     }
-    Ok(())
+}
+
+/// One look at the fleet.
+async fn report(backends: &Backends, config: &Config) -> Result<QueuesReport> {
+    let queues = ops::queue_depths(backends, &config.worker.queues).await?;
+    let workers = backends.store.workers().await?;
+    let data_loss = backends.store.data_loss_incident().await?;
+    Ok(QueuesReport {
+        queues,
+        live_workers: workers.len(),
+        data_loss,
+        completed: workers.iter().map(|w| w.completed).sum(),
+        failed: workers.iter().map(|w| w.failed).sum(),
+        rates: None,
+    })
+}
+
+/// An age in a few characters: `850ms`, `12.5s`, `4m05s`, `3h20m`.
+pub fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 /// An incident in one line.
@@ -96,21 +183,29 @@ pub fn render(report: &QueuesReport) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}",
-        "queue", "ready", "unacked", "delayed", "dead"
+        "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
+        "queue", "ready", "unacked", "delayed", "dead", "oldest"
     );
     for q in &report.queues {
         let _ = writeln!(
             out,
-            "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}",
+            "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
             q.queue,
             known(q.ready),
             known(q.unacked),
             q.delayed,
-            q.dead
+            q.dead,
+            q.oldest_waiting_ms.map_or_else(|| "-".to_string(), age)
         );
     }
     let _ = writeln!(out, "live workers: {}", report.live_workers);
+    if let Some(r) = report.rates {
+        let _ = writeln!(
+            out,
+            "throughput: {:.1} completed/s, {:.1} failed/s",
+            r.completed_per_sec, r.failed_per_sec
+        );
+    }
     out
 }
 
@@ -128,6 +223,7 @@ mod tests {
                     unacked: Some(3),
                     delayed: 4,
                     dead: 1,
+                    oldest_waiting_ms: Some(12_500),
                 },
                 QueueDepth {
                     queue: "?".into(),
@@ -135,16 +231,31 @@ mod tests {
                     unacked: None,
                     delayed: 0,
                     dead: 2,
+                    oldest_waiting_ms: None,
                 },
             ],
             live_workers: 2,
             data_loss: None,
+            completed: 10,
+            failed: 1,
+            rates: None,
         };
         let text = render(&report);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "queue       ready   unacked   delayed      dead");
-        assert_eq!(lines[1], "default        12         3         4         1");
-        assert_eq!(lines[2], "?               -         -         0         2");
+        assert_eq!(
+            lines[0],
+            "queue       ready   unacked   delayed      dead    oldest"
+        );
+        assert_eq!(
+            lines[1],
+            "default        12         3         4         1     12.5s"
+        );
+        assert_eq!(
+            lines[2],
+            "?               -         -         0         2         -"
+        );
+        let ages: Vec<String> = [850, 12_500, 245_000, 12_000_000].map(age).into();
+        assert_eq!(ages, ["850ms", "12.5s", "4m05s", "3h20m"]);
         assert_eq!(lines[3], "live workers: 2");
         let report = QueuesReport {
             data_loss: Some(DataLossIncident {
@@ -161,5 +272,24 @@ mod tests {
         assert!(first.contains("ns:sentinel vanished"), "{first}");
         assert!(first.contains("jobfleet queues --ack-data-loss"), "{first}");
         assert_eq!(text.lines().nth(1), Some(lines[0]));
+
+        // Watching: rates between two looks, a worker that left counting as nothing.
+        let later = QueuesReport {
+            completed: 30,
+            failed: 0,
+            ..report.clone()
+        };
+        let rates = Rates::between(&report, &later, 2.0).expect("time passed");
+        assert_eq!(rates.completed_per_sec, 10.0);
+        assert_eq!(rates.failed_per_sec, 0.0);
+        assert!(Rates::between(&report, &later, 0.0).is_none());
+        let text = render(&QueuesReport {
+            rates: Some(rates),
+            ..later
+        });
+        assert!(
+            text.ends_with("throughput: 10.0 completed/s, 0.0 failed/s\n"),
+            "{text}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `jobfleet status ID`: a job's state record, readable or as JSON.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use clap::Args;
 use jobfleet_common::store::JobRecord;
@@ -8,7 +9,8 @@ use jobfleet_common::{Config, JobId};
 
 use crate::error::{Error, Result};
 use crate::global::connect_shared;
-use crate::parse::rfc3339_ms;
+use crate::parse::{self, rfc3339_ms};
+use tokio_util::sync::CancellationToken;
 
 /// Flags of `jobfleet status`.
 #[derive(Clone, Debug, Args)]
@@ -18,22 +20,57 @@ pub struct StatusArgs {
     /// Print the record as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print the record again each time it changes, until the job finishes (completed,
+    /// dead, cancelled, skipped) or Ctrl-C; with --json, one object per line.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how often to look.
+    #[arg(long, value_parser = parse::duration, default_value = "500ms")]
+    pub every: Duration,
 }
 
-/// Runs the command.
-pub async fn run(args: StatusArgs, config: Config) -> Result<()> {
+/// Runs the command; with `--watch`, until the job finishes or `shutdown`.
+pub async fn run(args: StatusArgs, config: Config, shutdown: CancellationToken) -> Result<()> {
+    if args.every.is_zero() {
+        return Err(Error::Usage("--every must be greater than 0".into()));
+    }
     let backends = connect_shared(&config, "status").await?;
-    let record = backends
-        .store
-        .record(args.id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no record of job {}", args.id)))?;
-    if args.json {
-        let json = serde_json::to_string_pretty(&record)
-            .map_err(|e| Error::Task(format!("cannot write the record as JSON: {e}")))?;
-        println!("{json}");
+    let mut shown: Option<JobRecord> = None;
+    loop {
+        let record = backends
+            .store
+            .record(args.id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no record of job {}", args.id)))?;
+        if shown.as_ref() != Some(&record) {
+            print_record(&record, args.json, args.watch)?;
+        }
+        if !args.watch || record.state.is_terminal() {
+            return Ok(());
+        }
+        shown = Some(record);
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(args.every) => {}
+        }
+    }
+}
+
+fn print_record(record: &JobRecord, json: bool, watch: bool) -> Result<()> {
+    if json {
+        let text = if watch {
+            serde_json::to_string(record)
+        } else {
+            serde_json::to_string_pretty(record)
+        };
+        let text =
+            text.map_err(|e| Error::Task(format!("cannot write the record as JSON: {e}")))?;
+        println!("{text}");
     } else {
-        print!("{}", render(&record));
+        print!("{}", render(record));
+        if watch {
+            println!();
+        }
     }
     Ok(())
 }

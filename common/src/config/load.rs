@@ -214,6 +214,36 @@ mod tests {
     }
 
     #[test]
+    fn http_endpoints_need_a_token_off_loopback_and_never_show_it() {
+        let c = load(
+            "[worker]\nhttp = \"0.0.0.0:9465\"\n[scheduler]\nhttp = \"127.0.0.1:9464\"\n",
+            &[],
+        )
+        .expect("loopback needs no token; a worker's probes need none");
+        assert_eq!(c.worker.http.as_deref(), Some("0.0.0.0:9465"));
+        let e = load("[scheduler]\nhttp = \"0.0.0.0:9464\"\n", &[]).expect_err("no token");
+        assert_eq!(e.key, "scheduler.http_token");
+        assert!(e.reason.contains("not a loopback address"), "{e}");
+        let e = load("[scheduler]\nhttp_token = \"short\"\n", &[]).expect_err("too short");
+        assert_eq!(e.key, "scheduler.http_token");
+        let e = load("[worker]\nhttp = \"localhost\"\n", &[]).expect_err("no port");
+        assert_eq!(e.key, "worker.http");
+        let c = load(
+            "[scheduler]\nhttp = \"0.0.0.0:9464\"\n",
+            &[("JOBFLEET_SCHEDULER__HTTP_TOKEN", "canary-0123456789abcdef")],
+        )
+        .expect("a token from the environment");
+        assert_eq!(
+            c.scheduler.http_token.as_ref().map(|t| t.expose()),
+            Some("canary-0123456789abcdef")
+        );
+        assert!(
+            !format!("{c:?}").contains("canary"),
+            "Debug shows the token"
+        );
+    }
+
+    #[test]
     fn a_kafka_instance_id_comes_from_the_environment() {
         let c = load("", &[("JOBFLEET_KAFKA__INSTANCE_ID", "worker-0")]).expect("valid");
         assert_eq!(c.kafka.instance_id.as_deref(), Some("worker-0"));

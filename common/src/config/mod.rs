@@ -6,6 +6,7 @@ mod load;
 mod redis;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -153,6 +154,9 @@ pub struct WorkerConfig {
     /// again elsewhere.
     #[serde(with = "hs")]
     pub hold_lease: Duration,
+    /// Address of the worker's HTTP endpoint (`/healthz`, `/readyz`, `/metrics`); none
+    /// when unset.
+    pub http: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -169,6 +173,7 @@ impl Default for WorkerConfig {
             cancel_poll: Duration::from_millis(500),
             ack_early_after: Duration::from_secs(15 * 60),
             hold_lease: Duration::from_secs(120),
+            http: None,
         }
     }
 }
@@ -196,8 +201,12 @@ pub struct SchedulerConfig {
     /// healthy broker); a round that outlasts it only publishes some jobs twice.
     #[serde(with = "hs")]
     pub release_lease: Duration,
-    /// Address of the HTTP endpoint (health, metrics, dashboard); none when empty.
+    /// Address of the HTTP endpoint (health, metrics, the JSON API and the dashboard);
+    /// none when unset.
     pub http: Option<String>,
+    /// The access token the JSON API and the dashboard require. Optional while `http`
+    /// is a loopback address; required (checked at load) for any other.
+    pub http_token: Option<AccessToken>,
     /// How long the leader's lease on firing schedules lasts without renewal (renewed
     /// every third of it): a standby scheduler takes over within about 4/3 of this
     /// after the leader dies.
@@ -212,8 +221,57 @@ impl Default for SchedulerConfig {
             release_batch: 500,
             release_lease: Duration::from_secs(5),
             http: None,
+            http_token: None,
             leader_lease: Duration::from_secs(3),
         }
+    }
+}
+
+/// An HTTP endpoint's `host:port`, parsed, or the error naming `key`.
+fn check_http_addr(key: &str, addr: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    addr.parse().map_err(|_| {
+        err(
+            key,
+            format!("{addr:?} is not an IP address and port (host:port)"),
+        )
+    })
+}
+
+/// A secret the HTTP API checks requests against. It never shows in `Debug` output, so a
+/// logged configuration cannot leak it; it serialises whole (a config written for a
+/// child process must keep it).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    /// The shortest token accepted.
+    pub const MIN_LEN: usize = 16;
+
+    /// A token from its text; [`Config::validate`] checks its length.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token's text, to compare a request's against.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.0.chars().count() < Self::MIN_LEN {
+            return Err(format!("must be at least {} characters", Self::MIN_LEN));
+        }
+        if !self.0.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("must be printable ASCII without spaces".into());
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(***)")
     }
 }
 
@@ -425,9 +483,25 @@ impl Config {
         if s.release_lease < Duration::from_secs(1) {
             return Err(err("scheduler.release_lease", "must be at least 1s"));
         }
+        if let Some(addr) = &self.worker.http {
+            check_http_addr("worker.http", addr)?;
+        }
+        if let Some(token) = &s.http_token {
+            token
+                .validate()
+                .map_err(|reason| err("scheduler.http_token", reason))?;
+        }
         if let Some(addr) = &s.http {
-            if addr.parse::<std::net::SocketAddr>().is_err() {
-                return Err(err("scheduler.http", format!("{addr:?} is not host:port")));
+            let addr = check_http_addr("scheduler.http", addr)?;
+            if !addr.ip().is_loopback() && s.http_token.is_none() {
+                return Err(err(
+                    "scheduler.http_token",
+                    format!(
+                        "scheduler.http {addr} is not a loopback address: set an access token \
+                         (at least 16 characters) so the API and dashboard are not open to \
+                         the network"
+                    ),
+                ));
             }
         }
         let queues = self

@@ -24,6 +24,8 @@ pub(super) struct StateTable {
     leases: HashMap<JobId, Lease>,
     /// Uniqueness key → (holder, expiry in Unix ms).
     unique: HashMap<String, (JobId, i64)>,
+    /// Queues producers and workers recorded.
+    pub queues: std::collections::BTreeSet<String>,
 }
 
 impl StateTable {
@@ -48,6 +50,18 @@ impl StateTable {
             }
         }
         removed
+    }
+
+    /// The oldest `pending` record's time per queue among `queues`.
+    pub fn oldest_pending(&self, queues: &[String]) -> std::collections::BTreeMap<String, i64> {
+        let mut oldest = std::collections::BTreeMap::new();
+        for r in self.records.values() {
+            if r.state == JobState::Pending && queues.contains(&r.queue) {
+                let at = oldest.entry(r.queue.clone()).or_insert(r.updated_at_ms);
+                *at = (*at).min(r.updated_at_ms);
+            }
+        }
+        oldest
     }
 
     pub fn record(&self, id: JobId) -> Option<JobRecord> {
@@ -185,10 +199,20 @@ mod tests {
         use crate::store::JobState;
         let job = crate::job::Job::new("q", "k", "{}");
         t.put(JobRecord::of(&job, JobState::Running, 1));
+        assert!(t.oldest_pending(&["q".into()]).is_empty());
         let done = JobRecord::of(&job, JobState::Completed, 2);
         t.complete(done.clone());
         t.put(JobRecord::of(&job, JobState::Pending, 3));
         assert_eq!(t.record(job.id), Some(done));
+        assert!(t.oldest_pending(&["q".into()]).is_empty());
+        let waiting = [
+            crate::job::Job::new("q", "k", "{}"),
+            crate::job::Job::new("q", "k", "{}"),
+        ];
+        t.put(JobRecord::of(&waiting[0], JobState::Pending, 40));
+        t.put(JobRecord::of(&waiting[1], JobState::Pending, 30));
+        let oldest = t.oldest_pending(&["q".into(), "other".into()]);
+        assert_eq!(oldest, [("q".to_string(), 30)].into());
     }
 
     #[test]

@@ -155,6 +155,19 @@ impl Locks for EmbeddedStore {
 
 #[async_trait]
 impl JobStates for EmbeddedStore {
+    async fn queues_add(&self, queues: &[String]) -> StoreResult<()> {
+        lock(&self.states).queues.extend(queues.iter().cloned());
+        Ok(())
+    }
+
+    async fn queues_known(&self) -> StoreResult<Vec<String>> {
+        Ok(lock(&self.states).queues.iter().cloned().collect())
+    }
+
+    async fn oldest_pending(&self, queues: &[String]) -> StoreResult<BTreeMap<String, i64>> {
+        Ok(lock(&self.states).oldest_pending(queues))
+    }
+
     async fn put_records(&self, records: &[JobRecord]) -> StoreResult<()> {
         let mut states = lock(&self.states);
         records.iter().for_each(|r| states.put(r.clone()));
@@ -499,7 +512,12 @@ mod tests {
             running: 0,
             started_at_ms: 0,
             last_seen_ms: 0,
+            running_jobs: Vec::new(),
+            completed: 0,
+            failed: 0,
         };
+        s.queues_add(&["b".into(), "a".into(), "b".into()]).await?;
+        assert_eq!(s.queues_known().await?, ["a", "b"]);
         s.heartbeat(&info, 5_000).await?;
         sleep(Duration::from_millis(4_999)).await;
         assert_eq!(s.workers().await?, [info]);

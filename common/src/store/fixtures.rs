@@ -31,6 +31,9 @@ pub fn worker(id: &str) -> WorkerInfo {
         running: 0,
         started_at_ms: 0,
         last_seen_ms: 0,
+        running_jobs: Vec::new(),
+        completed: 0,
+        failed: 0,
     }
 }
 

@@ -149,6 +149,17 @@ pub trait JobStates: Send + Sync {
     /// waits when nothing may move it. A record any role wrote since (`running`, a final
     /// state) stays. Returns how many were removed.
     async fn forget_unpublished(&self, ids: &[JobId]) -> StoreResult<u64>;
+    /// Records that `queues` exist: producers call it the first time they publish to a
+    /// queue, workers when they start consuming. Operators' views (`jobfleet queues`, the
+    /// dashboard, `/metrics`) list these, so a queue that holds jobs but has no worker
+    /// still shows.
+    async fn queues_add(&self, queues: &[String]) -> StoreResult<()>;
+    /// Every queue [`JobStates::queues_add`] recorded, sorted.
+    async fn queues_known(&self) -> StoreResult<Vec<String>>;
+    /// For each of `queues` with a job waiting to start (its record says `pending`):
+    /// when the oldest of them became ready (Unix ms). What autoscalers should scale on:
+    /// the queue's age, which grows while work waits, however few jobs there are.
+    async fn oldest_pending(&self, queues: &[String]) -> StoreResult<BTreeMap<String, i64>>;
 }
 
 /// The dead-letter store: jobs (or undecodable messages) that will not run again.

@@ -212,6 +212,21 @@ pub struct WorkerInfo {
     pub started_at_ms: i64,
     /// Last heartbeat, Unix ms.
     pub last_seen_ms: i64,
+    /// The jobs running now (at most [`WorkerInfo::MAX_LISTED`] of them).
+    #[serde(default)]
+    pub running_jobs: Vec<crate::JobId>,
+    /// Attempts this process finished `completed` since it started.
+    #[serde(default)]
+    pub completed: u64,
+    /// Attempts this process finished any other way (failed, timed out, panicked, lost
+    /// their lock) since it started.
+    #[serde(default)]
+    pub failed: u64,
+}
+
+impl WorkerInfo {
+    /// The most running jobs a heartbeat lists.
+    pub const MAX_LISTED: usize = 256;
 }
 
 mod body_base64 {

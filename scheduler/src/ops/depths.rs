@@ -26,20 +26,29 @@ pub struct QueueDepth {
     pub delayed: u64,
     /// Dead letters.
     pub dead: u64,
+    /// How long the oldest job waiting to start has been ready (its record says
+    /// `pending`), in ms; `None` when none waits. What autoscalers should scale on.
+    pub oldest_waiting_ms: Option<u64>,
 }
 
-/// Depths of `queues` plus every queue with delayed jobs or dead letters, sorted by name.
+/// Depths of `queues` plus every queue the store knows (producers and workers record
+/// theirs) and every queue with delayed jobs or dead letters, sorted by name.
 pub async fn queue_depths(
     backends: &Backends,
     queues: &[String],
 ) -> Result<Vec<QueueDepth>, OpsError> {
+    let known = backends.store.queues_known().await?;
     let delayed = backends.store.delayed_counts().await?;
     let dead = backends.store.dead_counts().await?;
     let names: BTreeSet<&String> = queues
         .iter()
+        .chain(&known)
         .chain(delayed.keys())
         .chain(dead.keys())
         .collect();
+    let listed: Vec<String> = names.iter().map(|q| (*q).clone()).collect();
+    let oldest = backends.store.oldest_pending(&listed).await?;
+    let now = backends.clock.now_ms();
     let broker_depths =
         futures::future::join_all(names.iter().map(|q| broker_depth(backends, q))).await;
     let mut out = Vec::with_capacity(names.len());
@@ -51,6 +60,9 @@ pub async fn queue_depths(
             unacked: depth.and_then(|d| d.unacked),
             delayed: delayed.get(name).copied().unwrap_or(0),
             dead: dead.get(name).copied().unwrap_or(0),
+            oldest_waiting_ms: oldest
+                .get(name)
+                .map(|since| u64::try_from(now - since).unwrap_or(0)),
         });
     }
     Ok(out)

@@ -57,7 +57,14 @@ pub struct DevArgs {
     /// With --until-idle: give up (exit 1) if the jobs have not finished by then.
     #[arg(long, value_parser = parse::duration, default_value = "120s")]
     pub timeout: Duration,
+    /// Where to serve the dashboard, the JSON API, /metrics and the probes
+    /// (`off` for nowhere; port 0 picks a free port). Overrides `scheduler.http`.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
+    pub http: String,
 }
+
+/// Where `jobfleet dev` serves its dashboard unless told otherwise.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:9464";
 
 /// Everything [`run`] needs.
 #[derive(Clone, Debug)]
@@ -76,6 +83,8 @@ pub struct DevOptions {
     pub timeout: Duration,
     /// How progress is shown.
     pub progress: Mode,
+    /// Where to serve the HTTP endpoint; `None` for nowhere.
+    pub http: Option<String>,
 }
 
 impl DevOptions {
@@ -89,6 +98,7 @@ impl DevOptions {
             until_idle: args.until_idle,
             timeout: args.timeout,
             progress: Mode::detect(),
+            http: Some(args.http).filter(|a| a != "off"),
         }
     }
 }
@@ -128,9 +138,30 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     let fleet = shutdown.child_token();
     // A JoinSet rather than a TaskTracker: the roles' results matter, and one ending early
     // (an error, a panic) has to stop the run.
+    let listener = match &options.http {
+        Some(addr) => Some(
+            jobfleet_common::http::bind("--http", addr)
+                .await
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "--http {addr}: cannot listen there ({}); pick another address \
+                 (port 0 for any free one) or pass --http off",
+                        e.source
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let dashboard = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|addr| format!("http://{addr}/"));
+    if let Some(url) = &dashboard {
+        eprintln!("jobfleet dev: dashboard, API and /metrics at {url}");
+    }
     let mut roles: JoinSet<Result<()>> = JoinSet::new();
     let (c, b, t) = (config.clone(), backends.clone(), fleet.clone());
-    roles.spawn(async move { Ok(jobfleet_scheduler::run(c, b, t).await?) });
+    roles.spawn(async move { Ok(jobfleet_scheduler::run_serving(c, b, listener, t).await?) });
     let registry = Arc::new(crate::kinds::registry(&config)?);
     for _ in 0..options.workers {
         let (c, b, r, t) = (
@@ -181,6 +212,7 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     let mut summary = DevSummary::new(&tally, elapsed);
     summary.pipeline = pipeline;
     summary.data = data;
+    summary.dashboard = dashboard.unwrap_or_else(|| "off".into());
     summary.schedule_fires = match backends.store.schedule_list().await {
         Ok(schedules) => schedules.iter().map(|s| s.state.fires).sum(),
         Err(_) => 0,
@@ -228,6 +260,10 @@ pub fn dev_config(mut config: Config, concurrency: usize) -> Result<Config> {
     config.broker = BrokerAddr::Embedded;
     config.store = StoreAddr::Embedded;
     config.worker.concurrency = concurrency;
+    // The workers share the process (and its metrics) with the scheduler, whose endpoint
+    // serves everything; several workers could not listen on one address anyway.
+    config.worker.http = None;
+    config.scheduler.http = None;
     if !config.worker.queues.iter().any(|q| q == workload::QUEUE) {
         config.worker.queues.push(workload::QUEUE.into());
     }

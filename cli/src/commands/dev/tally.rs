@@ -165,6 +165,9 @@ pub struct DevSummary {
     /// metrics once it completed.
     #[serde(default)]
     pub data: String,
+    /// The dashboard's URL (`off` when dev served none).
+    #[serde(default)]
+    pub dashboard: String,
 }
 
 impl DevSummary {
@@ -188,6 +191,7 @@ impl DevSummary {
             schedule_fires: 0,
             pipeline: String::new(),
             data: String::new(),
+            dashboard: String::new(),
         }
     }
 
@@ -198,7 +202,7 @@ impl DevSummary {
         format!(
             "total      {}\ncompleted  {}\nretried    {}\ndead       {}\ncancelled  {}\n\
              unfinished {}\nelapsed    {elapsed:.2}s\njobs/s     {:.1}\nschedules  {} fires\n\
-             pipeline   {}\ndata       {}\nsummary: {json}",
+             pipeline   {}\ndata       {}\ndashboard  {}\nsummary: {json}",
             self.total,
             self.completed,
             self.retried,
@@ -209,6 +213,7 @@ impl DevSummary {
             self.schedule_fires,
             self.pipeline,
             self.data,
+            self.dashboard,
         )
     }
 }

@@ -1,0 +1,87 @@
+//! `worker.http`: a worker serves `/healthz`, `/readyz` and `/metrics` (its attempts
+//! counted there), and refuses to start on an address that is taken, naming the key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobfleet_common::testing::publish_job;
+use jobfleet_common::{Backends, Config, Job, Route};
+use jobfleet_worker::{Registry, WorkerError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+fn free_addr() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("addr").to_string()
+}
+
+/// `GET path` over plain HTTP/1.1: the status code and the body.
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (code, body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_its_probes_and_metrics() {
+    let addr = free_addr();
+    let mut config = Config::default();
+    config.worker.queues = vec!["http-q".into()];
+    config.worker.http = Some(addr.clone());
+    let backends = Backends::embedded();
+    let token = CancellationToken::new();
+    let worker = tokio::spawn(jobfleet_worker::run(
+        Arc::new(config),
+        backends.clone(),
+        Arc::new(Registry::with_builtins()),
+        token.clone(),
+    ));
+    publish_job(
+        &*backends.broker,
+        Route::Ready("http-q".into()),
+        &Job::new("http-q", "echo", "{}"),
+    )
+    .await;
+    let counted = "jobfleet_attempts_total{queue=\"http-q\",kind=\"echo\",outcome=\"completed\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if tokio::net::TcpStream::connect(&addr).await.is_err() {
+            continue;
+        }
+        metrics = get(&addr, "/metrics").await.1;
+        if metrics.contains(counted) {
+            break;
+        }
+    }
+    assert!(metrics.contains(counted), "no {counted} in:\n{metrics}");
+    assert_eq!(get(&addr, "/healthz").await, (200, "ok".to_string()));
+    assert_eq!(get(&addr, "/readyz").await, (200, "ready".to_string()));
+
+    // A second worker on the same address does not start.
+    let mut taken = Config::default();
+    taken.worker.http = Some(addr.clone());
+    let e = jobfleet_worker::run(
+        Arc::new(taken),
+        Backends::embedded(),
+        Arc::new(Registry::with_builtins()),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("address taken");
+    assert!(matches!(e, WorkerError::Http(_)), "{e:?}");
+    assert!(e.to_string().contains("worker.http"), "{e}");
+    assert!(!e.is_retryable());
+
+    token.cancel();
+    worker.await.expect("no panic").expect("clean stop");
+}
