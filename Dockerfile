@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The jobfleet binary in a small image. Build: docker build -t jobfleet .
 # Run a role: docker run --rm -e JOBFLEET_BROKER=amqp://… -e JOBFLEET_STORE=redis://… jobfleet worker
+# curl is in the runtime image for health checks against /readyz (docker-compose.yml).
 
 ARG RUST_VERSION=1
 FROM rust:${RUST_VERSION}-bookworm AS build
@@ -15,7 +16,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home jobfleet
 COPY --from=build /usr/local/bin/jobfleet /usr/local/bin/jobfleet

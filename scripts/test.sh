@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test jobfleet has, starting the services the suite needs when they
 # are not already running: Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672, and
-# installing Debian's chromium and chromium-driver for the dashboard's browser test. A
+# installing what the dashboard and deployment tests use when missing: Debian's chromium,
+# chromium-driver, prometheus and docker-compose, and kubernetes-validate from PyPI. A
 # Kafka-compatible server (tansu, in memory) is always started for this run on a free
 # port, exported as TEST_KAFKA_BROKERS, and stopped on exit; TEST_KAFKA_BROKERS already
 # set (e.g. to a `docker compose up -d kafka`) is used instead.
@@ -10,7 +11,7 @@
 # redis.require_persistence = false; tests/tests/redis_durability.rs starts its own
 # redis-server with an append-only file.
 #
-# Steps: services, kafka, rustfmt, clippy, cargo-deny, nextest (profile `ci` when CI=true),
+# Steps: services, kafka, rustfmt, clippy, cargo-deny, deployment files, nextest (profile `ci` when CI=true),
 # the backend-feature checks, then the tests that stop a shared service, alone.
 # Safe to run again and from any directory.
 set -euo pipefail
@@ -106,10 +107,50 @@ ensure_chromium() {
     die "could not install chromium and chromium-driver with apt-get"
 }
 
+# What the deployment checks need: Debian's prometheus (promtool, and the server that
+# tests/tests/prometheus.rs starts) and docker-compose (to check the compose file; no
+# image is pulled), and kubernetes-validate in a virtualenv kept under ~/.cache.
+DEPLOY_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/jobfleet/deploy-venv"
+ensure_deploy_tools() {
+  local missing=()
+  [ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 ||
+      die "the deployment checks need ${missing[*]}; install them (Debian: apt-get install ${missing[*]})"
+    log "installing ${missing[*]} (deployment checks)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get install -y "${missing[@]}" >/dev/null ||
+      die "could not install ${missing[*]} with apt-get"
+    # The package starts a system Prometheus where it can; the tests start their own.
+    $sudo systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
+  if [ ! -x "$DEPLOY_VENV/bin/kubernetes-validate" ]; then
+    log "installing kubernetes-validate into $DEPLOY_VENV"
+    python3 -m venv "$DEPLOY_VENV"
+    "$DEPLOY_VENV/bin/pip" install --quiet kubernetes-validate pyyaml ||
+      die "could not install kubernetes-validate from PyPI"
+  fi
+}
+
 ensure_services() {
   ensure_redis
   ensure_rabbitmq
   ensure_chromium
+  ensure_deploy_tools
+}
+
+# The deployment files: no container engine can pull images here, so the compose file is
+# checked by docker-compose, the Prometheus config by promtool, and the Kubernetes
+# manifests, the KEDA ScaledObject and every metric the dashboards and autoscalers query
+# by scripts/check-deploy.py. A real Prometheus scraping real processes is a test
+# (tests/tests/prometheus.rs).
+deploy_checks() {
+  JOBFLEET_HTTP_TOKEN=compose-config-check-token docker-compose -f docker-compose.yml config -q
+  log "docker-compose.yml: valid"
+  promtool check config deploy/prometheus/prometheus.yml
+  "$DEPLOY_VENV/bin/python" scripts/check-deploy.py "$ROOT" "$DEPLOY_VENV/bin/kubernetes-validate"
 }
 
 TANSU_LOG="${TMPDIR:-/tmp}/jobfleet-tansu.log"
@@ -245,14 +286,24 @@ total() {
   printf 'tests: %s passed, %s failed\n' "$passed" "$failed"
 }
 
+# Free disk space and the size of the build: a full build needs several GB, and a CI run
+# that ran out of space once failed in the middle of linking.
+disk() {
+  local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+  log "disk: $(df -h --output=avail "$ROOT" | tail -1 | tr -d ' ') free; build directory $(du -sh "$target" 2>/dev/null | cut -f1 || echo none)"
+}
+
 total_started=$SECONDS
+disk
 step "services" ensure_services
 step "kafka" ensure_kafka
 step "rustfmt" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny
+step "deployment files" deploy_checks
 step "tests" nextest
 step "backend features" features
 step "tests that run alone" nextest_alone
+disk
 log "all checks passed in $((SECONDS - total_started))s"
 total
