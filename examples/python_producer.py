@@ -11,7 +11,12 @@ docs/wire-format.md ("Publishing from another language over AMQP") says:
   `priority`, `enqueued_at_ms` and, when given, `payload`;
 - it goes through the default exchange with the queue name as routing key, `mandatory`,
   persistent (`delivery_mode` 2), `content_type` `application/json` and the job's priority
-  as the message priority, and the script waits for the broker's confirm.
+  as the message priority, and the script waits for the broker's confirm;
+- a job due later (`--delay`) carries `run_at_ms` and goes to the delayed route instead,
+  the queue `NAMESPACE.delayed` (durable, no arguments), for a scheduler to release to its
+  ready queue when due;
+- `--traceparent` (default: the TRACEPARENT environment variable) puts the caller's W3C
+  trace context in `trace`, so the job's spans join the caller's trace.
 
 It prints the id of each job once the broker has confirmed it, one per line, so a caller
 can follow the jobs with `jobfleet status ID`.
@@ -51,6 +56,11 @@ def queue_name(namespace, queue):
     return f"{namespace}.q.{queue}"
 
 
+def delayed_queue_name(namespace):
+    """The RabbitMQ queue of the delayed route: jobs due later, for the scheduler."""
+    return f"{namespace}.delayed"
+
+
 def new_job_id():
     """A UUID v7: 48 bits of Unix milliseconds, then random bits, so ids sort by time.
 
@@ -63,11 +73,14 @@ def new_job_id():
     return str(uuid.UUID(int=value))
 
 
-def make_job(queue, kind, payload=None, priority=PRIORITY_NAMES["normal"]):
+def make_job(
+    queue, kind, payload=None, priority=PRIORITY_NAMES["normal"], delay_s=None, traceparent=None
+):
     """One job in the JSON form; fields left out take the defaults of the wire format.
 
     `payload` is any JSON value (None for no payload); the handler receives its text as
-    written in the message.
+    written in the message. `delay_s` makes it due that many seconds from now;
+    `traceparent` is the caller's W3C trace context.
     """
     job = {
         "v": WIRE_VERSION,
@@ -79,6 +92,10 @@ def make_job(queue, kind, payload=None, priority=PRIORITY_NAMES["normal"]):
     }
     if payload is not None:
         job["payload"] = payload
+    if delay_s:
+        job["run_at_ms"] = job["enqueued_at_ms"] + int(delay_s * 1000)
+    if traceparent:
+        job["trace"] = {"traceparent": traceparent}
     return job
 
 
@@ -91,21 +108,31 @@ def connect(amqp_url):
 
 
 def declare(channel, namespace, queue):
-    """Declares the ready queue with the arguments jobfleet itself uses; returns its name."""
+    """Declares the ready queue and the delayed route's queue with the arguments jobfleet
+    itself uses; returns the ready queue's name."""
     name = queue_name(namespace, queue)
     channel.queue_declare(queue=name, durable=True, arguments={"x-max-priority": MAX_PRIORITY})
+    channel.queue_declare(queue=delayed_queue_name(namespace), durable=True)
     return name
 
 
+def is_delayed(job):
+    """Whether the job is due later than now: it goes to the delayed route."""
+    return job.get("run_at_ms", 0) > time.time_ns() // 1_000_000
+
+
 def publish(channel, namespace, job):
-    """Publishes one job (a dict) to its queue's ready route and waits for the confirm.
+    """Publishes one job (a dict) to its queue's ready route, or to the delayed route when
+    it is due later, and waits for the confirm.
 
     Raises `pika.exceptions.UnroutableError` if the queue does not exist (the message is
     `mandatory`) and `pika.exceptions.NackError` if the broker refuses it.
     """
     channel.basic_publish(
         exchange="",
-        routing_key=queue_name(namespace, job["queue"]),
+        routing_key=(
+            delayed_queue_name(namespace) if is_delayed(job) else queue_name(namespace, job["queue"])
+        ),
         body=json.dumps(job).encode("utf-8"),
         properties=pika.BasicProperties(
             content_type=CONTENT_TYPE,
@@ -160,9 +187,21 @@ def parse_args(argv):
         default=PRIORITY_NAMES["normal"],
         help="0-9 or low, normal, high, critical (default: normal)",
     )
+    parser.add_argument(
+        "--delay",
+        type=float,
+        help="seconds from now before the jobs may run (they wait on the delayed route)",
+    )
+    parser.add_argument(
+        "--traceparent",
+        default=os.environ.get("TRACEPARENT"),
+        help="the caller's W3C traceparent (default: $TRACEPARENT)",
+    )
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be at least 1")
+    if args.delay is not None and args.delay < 0:
+        parser.error("--delay must not be negative")
     return args
 
 
@@ -172,7 +211,9 @@ def main(argv=None):
     try:
         declare(channel, args.namespace, args.queue)
         for _ in range(args.count):
-            job = make_job(args.queue, args.kind, args.payload, args.priority)
+            job = make_job(
+                args.queue, args.kind, args.payload, args.priority, args.delay, args.traceparent
+            )
             publish(channel, args.namespace, job)
             # Printed only once confirmed: every id printed is a job the broker holds.
             print(job["id"], flush=True)

@@ -8,7 +8,10 @@ use std::io::IsTerminal;
 
 use jobfleet_common::config::{ConfigError, LogConfig, LogFormat};
 use jobfleet_common::Config;
-use tracing_subscriber::EnvFilter;
+use jobfleet_worker::otel::{self, OtelGuard};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::global::LogFormatArg;
 use crate::progress::LogWriter;
@@ -66,23 +69,32 @@ pub fn choose(
     LogChoice { filter, format }
 }
 
-/// Installs the global subscriber. A second call (tests) leaves the first in place.
-pub fn init(choice: &LogChoice) -> Result<(), ConfigError> {
+/// Installs the global subscriber, with OpenTelemetry export when `spans` (a service's
+/// log settings) names an endpoint. A second call (tests) leaves the first in place.
+/// Keep the guard until the process ends: dropping it flushes the last spans.
+pub fn init(choice: &LogChoice, spans: Option<&LogConfig>) -> Result<OtelGuard, ConfigError> {
     let filter = EnvFilter::try_new(&choice.filter).map_err(|e| ConfigError {
         key: "log.level".into(),
         reason: format!("{:?} is not a tracing filter: {e}", choice.filter),
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (otel, guard) = match spans {
+        Some(log) => otel::layer::<Registry>(log)?,
+        None => (None, OtelGuard::default()),
+    };
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(LogWriter)
         .with_ansi(std::io::stderr().is_terminal());
-    let installed = match choice.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let lines = match choice.format {
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
+        LogFormat::Text => lines.boxed(),
     };
     // Already installed (several commands in one test process): keep the first one.
-    drop(installed);
-    Ok(())
+    let _ = tracing_subscriber::registry()
+        .with(otel)
+        .with(lines)
+        .with(filter)
+        .try_init();
+    Ok(guard)
 }
 
 #[cfg(test)]
@@ -161,6 +173,6 @@ mod tests {
             filter: "foo=bar=baz".into(),
             format: LogFormat::Text,
         };
-        assert_eq!(init(&choice).expect_err("invalid").key, "log.level");
+        assert_eq!(init(&choice, None).expect_err("invalid").key, "log.level");
     }
 }

@@ -109,12 +109,13 @@ fn run(cli: Cli) -> Result<(), Error> {
         _ => Profile::Operator,
     };
     let rust_log = std::env::var("RUST_LOG").ok();
-    logging::init(&logging::choose(
-        &config,
-        profile,
-        cli.global.log_format,
-        rust_log,
-    ))?;
+    // Job spans are exported by the long-running roles only (the worker's are the ones
+    // that join a producer's trace).
+    let spans = (profile == Profile::Service).then_some(&config.log);
+    let _spans = logging::init(
+        &logging::choose(&config, profile, cli.global.log_format, rust_log),
+        spans,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

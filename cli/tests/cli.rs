@@ -12,6 +12,8 @@ fn jobfleet(args: &[&str]) -> Output {
         .env_remove("JOBFLEET_BROKER")
         .env_remove("JOBFLEET_STORE")
         .env_remove("RUST_LOG")
+        .env_remove("TRACEPARENT")
+        .env_remove("TRACESTATE")
         .output()
         .expect("run jobfleet")
 }
@@ -200,6 +202,7 @@ fn invalid_enqueue_flags_exit_2_naming_the_flag() {
         ("--delay", "400days", "--delay: "),
         ("--queue", "bad queue!", "--queue: "),
         ("--kind", "", "--kind: "),
+        ("--traceparent", "00-abc-01", "--traceparent: "),
     ] {
         let mut args = vec!["enqueue", "--broker", "amqp://127.0.0.1:1/%2f"];
         args.extend(["--store", "redis://127.0.0.1:1/"]);

@@ -341,6 +341,20 @@ impl Job {
         self
     }
 
+    /// Sets the W3C trace context the job's spans join: the caller's `traceparent`
+    /// (and `tracestate`, possibly empty). See [`crate::trace`].
+    pub fn with_trace(
+        mut self,
+        traceparent: impl Into<String>,
+        tracestate: impl Into<String>,
+    ) -> Self {
+        self.trace = Some(TraceContext {
+            traceparent: traceparent.into(),
+            tracestate: tracestate.into(),
+        });
+        self
+    }
+
     /// Whether the job must wait in the delayed set at `now_ms`.
     pub fn is_delayed(&self, now_ms: i64) -> bool {
         self.run_at_ms.is_some_and(|t| t > now_ms)

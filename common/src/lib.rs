@@ -42,6 +42,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 
 pub use address::{BrokerAddr, StoreAddr};
 pub use backends::Backends;

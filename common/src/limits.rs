@@ -162,6 +162,9 @@ impl Limits {
                 return Err(invalid("backoff", "need 0 < base_ms <= cap_ms"));
             }
         }
+        if let Some(trace) = &job.trace {
+            crate::trace::check(trace).map_err(|(field, reason)| invalid(field, reason))?;
+        }
         Ok(())
     }
 }

@@ -46,8 +46,10 @@ pub(crate) fn job(delivery: &Incoming, limits: &Limits, now_ms: i64) -> Result<J
             reason,
         })
     };
-    let job = codec::decode(&delivery.body, delivery.content_type.as_deref())
+    let mut job = codec::decode(&delivery.body, delivery.content_type.as_deref())
         .map_err(|e| reject(None, ErrorKind::Undecodable, e.to_string()))?;
+    // A bad trace header costs the trace, never the job (the W3C recommendation).
+    jobfleet_common::trace::drop_invalid(&mut job);
     if let Err(e) = limits.validate(&job, now_ms) {
         let kind = if e.field == "payload" {
             ErrorKind::Oversized

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use jobfleet_common::cron::ScheduleSpec;
 use jobfleet_common::store::{
     Admission, CronOutcome, CronStep, DataLossIncident, DeadFilter, DeadLetter, DeadLetters,
-    DelayedSet, Executions, Heartbeats, Integrity, IntegrityCheck, JobRecord, JobStates,
-    LeaseRequest, LockRequest, Locks, ScheduleSource, ScheduledJob, Schedules, Store, StoreResult,
-    StoredSchedule, WorkerInfo,
+    DeadSummary, DelayedSet, Executions, Heartbeats, Integrity, IntegrityCheck, JobRecord,
+    JobStates, LeaseRequest, LockRequest, Locks, ScheduleSource, ScheduledJob, Schedules, Store,
+    StoreResult, StoredSchedule, WorkerInfo,
 };
 use jobfleet_common::store::{Pipelines, StoredPipeline};
 use jobfleet_common::JobId;
@@ -157,7 +157,7 @@ impl DeadLetters for FaultyStore {
     async fn dead_put(&self, letter: DeadLetter) -> StoreResult<()> {
         self.inner.dead_put(letter).await
     }
-    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadLetter>> {
+    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadSummary>> {
         self.inner.dead_list(filter, limit).await
     }
     async fn dead_get(&self, id: JobId) -> StoreResult<Option<DeadLetter>> {

@@ -67,6 +67,32 @@ pub struct Ctx {
     /// A producer on the backends.
     pub producer: Producer,
     factory: Arc<dyn BackendFactory>,
+    /// Set by [`Ctx::stop`]; a `Ctx` dropped without it (a failed assertion) cleans up in
+    /// `Drop`.
+    cleaned: bool,
+}
+
+/// A check that failed before [`Ctx::stop`] still removes its queues and keys from the
+/// shared services: on a thread of its own with a runtime of its own, since the test's
+/// runtime may be the one unwinding.
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let (factory, config) = (self.factory.clone(), self.fleet.config.clone());
+        let queues = vec![self.queue.clone()];
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(factory.cleanup(&config, &queues));
+            }
+        });
+        // A cleanup that panics (a service down) must not turn one failure into an abort.
+        let _ = cleanup.join();
+    }
 }
 
 impl std::ops::Deref for Ctx {
@@ -98,6 +124,7 @@ impl Ctx {
             queue,
             producer,
             factory: factory.clone(),
+            cleaned: false,
         }
     }
 
@@ -108,6 +135,7 @@ impl Ctx {
         self.factory
             .cleanup(&self.fleet.config, std::slice::from_ref(&self.queue))
             .await;
+        self.cleaned = true;
     }
 
     /// Waits until the job's record is in `state`, returning it; a failure names the

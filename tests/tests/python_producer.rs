@@ -265,7 +265,9 @@ async fn malformed_python_jobs_are_dead_lettered() {
         "reason names the field: {}",
         no_id.reason
     );
-    let body: Value = serde_json::from_slice(&no_id.body).expect("body kept as sent");
+    let whole = store.dead_get(no_id.id).await.expect("store answers");
+    let body: Value =
+        serde_json::from_slice(&whole.expect("the letter").body).expect("body kept as sent");
     assert_eq!(body.get("id"), None);
     assert_eq!(body["payload"], json!({"n": 1}));
 
@@ -285,5 +287,76 @@ async fn malformed_python_jobs_are_dead_lettered() {
 
     let ran: Vec<JobId> = runs.items().into_iter().map(|r| r.0).collect();
     assert_eq!(ran, [good], "only the good job ran");
+    cx.stop().await;
+}
+
+/// What the handler saw of a delayed run: the id, when it started and when it was due
+/// (Unix ms), and the traceparent it was handed.
+type DelayedRun = (JobId, i64, Option<i64>, Option<String>);
+
+/// Jobs published from Python with `--delay` wait on the delayed route and run no earlier
+/// than their `run_at_ms`; `--traceparent` reaches the handler as the trace it hands on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_python_jobs_run_when_due_with_the_callers_trace() {
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let python = venv_python().await;
+    init_tracing();
+    let factory: Factory = Arc::new(RabbitRedis);
+    let mut cx = Ctx::new(&factory, |_| {}).await;
+    let runs: Probe<DelayedRun> = Probe::default();
+    let mut registry = Registry::new();
+    let probe = runs.clone();
+    registry.register_fn(KIND, move |ctx: JobContext| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64;
+        let trace = ctx.trace().map(|t| t.traceparent.clone());
+        probe.push((ctx.job().id, now, ctx.job().run_at_ms, trace));
+        async { Ok(()) }
+    });
+    cx.start_scheduler();
+    cx.start_worker(registry);
+
+    let amqp = jobfleet_tests::services::amqp_url();
+    let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+    let args = [
+        "examples/python_producer.py",
+        "--amqp-url",
+        &amqp,
+        "--namespace",
+        &cx.config.namespace,
+        "--queue",
+        &cx.queue,
+        "--kind",
+        KIND,
+        "--count",
+        "3",
+        "--delay",
+        "2",
+        "--traceparent",
+        &traceparent,
+    ];
+    let stdout = run_python(&python, &args).await;
+    let sent: BTreeSet<JobId> = stdout
+        .lines()
+        .map(|l| l.parse().expect("an id per line"))
+        .collect();
+    assert_eq!(sent.len(), 3, "{stdout}");
+    for &id in &sent {
+        cx.wait_state(id, JobState::Completed, WITHIN).await;
+    }
+    let runs = runs.items();
+    assert_eq!(runs.iter().map(|r| r.0).collect::<BTreeSet<_>>(), sent);
+    for (id, started, due, trace) in runs {
+        let due = due.expect("the job carries its run_at_ms");
+        assert!(started >= due, "{id} started {} ms early", due - started);
+        let trace = trace.expect("the handler is handed the caller's trace");
+        assert!(trace.starts_with(&format!("00-{TRACE_ID}-")), "{trace}");
+        assert_ne!(
+            trace, traceparent,
+            "the attempt is the parent of what it hands on"
+        );
+    }
     cx.stop().await;
 }

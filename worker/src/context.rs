@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use jobfleet_common::job::TraceContext;
 use jobfleet_common::limits::Limits;
 use jobfleet_common::pipeline::step_job_id;
 use jobfleet_common::store::{JobRecord, JobState, ScheduledJob, MAX_RESULT_BYTES};
@@ -47,6 +48,9 @@ pub(crate) struct Parts {
     pub record: JobRecord,
     /// What the handler returned with [`JobContext::set_result`].
     pub result: std::sync::Mutex<Option<serde_json::Value>>,
+    /// The trace context calls made for this attempt carry: this attempt's span as the
+    /// parent.
+    pub trace: Option<TraceContext>,
 }
 
 impl JobContext {
@@ -82,6 +86,15 @@ impl JobContext {
     /// The fencing token of the job's lock, if the job holds one.
     pub fn fence(&self) -> Option<u64> {
         self.inner.fence
+    }
+
+    /// The W3C trace context to hand on to calls this attempt makes (an HTTP request's
+    /// `traceparent` and `tracestate` headers, say): the job's trace, with this attempt's
+    /// span as the parent. `None` for a job that carries no trace context, unless
+    /// OpenTelemetry export is on, which starts a trace for it. Children from
+    /// [`spawn`](Self::spawn) carry it unless they bring their own.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.inner.trace.as_ref()
     }
 
     /// The id of the worker running the job.
@@ -172,6 +185,9 @@ impl JobContext {
             // The pipeline's derivation, with a step number no pipeline reaches.
             job.id = step_job_id(parent, usize::MAX, i);
             job.enqueued_at_ms = now;
+            if job.trace.is_none() {
+                job.trace = self.inner.trace.clone();
+            }
             self.inner.limits.validate(&job, now).map_err(|e| {
                 JobError::permanent(format!("child {i}: {}: {}", e.field, e.reason))
             })?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::broker::{Delivery, Route};
-use jobfleet_common::job::ConflictPolicy;
+use jobfleet_common::job::{ConflictPolicy, TraceContext};
 use jobfleet_common::limits::ENVELOPE_ALLOWANCE;
 use jobfleet_common::store::{JobRecord, JobState, LockRequest};
 use jobfleet_common::{codec, dead, telemetry, ErrorKind, Job};
@@ -22,6 +22,7 @@ use crate::attempt;
 use crate::context::{JobContext, Parts};
 use crate::events;
 use crate::handler::Handler;
+use crate::job_trace;
 use crate::lease::{Execution, LockWatch};
 use crate::settle;
 use crate::state::Worker;
@@ -32,15 +33,9 @@ pub(crate) async fn process(worker: Arc<Worker>, delivery: Delivery) {
     let Some((job, handler, delivery)) = admit(&worker, delivery).await else {
         return;
     };
-    let span = tracing::info_span!(
-        "job",
-        job_id = %job.id,
-        queue = %job.queue,
-        kind = %job.kind,
-        attempt = job.attempt,
-    );
-    execute(&worker, job, handler, delivery)
-        .instrument(span)
+    let trace = job_trace::attempt_span(&job);
+    execute(&worker, job, handler, delivery, trace.outgoing)
+        .instrument(trace.span)
         .await;
 }
 
@@ -70,6 +65,8 @@ async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Hand
             return None;
         }
     };
+    // A bad trace header costs the trace, never the job (the W3C recommendation).
+    jobfleet_common::trace::drop_invalid(&mut job);
     if let Err(e) = limits.validate(&job, worker.backends.clock.now_ms()) {
         let kind = if e.field == "payload" {
             ErrorKind::Oversized
@@ -146,7 +143,13 @@ async fn reject(
 }
 
 /// Steps 3–7 for a job that can run.
-async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery: Delivery) {
+async fn execute(
+    worker: &Worker,
+    job: Job,
+    handler: Arc<dyn Handler>,
+    delivery: Delivery,
+    trace: Option<TraceContext>,
+) {
     let store = &worker.backends.store;
     let lock = job.lock.as_ref().map(|spec| LockRequest {
         key: spec.key.clone(),
@@ -184,6 +187,7 @@ async fn execute(worker: &Worker, job: Job, handler: Arc<dyn Handler>, delivery:
         fence,
         lock: lock.as_ref(),
         recorded: early,
+        trace,
     };
     run_attempt(worker, job, handler, delivery, attempt).await;
     execution.release().await;
@@ -214,6 +218,8 @@ struct Attempt<'a> {
     lock: Option<&'a LockRequest>,
     /// The `running` record, if [`admission::preflight`] already wrote it.
     recorded: Option<JobRecord>,
+    /// The trace context the handler hands on (see `job_trace`).
+    trace: Option<TraceContext>,
 }
 
 /// Steps 6–7 with the lease and the lock (if any) held: `running` record, handler,
@@ -269,6 +275,7 @@ async fn run_attempt(
         limits: worker.config.limits.clone(),
         record: record.clone(),
         result: std::sync::Mutex::new(None),
+        trace: attempt.trace,
     });
     let results = ctx.clone();
     let watch = attempt

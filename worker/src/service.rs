@@ -16,7 +16,7 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), jobfleet_worker::Error> {
 //!     let worker = Worker::from_env()?.handler_fn("resize", resize);
-//!     jobfleet_worker::init_logging(worker.config());
+//!     let _spans = jobfleet_worker::init_logging(worker.config())?;
 //!     worker.run_until_signal().await
 //! }
 //! ```
@@ -30,6 +30,7 @@ use jobfleet_common::shutdown::{self, Interrupted};
 use jobfleet_common::{Backends, Config};
 use tokio_util::sync::CancellationToken;
 
+use crate::otel::{self, OtelGuard};
 use crate::{Handler, JobContext, JobError, Registry, WorkerError};
 
 /// Why a [`Worker`] could not start, or stopped with an error.
@@ -180,20 +181,32 @@ impl Worker {
 }
 
 /// Logs `tracing` events to stderr at `log.level` (or `RUST_LOG`), as text or JSON
-/// (`log.format`), as `jobfleet worker` does. A second call keeps the first setting.
-pub fn init_logging(config: &Config) {
+/// (`log.format`), as `jobfleet worker` does, and exports job spans to
+/// `log.otlp_endpoint` when it is set (the `otel` feature). Keep the returned guard until
+/// the process ends: dropping it flushes the last spans. A second call keeps the first
+/// subscriber.
+pub fn init_logging(config: &Config) -> Result<OtelGuard, Error> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| config.log.level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Err means a subscriber is already installed: keep it.
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let (otel, guard) = otel::layer::<tracing_subscriber::Registry>(&config.log)?;
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match config.log.format {
+        LogFormat::Json => lines.json().boxed(),
+        LogFormat::Text => lines.boxed(),
     };
+    // Err means a subscriber is already installed: keep it.
+    let _ = tracing_subscriber::registry()
+        .with(otel)
+        .with(lines)
+        .with(filter)
+        .try_init();
+    Ok(guard)
 }

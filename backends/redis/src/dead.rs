@@ -1,19 +1,22 @@
-//! The Redis dead-letter store: a ZSET of ids by time of death, a hash of letters as
-//! JSON, and per-queue counts kept by the scripts that file and remove letters.
+//! The Redis dead-letter store: a ZSET of ids by time of death, a hash of letter
+//! summaries as JSON, a hash of bodies (raw bytes) apart from them, and per-queue counts
+//! kept by the scripts that file and remove letters.
 //!
 //! Listing walks the ZSET newest first a page at a time and filters in the client, so a
-//! filtered listing over a large store reads only as far as it needs to.
+//! filtered listing over a large store reads only as far as it needs to, and it reads
+//! summaries only: a page of letters with 1 MiB bodies costs what their reasons cost.
+//! Letters filed before bodies were kept apart hold theirs in the summary's JSON; they
+//! read back whole from either.
 
 use crate::IntoStore as _;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use redis::AsyncCommands;
 
 use super::scripts::{DEAD_PAGE, DEAD_PUT, DEAD_REMOVE};
 use super::{decode_json, encode_json, RedisStore};
 use jobfleet_common::job::JobId;
-use jobfleet_common::store::{DeadFilter, DeadLetter, DeadLetters, StoreResult};
+use jobfleet_common::store::{DeadFilter, DeadLetter, DeadLetters, DeadSummary, StoreResult};
 
 /// The queue counted for letters whose queue is unknown.
 const UNKNOWN_QUEUE: &str = "?";
@@ -21,17 +24,17 @@ const UNKNOWN_QUEUE: &str = "?";
 const PAGE: usize = 500;
 
 impl RedisStore {
-    /// The dead-letter keys, in the order the scripts take them: index, letters, queues,
-    /// counts.
-    fn dead_keys(&self) -> [String; 4] {
-        ["index", "letters", "queue", "counts"].map(|part| self.keys.key(&format!("dead:{part}")))
+    /// The dead-letter keys, in the order the scripts take them: index, letters
+    /// (summaries), queues, counts, bodies.
+    fn dead_keys(&self) -> [String; 5] {
+        self.keys.dead()
     }
 }
 
 #[async_trait]
 impl DeadLetters for RedisStore {
     async fn dead_put(&self, letter: DeadLetter) -> StoreResult<()> {
-        let json = encode_json("dead letter", &letter)?;
+        let json = encode_json("dead letter", &letter.summary())?;
         let queue = letter.queue.as_deref().unwrap_or(UNKNOWN_QUEUE);
         let _: i64 = DEAD_PUT
             .key(&self.dead_keys()[..])
@@ -39,13 +42,14 @@ impl DeadLetters for RedisStore {
             .arg(letter.died_at_ms)
             .arg(json)
             .arg(queue)
+            .arg(letter.body.as_ref())
             .invoke_async(&mut self.conn())
             .await
             .store()?;
         Ok(())
     }
 
-    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadLetter>> {
+    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadSummary>> {
         let keys = self.dead_keys();
         let mut conn = self.conn();
         let mut found = Vec::new();
@@ -60,7 +64,7 @@ impl DeadLetters for RedisStore {
                 .store()?;
             // A letter removed between the two reads of the script is just skipped.
             for json in page.iter().flatten() {
-                let letter: DeadLetter = decode_json("dead letter", json)?;
+                let letter: DeadSummary = decode_json("dead letter", json)?;
                 if filter.matches(&letter) && found.len() < limit {
                     found.push(letter);
                 }
@@ -74,10 +78,24 @@ impl DeadLetters for RedisStore {
     }
 
     async fn dead_get(&self, id: JobId) -> StoreResult<Option<DeadLetter>> {
-        let [_, letters, ..] = self.dead_keys();
-        let json: Option<Vec<u8>> = self.conn().hget(letters, id.to_string()).await.store()?;
-        json.map(|json| decode_json(&format!("dead letter {id}"), &json))
-            .transpose()
+        let [_, letters, _, _, bodies] = self.dead_keys();
+        let field = id.to_string();
+        // Raw values: a body is any bytes, not text.
+        let (json, body): (redis::Value, redis::Value) = redis::pipe()
+            .hget(letters, &field)
+            .hget(bodies, &field)
+            .query_async(&mut self.conn())
+            .await
+            .store()?;
+        let redis::Value::BulkString(json) = json else {
+            return Ok(None);
+        };
+        let mut letter: DeadLetter = decode_json(&format!("dead letter {id}"), &json)?;
+        // A letter filed before bodies were kept apart has its body in the JSON.
+        if let redis::Value::BulkString(body) = body {
+            letter.body = body.into();
+        }
+        Ok(Some(letter))
     }
 
     async fn dead_remove(&self, ids: &[JobId]) -> StoreResult<u64> {
@@ -94,7 +112,7 @@ impl DeadLetters for RedisStore {
     }
 
     async fn dead_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
-        let [.., counts] = self.dead_keys();
+        let [_, _, _, counts, _] = self.dead_keys();
         self.queue_counts(counts).await
     }
 }
@@ -106,8 +124,9 @@ mod tests {
     use crate::testkit::TestStore;
     use jobfleet_common::job::ErrorKind;
     use jobfleet_common::store::fixtures::letter;
+    use redis::AsyncCommands;
 
-    fn times(letters: &[DeadLetter]) -> Vec<i64> {
+    fn times(letters: &[DeadSummary]) -> Vec<i64> {
         letters.iter().map(|l| l.died_at_ms).collect()
     }
 
@@ -134,12 +153,15 @@ mod tests {
             queue: Some("q".into()),
             ..DeadFilter::default()
         };
-        assert_eq!(t.dead_list(&in_q, 10).await?, [new.clone(), old.clone()]);
+        assert_eq!(
+            t.dead_list(&in_q, 10).await?,
+            [new.summary(), old.summary()]
+        );
         let timeouts = DeadFilter {
             error: Some("timeout".into()),
             ..DeadFilter::default()
         };
-        assert_eq!(t.dead_list(&timeouts, 10).await?, [other]);
+        assert_eq!(t.dead_list(&timeouts, 10).await?, [other.summary()]);
         let expected = BTreeMap::from([
             ("?".to_string(), 1),
             ("q".to_string(), 2),
@@ -164,7 +186,7 @@ mod tests {
             queue: Some("rare".into()),
             ..DeadFilter::default()
         };
-        assert_eq!(t.dead_list(&rare, 5).await?, [wanted]);
+        assert_eq!(t.dead_list(&rare, 5).await?, [wanted.summary()]);
         let all = t.dead_list(&DeadFilter::default(), usize::MAX).await?;
         assert_eq!(all.len(), PAGE + 21);
         assert!(all.windows(2).all(|w| w[0].died_at_ms >= w[1].died_at_ms));
@@ -191,13 +213,56 @@ mod tests {
             BTreeMap::from([("?".to_string(), 1)])
         );
         assert_eq!(t.dead_get(l.id).await?, Some(l.clone()));
-        assert_eq!(t.dead_list(&DeadFilter::default(), 10).await?, [l.clone()]);
+        assert_eq!(
+            t.dead_list(&DeadFilter::default(), 10).await?,
+            [l.summary()]
+        );
 
         assert_eq!(t.dead_remove(&[l.id, JobId::new()]).await?, 1);
         assert_eq!(t.dead_remove(&[l.id]).await?, 0);
         assert_eq!(t.dead_get(l.id).await?, None);
         assert!(t.dead_counts().await?.is_empty());
         assert!(t.dead_list(&DeadFilter::default(), 10).await?.is_empty());
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bodies_are_kept_apart_from_what_listings_read() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let [_, letters, _, _, bodies] = t.dead_keys();
+        let mut big = letter(Some("q"), ErrorKind::Oversized, 10);
+        big.body = vec![7u8; 100_000].into();
+        t.dead_put(big.clone()).await?;
+        let summary: Vec<u8> = t.conn().hget(&letters, big.id.to_string()).await.store()?;
+        assert!(
+            summary.len() < 1_000,
+            "the summary holds no body: {} bytes",
+            summary.len()
+        );
+        let listed = t.dead_list(&DeadFilter::default(), 10).await?;
+        assert_eq!(listed[0].body_bytes, 100_000);
+        assert_eq!(t.dead_get(big.id).await?, Some(big.clone()));
+        t.dead_remove(&[big.id]).await?;
+        let kept: bool = t
+            .conn()
+            .hexists(&bodies, big.id.to_string())
+            .await
+            .store()?;
+        assert!(!kept, "the body goes with its letter");
+
+        // A letter filed before bodies were kept apart: body in the JSON, none beside it.
+        let old = letter(Some("q"), ErrorKind::Failed, 20);
+        let json = encode_json("dead letter", &old)?;
+        let _: () = redis::pipe()
+            .zadd(&t.dead_keys()[0], old.id.to_string(), old.died_at_ms)
+            .hset(&letters, old.id.to_string(), json)
+            .query_async(&mut t.conn())
+            .await
+            .store()?;
+        assert_eq!(t.dead_get(old.id).await?, Some(old.clone()));
+        let listed = t.dead_list(&DeadFilter::default(), 10).await?;
+        assert_eq!(listed[0].id, old.id);
         t.cleanup().await;
         Ok(())
     }

@@ -32,6 +32,13 @@ pub fn data_loss_incident(namespace: &str) -> String {
     Keys::new(namespace).key(INCIDENT)
 }
 
+/// The dead-letter keys, in the order the scripts take them: `ns:dead:index` (ids by
+/// time of death), `ns:dead:letters` (summaries), `ns:dead:queue`, `ns:dead:counts`,
+/// `ns:dead:bodies`.
+pub fn dead(namespace: &str) -> [String; 5] {
+    Keys::new(namespace).dead()
+}
+
 /// Key names under one namespace (the layout is in the module docs).
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
@@ -53,6 +60,12 @@ impl Keys {
     /// `ns:{suffix}`.
     pub(crate) fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
+    }
+
+    /// The dead-letter keys (see [`dead`]).
+    pub(crate) fn dead(&self) -> [String; 5] {
+        ["index", "letters", "queue", "counts", "bodies"]
+            .map(|part| self.key(&format!("dead:{part}")))
     }
 
     /// `ns:{kind}:{id}`.

@@ -276,8 +276,9 @@ pub(super) static COMPARE_AND_DELETE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Files a dead letter. KEYS: index, letters, queues, counts. ARGV: id, died at, JSON,
-/// queue. Replacing a letter counts it once, under its new queue.
+/// Files a dead letter. KEYS: index, letters, queues, counts, bodies. ARGV: id, died at,
+/// the summary's JSON, queue, body. Replacing a letter counts it once, under its new
+/// queue.
 pub(super) static DEAD_PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         decr_fn!(),
@@ -289,12 +290,13 @@ pub(super) static DEAD_PUT: LazyLock<Script> = LazyLock::new(|| {
         redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
         redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
         redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+        redis.call('HSET', KEYS[5], ARGV[1], ARGV[5])
         return 0"
     ))
 });
 
-/// Removes dead letters. KEYS: index, letters, queues, counts. ARGV: ids. Returns how
-/// many existed.
+/// Removes dead letters. KEYS: index, letters, queues, counts, bodies. ARGV: ids.
+/// Returns how many existed.
 pub(super) static DEAD_REMOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         decr_fn!(),
@@ -303,6 +305,7 @@ pub(super) static DEAD_REMOVE: LazyLock<Script> = LazyLock::new(|| {
             if redis.call('HDEL', KEYS[2], id) == 1 then
                 removed = removed + 1
                 redis.call('ZREM', KEYS[1], id)
+                redis.call('HDEL', KEYS[5], id)
                 local queue = redis.call('HGET', KEYS[3], id)
                 redis.call('HDEL', KEYS[3], id)
                 if queue then decr(KEYS[4], queue) end
@@ -313,7 +316,8 @@ pub(super) static DEAD_REMOVE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// One page of dead letters, newest first. KEYS: index, letters. ARGV: first and last
-/// rank. Returns the JSON of each letter in the page (nil for one removed meanwhile).
+/// rank. Returns the summary JSON of each letter in the page (nil for one removed
+/// meanwhile); bodies are not read.
 pub(super) static DEAD_PAGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])

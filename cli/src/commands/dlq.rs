@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use clap::{Args, Subcommand};
 use jobfleet_common::codec;
-use jobfleet_common::store::{DeadFilter, DeadLetter};
+use jobfleet_common::store::{DeadFilter, DeadLetter, DeadSummary};
 use jobfleet_common::{Config, JobId};
 use jobfleet_scheduler::ops;
 
@@ -143,7 +143,7 @@ pub async fn run(args: DlqArgs, config: Config) -> Result<()> {
 }
 
 /// One line per letter: id, when, queue, kind, error kind, reason (shortened).
-pub fn render_list(letters: &[DeadLetter]) -> String {
+pub fn render_list(letters: &[DeadSummary]) -> String {
     let mut out = String::new();
     for l in letters {
         // Writing to a String cannot fail.
@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn list_and_show_say_what_died_and_why() {
         let l = letter();
-        let list = render_list(std::slice::from_ref(&l));
+        let list = render_list(std::slice::from_ref(&l.summary()));
         assert!(
             list.contains("emails") && list.contains("failed") && list.contains("smtp said no")
         );

@@ -214,6 +214,32 @@ mod tests {
     }
 
     #[test]
+    fn an_otlp_endpoint_is_a_plain_http_url_and_the_protocol_one_of_two() {
+        let c = load(
+            "[log]\notlp_endpoint = \"http://127.0.0.1:4318\"\notlp_protocol = \"http/json\"\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.log.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
+        assert_eq!(c.log.otlp_protocol, crate::config::OtlpProtocol::HttpJson);
+        for bad in [
+            "https://collector:4318",
+            "collector:4318",
+            "http://",
+            "http://u:p@c:4318",
+        ] {
+            let e = load("", &[("JOBFLEET_LOG__OTLP_ENDPOINT", bad)]).expect_err(bad);
+            assert_eq!(e.key, "log.otlp_endpoint", "{bad}: {e}");
+            assert!(!e.to_string().contains(":p@"), "the password shows: {e}");
+        }
+        let e = load("[log]\notlp_protocol = \"grpc\"\n", &[]).expect_err("grpc");
+        assert!(e.key.starts_with("log"), "{e}");
+    }
+
+    #[test]
     fn http_endpoints_need_a_token_off_loopback_and_never_show_it() {
         let c = load(
             "[worker]\nhttp = \"0.0.0.0:9465\"\n[scheduler]\nhttp = \"127.0.0.1:9464\"\n",

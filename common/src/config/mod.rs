@@ -237,6 +237,27 @@ fn check_http_addr(key: &str, addr: &str) -> Result<std::net::SocketAddr, Config
     })
 }
 
+/// An OTLP/HTTP collector's base URL: `http://HOST[:PORT][/PATH]`, nothing after it.
+/// Plain HTTP only: the exporter is built without TLS (run a collector or agent beside
+/// the worker, as collectors are usually deployed).
+fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
+    // Never echo a password the URL might hold.
+    let shown = load::redact(endpoint);
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return Err(format!(
+            "{shown:?} is not an http:// URL (e.g. http://127.0.0.1:4318; TLS is not built in: \
+             export to a collector beside the worker)"
+        ));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains(['@', '?', '#', ' ']) {
+        return Err(format!(
+            "{shown:?} needs a host, without credentials or a query"
+        ));
+    }
+    Ok(())
+}
+
 /// A secret the HTTP API checks requests against. It never shows in `Debug` output, so a
 /// logged configuration cannot leak it; it serialises whole (a config written for a
 /// child process must keep it).
@@ -348,6 +369,12 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `jobfleet_worker=debug,info`.
     pub level: String,
+    /// Where `worker`s export their job spans over OTLP/HTTP: a collector's base URL,
+    /// `http://HOST:PORT` (`/v1/traces` is appended). Unset: nothing is exported. Needs
+    /// the `otel` feature (on in the `jobfleet` binary).
+    pub otlp_endpoint: Option<String>,
+    /// The OTLP/HTTP encoding: `http/protobuf` (collectors' default) or `http/json`.
+    pub otlp_protocol: OtlpProtocol,
 }
 
 impl Default for LogConfig {
@@ -355,8 +382,22 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::default(),
         }
     }
+}
+
+/// How spans are encoded for an OTLP/HTTP collector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf, the collectors' default.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// JSON.
+    #[serde(rename = "http/json")]
+    HttpJson,
 }
 
 /// Log line format.
@@ -395,6 +436,9 @@ impl Config {
         }
         if self.limits.max_attempts == 0 {
             return Err(err("limits.max_attempts", "must be greater than 0"));
+        }
+        if let Some(endpoint) = &self.log.otlp_endpoint {
+            check_otlp_endpoint(endpoint).map_err(|reason| err("log.otlp_endpoint", reason))?;
         }
         if self.data.url.trim().is_empty() {
             return Err(err("data.url", "name a directory or an object store URL"));

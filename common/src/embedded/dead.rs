@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::job::JobId;
-use crate::store::{DeadFilter, DeadLetter};
+use crate::store::{DeadFilter, DeadLetter, DeadSummary};
 
 /// The queue name counted for letters whose queue is unknown.
 const UNKNOWN_QUEUE: &str = "?";
@@ -20,14 +20,18 @@ impl DeadTable {
     }
 
     /// Newest first; ties broken by id (newest v7 id first) so listings are stable.
-    pub fn list(&self, filter: &DeadFilter, limit: usize) -> Vec<DeadLetter> {
+    pub fn list(&self, filter: &DeadFilter, limit: usize) -> Vec<DeadSummary> {
         let mut matching: Vec<&DeadLetter> = self
             .letters
             .values()
-            .filter(|l| filter.matches(l))
+            .filter(|l| filter.matches_letter(l))
             .collect();
         matching.sort_by_key(|l| std::cmp::Reverse((l.died_at_ms, l.id.0)));
-        matching.into_iter().take(limit).cloned().collect()
+        matching
+            .into_iter()
+            .take(limit)
+            .map(DeadLetter::summary)
+            .collect()
     }
 
     pub fn get(&self, id: JobId) -> Option<DeadLetter> {
@@ -77,12 +81,12 @@ mod tests {
             queue: Some("q".into()),
             ..DeadFilter::default()
         };
-        assert_eq!(t.list(&in_q, 10), [new.clone(), old.clone()]);
+        assert_eq!(t.list(&in_q, 10), [new.summary(), old.summary()]);
         let timeouts = DeadFilter {
             error: Some("timeout".into()),
             ..DeadFilter::default()
         };
-        assert_eq!(t.list(&timeouts, 10), [other]);
+        assert_eq!(t.list(&timeouts, 10), [other.summary()]);
         let expected = BTreeMap::from([("?".into(), 1), ("q".into(), 2), ("r".into(), 1)]);
         assert_eq!(t.counts(), expected);
     }

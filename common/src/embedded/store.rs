@@ -24,9 +24,9 @@ use crate::clock::SharedClock;
 use crate::cron::ScheduleSpec;
 use crate::job::JobId;
 use crate::store::{
-    Admission, CronAction, CronOutcome, CronStep, DeadFilter, DeadLetter, DeadLetters, DelayedSet,
-    Executions, Heartbeats, Integrity, JobRecord, JobStates, LeaseRequest, LockRequest, Locks,
-    Pipelines, ScheduleSource, ScheduledJob, Schedules, Store, StoreResult, StoredPipeline,
+    Admission, CronAction, CronOutcome, CronStep, DeadFilter, DeadLetter, DeadLetters, DeadSummary,
+    DelayedSet, Executions, Heartbeats, Integrity, JobRecord, JobStates, LeaseRequest, LockRequest,
+    Locks, Pipelines, ScheduleSource, ScheduledJob, Schedules, Store, StoreResult, StoredPipeline,
     StoredSchedule, WorkerInfo, LEADER_LOCK,
 };
 
@@ -241,7 +241,7 @@ impl DeadLetters for EmbeddedStore {
         Ok(())
     }
 
-    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadLetter>> {
+    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadSummary>> {
         Ok(lock(&self.dead).list(filter, limit))
     }
 

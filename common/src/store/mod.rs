@@ -26,7 +26,8 @@ pub use executions::{Admission, Executions, LeaseRequest};
 pub use integrity::{DataLossIncident, Integrity, IntegrityCheck};
 pub use pipelines::{Pipelines, StoredPipeline};
 pub use records::{
-    DeadFilter, DeadLetter, JobRecord, JobState, ScheduledJob, WorkerInfo, MAX_RESULT_BYTES,
+    DeadFilter, DeadLetter, DeadSummary, JobRecord, JobState, ScheduledJob, WorkerInfo,
+    MAX_RESULT_BYTES,
 };
 pub use schedules::{
     CronAction, CronFire, CronOutcome, CronStep, Leadership, ScheduleSource, ScheduleState,
@@ -167,9 +168,10 @@ pub trait JobStates: Send + Sync {
 pub trait DeadLetters: Send + Sync {
     /// Files a dead letter (replacing one with the same id).
     async fn dead_put(&self, letter: DeadLetter) -> StoreResult<()>;
-    /// Dead letters matching `filter`, newest first, at most `limit`.
-    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadLetter>>;
-    /// One dead letter.
+    /// Dead letters matching `filter`, newest first, at most `limit`, without their
+    /// bodies: a listing reads no body, however large the letters.
+    async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadSummary>>;
+    /// One dead letter, with its body.
     async fn dead_get(&self, id: JobId) -> StoreResult<Option<DeadLetter>>;
     /// Removes dead letters; returns how many existed.
     async fn dead_remove(&self, ids: &[JobId]) -> StoreResult<u64>;

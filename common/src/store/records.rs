@@ -156,9 +156,53 @@ pub struct DeadLetter {
     pub errors: Vec<ErrorRecord>,
     /// When it died, Unix ms.
     pub died_at_ms: i64,
-    /// The message body as received, so it can be replayed or inspected.
-    #[serde(with = "body_base64")]
+    /// The message body as received (at most a bounded prefix of an oversized or
+    /// undecodable one), so it can be replayed or inspected.
+    #[serde(default, with = "body_base64")]
     pub body: Bytes,
+    /// The body's content type, if known.
+    pub content_type: Option<String>,
+}
+
+impl DeadLetter {
+    /// The letter without its body.
+    pub fn summary(&self) -> DeadSummary {
+        DeadSummary {
+            id: self.id,
+            queue: self.queue.clone(),
+            kind: self.kind.clone(),
+            reason: self.reason.clone(),
+            error_kind: self.error_kind,
+            errors: self.errors.clone(),
+            died_at_ms: self.died_at_ms,
+            body_bytes: self.body.len() as u64,
+            content_type: self.content_type.clone(),
+        }
+    }
+}
+
+/// A dead letter without its body: what listings read, so listing letters stays cheap
+/// however large their bodies are. [`DeadLetters::dead_get`](super::DeadLetters::dead_get)
+/// reads one whole.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadSummary {
+    /// The job's id, or a fresh id for a message that did not decode.
+    pub id: JobId,
+    /// The job's queue, if the message decoded.
+    pub queue: Option<String>,
+    /// The job's kind, if the message decoded.
+    pub kind: Option<String>,
+    /// Why it died, in words.
+    pub reason: String,
+    /// Why it died, as a kind.
+    pub error_kind: ErrorKind,
+    /// Every failed attempt.
+    pub errors: Vec<ErrorRecord>,
+    /// When it died, Unix ms.
+    pub died_at_ms: i64,
+    /// The stored body's size in bytes.
+    #[serde(default)]
+    pub body_bytes: u64,
     /// The body's content type, if known.
     pub content_type: Option<String>,
 }
@@ -175,20 +219,39 @@ pub struct DeadFilter {
 }
 
 impl DeadFilter {
+    /// Whether the letter `summary` describes matches.
+    pub fn matches(&self, summary: &DeadSummary) -> bool {
+        self.test(
+            summary.queue.as_deref(),
+            summary.kind.as_deref(),
+            summary.error_kind,
+            &summary.reason,
+        )
+    }
+
     /// Whether `letter` matches.
-    pub fn matches(&self, letter: &DeadLetter) -> bool {
-        let queue_ok = self
-            .queue
-            .as_deref()
-            .is_none_or(|q| letter.queue.as_deref() == Some(q));
-        let kind_ok = self
-            .kind
-            .as_deref()
-            .is_none_or(|k| letter.kind.as_deref() == Some(k));
+    pub fn matches_letter(&self, letter: &DeadLetter) -> bool {
+        self.test(
+            letter.queue.as_deref(),
+            letter.kind.as_deref(),
+            letter.error_kind,
+            &letter.reason,
+        )
+    }
+
+    fn test(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+        error_kind: ErrorKind,
+        reason: &str,
+    ) -> bool {
+        let queue_ok = self.queue.as_deref().is_none_or(|q| queue == Some(q));
+        let kind_ok = self.kind.as_deref().is_none_or(|k| kind == Some(k));
         let error_ok = self
             .error
             .as_deref()
-            .is_none_or(|e| letter.error_kind.as_str() == e || letter.reason.contains(e));
+            .is_none_or(|e| error_kind.as_str() == e || reason.contains(e));
         queue_ok && kind_ok && error_ok
     }
 }

@@ -13,6 +13,6 @@ use jobfleet_worker::Worker;
 #[tokio::main]
 async fn main() -> Result<(), jobfleet_worker::Error> {
     let worker = Worker::from_env()?.with_builtins().handler(KIND, Checksum);
-    jobfleet_worker::init_logging(worker.config());
+    let _spans = jobfleet_worker::init_logging(worker.config())?;
     worker.run_until_signal().await
 }

@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use jobfleet_common::limits::Limits;
 use jobfleet_common::store::{DeadFilter, DeadLetter, WorkerInfo};
-use jobfleet_common::{Backends, ErrorKind, ErrorRecord, JobId};
+use jobfleet_common::{Backends, JobId};
 use serde::{Deserialize, Serialize};
 
 use super::auth::refuse;
@@ -140,35 +140,6 @@ async fn workers(State(s): State<ApiState>) -> Response {
     }
 }
 
-/// A dead letter without its body: what lists show.
-#[derive(Serialize)]
-struct DeadSummary {
-    id: JobId,
-    queue: Option<String>,
-    kind: Option<String>,
-    reason: String,
-    error_kind: ErrorKind,
-    errors: Vec<ErrorRecord>,
-    died_at_ms: i64,
-    /// The stored body's size in bytes.
-    body_bytes: usize,
-}
-
-impl From<DeadLetter> for DeadSummary {
-    fn from(l: DeadLetter) -> Self {
-        Self {
-            id: l.id,
-            queue: l.queue,
-            kind: l.kind,
-            reason: l.reason,
-            error_kind: l.error_kind,
-            errors: l.errors,
-            died_at_ms: l.died_at_ms,
-            body_bytes: l.body.len(),
-        }
-    }
-}
-
 async fn job(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<JobId>() else {
         return bad_id(&id);
@@ -180,7 +151,8 @@ async fn job(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
         (Ok(record), Ok(dead)) => Json(serde_json::json!({
             "id": id,
             "record": record,
-            "dead_letter": dead.map(DeadSummary::from),
+            // The body stays out: `jobfleet dlq show` prints it.
+            "dead_letter": dead.as_ref().map(DeadLetter::summary),
         }))
         .into_response(),
         (Err(e), _) | (_, Err(e)) => failed(e.into()),
@@ -236,10 +208,7 @@ impl DeadQuery {
 
 async fn dead_list(State(s): State<ApiState>, Query(q): Query<DeadQuery>) -> Response {
     match ops::dlq_list(&s.backends, &q.filter(), q.limit()).await {
-        Ok(letters) => {
-            let list: Vec<DeadSummary> = letters.into_iter().map(DeadSummary::from).collect();
-            Json(list).into_response()
-        }
+        Ok(letters) => Json(letters).into_response(),
         Err(e) => failed(e),
     }
 }

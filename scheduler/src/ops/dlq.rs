@@ -8,7 +8,7 @@ use jobfleet_common::limits::Limits;
 use std::collections::BTreeSet;
 
 use jobfleet_common::codec::{self, Format};
-use jobfleet_common::store::{DeadFilter, DeadLetter, JobRecord, JobState};
+use jobfleet_common::store::{DeadFilter, DeadLetter, DeadSummary, JobRecord, JobState};
 use jobfleet_common::{Backends, JobId, Message, Route};
 use serde::Serialize;
 
@@ -28,12 +28,12 @@ pub struct ReplayReport {
     pub not_found: Vec<JobId>,
 }
 
-/// Dead letters matching `filter`, newest first, at most `limit`.
+/// Dead letters matching `filter`, newest first, at most `limit`, without their bodies.
 pub async fn dlq_list(
     backends: &Backends,
     filter: &DeadFilter,
     limit: usize,
-) -> Result<Vec<DeadLetter>, OpsError> {
+) -> Result<Vec<DeadSummary>, OpsError> {
     Ok(backends.store.dead_list(filter, limit).await?)
 }
 
@@ -67,6 +67,7 @@ pub async fn dlq_replay(
         };
         job.attempt = 1;
         job.run_at_ms = None;
+        jobfleet_common::trace::drop_invalid(&mut job);
         if let Err(e) = limits.validate(&job, now) {
             report
                 .not_replayable
@@ -147,21 +148,29 @@ pub async fn dlq_purge(
     }
 }
 
-/// The letters a command is about, and the ids asked for that match none.
+/// The letters a command is about, whole, and the ids asked for that match none.
 async fn select(
     backends: &Backends,
     filter: &DeadFilter,
     ids: &[JobId],
     limit: usize,
 ) -> Result<(Vec<DeadLetter>, Vec<JobId>), OpsError> {
+    let store = &backends.store;
     if ids.is_empty() {
-        return Ok((backends.store.dead_list(filter, limit).await?, Vec::new()));
+        let mut found = Vec::new();
+        for summary in store.dead_list(filter, limit).await? {
+            // One removed since the listing (a concurrent replay or purge) is skipped.
+            if let Some(letter) = store.dead_get(summary.id).await? {
+                found.push(letter);
+            }
+        }
+        return Ok((found, Vec::new()));
     }
     let mut found = Vec::new();
     let mut not_found = Vec::new();
     for &id in ids {
-        match backends.store.dead_get(id).await? {
-            Some(letter) if filter.matches(&letter) => {
+        match store.dead_get(id).await? {
+            Some(letter) if filter.matches_letter(&letter) => {
                 if found.len() < limit {
                     found.push(letter);
                 }

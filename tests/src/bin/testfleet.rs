@@ -39,7 +39,10 @@ fn run(role: &str, file: PathBuf) -> Result<(), Error> {
     }
     let config = Config::load_from_env(Some(&file), &[])?;
     let rust_log = std::env::var("RUST_LOG").ok();
-    logging::init(&logging::choose(&config, Profile::Service, None, rust_log))?;
+    let _spans = logging::init(
+        &logging::choose(&config, Profile::Service, None, rust_log),
+        Some(&config.log),
+    )?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Error::Task(format!("cannot start the async runtime: {e}")))?;
     let out = runtime.block_on(shutdown::run_until_signal(|token| async move {

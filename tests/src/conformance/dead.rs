@@ -166,6 +166,16 @@ pub async fn undecodable_oversized_and_unknown_go_dead(factory: &Factory) {
         .find(|l| l.error_kind == ErrorKind::UnknownKind)
         .expect("one");
     assert_eq!(unknown_letter.id, unknown.id);
+    // Listings carry the body's size; the letter read alone carries the body.
+    for listed in &letters {
+        let whole = store
+            .dead_get(listed.id)
+            .await
+            .expect("get")
+            .expect("listed, so stored");
+        assert_eq!(listed.body_bytes, whole.body.len() as u64, "{}", listed.id);
+        assert!(!whole.body.is_empty(), "{} kept its body", listed.id);
+    }
     assert!(
         unknown_letter.reason.contains("no-such-kind"),
         "{}",

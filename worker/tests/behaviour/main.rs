@@ -10,6 +10,7 @@ mod faults;
 mod locks;
 mod rejects;
 mod settled;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -55,6 +55,18 @@ pub struct EnqueueArgs {
     /// Deduplicate: no second job with this key while one is unfinished.
     #[arg(long, value_name = "KEY")]
     pub unique: Option<String>,
+    /// The caller's W3C trace context: the job's spans join that trace (default: the
+    /// TRACEPARENT environment variable, as OpenTelemetry's tools pass it to scripts).
+    #[arg(long, value_name = "TRACEPARENT", env = "TRACEPARENT")]
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate` that goes with `--traceparent`.
+    #[arg(
+        long,
+        value_name = "TRACESTATE",
+        env = "TRACESTATE",
+        requires = "traceparent"
+    )]
+    pub tracestate: Option<String>,
     /// Enqueue the jobs in this file instead (JSON form, one per line).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["queue", "kind", "lock", "unique", "delay"])]
     pub file: Option<PathBuf>,
@@ -125,6 +137,8 @@ fn flag_of(field: &str) -> &str {
         "run_at_ms" => "--delay",
         "lock.key" => "--lock",
         "unique_key" => "--unique",
+        "trace.traceparent" => "--traceparent",
+        "trace.tracestate" => "--tracestate",
         other => other,
     }
 }
@@ -158,6 +172,12 @@ pub fn job_from_flags(args: &EnqueueArgs, now_ms: i64) -> Job {
     }
     if let Some(key) = &args.unique {
         job = job.with_unique_key(key.clone());
+    }
+    if let Some(traceparent) = &args.traceparent {
+        job = job.with_trace(
+            traceparent.clone(),
+            args.tracestate.clone().unwrap_or_default(),
+        );
     }
     job
 }
@@ -216,6 +236,27 @@ mod tests {
             (LockMode::Shared, ConflictPolicy::Skip)
         );
         assert_eq!(job.unique_key.as_deref(), Some("welcome:1"));
+        assert_eq!(job.trace, None);
+
+        let traced = parse(&[
+            "--queue",
+            "q",
+            "--kind",
+            "echo",
+            "--traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "--tracestate",
+            "v=1",
+        ])
+        .expect("parses");
+        let trace = job_from_flags(&traced, 0).trace.expect("trace");
+        assert_eq!(
+            (trace.traceparent.as_str(), trace.tracestate.as_str()),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "v=1"
+            )
+        );
     }
 
     #[test]
