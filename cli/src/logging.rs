@@ -9,9 +9,7 @@ use std::io::IsTerminal;
 use jobfleet_common::config::{ConfigError, LogConfig, LogFormat};
 use jobfleet_common::Config;
 use jobfleet_worker::otel::{self, OtelGuard};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::global::LogFormatArg;
 use crate::progress::LogWriter;
@@ -77,10 +75,6 @@ pub fn init(choice: &LogChoice, spans: Option<&LogConfig>) -> Result<OtelGuard, 
         key: "log.level".into(),
         reason: format!("{:?} is not a tracing filter: {e}", choice.filter),
     })?;
-    let (otel, guard) = match spans {
-        Some(log) => otel::layer::<Registry>(log)?,
-        None => (None, OtelGuard::default()),
-    };
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(LogWriter)
         .with_ansi(std::io::stderr().is_terminal());
@@ -88,13 +82,8 @@ pub fn init(choice: &LogChoice, spans: Option<&LogConfig>) -> Result<OtelGuard, 
         LogFormat::Json => lines.json().flatten_event(true).boxed(),
         LogFormat::Text => lines.boxed(),
     };
-    // Already installed (several commands in one test process): keep the first one.
-    let _ = tracing_subscriber::registry()
-        .with(otel)
-        .with(lines)
-        .with(filter)
-        .try_init();
-    Ok(guard)
+    // Already installed (several commands in one test process): the first one stays.
+    otel::install(filter, lines, spans)
 }
 
 #[cfg(test)]

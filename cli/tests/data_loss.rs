@@ -6,12 +6,12 @@
 //! `jobfleet queues --ack-data-loss` clears it.
 
 use jobfleet_backends::redis::keys;
-use std::process::{Command, Output};
+use jobfleet_common::testing::http_get;
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use jobfleet_common::testing::{
@@ -25,48 +25,17 @@ fn namespace() -> String {
 /// `jobfleet <args>` on the test services under `namespace`; `accept_volatile` sets
 /// JOBFLEET_REDIS__REQUIRE_PERSISTENCE=false.
 fn jobfleet(namespace: &str, accept_volatile: bool, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));
-    cmd.args(args)
-        .env_remove("JOBFLEET_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("JOBFLEET_BROKER", amqp_url())
-        .env("JOBFLEET_STORE", redis_url())
-        .env("JOBFLEET_NAMESPACE", namespace)
-        .env_remove("JOBFLEET_REDIS__REQUIRE_PERSISTENCE");
-    if accept_volatile {
-        cmd.env("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false");
+    let mut cmd = support::jobfleet_on(namespace, args);
+    if !accept_volatile {
+        cmd.env_remove("JOBFLEET_REDIS__REQUIRE_PERSISTENCE");
     }
     cmd.output().expect("run jobfleet")
 }
 
+mod support;
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `GET path` over plain HTTP/1.1: the status code and the body.
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = None;
-    for _ in 0..100 {
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    let mut stream = stream.expect("the scheduler's endpoint listens");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, body.to_string())
 }
 
 async fn redis() -> redis::aio::MultiplexedConnection {
@@ -155,7 +124,7 @@ async fn a_lost_sentinel_is_detected_reported_and_cleared() {
     let (sentinel, incident) = (keys::sentinel(&ns), keys::data_loss_incident(&ns));
     let before: Option<String> = conn.get(&sentinel).await.expect("GET");
     assert!(before.is_some(), "connecting armed the sentinel");
-    assert_eq!(get(&addr, "/readyz").await, (200, "ready".to_string()));
+    assert_eq!(http_get(&addr, "/readyz").await, (200, "ready".to_string()));
 
     // What a restart without persistence or a FLUSHDB does to the namespace.
     let _: () = conn.del(&sentinel).await.expect("DEL");
@@ -181,13 +150,13 @@ async fn a_lost_sentinel_is_detected_reported_and_cleared() {
         "a fresh sentinel was armed"
     );
 
-    let (code, body) = get(&addr, "/readyz").await;
+    let (code, body) = http_get(&addr, "/readyz").await;
     assert_eq!(code, 503, "{body}");
     assert!(
         body.contains("lost data") && !body.contains('\n'),
         "{body:?}"
     );
-    let (_, metrics) = get(&addr, "/metrics").await;
+    let (_, metrics) = http_get(&addr, "/metrics").await;
     assert!(
         metrics
             .lines()
@@ -220,7 +189,7 @@ async fn a_lost_sentinel_is_detected_reported_and_cleared() {
     );
     let gone: Option<String> = conn.get(&incident).await.expect("GET");
     assert_eq!(gone, None);
-    assert_eq!(get(&addr, "/readyz").await, (200, "ready".to_string()));
+    assert_eq!(http_get(&addr, "/readyz").await, (200, "ready".to_string()));
     let out = jobfleet(&ns, true, &["queues"]);
     assert!(
         !text(&out.stdout).contains("WARNING"),

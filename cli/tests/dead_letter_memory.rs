@@ -15,23 +15,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use jobfleet_common::broker::{Message, Route};
 use jobfleet_common::store::DeadFilter;
-use jobfleet_common::testing::{amqp_url, redis_url, shared_config, wait_for, HOW_TO_START};
+use jobfleet_common::testing::{redis_url, shared_config, wait_for, HOW_TO_START};
 use jobfleet_common::{Config, Priority};
 
 const BODY_BYTES: usize = 100 * 1024 * 1024;
 /// Far below one copy of the body; far above a process's ~20-60 MB at rest.
 const RSS_BOUND_KB: u64 = 80 * 1024;
 
+mod support;
+
 fn command(config: &Config, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));
-    cmd.args(args)
-        .env_remove("JOBFLEET_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("JOBFLEET_BROKER", amqp_url())
-        .env("JOBFLEET_STORE", redis_url())
-        .env("JOBFLEET_NAMESPACE", &config.namespace)
-        .env("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false")
-        .stdin(Stdio::null());
+    let mut cmd = support::jobfleet_on(&config.namespace, args);
+    cmd.stdin(Stdio::null());
     cmd
 }
 

@@ -1,6 +1,7 @@
 //! `jobfleet dev` called as a library function, the way other tests can start a whole
 //! fleet: small workloads, an interrupted run, and flags that make no sense.
 
+use jobfleet_common::testing::{free_addr, http_get};
 use std::time::Duration;
 
 use jobfleet::commands::dev::{self, DevOptions};
@@ -48,29 +49,6 @@ async fn a_small_workload_runs_to_idle() {
     assert_eq!(summary.dashboard, "off");
 }
 
-/// A local address nothing listens on right now.
-fn free_addr() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("addr").to_string()
-}
-
-/// `GET path` over plain HTTP/1.1: the status code and the body.
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    (code, body.to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_serves_the_dashboard_api_and_metrics_of_its_fleet() {
     let addr = free_addr();
@@ -90,7 +68,7 @@ async fn dev_serves_the_dashboard_api_and_metrics_of_its_fleet() {
         if tokio::net::TcpStream::connect(&addr).await.is_err() {
             continue;
         }
-        let (code, body) = get(&addr, "/api/overview").await;
+        let (code, body) = http_get(&addr, "/api/overview").await;
         assert_eq!(code, 200, "{body}");
         overview = serde_json::from_str(&body).expect("overview is JSON");
         if overview["workers"].as_array().is_some_and(|w| w.len() == 2) {
@@ -104,13 +82,13 @@ async fn dev_serves_the_dashboard_api_and_metrics_of_its_fleet() {
     );
     let queues = overview["queues"].as_array().expect("queues");
     assert!(queues.iter().any(|q| q["queue"] == "default"), "{overview}");
-    let (code, page) = get(&addr, "/").await;
+    let (code, page) = http_get(&addr, "/").await;
     assert_eq!(code, 200);
     assert!(page.contains("/assets/dashboard.js"), "{page}");
     // Attempts are counted as jobs finish: wait for the first.
     let mut metrics = String::new();
     for _ in 0..100 {
-        let (code, text) = get(&addr, "/metrics").await;
+        let (code, text) = http_get(&addr, "/metrics").await;
         assert_eq!(code, 200, "{text}");
         metrics = text;
         if metrics.contains("jobfleet_attempts_total") {
@@ -120,7 +98,7 @@ async fn dev_serves_the_dashboard_api_and_metrics_of_its_fleet() {
     }
     assert!(metrics.contains("jobfleet_live_workers 2"), "{metrics}");
     assert!(metrics.contains("jobfleet_attempts_total"), "{metrics}");
-    let (code, ready) = get(&addr, "/readyz").await;
+    let (code, ready) = http_get(&addr, "/readyz").await;
     assert_eq!((code, ready.as_str()), (200, "ready"));
     token.cancel();
     let summary = tokio::time::timeout(Duration::from_secs(20), run)

@@ -8,24 +8,18 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_common::testing::{amqp_url, redis_url, shared_config, HOW_TO_START};
+use jobfleet_common::testing::{shared_config, HOW_TO_START};
 use jobfleet_common::{Config, Job};
 use jobfleet_producer::Producer;
 use jobfleet_worker::Registry;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
 /// `jobfleet <args>` on the test services under the namespace of `config`.
 fn command(config: &Config, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));
-    cmd.args(args)
-        .env_remove("JOBFLEET_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("JOBFLEET_BROKER", amqp_url())
-        .env("JOBFLEET_STORE", redis_url())
-        .env("JOBFLEET_NAMESPACE", &config.namespace)
-        .env("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false");
-    cmd
+    support::jobfleet_on(&config.namespace, args)
 }
 
 fn run(config: &Config, args: &[&str]) -> Output {

@@ -3,6 +3,7 @@
 
 mod support;
 
+use jobfleet_common::testing::{free_addr, http_get};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,39 +11,7 @@ use jobfleet_common::store::JobState;
 use jobfleet_common::{Backends, Config, Job, Route};
 use jobfleet_scheduler::SchedulerError;
 use support::{queue, Fleet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-/// A local address nothing listens on right now.
-fn free_addr() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("addr").to_string()
-}
-
-/// `GET path` over plain HTTP/1.1; the status line and the body.
-async fn get(addr: &str, path: &str) -> (String, String) {
-    let mut stream = None;
-    // The server binds before `run` returns control, but the task may not be polled yet.
-    for _ in 0..50 {
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    let mut stream = stream.expect("endpoint listening");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
 
 #[tokio::test]
 async fn serves_health_readiness_queue_depths_and_metrics() {
@@ -59,17 +28,17 @@ async fn serves_health_readiness_queue_depths_and_metrics() {
         .wait_for_state(job.id, JobState::Scheduled, Duration::from_secs(5))
         .await;
 
-    let (status, body) = get(&addr, "/healthz").await;
-    assert!(status.contains("200"), "{status}");
+    let (status, body) = http_get(&addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(body, "ok");
 
     // The embedded store answers and cannot lose data behind the process's back.
-    let (status, body) = get(&addr, "/readyz").await;
-    assert!(status.contains("200"), "{status}");
+    let (status, body) = http_get(&addr, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(body, "ready");
 
-    let (status, body) = get(&addr, "/api/queues").await;
-    assert!(status.contains("200"), "{status}");
+    let (status, body) = http_get(&addr, "/api/queues").await;
+    assert_eq!(status, 200, "{body}");
     let depths: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     let row = depths
         .as_array()
@@ -78,8 +47,8 @@ async fn serves_health_readiness_queue_depths_and_metrics() {
     assert_eq!(row["delayed"], 1);
     assert_eq!(row["dead"], 0);
 
-    let (status, body) = get(&addr, "/metrics").await;
-    assert!(status.contains("200"), "{status}");
+    let (status, body) = http_get(&addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
     let gauge = format!("jobfleet_queue_depth{{queue=\"{q}\",state=\"delayed\"}} 1");
     assert!(body.contains(&gauge), "no {gauge} in:\n{body}");
     fleet.stop().await;
@@ -114,8 +83,8 @@ async fn cron_metrics_count_fires_lateness_and_leadership() {
     let mut fleet = Fleet::with_config(config);
     fleet.start_scheduler();
     tokio::time::sleep(Duration::from_millis(2_200)).await;
-    let (status, body) = get(&addr, "/metrics").await;
-    assert!(status.contains("200"), "{status}");
+    let (status, body) = http_get(&addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
     let fires = body
         .lines()
         .find_map(|l| l.strip_prefix("jobfleet_cron_fires_total{schedule=\"every-second\"} "))

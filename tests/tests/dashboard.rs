@@ -235,6 +235,32 @@ async fn the_dashboard_shows_the_brokers_depths_and_replays_a_dead_letter() {
         .expect("store")
         .is_none());
 
+    // Per queue, from the worker's heartbeats: the failed first run and the replay that
+    // completed; the page turns them into rates between its polls.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let counted = loop {
+        let (_, body) = get(&addr, "/api/queues", &[&bearer]).await;
+        let queues: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let row = queues
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["queue"] == work.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        if (row["completed"] == 1 && row["failed"] == 1) || tokio::time::Instant::now() > deadline {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (&counted["completed"], &counted["failed"]),
+        (&1.into(), &1.into()),
+        "{counted}"
+    );
+    let rate = format!("#queues tr[data-queue=\"{work}\"] td.done-rate");
+    browser
+        .wait_text(&rate, WAIT, |t| t.parse::<f64>().is_ok())
+        .await;
+
     // Its detail, error history kept in the record's story.
     let id_field = browser.wait_for("#job-id", WAIT).await;
     browser.type_into(&id_field, &doomed_id.to_string()).await;

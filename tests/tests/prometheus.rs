@@ -5,6 +5,7 @@
 //! PromQL that Prometheus answers, the ones the autoscaler and the main panels need with
 //! data.
 
+use jobfleet_common::testing::free_addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,11 +22,6 @@ use serde_json::Value;
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 /// The scheduler's access token: it must show in no log line and no scrape.
 const CANARY: &str = "canary-token-5d2e8b1f0a";
-
-fn free_addr() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("addr").to_string()
-}
 
 /// A Prometheus server of the test's own, killed on drop.
 struct Prometheus {

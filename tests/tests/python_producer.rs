@@ -89,6 +89,18 @@ async fn publish(
     priority: &str,
     payload: Option<&str>,
 ) -> Vec<JobId> {
+    publish_with(python, cx, count, priority, payload, &[]).await
+}
+
+/// [`publish`] with more of the script's flags (`--delay`, `--traceparent`).
+async fn publish_with(
+    python: &Path,
+    cx: &Ctx,
+    count: usize,
+    priority: &str,
+    payload: Option<&str>,
+    extra: &[&str],
+) -> Vec<JobId> {
     let amqp = jobfleet_tests::services::amqp_url();
     let count = count.to_string();
     let mut args = vec![
@@ -109,6 +121,7 @@ async fn publish(
     if let Some(payload) = payload {
         args.extend(["--payload", payload]);
     }
+    args.extend(extra);
     let stdout = run_python(python, &args).await;
     let ids: Vec<JobId> = stdout
         .lines()
@@ -318,31 +331,13 @@ async fn delayed_python_jobs_run_when_due_with_the_callers_trace() {
     cx.start_scheduler();
     cx.start_worker(registry);
 
-    let amqp = jobfleet_tests::services::amqp_url();
     let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
-    let args = [
-        "examples/python_producer.py",
-        "--amqp-url",
-        &amqp,
-        "--namespace",
-        &cx.config.namespace,
-        "--queue",
-        &cx.queue,
-        "--kind",
-        KIND,
-        "--count",
-        "3",
-        "--delay",
-        "2",
-        "--traceparent",
-        &traceparent,
-    ];
-    let stdout = run_python(&python, &args).await;
-    let sent: BTreeSet<JobId> = stdout
-        .lines()
-        .map(|l| l.parse().expect("an id per line"))
+    let extra = ["--delay", "2", "--traceparent", &traceparent];
+    let sent: BTreeSet<JobId> = publish_with(&python, &cx, 3, "normal", None, &extra)
+        .await
+        .into_iter()
         .collect();
-    assert_eq!(sent.len(), 3, "{stdout}");
+    assert_eq!(sent.len(), 3);
     for &id in &sent {
         cx.wait_state(id, JobState::Completed, WITHIN).await;
     }

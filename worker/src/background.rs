@@ -51,6 +51,11 @@ pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
             },
             completed: worker.completed.load(Ordering::Relaxed),
             failed: worker.failed.load(Ordering::Relaxed),
+            by_queue: worker
+                .by_queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         };
         tokio::select! {
             biased;

@@ -8,8 +8,10 @@
 
 use jobfleet_common::config::{ConfigError, LogConfig};
 use tracing::Subscriber;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::Layer;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// A layer for the process's subscriber.
 pub type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
@@ -38,6 +40,27 @@ impl Drop for OtelGuard {
             }
         }
     }
+}
+
+/// Installs the process's subscriber: `lines` (how log lines are written), span export
+/// when `spans` (a service's log settings) names an endpoint, and `filter` over both.
+/// Keep the guard until the process ends. A second call keeps the first subscriber.
+pub fn install(
+    filter: EnvFilter,
+    lines: BoxedLayer<Registry>,
+    spans: Option<&LogConfig>,
+) -> Result<OtelGuard, ConfigError> {
+    let (otel, guard) = match spans {
+        Some(log) => layer(log)?,
+        None => (None, OtelGuard::default()),
+    };
+    // Err means a subscriber is already installed (tests): keep it.
+    let _ = tracing_subscriber::registry()
+        .with(lines)
+        .with(otel)
+        .with(filter)
+        .try_init();
+    Ok(guard)
 }
 
 /// The layer exporting spans to `log.otlp_endpoint`, or none when it is unset. An

@@ -186,8 +186,6 @@ impl Worker {
 /// the process ends: dropping it flushes the last spans. A second call keeps the first
 /// subscriber.
 pub fn init_logging(config: &Config) -> Result<OtelGuard, Error> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
 
     let filter = std::env::var("RUST_LOG")
@@ -196,17 +194,10 @@ pub fn init_logging(config: &Config) -> Result<OtelGuard, Error> {
         .unwrap_or_else(|| config.log.level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (otel, guard) = otel::layer::<tracing_subscriber::Registry>(&config.log)?;
     let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let lines = match config.log.format {
         LogFormat::Json => lines.json().boxed(),
         LogFormat::Text => lines.boxed(),
     };
-    // Err means a subscriber is already installed: keep it.
-    let _ = tracing_subscriber::registry()
-        .with(otel)
-        .with(lines)
-        .with(filter)
-        .try_init();
-    Ok(guard)
+    Ok(otel::install(filter, lines, Some(&config.log))?)
 }

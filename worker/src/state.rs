@@ -1,9 +1,11 @@
 //! The state one running worker shares between its tasks: who it is, what it runs with,
 //! and the table of attempts in flight.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use jobfleet_common::store::QueueTally;
 use jobfleet_common::{Backends, Config};
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +33,8 @@ pub(crate) struct Worker {
     /// Attempts that failed since start (failed, timed out, panicked, lost their lock,
     /// permanent): the failure rate's numerator.
     pub failed: AtomicU64,
+    /// The same, per queue.
+    pub by_queue: std::sync::Mutex<BTreeMap<String, QueueTally>>,
 }
 
 impl Worker {
@@ -55,6 +59,7 @@ impl Worker {
             executions: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            by_queue: std::sync::Mutex::default(),
         }
     }
 
@@ -63,15 +68,35 @@ impl Worker {
     pub fn finished(&self, job: &jobfleet_common::Job, outcome: &'static str) {
         crate::events::finished(job, outcome);
         match outcome {
-            "completed" => {
-                self.completed.fetch_add(1, Ordering::Relaxed);
-            }
-            "failed" | "timeout" | "panic" | "lock_lost" | "permanent" => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-            }
+            "completed" => self.tally(job, true),
+            "failed" | "timeout" | "panic" | "lock_lost" | "permanent" => self.tally(job, false),
             _ => {}
         }
         self.registry.settled(job, outcome);
+    }
+
+    /// Counts a finished attempt, in all and under its queue (one entry per configured
+    /// queue: a job routed here by hand counts in all only).
+    fn tally(&self, job: &jobfleet_common::Job, completed: bool) {
+        let total = if completed {
+            &self.completed
+        } else {
+            &self.failed
+        };
+        total.fetch_add(1, Ordering::Relaxed);
+        if !self.config.worker.queues.contains(&job.queue) {
+            return;
+        }
+        let mut by_queue = self
+            .by_queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tally = by_queue.entry(job.queue.clone()).or_default();
+        if completed {
+            tally.completed += 1;
+        } else {
+            tally.failed += 1;
+        }
     }
 
     /// The lock holder id of this worker's attempt at `job`: unique per worker and job,

@@ -1,35 +1,14 @@
 //! `worker.http`: a worker serves `/healthz`, `/readyz` and `/metrics` (its attempts
 //! counted there), and refuses to start on an address that is taken, naming the key.
 
+use jobfleet_common::testing::{free_addr, http_get};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::testing::publish_job;
 use jobfleet_common::{Backends, Config, Job, Route};
 use jobfleet_worker::{Registry, WorkerError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-fn free_addr() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("addr").to_string()
-}
-
-/// `GET path` over plain HTTP/1.1: the status code and the body.
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    (code, body.to_string())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_its_probes_and_metrics() {
@@ -58,14 +37,14 @@ async fn a_worker_serves_its_probes_and_metrics() {
         if tokio::net::TcpStream::connect(&addr).await.is_err() {
             continue;
         }
-        metrics = get(&addr, "/metrics").await.1;
+        metrics = http_get(&addr, "/metrics").await.1;
         if metrics.contains(counted) {
             break;
         }
     }
     assert!(metrics.contains(counted), "no {counted} in:\n{metrics}");
-    assert_eq!(get(&addr, "/healthz").await, (200, "ok".to_string()));
-    assert_eq!(get(&addr, "/readyz").await, (200, "ready".to_string()));
+    assert_eq!(http_get(&addr, "/healthz").await, (200, "ok".to_string()));
+    assert_eq!(http_get(&addr, "/readyz").await, (200, "ready".to_string()));
 
     // A second worker on the same address does not start.
     let mut taken = Config::default();

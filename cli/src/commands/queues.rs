@@ -3,6 +3,7 @@
 //! data (an open data-loss incident). `--ack-data-loss` clears that incident once the
 //! operator has dealt with it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
@@ -28,8 +29,9 @@ pub struct QueuesArgs {
     /// prints nothing else.
     #[arg(long)]
     pub ack_data_loss: bool,
-    /// Redraw every --every until Ctrl-C, with the fleet's throughput and failures per
-    /// second between draws (with --json: one JSON object per line).
+    /// Redraw every --every until Ctrl-C, with each queue's completions per second and
+    /// the fleet's throughput and failures per second between draws (with --json: one
+    /// JSON object per line).
     #[arg(long)]
     pub watch: bool,
     /// With --watch: how often to redraw.
@@ -56,9 +58,20 @@ pub struct QueuesReport {
     pub rates: Option<Rates>,
 }
 
-/// Fleet-wide rates between two looks.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// Rates between two looks, fleet-wide and per queue.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Rates {
+    /// Attempts completed per second.
+    pub completed_per_sec: f64,
+    /// Attempts failed per second.
+    pub failed_per_sec: f64,
+    /// Per queue: attempts completed and failed per second.
+    pub queues: BTreeMap<String, QueueRate>,
+}
+
+/// One queue's rates between two looks.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct QueueRate {
     /// Attempts completed per second.
     pub completed_per_sec: f64,
     /// Attempts failed per second.
@@ -69,9 +82,24 @@ impl Rates {
     /// The rates from `before` to `after`, `seconds` apart; `None` if no time passed.
     /// A worker that left takes its counts along: a drop counts as nothing done.
     pub fn between(before: &QueuesReport, after: &QueuesReport, seconds: f64) -> Option<Self> {
+        let per_sec = |after: u64, before: u64| after.saturating_sub(before) as f64 / seconds;
+        let queues = after
+            .queues
+            .iter()
+            .map(|q| {
+                let was = before.queues.iter().find(|b| b.queue == q.queue);
+                let (completed, failed) = was.map_or((0, 0), |b| (b.completed, b.failed));
+                let rate = QueueRate {
+                    completed_per_sec: per_sec(q.completed, completed),
+                    failed_per_sec: per_sec(q.failed, failed),
+                };
+                (q.queue.clone(), rate)
+            })
+            .collect();
         (seconds > 0.0).then(|| Self {
-            completed_per_sec: after.completed.saturating_sub(before.completed) as f64 / seconds,
-            failed_per_sec: after.failed.saturating_sub(before.failed) as f64 / seconds,
+            completed_per_sec: per_sec(after.completed, before.completed),
+            failed_per_sec: per_sec(after.failed, before.failed),
+            queues,
         })
     }
 }
@@ -128,8 +156,9 @@ pub async fn run(args: QueuesArgs, config: Config, shutdown: CancellationToken) 
 
 /// One look at the fleet.
 async fn report(backends: &Backends, config: &Config) -> Result<QueuesReport> {
-    let queues = ops::queue_depths(backends, &config.worker.queues).await?;
+    let mut queues = ops::queue_depths(backends, &config.worker.queues).await?;
     let workers = backends.store.workers().await?;
+    ops::count_finished(&mut queues, &workers);
     let data_loss = backends.store.data_loss_incident().await?;
     Ok(QueuesReport {
         queues,
@@ -181,15 +210,25 @@ pub fn render(report: &QueuesReport) -> String {
             describe(incident)
         );
     }
+    // Watching: each queue's completions per second since the last draw.
+    let rate_header = if report.rates.is_some() {
+        "  done/s"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
+        "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}{rate_header}",
         "queue", "ready", "unacked", "delayed", "dead", "oldest"
     );
     for q in &report.queues {
+        let rate = report.rates.as_ref().map_or_else(String::new, |r| {
+            let done = r.queues.get(&q.queue).map_or(0.0, |q| q.completed_per_sec);
+            format!("  {done:>6.1}")
+        });
         let _ = writeln!(
             out,
-            "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
+            "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}{rate}",
             q.queue,
             known(q.ready),
             known(q.unacked),
@@ -199,7 +238,7 @@ pub fn render(report: &QueuesReport) -> String {
         );
     }
     let _ = writeln!(out, "live workers: {}", report.live_workers);
-    if let Some(r) = report.rates {
+    if let Some(r) = &report.rates {
         let _ = writeln!(
             out,
             "throughput: {:.1} completed/s, {:.1} failed/s",
@@ -224,6 +263,8 @@ mod tests {
                     delayed: 4,
                     dead: 1,
                     oldest_waiting_ms: Some(12_500),
+                    completed: 8,
+                    failed: 1,
                 },
                 QueueDepth {
                     queue: "?".into(),
@@ -232,6 +273,8 @@ mod tests {
                     delayed: 0,
                     dead: 2,
                     oldest_waiting_ms: None,
+                    completed: 0,
+                    failed: 0,
                 },
             ],
             live_workers: 2,
@@ -274,14 +317,18 @@ mod tests {
         assert_eq!(text.lines().nth(1), Some(lines[0]));
 
         // Watching: rates between two looks, a worker that left counting as nothing.
-        let later = QueuesReport {
+        let mut later = QueuesReport {
             completed: 30,
             failed: 0,
             ..report.clone()
         };
+        later.queues[0].completed = 28;
+        later.queues[0].failed = 0;
         let rates = Rates::between(&report, &later, 2.0).expect("time passed");
         assert_eq!(rates.completed_per_sec, 10.0);
         assert_eq!(rates.failed_per_sec, 0.0);
+        assert_eq!(rates.queues["default"].completed_per_sec, 10.0);
+        assert_eq!(rates.queues["default"].failed_per_sec, 0.0);
         assert!(Rates::between(&report, &later, 0.0).is_none());
         let text = render(&QueuesReport {
             rates: Some(rates),
@@ -291,5 +338,9 @@ mod tests {
             text.ends_with("throughput: 10.0 completed/s, 0.0 failed/s\n"),
             "{text}"
         );
+        let table: Vec<&str> = text.lines().collect();
+        assert!(table[1].ends_with("  done/s"), "{text}");
+        assert!(table[2].ends_with("    10.0"), "{text}");
+        assert!(table[3].ends_with("     0.0"), "{text}");
     }
 }

@@ -515,6 +515,7 @@ mod tests {
             running_jobs: Vec::new(),
             completed: 0,
             failed: 0,
+            by_queue: Default::default(),
         };
         s.queues_add(&["b".into(), "a".into(), "b".into()]).await?;
         assert_eq!(s.queues_known().await?, ["a", "b"]);

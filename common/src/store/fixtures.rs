@@ -34,6 +34,7 @@ pub fn worker(id: &str) -> WorkerInfo {
         running_jobs: Vec::new(),
         completed: 0,
         failed: 0,
+        by_queue: Default::default(),
     }
 }
 

@@ -26,7 +26,7 @@ pub use executions::{Admission, Executions, LeaseRequest};
 pub use integrity::{DataLossIncident, Integrity, IntegrityCheck};
 pub use pipelines::{Pipelines, StoredPipeline};
 pub use records::{
-    DeadFilter, DeadLetter, DeadSummary, JobRecord, JobState, ScheduledJob, WorkerInfo,
+    DeadFilter, DeadLetter, DeadSummary, JobRecord, JobState, QueueTally, ScheduledJob, WorkerInfo,
     MAX_RESULT_BYTES,
 };
 pub use schedules::{

@@ -285,6 +285,19 @@ pub struct WorkerInfo {
     /// their lock) since it started.
     #[serde(default)]
     pub failed: u64,
+    /// The same counts per queue (one entry per queue it consumes at most).
+    #[serde(default)]
+    pub by_queue: std::collections::BTreeMap<String, QueueTally>,
+}
+
+/// Attempts one worker finished on one queue since it started: throughput and failure
+/// rates per queue are the differences between two looks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTally {
+    /// Finished `completed`.
+    pub completed: u64,
+    /// Finished any other way.
+    pub failed: u64,
 }
 
 impl WorkerInfo {

@@ -111,15 +111,18 @@ async fn overview(State(s): State<ApiState>) -> Response {
     };
     let names = queues_with_workers(&s.queues, &workers);
     match ops::queue_depths(&s.backends, &names).await {
-        Ok(queues) => Json(Overview {
-            now_ms,
-            queues,
-            completed: workers.iter().map(|w| w.completed).sum(),
-            failed: workers.iter().map(|w| w.failed).sum(),
-            running: workers.iter().map(|w| w.running).sum(),
-            workers,
-        })
-        .into_response(),
+        Ok(mut queues) => {
+            ops::count_finished(&mut queues, &workers);
+            Json(Overview {
+                now_ms,
+                queues,
+                completed: workers.iter().map(|w| w.completed).sum(),
+                failed: workers.iter().map(|w| w.failed).sum(),
+                running: workers.iter().map(|w| w.running).sum(),
+                workers,
+            })
+            .into_response()
+        }
         Err(e) => failed(e),
     }
 }
@@ -128,7 +131,10 @@ async fn queues(State(s): State<ApiState>) -> Response {
     let workers = s.backends.store.workers().await.unwrap_or_default();
     let names = queues_with_workers(&s.queues, &workers);
     match ops::queue_depths(&s.backends, &names).await {
-        Ok(depths) => Json(depths).into_response(),
+        Ok(mut depths) => {
+            ops::count_finished(&mut depths, &workers);
+            Json(depths).into_response()
+        }
         Err(e) => failed(e),
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use jobfleet_common::broker::Depth;
+use jobfleet_common::store::WorkerInfo;
 use jobfleet_common::{Backends, Route};
 use serde::Serialize;
 
@@ -29,6 +30,20 @@ pub struct QueueDepth {
     /// How long the oldest job waiting to start has been ready (its record says
     /// `pending`), in ms; `None` when none waits. What autoscalers should scale on.
     pub oldest_waiting_ms: Option<u64>,
+    /// Attempts finished `completed` on this queue, summed over live workers since each
+    /// started ([`count_finished`]): its throughput is the difference between two looks.
+    pub completed: u64,
+    /// Attempts finished any other way, summed the same way.
+    pub failed: u64,
+}
+
+/// Fills each depth's `completed` and `failed` from live workers' heartbeats.
+pub fn count_finished(depths: &mut [QueueDepth], workers: &[WorkerInfo]) {
+    for depth in depths {
+        let tallies = workers.iter().filter_map(|w| w.by_queue.get(&depth.queue));
+        (depth.completed, depth.failed) =
+            tallies.fold((0, 0), |(c, f), t| (c + t.completed, f + t.failed));
+    }
 }
 
 /// Depths of `queues` plus every queue the store knows (producers and workers record
@@ -63,6 +78,8 @@ pub async fn queue_depths(
             oldest_waiting_ms: oldest
                 .get(name)
                 .map(|since| u64::try_from(now - since).unwrap_or(0)),
+            completed: 0,
+            failed: 0,
         });
     }
     Ok(out)

@@ -84,15 +84,20 @@ function renderOverview(o) {
   document.getElementById("total-workers").textContent = o.workers.length;
   document.getElementById("total-running").textContent = o.running;
   document.getElementById("total-dead").textContent = dead;
-  if (previous && o.now_ms > previous.now_ms) {
-    const seconds = (o.now_ms - previous.now_ms) / 1000;
-    const done = Math.max(0, o.completed - previous.completed);
-    const failed = Math.max(0, o.failed - previous.failed);
+  // Rates are differences between two polls; a worker that left takes its counts along,
+  // so a drop counts as nothing done.
+  const before = previous && o.now_ms > previous.now_ms ? previous : null;
+  const seconds = before ? (o.now_ms - before.now_ms) / 1000 : 0;
+  const perSecond = (now, then) => (Math.max(0, now - then) / seconds).toFixed(1);
+  if (before) {
+    const done = Math.max(0, o.completed - before.completed);
+    const failed = Math.max(0, o.failed - before.failed);
     document.getElementById("total-throughput").textContent = `${(done / seconds).toFixed(1)}/s`;
     const rate = done + failed > 0 ? (100 * failed) / (done + failed) : 0;
     document.getElementById("total-failure-rate").textContent = `${rate.toFixed(1)}%`;
   }
   previous = o;
+  const earlier = new Map((before ? before.queues : []).map((q) => [q.queue, q]));
 
   replaceRows("queues", o.queues.map((q) => {
     const row = el("tr", {},
@@ -101,7 +106,9 @@ function renderOverview(o) {
       cell(q.unacked, "num unacked"),
       cell(q.delayed, "num delayed"),
       cell(q.dead, "num dead"),
-      cell(q.oldest_waiting_ms === null ? null : age(q.oldest_waiting_ms), "num oldest"));
+      cell(q.oldest_waiting_ms === null ? null : age(q.oldest_waiting_ms), "num oldest"),
+      cell(before ? perSecond(q.completed, (earlier.get(q.queue) || q).completed) : null, "num done-rate"),
+      cell(before ? perSecond(q.failed, (earlier.get(q.queue) || q).failed) : null, "num failed-rate"));
     row.dataset.queue = q.queue;
     return row;
   }));
