@@ -171,10 +171,14 @@ impl RedisStore {
             Ok(Ok(_probe)) => {}
             Ok(Err(e)) => {
                 return Err(match unreachable(e) {
+                    // The server speaks TLS; its certificate is what failed.
+                    StoreError::Connection(m) if m.contains("certificate") => {
+                        StoreError::Connection(format!("{m}{UNTRUSTED_HINT}"))
+                    }
                     StoreError::Connection(m) => StoreError::Connection(format!("{m}{tls_hint}")),
                     other => other,
                 }
-                .into())
+                .into());
             }
             Err(_) => {
                 return Err(StoreError::Connection(format!(
@@ -229,6 +233,10 @@ impl RedisStore {
             .collect())
     }
 }
+
+/// Added to a `rediss://` connection refused for the server's certificate.
+const UNTRUSTED_HINT: &str = " (the server's certificate is not trusted here: add its CA to \
+     the system's trust store, or point SSL_CERT_FILE at a file that holds it)";
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
