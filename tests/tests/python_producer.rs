@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jobfleet_common::store::{DeadFilter, JobState};
-use jobfleet_common::{ErrorKind, JobId};
+use jobfleet_common::testing::recv_job;
+use jobfleet_common::{ErrorKind, JobId, Route};
 use jobfleet_tests::harness::{init_tracing, wait_for, Ctx, Factory, Probe};
 use jobfleet_tests::services::RabbitRedis;
 use jobfleet_worker::{JobContext, Registry};
@@ -353,5 +354,73 @@ async fn delayed_python_jobs_run_when_due_with_the_callers_trace() {
             "the attempt is the parent of what it hands on"
         );
     }
+    cx.stop().await;
+}
+
+/// The Python examples of docs/wire-format.md ("Publishing from another language over
+/// AMQP"), run as written but for the namespace and the server's address: both jobs they
+/// publish decode, pass the producer's checks, and land where the docs say (the ready
+/// queue, and the delayed route for the one due later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_python_examples_publish_valid_jobs_to_the_routes_they_name() {
+    let python = venv_python().await;
+    init_tracing();
+    let factory: Factory = Arc::new(RabbitRedis);
+    let mut cx = Ctx::new(&factory, |_| {}).await;
+    let doc = std::fs::read_to_string(repo_root().join("docs/wire-format.md")).expect("the doc");
+    let section = &doc[doc.find("Python with `pika`:").expect("the Python section")..];
+    let blocks: Vec<&str> = section
+        .split("```python\n")
+        .skip(1)
+        .take(2)
+        .map(|b| &b[..b.find("\n```").expect("fence closes")])
+        .collect();
+    assert_eq!(blocks.len(), 2, "the ready and the delayed example");
+    // One script: the first block's close moves to the end, after the second.
+    let script = format!(
+        "{}\n{}\nconn.close()\n",
+        blocks[0].replace("conn.close()", ""),
+        blocks[1]
+    )
+    .replace(
+        "amqp://guest:guest@localhost:5672/%2f",
+        &jobfleet_tests::services::amqp_url(),
+    )
+    .replace("\"jobfleet.", &format!("\"{}.", cx.config.namespace));
+    run_python(&python, &["-c", &script]).await;
+
+    let now = jobfleet_common::clock::system().now_ms();
+    let limits = jobfleet_common::limits::Limits::default();
+    let mut ready = cx
+        .backends
+        .broker
+        .consume(&Route::Ready("emails".into()), 10)
+        .await
+        .expect("consume");
+    let job = recv_job(&mut ready, WITHIN)
+        .await
+        .expect("the ready example's job");
+    assert_eq!((job.queue.as_str(), job.kind.as_str()), ("emails", "send"));
+    assert_eq!(job.priority.level(), 6);
+    assert_eq!(&job.payload[..], br#"{"to": "ada@example.com"}"#);
+    assert_eq!(limits.validate(&job, now), Ok(()));
+    let mut delayed = cx
+        .backends
+        .broker
+        .consume(&Route::Delayed, 10)
+        .await
+        .expect("consume");
+    let later = recv_job(&mut delayed, WITHIN)
+        .await
+        .expect("the delayed example's job");
+    assert!(later.run_at_ms.is_some_and(|t| t > now), "{later:?}");
+    assert_ne!(later.id, job.id);
+    assert_eq!(limits.validate(&later, now), Ok(()));
+    drop((ready, delayed));
+    cx.backends
+        .broker
+        .delete_routes(&["emails".to_string()])
+        .await
+        .expect("delete the example's queue");
     cx.stop().await;
 }
