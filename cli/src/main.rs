@@ -109,9 +109,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         _ => Profile::Operator,
     };
     let rust_log = std::env::var("RUST_LOG").ok();
-    // Job spans are exported by the long-running roles only (the worker's are the ones
-    // that join a producer's trace).
-    let spans = (profile == Profile::Service).then_some(&config.log);
+    // Job spans are the worker's: only it exports (the scheduler opens none).
+    let spans = matches!(cli.command, Command::Worker).then_some(&config.log);
     let _spans = logging::init(
         &logging::choose(&config, profile, cli.global.log_format, rust_log),
         spans,

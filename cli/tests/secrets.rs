@@ -47,6 +47,8 @@ fn jobfleet(args: &[&str]) -> Command {
         .env_remove("JOBFLEET_STORE")
         .env_remove("RUST_LOG")
         .env("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false")
+        // Not the shared test Redis's default namespace (the fleet test sets its own).
+        .env("JOBFLEET_NAMESPACE", "secrets-test")
         .stdin(Stdio::null());
     cmd
 }
@@ -196,6 +198,12 @@ fn no_command_shows_a_canary_password_when_it_cannot_connect() {
                             slow.push(format!("{args:?} {broker} {store} {source:?}"));
                         }
                         let said = text(&out);
+                        // It got as far as refusing the address or failing to connect.
+                        assert!(
+                            !out.status.success() && said.contains("error: "),
+                            "jobfleet {args:?} with {broker} / {store} from {source:?} did \
+                             not fail: {said}"
+                        );
                         assert!(
                             !said.contains(CANARY),
                             "jobfleet {args:?} with broker {broker} / store {store} from \
@@ -236,6 +244,10 @@ fn no_command_shows_a_canary_password_when_it_cannot_connect() {
                     cmd.env("RUST_LOG", "debug");
                     let (out, killed) = run_bounded(cmd, Duration::from_secs(30));
                     let said = text(&out);
+                    assert!(
+                        !out.status.success() && said.contains("cannot connect to the broker"),
+                        "jobfleet {args:?} with SASL properties did not fail to connect: {said}"
+                    );
                     assert!(
                         !said.contains(CANARY),
                         "jobfleet {args:?} with SASL properties:\n{said}"
@@ -285,6 +297,10 @@ impl CanaryUsers {
             assert!(out.status.success(), "rabbitmqctl {args:?}: {}", text(&out));
         };
         rabbitmqctl(&["add_user", name, CANARY]);
+        // From here on the guard removes both users, whatever fails next.
+        let users = Self {
+            name: name.to_string(),
+        };
         rabbitmqctl(&["set_permissions", "-p", "/", name, ".*", ".*", ".*"]);
         redis_cli(&[
             "ACL",
@@ -296,9 +312,7 @@ impl CanaryUsers {
             "&*",
             "+@all",
         ]);
-        Self {
-            name: name.to_string(),
-        }
+        users
     }
 }
 
@@ -367,6 +381,7 @@ async fn a_fleet_connected_with_canary_passwords_never_shows_them() {
         let out = std::fs::File::create(log).expect("log file");
         Role(
             jobfleet(&["--config", path.as_str(), name])
+                .env("JOBFLEET_NAMESPACE", &namespace)
                 .stdout(out.try_clone().expect("log handle"))
                 .stderr(out)
                 .spawn()
@@ -379,6 +394,7 @@ async fn a_fleet_connected_with_canary_passwords_never_shows_them() {
     let mut seen: Vec<(String, String)> = Vec::new();
     let cli = |args: &[&str]| {
         let out = jobfleet(&[&["--config", path.as_str()][..], args].concat())
+            .env("JOBFLEET_NAMESPACE", &namespace)
             .output()
             .expect("run jobfleet");
         (args.join(" "), out)

@@ -159,6 +159,15 @@ impl Fleet {
         self.roles.push(w);
     }
 
+    /// Asks every role to stop and aborts its task, without waiting: for a `Drop` that
+    /// cannot await (a check that failed part-way).
+    pub fn abort_roles(&mut self) {
+        for (token, handle) in self.roles.drain(..) {
+            token.cancel();
+            handle.abort();
+        }
+    }
+
     /// Stops every role started through `start_*` and waits for them to drain; a role
     /// that errs, panics or takes longer than 20 s fails the check.
     pub async fn stop_roles(&mut self) {

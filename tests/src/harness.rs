@@ -80,9 +80,13 @@ impl Drop for Ctx {
         if self.cleaned {
             return;
         }
+        // Roles still running would write keys and declare queues after the cleanup.
+        self.fleet.abort_roles();
         let (factory, config) = (self.factory.clone(), self.fleet.config.clone());
         let queues = vec![self.queue.clone()];
         let cleanup = std::thread::spawn(move || {
+            // Aborted tasks stop at their next await; give in-flight calls a moment.
+            std::thread::sleep(std::time::Duration::from_millis(200));
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();

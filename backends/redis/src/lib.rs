@@ -26,7 +26,8 @@
 //! | `ns:waiting:{queue}` | ZSET | id of a job whose record says `pending` → when it became so (Unix ms); the oldest is the queue's oldest waiting job |
 //! | `ns:unique:{key}` | STRING | id of the job holding a uniqueness key, `PX` = its TTL |
 //! | `ns:dead:index` | ZSET | dead letter id → died at (Unix ms) |
-//! | `ns:dead:letters` | HASH | id → the [`DeadLetter`](jobfleet_common::store::DeadLetter) as JSON |
+//! | `ns:dead:letters` | HASH | id → the letter's [`DeadSummary`](jobfleet_common::store::DeadSummary) as JSON (letters filed before bodies were kept apart: the whole `DeadLetter`, body inline) |
+//! | `ns:dead:bodies` | HASH | id → the letter's body, raw bytes |
 //! | `ns:dead:queue` | HASH | id → queue (`?` if unknown), to keep counts on replace |
 //! | `ns:dead:counts` | HASH | queue → dead letters, kept by the scripts |
 //! | `ns:workers` | ZSET | worker id → heartbeat expiry (Unix ms, the roles' clock) |

@@ -88,7 +88,9 @@ impl Rates {
             .iter()
             .map(|q| {
                 let was = before.queues.iter().find(|b| b.queue == q.queue);
-                let (completed, failed) = was.map_or((0, 0), |b| (b.completed, b.failed));
+                // A queue new since the last look starts from now, not from zero.
+                let (completed, failed) =
+                    was.map_or((q.completed, q.failed), |b| (b.completed, b.failed));
                 let rate = QueueRate {
                     completed_per_sec: per_sec(q.completed, completed),
                     failed_per_sec: per_sec(q.failed, failed),

@@ -241,7 +241,15 @@ fn check_http_addr(key: &str, addr: &str) -> Result<std::net::SocketAddr, Config
 /// Plain HTTP only: the exporter is built without TLS (run a collector or agent beside
 /// the worker, as collectors are usually deployed).
 fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
-    // Never echo a password the URL might hold.
+    // Never echo what might hold a password: any `@` refuses the URL unseen.
+    if endpoint.contains('@') {
+        return Err(
+            "the URL carries credentials (an `@`): run the collector beside the worker \
+             without them"
+                .into(),
+        );
+    }
+    // A secret in the query (`?token=…`) is masked.
     let shown = load::redact(endpoint);
     let Some(rest) = endpoint.strip_prefix("http://") else {
         return Err(format!(
@@ -250,9 +258,9 @@ fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
         ));
     };
     let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() || host.contains(['@', '?', '#', ' ']) {
+    if host.is_empty() || rest.contains(['?', '#', ' ']) {
         return Err(format!(
-            "{shown:?} needs a host, without credentials or a query"
+            "{shown:?} needs a host, and no query or fragment (`/v1/traces` is appended)"
         ));
     }
     Ok(())
