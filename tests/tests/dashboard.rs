@@ -304,8 +304,19 @@ async fn the_dashboard_shows_the_brokers_depths_and_replays_a_dead_letter() {
 
     drop(browser);
     fleet.cancel();
-    while let Some(role) = roles.join_next().await {
-        role.expect("no role panicked");
-    }
-    backends.broker.close().await;
+    let stopped = tokio::time::timeout(WAIT, async {
+        while let Some(role) = roles.join_next().await {
+            role.expect("no role panicked");
+        }
+    })
+    .await;
+    assert!(
+        stopped.is_ok(),
+        "the scheduler and worker did not stop within {WAIT:?}"
+    );
+    let closed = tokio::time::timeout(WAIT, backends.broker.close()).await;
+    assert!(
+        closed.is_ok(),
+        "the broker connection did not close within {WAIT:?}"
+    );
 }

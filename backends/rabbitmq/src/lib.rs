@@ -186,7 +186,15 @@ impl Broker for RabbitBroker {
     async fn close(&self) {
         self.shared.closed.cancel();
         self.shared.tasks.close();
-        self.shared.tasks.wait().await;
+        // The consumer tasks stop at the cancel; a stuck one must not hold the close up.
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "rabbitmq close: consumer tasks still running after 10s; closing anyway"
+            );
+        }
         self.shared.link.close().await;
     }
 }

@@ -25,6 +25,8 @@ use jobfleet_common::broker::BrokerError;
 const PUBLISH_CHANNELS: usize = 4;
 /// How long one connection attempt (TCP, TLS, AMQP handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing a connection may wait for the server's answer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reconnect attempts a call makes before it fails; the caller's own retry takes over.
 const CALL_RETRIES: usize = 5;
 /// Backoff bounds between reconnect attempts.
@@ -71,12 +73,16 @@ impl Link {
     /// Closes the current connection, if any.
     pub async fn close(&self) {
         if let Some(session) = self.current.lock().await.take() {
-            if let Err(e) = session
-                .connection
-                .close(200, "jobfleet closing".into())
-                .await
-            {
-                tracing::debug!(server = %self.server, error = %e, "rabbitmq close");
+            // Bounded: a connection whose socket already died can wait for the server's
+            // close-ok forever, and a stopping role must not.
+            let close = session.connection.close(200, "jobfleet closing".into());
+            match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(server = %self.server, error = %e, "rabbitmq close"),
+                Err(_) => tracing::warn!(
+                    server = %self.server,
+                    "rabbitmq close: no answer within {CLOSE_TIMEOUT:?}; dropping the connection"
+                ),
             }
         }
     }
