@@ -39,7 +39,7 @@ pub(crate) fn attempt_span(job: &Job) -> AttemptTrace {
         "otel.kind" = "consumer",
         "otel.name" = format!("process {}", job.queue),
     );
-    // Invalid contexts were dropped at intake; parsing again costs nothing.
+    // Invalid contexts were dropped at intake: a job that has one parses.
     let parent = job
         .trace
         .as_ref()
