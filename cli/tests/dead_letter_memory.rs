@@ -9,7 +9,7 @@
 //! A CLI's peak RSS is read by Python's `resource.getrusage(RUSAGE_CHILDREN)` around it
 //! (Rust's standard library does not expose a child's rusage).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,21 +23,12 @@ const BODY_BYTES: usize = 100 * 1024 * 1024;
 const RSS_BOUND_KB: u64 = 80 * 1024;
 
 mod support;
+use support::Process;
 
 fn command(config: &Config, args: &[&str]) -> Command {
     let mut cmd = support::jobfleet_on(&config.namespace, args);
     cmd.stdin(Stdio::null());
     cmd
-}
-
-/// A role process, killed on drop.
-struct Role(Child);
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The peak resident set of a live process, in KiB (`VmHWM`).
@@ -93,8 +84,8 @@ async fn a_100_mb_junk_message_costs_a_bounded_dead_letter() {
         .declare(std::slice::from_ref(&queue))
         .await
         .expect("declare");
-    let scheduler = Role(command(&config, &["scheduler"]).spawn().expect("scheduler"));
-    let worker = Role(command(&config, &["worker"]).spawn().expect("worker"));
+    let scheduler = Process::new(command(&config, &["scheduler"]).spawn().expect("scheduler"));
+    let worker = Process::new(command(&config, &["worker"]).spawn().expect("worker"));
 
     let junk = Bytes::from(vec![0xA5u8; BODY_BYTES]);
     let message = Message::new(Route::Ready(queue.clone()), Priority::NORMAL, junk, "");
@@ -125,8 +116,8 @@ async fn a_100_mb_junk_message_costs_a_bounded_dead_letter() {
         letter.reason
     );
 
-    let scheduler_kb = peak_rss_kb(scheduler.0.id());
-    let worker_kb = peak_rss_kb(worker.0.id());
+    let scheduler_kb = peak_rss_kb(scheduler.child.id());
+    let worker_kb = peak_rss_kb(worker.child.id());
     let mut redis = redis::Client::open(redis_url())
         .expect("a Redis URL")
         .get_multiplexed_async_connection()

@@ -7,10 +7,13 @@
 //! canary is in no output, log line, metric or HTTP response.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jobfleet_common::testing::{free_addr, http_get, redis_url, unique_namespace, HOW_TO_START};
+use support::Process;
+
+mod support;
 
 const CANARY: &str = "Canary5ecret7q";
 /// Any job id: the commands that take one must not care that it does not exist.
@@ -272,16 +275,6 @@ fn no_command_shows_a_canary_password_when_it_cannot_connect() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A process killed on drop.
-struct Role(Child);
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A RabbitMQ user and a Redis ACL user with the canary as password, removed on drop.
 struct CanaryUsers {
     name: String,
@@ -379,7 +372,7 @@ async fn a_fleet_connected_with_canary_passwords_never_shows_them() {
         .collect();
     let role = |name: &str, log: &Path| {
         let out = std::fs::File::create(log).expect("log file");
-        Role(
+        Process::new(
             jobfleet(&["--config", path.as_str(), name])
                 .env("JOBFLEET_NAMESPACE", &namespace)
                 .stdout(out.try_clone().expect("log handle"))

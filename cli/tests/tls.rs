@@ -10,10 +10,13 @@
 //! and stopped with `rabbitmqctl` at the end; it takes about 8 s to start here.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jobfleet_common::testing::free_addr;
+use support::Process;
+
+mod support;
 
 const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
@@ -119,23 +122,7 @@ impl Certificates {
     }
 }
 
-/// A process of the test's own, stopped on drop (with `stop` first, if given).
-struct Server {
-    child: Child,
-    stop: Option<Command>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = &mut self.stop {
-            let _ = stop.stdout(Stdio::null()).stderr(Stdio::null()).status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_tls(certs: &Certificates, port: u16) -> Server {
+fn redis_tls(certs: &Certificates, port: u16) -> Process {
     let log = certs.dir.join("redis.log");
     let child = Command::new("redis-server")
         .args(["--port", "0", "--bind", "127.0.0.1"])
@@ -154,7 +141,7 @@ fn redis_tls(certs: &Certificates, port: u16) -> Server {
         .args(["--logfile", &log.display().to_string()])
         .spawn()
         .expect("redis-server runs (apt-get install redis-server)");
-    let server = Server { child, stop: None };
+    let server = Process::new(child);
     wait_for_port(
         port,
         Duration::from_secs(20),
@@ -164,7 +151,7 @@ fn redis_tls(certs: &Certificates, port: u16) -> Server {
     server
 }
 
-fn rabbitmq_tls(certs: &Certificates, port: u16, dist_port: u16) -> Server {
+fn rabbitmq_tls(certs: &Certificates, port: u16, dist_port: u16) -> Process {
     assert!(
         Path::new(RABBITMQ_SERVER).exists(),
         "{RABBITMQ_SERVER} is missing: install Debian's rabbitmq-server"
@@ -202,10 +189,7 @@ fn rabbitmq_tls(certs: &Certificates, port: u16, dist_port: u16) -> Server {
         .expect("rabbitmq-server runs");
     let mut stop = Command::new("rabbitmqctl");
     stop.args(["-n", &node, "stop"]);
-    let server = Server {
-        child,
-        stop: Some(stop),
-    };
+    let server = Process::with_stop(child, stop);
     wait_for_port(
         port,
         Duration::from_secs(90),
@@ -276,14 +260,13 @@ fn a_job_runs_over_amqps_and_rediss_and_an_untrusted_certificate_is_refused() {
     .expect("run jobfleet enqueue");
     assert!(out.status.success(), "enqueue over TLS: {}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let mut worker = Server {
-        child: jobfleet(&broker, &store, Some(&ca), &["worker"])
+    let mut worker = Process::new(
+        jobfleet(&broker, &store, Some(&ca), &["worker"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("run jobfleet worker"),
-        stop: None,
-    };
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         let out = jobfleet(&broker, &store, Some(&ca), &["status", &id, "--json"])
