@@ -91,7 +91,11 @@ impl Worker {
             .by_queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tally = by_queue.entry(job.queue.clone()).or_default();
+        // The queue's name is copied once, the first time; not per finished attempt.
+        let tally = match by_queue.get_mut(&job.queue) {
+            Some(tally) => tally,
+            None => by_queue.entry(job.queue.clone()).or_default(),
+        };
         if completed {
             tally.completed += 1;
         } else {
