@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes (once) a throwaway Python virtual environment with `pika` for
-# examples/python_producer.py and its integration test, and prints the path of its python:
+# examples/python_producer.py and its integration test, and `moto` (an S3-compatible
+# server) for the data jobs' tests on an `s3://` store; prints the path of its python:
 #
 #   "$(scripts/python-venv.sh)" examples/python_producer.py --queue emails --kind send
 #
@@ -14,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 VENV="$TARGET/python-venv"
 PYTHON="$VENV/bin/python"
-PIKA='pika>=1.3,<2'
+PACKAGES=('pika>=1.3,<2' 'moto[server]>=5.1,<6')
 
 die() {
   printf 'error: %s\n' "$*" >&2
@@ -22,7 +23,7 @@ die() {
 }
 
 ready() {
-  [ -x "$PYTHON" ] && "$PYTHON" -c 'import pika' >/dev/null 2>&1
+  [ -x "$PYTHON" ] && "$PYTHON" -c 'import pika, moto.server' >/dev/null 2>&1
 }
 
 mkdir -p "$TARGET"
@@ -42,13 +43,14 @@ if ! ready; then
     die "python3 -m venv $VENV failed; install Python's venv module and ensurepip
   (Debian/Ubuntu: apt-get install python3-venv). Output:
 $(cat "$log")"
-  "$PYTHON" -m pip install --quiet --disable-pip-version-check "$PIKA" >"$log" 2>&1 ||
-    die "pip install '$PIKA' into $VENV failed; PyPI must be reachable (or set
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check "${PACKAGES[@]}" >"$log" 2>&1 ||
+    die "pip install ${PACKAGES[*]} into $VENV failed; PyPI must be reachable (or set
   PIP_INDEX_URL to a mirror). Output:
 $(cat "$log")"
-  ready || die "pika does not import in $VENV after installing it"
-  printf '==> made %s with pika %s\n' "$VENV" \
-    "$("$PYTHON" -c 'import pika; print(pika.__version__)')" >&2
+  ready || die "pika or moto does not import in $VENV after installing them"
+  printf '==> made %s with pika %s and moto %s\n' "$VENV" \
+    "$("$PYTHON" -c 'import pika; print(pika.__version__)')" \
+    "$("$PYTHON" -c 'import moto; print(moto.__version__)')" >&2
 fi
 
 printf '%s\n' "$PYTHON"

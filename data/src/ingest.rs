@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{self, Kind, Published};
 use crate::error::{joined, DataError};
 use crate::schema::{Batcher, Raw, Schema};
-use crate::storage::{Scratch, Storage};
+use crate::storage::{LocalCopy, Scratch, Storage};
 use crate::Env;
 use jobfleet_worker::{JobContext, JobError};
 
@@ -193,21 +193,27 @@ impl IngestSpec {
     }
 }
 
-/// A file named by a payload: a key under the data URL, an absolute path, or `file://`.
-pub(crate) fn resolve(storage: &Storage, field: &str, name: &str) -> Result<PathBuf, DataError> {
-    let path = if let Some(p) = name.strip_prefix("file://") {
-        PathBuf::from(p)
+/// A file named by a payload: a key under the data URL (read from a downloaded copy when
+/// the store is a bucket), an absolute path, or `file://`.
+pub(crate) async fn resolve(
+    storage: &Storage,
+    field: &str,
+    name: &str,
+) -> Result<LocalCopy, DataError> {
+    let local = if let Some(p) = name.strip_prefix("file://") {
+        Some(LocalCopy::local(PathBuf::from(p)))
     } else if Path::new(name).is_absolute() {
-        PathBuf::from(name)
+        Some(LocalCopy::local(PathBuf::from(name)))
     } else {
         storage
-            .local_file(name)
+            .local_copy(name)
+            .await
             .map_err(|e| DataError::invalid(field, e.to_string()))?
     };
-    if !path.is_file() {
-        return Err(DataError::invalid(field, format!("{name:?}: no such file")));
+    match local {
+        Some(copy) if copy.path().is_file() => Ok(copy),
+        _ => Err(DataError::invalid(field, format!("{name:?}: no such file"))),
     }
-    Ok(path)
 }
 
 /// The `ingest` kind.
@@ -230,8 +236,8 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     let schema = match (&spec.schema, &spec.schema_ref) {
         (Some(schema), _) => schema.clone(),
         (None, Some(reference)) => {
-            let path = resolve(storage, "schema_ref", reference)?;
-            let text = std::fs::read(&path)
+            let copy = resolve(storage, "schema_ref", reference).await?;
+            let text = std::fs::read(copy.path())
                 .map_err(|e| DataError::invalid("schema_ref", format!("{reference}: {e}")))?;
             serde_json::from_slice(&text)
                 .map_err(|e| DataError::invalid("schema_ref", format!("{reference}: {e}")))?
@@ -239,7 +245,7 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         (None, None) => return Err(DataError::invalid("schema", "missing").into()),
     };
     schema.validate()?;
-    let source = resolve(storage, "source", &spec.source)?;
+    let source = resolve(storage, "source", &spec.source).await?;
 
     let data = Scratch::new("ingest.parquet");
     let quarantine = Scratch::new("quarantine.csv");
@@ -253,7 +259,7 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     let counts = joined(
         tokio::task::spawn_blocking(move || {
             read_source(
-                &source,
+                source.path(),
                 format,
                 &schema_c,
                 chunk_rows,

@@ -152,15 +152,20 @@ fn column(array: &dyn Array, kind: ColumnType) -> Result<Column, DataError> {
     })
 }
 
-/// Every row of the Parquet files `paths`, columns `names` only.
+/// Every row of the Parquet files `paths`, columns `names` only; stops between batches
+/// of 65,536 rows once `cancel` fires.
 pub fn read_files(
     paths: &[std::path::PathBuf],
     schema: &Schema,
     names: &[String],
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Frame, DataError> {
     let mut frame = Frame::default();
     for path in paths {
         for batch in reader(path, 65_536)? {
+            if cancel.is_cancelled() {
+                return Err(DataError::Cancelled);
+            }
             frame.extend(Frame::from_batch(&batch?, schema, names, "features")?);
         }
     }

@@ -29,7 +29,7 @@ use crate::error::{joined, DataError};
 use crate::ingest::{writer_properties, DatasetManifest};
 use crate::model::{self, Frame};
 use crate::schema::{ColumnSpec, ColumnType, Schema};
-use crate::storage::{Scratch, Storage};
+use crate::storage::{LocalCopy, Scratch, Storage};
 use crate::train::{ModelManifest, Task};
 use crate::Env;
 use jobfleet_common::Job;
@@ -92,7 +92,8 @@ struct ChunkDone {
 /// The input: its schema, files and row count.
 struct Input {
     schema: Schema,
-    files: Vec<PathBuf>,
+    /// Local files: a bucket's objects are downloaded for the run.
+    files: Vec<LocalCopy>,
     rows: u64,
     /// For people and the run key: `games v3`, or the file.
     name: String,
@@ -352,7 +353,7 @@ impl Run<'_> {
     async fn pass(&self, only: Option<Shard>) -> Result<Pass, DataError> {
         let mut pass = Pass::default();
         for file in &self.input.files {
-            let mut reader = model::reader(file, self.chunk_rows)?;
+            let mut reader = model::reader(file.path(), self.chunk_rows)?;
             loop {
                 if self.ctx.cancelled().is_cancelled() {
                     return Err(DataError::Cancelled);
@@ -414,12 +415,12 @@ impl Run<'_> {
     /// The parts, in order, into `output`; then the summary beside it; then the parts go.
     async fn merge(&self, chunks: usize, result: &serde_json::Value) -> Result<(), DataError> {
         let merged = Scratch::new("predict.parquet");
-        let part_files: Vec<PathBuf> = (0..chunks)
-            .map(|i| {
-                self.storage
-                    .local_file(&format!("{}/part-{i:06}.parquet", self.parts))
-            })
-            .collect::<Result<_, _>>()?;
+        let mut parts = Vec::with_capacity(chunks);
+        for i in 0..chunks {
+            let key = format!("{}/part-{i:06}.parquet", self.parts);
+            parts.push(self.storage.local_copy_of(&key).await?);
+        }
+        let part_files: Vec<PathBuf> = parts.iter().map(|p| p.path().to_path_buf()).collect();
         let target = merged.path().to_path_buf();
         let schema = output_schema(&self.model, &self.input.schema, &self.id_column)?;
         let chunk_rows = self.chunk_rows;
@@ -476,9 +477,9 @@ async fn input(
     model: &ModelManifest,
 ) -> Result<(Input, Option<u64>), DataError> {
     if let Some(path) = &spec.input_path {
-        let file = crate::ingest::resolve(storage, "input_path", path)?;
+        let file = crate::ingest::resolve(storage, "input_path", path).await?;
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(&file)
+            std::fs::File::open(file.path())
                 .map_err(|e| DataError::invalid("input_path", e.to_string()))?,
         )
         .map_err(|e| DataError::invalid("input_path", format!("not Parquet: {e}")))?;
@@ -539,12 +540,12 @@ async fn input(
         spec.input_version,
     )
     .await?;
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for file in &manifest.files {
+        files.push(storage.local_copy_of(&file.key).await?);
+    }
     let input = Input {
-        files: manifest
-            .files
-            .iter()
-            .map(|f| storage.local_file(&f.key))
-            .collect::<Result<_, _>>()?,
+        files,
         schema: manifest.schema,
         rows: manifest.rows,
         name: format!("{name} v{version}"),

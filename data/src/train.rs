@@ -21,6 +21,7 @@ use linfa::prelude::*;
 use linfa_linalg::cholesky::SolveC;
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, Kind, Published};
 use crate::error::{joined, DataError};
@@ -252,23 +253,24 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     };
     let (dataset_version, data): (u64, DatasetManifest) =
         catalog::load(storage, Kind::Dataset, field, &dataset, version).await?;
-    let paths = data
-        .files
-        .iter()
-        .map(|f| storage.local_file(&f.key))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut copies = Vec::with_capacity(data.files.len());
+    for file in &data.files {
+        copies.push(storage.local_copy_of(&file.key).await?);
+    }
+    // The fit runs off the executor. A cancel settles the job at once; the fit's thread
+    // stops at its next check (see `fit`) and its model is dropped.
     let cancel = ctx.cancelled().clone();
-    let (spec_c, data_c) = (spec.clone(), data.clone());
-    let fitted = joined(
-        tokio::task::spawn_blocking(move || {
-            if cancel.is_cancelled() {
-                return Err(DataError::Cancelled);
-            }
-            fit(&spec_c, &data_c, &paths)
-        })
-        .await,
-    )?;
-    if ctx.cancelled().is_cancelled() {
+    let (spec_c, data_c, cancel_c) = (spec.clone(), data.clone(), cancel.clone());
+    let fitting = tokio::task::spawn_blocking(move || {
+        let paths: Vec<std::path::PathBuf> =
+            copies.iter().map(|c| c.path().to_path_buf()).collect();
+        fit(&spec_c, &data_c, &paths, &cancel_c)
+    });
+    let fitted = tokio::select! {
+        joined_fit = fitting => joined(joined_fit)?,
+        () = cancel.cancelled() => return Err(DataError::Cancelled.into()),
+    };
+    if cancel.is_cancelled() {
         return Err(DataError::Cancelled.into());
     }
     let version = catalog::next_version(storage, Kind::Model, &spec.model).await?;
@@ -319,10 +321,15 @@ fn result(m: &ModelManifest) -> serde_json::Value {
 }
 
 /// Fits the model on the dataset's files; the manifest's registry fields are left empty.
+///
+/// `cancel` is checked between batches of the read and before each fit (the held-out
+/// fit, then each fold's): a solver's own iterations take no hook, so a cancelled fit
+/// ends when its current model fit does.
 pub fn fit(
     spec: &TrainSpec,
     data: &DatasetManifest,
     paths: &[std::path::PathBuf],
+    cancel: &CancellationToken,
 ) -> Result<ModelManifest, DataError> {
     let schema = &data.schema;
     let target_kind = schema
@@ -350,7 +357,7 @@ pub fn fit(
     }
     let mut names = features.clone();
     names.push(spec.target.clone());
-    let frame = model::read_files(paths, schema, &names)?;
+    let frame = model::read_files(paths, schema, &names, cancel)?;
     let target = frame
         .column(&spec.target)
         .ok_or_else(|| DataError::invalid("target", "missing"))?;
@@ -376,6 +383,14 @@ pub fn fit(
         features: &features,
         name: &spec.target,
     };
+    let stop = || {
+        if cancel.is_cancelled() {
+            Err(DataError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
+    stop()?;
     let fitted = fit_split(spec.algorithm, &params, &data, &train, &test)?;
     let cross_validation = match spec.folds {
         None => None,
@@ -388,6 +403,7 @@ pub fn fit(
                     .copied()
                     .filter(|i| held.binary_search(i).is_err())
                     .collect();
+                stop()?;
                 per_fold.push(fit_split(spec.algorithm, &params, &data, &rest, &held)?.metrics);
             }
             Some(serde_json::json!({

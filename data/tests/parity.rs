@@ -83,6 +83,11 @@ fn spec(target: &str, algorithm: Algorithm) -> TrainSpec {
     .expect("a train spec")
 }
 
+/// A token nobody cancels.
+fn never() -> tokio_util::sync::CancellationToken {
+    tokio_util::sync::CancellationToken::new()
+}
+
 fn metric(m: &Value, name: &str) -> f64 {
     m[name].as_f64().unwrap_or_else(|| panic!("{name} in {m}"))
 }
@@ -97,6 +102,7 @@ fn logistic_regression_matches_scikit_learn_on_breast_cancer() {
         &spec("benign", Algorithm::LogisticRegression),
         &manifest,
         &[data.path().to_path_buf()],
+        &never(),
     )
     .expect("fit");
     let ours = &model.metrics;
@@ -119,7 +125,7 @@ fn logistic_regression_matches_scikit_learn_on_breast_cancer() {
     // Five folds, each held out once, as scikit-learn runs them on the same folds.
     let mut five: TrainSpec = spec("benign", Algorithm::LogisticRegression);
     five.folds = Some(5);
-    let model = train::fit(&five, &manifest, &[data.path().to_path_buf()]).expect("fit");
+    let model = train::fit(&five, &manifest, &[data.path().to_path_buf()], &never()).expect("fit");
     let cv = model.cross_validation.expect("cross-validation");
     let theirs = metric(&reference["breast_cancer_5_fold"], "accuracy");
     let ours = metric(&cv["mean"], "accuracy");
@@ -146,6 +152,7 @@ fn linear_models_match_scikit_learn_on_diabetes() {
             &spec("progression", algorithm),
             &manifest,
             &[data.path().to_path_buf()],
+            &never(),
         )
         .expect("fit");
         let (ours, theirs) = (&model.metrics, &reference[key]);

@@ -2,7 +2,9 @@
 //! ingested and a model trained by a worker process, then a `predict` whose worker is
 //! `kill -9`ed mid-run; redelivered to a new worker it resumes from its checkpoints and
 //! writes the very bytes an uninterrupted run of the same prediction writes; and the same
-//! prediction fanned out over three shards writes them too.
+//! prediction fanned out over three shards writes them too. It runs twice: on a data
+//! directory, and on an `s3://` bucket of an S3-compatible server (moto) that the test
+//! starts, the store a fleet spread over machines shares.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,7 +13,8 @@ use bytes::Bytes;
 use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{Job, JobId};
 use jobfleet_tests::processes::world::World;
-use jobfleet_tests::processes::Role;
+use jobfleet_tests::processes::{ProcId, Role};
+use jobfleet_tests::s3::S3Server;
 use serde_json::{json, Value};
 
 /// Sample rows: enough chunks that the kill lands mid-run.
@@ -22,10 +25,85 @@ const CHUNK_ROWS: usize = 1_000;
 /// A data directory removed when the test ends, pass or fail.
 struct DataDir(PathBuf);
 
+impl DataDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("jobfleet-data-{}", uuid::Uuid::now_v7())))
+    }
+}
+
 impl Drop for DataDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The fleet's data store, and the test's own handle on it.
+struct Store {
+    storage: jobfleet_data::Storage,
+    url: String,
+    env: Vec<(String, String)>,
+    /// The directory, removed when the test ends.
+    _dir: Option<DataDir>,
+    /// The bucket's server, stopped when the test ends.
+    s3: Option<S3Server>,
+}
+
+impl Store {
+    fn dir() -> Self {
+        let dir = DataDir::new();
+        let url = dir.0.display().to_string();
+        Self {
+            storage: jobfleet_data::Storage::open(&url).expect("open the directory"),
+            url,
+            env: Vec::new(),
+            _dir: Some(dir),
+            s3: None,
+        }
+    }
+
+    /// A bucket, under a prefix (so keys are not at the bucket's root).
+    fn s3(bucket: &str, prefix: &str) -> Self {
+        let s3 = S3Server::start(bucket);
+        let url = format!("s3://{bucket}/{prefix}");
+        Self {
+            storage: open_bucket(&s3, &url),
+            url,
+            env: s3.env(),
+            _dir: None,
+            s3: Some(s3),
+        }
+    }
+
+    /// The same bucket seen from its root, without the prefix.
+    fn s3_root(&self) -> jobfleet_data::Storage {
+        let s3 = self.s3.as_ref().expect("a bucket");
+        open_bucket(s3, &format!("s3://{}", s3.bucket))
+    }
+
+    /// The object at `key`.
+    async fn read(&self, key: &str) -> Bytes {
+        self.storage
+            .get(key)
+            .await
+            .expect("read the store")
+            .unwrap_or_else(|| panic!("no object {key}"))
+    }
+}
+
+/// `url` (on `s3`'s bucket) opened with the server's settings.
+fn open_bucket(s3: &S3Server, url: &str) -> jobfleet_data::Storage {
+    let options = s3.options();
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    jobfleet_data::Storage::open_with(url, &options).expect("open the bucket")
+}
+
+fn spawn(world: &mut World, store: &Store, role: Role) -> ProcId {
+    let env: Vec<(&str, &str)> = store
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    world.procs.spawn_with(role, &env)
 }
 
 /// Polls `id`'s record until `done` says so; panics after `within`.
@@ -80,25 +158,44 @@ fn job(world: &World, kind: &str, payload: Value) -> Job {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_predict_resumes_and_writes_the_same_bytes() {
-    let dir = DataDir(std::env::temp_dir().join(format!("jobfleet-data-{}", uuid::Uuid::now_v7())));
-    let url = dir.0.display().to_string();
+    scenario(Store::dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_predict_resumes_and_writes_the_same_bytes_on_s3() {
+    scenario(Store::s3("jobfleet-test", "fleet-data")).await;
+}
+
+async fn scenario(store: Store) {
+    let url = store.url.clone();
     let mut world = World::new(env!("CARGO_BIN_EXE_testfleet"), |c| {
         c.data.url = url.clone();
         c.data.chunk_rows = CHUNK_ROWS;
     })
     .await;
-    let files =
-        jobfleet_data::sample::write(&dir.0.join("samples"), ROWS, 11).expect("sample data");
-    world.procs.spawn(Role::Scheduler);
-    let first = world.procs.spawn(Role::Worker);
+    // The sample files go into the store, and the jobs name them by key.
+    let samples = DataDir::new();
+    let files = jobfleet_data::sample::write(&samples.0, ROWS, 11).expect("sample data");
+    for (key, file) in [
+        ("samples/games.csv", &files.csv),
+        ("samples/games.schema.json", &files.schema),
+    ] {
+        store
+            .storage
+            .upload(file, key)
+            .await
+            .expect("upload a sample file");
+    }
+    spawn(&mut world, &store, Role::Scheduler);
+    let first = spawn(&mut world, &store, Role::Worker);
 
     let ingested = run_to_end(
         &mut world,
         "ingest",
         json!({
             "dataset": "games",
-            "source": files.csv.display().to_string(),
-            "schema_ref": files.schema.display().to_string(),
+            "source": "samples/games.csv",
+            "schema_ref": "samples/games.schema.json",
         }),
     )
     .await;
@@ -130,7 +227,7 @@ async fn a_killed_predict_resumes_and_writes_the_same_bytes() {
         "killed at {:?} ({:?})",
         running.progress, running.progress_note
     );
-    world.procs.spawn(Role::Worker);
+    spawn(&mut world, &store, Role::Worker);
     let record = wait_record(&mut world, killed_id, Duration::from_secs(180), |r| {
         r.state.is_terminal()
     })
@@ -148,8 +245,10 @@ async fn a_killed_predict_resumes_and_writes_the_same_bytes() {
 
     let whole = run_to_end(&mut world, "predict", predict("predictions/whole.parquet")).await;
     assert_eq!(whole["resumed_chunks"], 0, "{whole}");
-    let read = |name: &str| std::fs::read(dir.0.join("predictions").join(name)).expect("output");
-    let (a, b) = (read("killed.parquet"), read("whole.parquet"));
+    let (a, b) = (
+        store.read("predictions/killed.parquet").await,
+        store.read("predictions/whole.parquet").await,
+    );
     assert!(a.len() > 1000, "{} bytes", a.len());
     assert!(
         a == b,
@@ -160,7 +259,7 @@ async fn a_killed_predict_resumes_and_writes_the_same_bytes() {
 
     // The same prediction spread over three shards on two workers: the children take
     // chunks the parent then finds done, and the merged bytes are the same.
-    world.procs.spawn(Role::Worker);
+    spawn(&mut world, &store, Role::Worker);
     let mut parallel = predict("predictions/parallel.parquet");
     parallel["parallelism"] = json!(3);
     let parent = job(&world, "predict", parallel);
@@ -189,7 +288,89 @@ async fn a_killed_predict_resumes_and_writes_the_same_bytes() {
         eprintln!("child {child}: {:?} on {:?}", record.result, record.worker);
     }
     assert!(
-        read("parallel.parquet") == b,
+        store.read("predictions/parallel.parquet").await == b,
         "the parallel output differs from the single worker's"
+    );
+    // Everything is in the store: datasets, models, outputs; and the checkpoints of the
+    // finished runs are gone.
+    let keys = store.storage.list("").await.expect("list the store");
+    eprintln!("{} objects in {}", keys.len(), store.url);
+    for wanted in [
+        "datasets/games/",
+        "models/win/",
+        "predictions/whole.parquet",
+    ] {
+        assert!(
+            keys.iter().any(|k| k.starts_with(wanted)),
+            "no {wanted} in the store: {keys:?}"
+        );
+    }
+    assert!(
+        !keys.iter().any(|k| k.contains("part-")),
+        "checkpoint parts left behind: {keys:?}"
+    );
+    if store.s3.is_some() {
+        let local = keys.iter().filter(|k| k.starts_with("samples/")).count();
+        assert_eq!(local, 2, "the samples were read from the bucket: {keys:?}");
+    }
+}
+
+/// The store's own promises on a bucket: a version's manifest is created once (S3's
+/// conditional put), a file larger than one upload part goes up in parts and comes back
+/// whole, and readers get a local copy that goes when dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_store_creates_once_and_round_trips_files_in_parts() {
+    let store = Store::s3("jobfleet-store", "a/b");
+    let storage = &store.storage;
+
+    let key = "datasets/d/v000001/manifest.json";
+    assert!(storage
+        .create_json(key, &json!({"n": 1}))
+        .await
+        .expect("create"));
+    assert!(
+        !storage
+            .create_json(key, &json!({"n": 2}))
+            .await
+            .expect("create again"),
+        "a second create of the same key must be refused"
+    );
+    let kept: Value = storage.get_json(key).await.expect("get").expect("there");
+    assert_eq!(kept, json!({"n": 1}));
+
+    // 20 MiB + 3 bytes: three parts of 8 MiB.
+    let big: Vec<u8> = (0..20 * 1024 * 1024 + 3).map(|i| (i % 251) as u8).collect();
+    let scratch = DataDir::new();
+    std::fs::write(&scratch.0, &big).expect("write the file");
+    storage
+        .upload(&scratch.0, "outputs/big.bin")
+        .await
+        .expect("upload");
+    let copy = storage
+        .local_copy("outputs/big.bin")
+        .await
+        .expect("download")
+        .expect("there");
+    assert!(std::fs::read(copy.path()).expect("read the copy") == big);
+    let copied = copy.path().to_path_buf();
+    drop(copy);
+    assert!(!copied.exists(), "the downloaded copy goes when dropped");
+    assert!(storage
+        .local_copy("outputs/none")
+        .await
+        .expect("get")
+        .is_none());
+
+    assert_eq!(
+        storage.list("outputs").await.expect("list"),
+        vec!["outputs/big.bin".to_owned()]
+    );
+    storage.delete_prefix("outputs").await.expect("delete");
+    assert!(!storage.exists("outputs/big.bin").await.expect("head"));
+    // Under the prefix: the bucket seen from its root holds the manifest at a/b/….
+    let root = Store::s3_root(&store);
+    assert_eq!(
+        root.list("").await.expect("list the bucket"),
+        vec![format!("a/b/{key}")]
     );
 }

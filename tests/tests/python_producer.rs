@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use jobfleet_common::store::{DeadFilter, JobState};
 use jobfleet_common::testing::recv_job;
 use jobfleet_common::{ErrorKind, JobId, Route};
 use jobfleet_tests::harness::{init_tracing, wait_for, Ctx, Factory, Probe};
+use jobfleet_tests::s3::{repo_root, show};
 use jobfleet_tests::services::RabbitRedis;
 use jobfleet_worker::{JobContext, Registry};
 use serde_json::{json, Value};
@@ -31,38 +32,11 @@ const KIND: &str = "py-echo";
 /// What the handler saw of one run: the job's id, priority and payload bytes.
 type Run = (JobId, u8, Bytes);
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits inside the workspace")
-}
-
-fn show(output: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The venv's python, making the venv first if needed; fails the test with the helper's
-/// advice (what to install) if it cannot.
+/// The venv's python, making the venv first if needed.
 async fn venv_python() -> PathBuf {
-    let script = repo_root().join("scripts/python-venv.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .output()
+    tokio::task::spawn_blocking(jobfleet_tests::s3::venv_python)
         .await
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (is bash installed?)", script.display()));
-    assert!(
-        output.status.success(),
-        "these tests need Python 3 with its venv module and pika from PyPI; {} said: {}",
-        script.display(),
-        show(&output)
-    );
-    let stdout = String::from_utf8(output.stdout).expect("a UTF-8 path");
-    PathBuf::from(stdout.trim())
+        .expect("the venv helper")
 }
 
 /// Runs `python` with `args` (the example script or `-c` code), failing the test if it fails.

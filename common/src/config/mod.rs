@@ -92,9 +92,10 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// A directory: `./jobfleet-data`, `/srv/data` or `file:///srv/data`. Every worker of
-    /// a fleet must see the same data (a shared volume); the storage goes through the
-    /// `object_store` crate, but its cloud stores are not built in yet.
+    /// A directory (`./jobfleet-data`, `/srv/data`, `file:///srv/data`), or a bucket:
+    /// `s3://bucket[/prefix]` or `gs://bucket[/prefix]`, credentials from the usual
+    /// `AWS_*` / `GOOGLE_*` environment variables. Every worker of a fleet must see the
+    /// same data (a shared volume or a bucket).
     pub url: String,
     /// The fraction of an ingest's rows that may be rejected (quarantined) before the job
     /// fails; a job's payload can lower or raise it.
