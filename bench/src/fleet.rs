@@ -20,6 +20,7 @@ use jobfleet_common::{Backends, Config, Job, SharedClock};
 use jobfleet_producer::Producer;
 use jobfleet_worker::Registry;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +31,7 @@ use crate::{per_second, Plan};
 /// The queue the bench's jobs go through (under the run's own namespace).
 pub(crate) const QUEUE: &str = "bench";
 /// The job kind: a handler that does nothing.
-const KIND: &str = "noop";
+pub(crate) const KIND: &str = "noop";
 /// The warm-up job's kind: does nothing either, and is not counted.
 const WARM_UP: &str = "warm-up";
 /// How long the worker may take to start consuming.
@@ -48,7 +49,6 @@ struct Probe {
     other: AtomicUsize,
     last_settled: OnceLock<Instant>,
     all_settled: Notify,
-    warmed_up: Notify,
 }
 
 impl Probe {
@@ -62,11 +62,12 @@ impl Probe {
             other: AtomicUsize::new(0),
             last_settled: OnceLock::new(),
             all_settled: Notify::new(),
-            warmed_up: Notify::new(),
         }
     }
+}
 
-    fn handler_started(&self, job: &Job) {
+impl Hooks for Probe {
+    fn started(&self, job: &Job) {
         self.first_start.get_or_init(Instant::now);
         let waited = self.clock.now_ms().saturating_sub(job.enqueued_at_ms);
         self.waits_ms
@@ -75,11 +76,7 @@ impl Probe {
             .push(waited as f64);
     }
 
-    fn settled(&self, job: &Job, outcome: &str) {
-        if job.kind == WARM_UP {
-            self.warmed_up.notify_one();
-            return;
-        }
+    fn settled(&self, _job: &Job, outcome: &str) {
         if outcome != "completed" {
             self.other.fetch_add(1, Ordering::Relaxed);
             return;
@@ -94,46 +91,11 @@ impl Probe {
 
 /// Enqueues and runs `plan.jobs` no-op jobs; see the module docs.
 pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures> {
-    // Separate connections for the two roles, as separate processes would have; the
-    // embedded backend only exists as one instance shared in-process.
-    let (producer_side, worker_side) = if config.broker.is_embedded() {
-        let backends = Backends::embedded();
-        (backends.clone(), backends)
-    } else {
-        (
-            jobfleet_backends::connect(config).await?,
-            jobfleet_backends::connect(config).await?,
-        )
-    };
-    let broker = producer_side.broker.name();
-    // Both sides are closed before the caller deletes the run's topics: a live librdkafka
-    // client that still has a deleted topic in its metadata can crash the process
-    // (docs/kafka.md, broker caveats).
-    let to_close = [producer_side.broker.clone(), worker_side.broker.clone()];
-    let probe = Arc::new(Probe::new(worker_side.clock.clone(), plan.jobs));
-    let mut registry = Registry::new();
-    let on_start = probe.clone();
-    let on_settled = probe.clone();
-    registry
-        .register_fn(KIND, move |ctx| {
-            on_start.handler_started(ctx.job());
-            async { Ok(()) }
-        })
-        .register_fn(WARM_UP, |_| async { Ok(()) })
-        .on_settled(move |job, outcome| on_settled.settled(job, outcome));
-
-    let shutdown = CancellationToken::new();
-    let worker = tokio::spawn(jobfleet_worker::run(
-        Arc::new(config.clone()),
-        worker_side,
-        Arc::new(registry),
-        shutdown.clone(),
-    ));
+    let rig = Rig::start(config, plan, false).await?;
+    let probe = Arc::new(Probe::new(rig.clock.clone(), plan.jobs));
+    rig.hooks(probe.clone());
     let outcome = async {
-        wait_for_worker(&producer_side).await?;
-        let producer = Producer::new(&producer_side, config);
-        warm_up(&producer, &probe, plan).await?;
-        let enqueued = enqueue(&producer, plan).await?;
+        let enqueued = enqueue(&rig.producer, plan).await?;
         let wait = plan.timeout.saturating_sub(enqueued.began.elapsed());
         if tokio::time::timeout(wait, probe.all_settled.notified())
             .await
@@ -149,19 +111,9 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures
         Ok(enqueued)
     }
     .await;
-    shutdown.cancel();
-    let stopped = worker
-        .await
-        .map_err(|e| Error::Task(format!("the bench worker panicked: {e}")));
-    drop(producer_side);
-    if !config.broker.is_embedded() {
-        // The last handles: the clients are gone once these are dropped.
-        for broker in to_close {
-            broker.close().await;
-        }
-    }
+    let broker = rig.broker;
+    rig.stop().await?;
     let enqueued = outcome?;
-    stopped??;
 
     let other = probe.other.load(Ordering::Acquire);
     if other > 0 {
@@ -219,32 +171,185 @@ async fn enqueue(producer: &Producer, plan: &Plan) -> Result<Enqueued> {
     })
 }
 
-/// Runs one uncounted job through the worker.
-async fn warm_up(producer: &Producer, probe: &Probe, plan: &Plan) -> Result<()> {
-    producer
-        .enqueue(Job::new(QUEUE, WARM_UP, Bytes::new()))
-        .await?;
-    tokio::time::timeout(plan.timeout, probe.warmed_up.notified())
-        .await
-        .map_err(|_| {
-            Error::Task(format!(
-                "the warm-up job did not settle within {:?}",
-                plan.timeout
-            ))
-        })
+/// What a measurement watches: each counted job's handler start and its settling.
+pub(crate) trait Hooks: Send + Sync + 'static {
+    /// The `noop` handler of `job` started.
+    fn started(&self, job: &Job);
+    /// `job`'s outcome was recorded and its delivery acked.
+    fn settled(&self, job: &Job, outcome: &str);
 }
 
-/// Waits until the worker heartbeats, which it does once its consumers are open, so the
-/// enqueue clock does not include the worker's start-up.
-async fn wait_for_worker(backends: &Backends) -> Result<()> {
-    let deadline = Instant::now() + WORKER_START;
-    while backends.store.workers().await?.is_empty() {
-        if Instant::now() >= deadline {
-            return Err(Error::Task(format!(
-                "the bench worker did not start within {WORKER_START:?}"
-            )));
+/// Hooks that see nothing, until a measurement installs its own.
+struct Unset;
+
+impl Hooks for Unset {
+    fn started(&self, _: &Job) {}
+    fn settled(&self, _: &Job, _: &str) {}
+}
+
+/// A worker (and, for delayed jobs, a scheduler) on the configured backends, running the
+/// `noop` kind, and a producer on connections of its own, as separate processes would
+/// have; warm when [`Rig::start`] returns.
+pub(crate) struct Rig {
+    pub producer: Arc<Producer>,
+    pub clock: SharedClock,
+    pub broker: &'static str,
+    /// The producer's backends (the worker and the scheduler have their own).
+    pub backends: Backends,
+    hooks: Arc<std::sync::RwLock<Arc<dyn Hooks>>>,
+    shutdown: CancellationToken,
+    worker: JoinHandle<Result<(), jobfleet_worker::WorkerError>>,
+    scheduler: Option<JoinHandle<Result<(), jobfleet_scheduler::SchedulerError>>>,
+    to_close: Vec<Arc<dyn jobfleet_common::Broker>>,
+}
+
+impl Rig {
+    /// Starts the roles, waits until the worker heartbeats and one uncounted job has run.
+    pub(crate) async fn start(config: &Config, plan: &Plan, scheduler: bool) -> Result<Self> {
+        let embedded = config.broker.is_embedded();
+        let connect = || async {
+            if embedded {
+                Ok::<_, Error>(Backends::embedded())
+            } else {
+                Ok(jobfleet_backends::connect(config).await?)
+            }
+        };
+        // The embedded backend only exists as one instance shared in-process.
+        let producer_side = connect().await?;
+        let worker_side = if embedded {
+            producer_side.clone()
+        } else {
+            connect().await?
+        };
+        let scheduler_side = match (scheduler, embedded) {
+            (false, _) => None,
+            (true, true) => Some(producer_side.clone()),
+            (true, false) => Some(connect().await?),
+        };
+        // Every side is closed before the caller deletes the run's topics: a live
+        // librdkafka client that still has a deleted topic in its metadata can crash the
+        // process (docs/kafka.md, broker caveats).
+        let mut to_close = vec![producer_side.broker.clone(), worker_side.broker.clone()];
+        to_close.extend(scheduler_side.iter().map(|b| b.broker.clone()));
+        let hooks: Arc<std::sync::RwLock<Arc<dyn Hooks>>> =
+            Arc::new(std::sync::RwLock::new(Arc::new(Unset)));
+        let warmed_up = Arc::new(Notify::new());
+        let mut registry = Registry::new();
+        let (on_start, on_settled, on_warm) = (hooks.clone(), hooks.clone(), warmed_up.clone());
+        registry
+            .register_fn(KIND, move |ctx| {
+                read(&on_start).started(ctx.job());
+                async { Ok(()) }
+            })
+            .register_fn(WARM_UP, |_| async { Ok(()) })
+            .on_settled(move |job, outcome| {
+                if job.kind == WARM_UP {
+                    // Stores a permit if nobody waits yet, so it cannot be missed.
+                    on_warm.notify_one();
+                } else {
+                    read(&on_settled).settled(job, outcome);
+                }
+            });
+        let shutdown = CancellationToken::new();
+        let config = Arc::new(config.clone());
+        let worker = tokio::spawn(jobfleet_worker::run(
+            config.clone(),
+            worker_side,
+            Arc::new(registry),
+            shutdown.clone(),
+        ));
+        let scheduler = scheduler_side.map(|side| {
+            tokio::spawn(jobfleet_scheduler::run(
+                config.clone(),
+                side,
+                shutdown.clone(),
+            ))
+        });
+        let rig = Self {
+            producer: Arc::new(Producer::new(&producer_side, &config)),
+            clock: producer_side.clock.clone(),
+            broker: producer_side.broker.name(),
+            backends: producer_side,
+            hooks,
+            shutdown,
+            worker,
+            scheduler,
+            to_close,
+        };
+        let warm = async {
+            rig.wait_for_worker().await?;
+            rig.producer
+                .enqueue(Job::new(QUEUE, WARM_UP, Bytes::new()))
+                .await?;
+            tokio::time::timeout(plan.timeout, warmed_up.notified())
+                .await
+                .map_err(|_| {
+                    Error::Task(format!(
+                        "the warm-up job did not settle within {:?}",
+                        plan.timeout
+                    ))
+                })
+        };
+        match warm.await {
+            Ok(()) => Ok(rig),
+            Err(e) => {
+                let _ = rig.stop().await;
+                Err(e)
+            }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
+
+    /// Installs the measurement's hooks.
+    pub(crate) fn hooks(&self, hooks: Arc<dyn Hooks>) {
+        *self.hooks.write().unwrap_or_else(PoisonError::into_inner) = hooks;
+    }
+
+    /// Stops the roles and closes every connection.
+    pub(crate) async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        let worker = self
+            .worker
+            .await
+            .map_err(|e| Error::Task(format!("the bench worker panicked: {e}")));
+        let scheduler = match self.scheduler {
+            Some(task) => Some(
+                task.await
+                    .map_err(|e| Error::Task(format!("the bench scheduler panicked: {e}"))),
+            ),
+            None => None,
+        };
+        let embedded = self.backends.broker.name() == "embedded";
+        drop(self.producer);
+        drop(self.backends);
+        if !embedded {
+            // The last handles: the clients are gone once these are dropped.
+            for broker in self.to_close {
+                broker.close().await;
+            }
+        }
+        worker??;
+        if let Some(scheduler) = scheduler {
+            scheduler?.map_err(|e| Error::Task(format!("the bench scheduler: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the worker heartbeats, which it does once its consumers are open, so
+    /// no clock includes the worker's start-up.
+    async fn wait_for_worker(&self) -> Result<()> {
+        let deadline = Instant::now() + WORKER_START;
+        while self.backends.store.workers().await?.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(Error::Task(format!(
+                    "the bench worker did not start within {WORKER_START:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+fn read(hooks: &std::sync::RwLock<Arc<dyn Hooks>>) -> Arc<dyn Hooks> {
+    hooks.read().unwrap_or_else(PoisonError::into_inner).clone()
 }

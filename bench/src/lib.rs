@@ -24,8 +24,10 @@
 //! measurement fails.
 
 mod cleanup;
+mod delayed;
 mod error;
 mod fleet;
+mod open_loop;
 mod raw_amqp;
 mod raw_broker;
 mod raw_kafka;
@@ -39,9 +41,27 @@ use jobfleet_common::{BrokerAddr, Config, JobId};
 pub use error::{Error, Result};
 use report::{Baseline, Report};
 
+/// What `jobfleet bench` measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Throughput end to end, `--jobs` no-op jobs as fast as they go, beside the bare
+    /// client.
+    #[default]
+    Throughput,
+    /// Throughput first, then latency with jobs offered at a fixed rate (open loop) at
+    /// each `--load` fraction of the measured maximum, `--duration` each.
+    Latency,
+    /// Throughput first, then `--jobs` delayed jobs due at random over `--spread`, then
+    /// `--jobs` due at one instant: lateness, early starts and the burst's drain rate.
+    Delayed,
+}
+
 /// `jobfleet bench` flags (the broker and store are the global `--broker`/`--store`).
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
+    /// What to measure; each mode prints one JSON line (docs/benchmarks.md).
+    #[arg(long, value_enum, default_value_t = Mode::Throughput)]
+    pub mode: Mode,
     /// No-op jobs to run (and messages in the baseline).
     #[arg(long, default_value_t = 20_000)]
     pub jobs: usize,
@@ -68,6 +88,15 @@ pub struct BenchArgs {
     /// Measure jobfleet only (for profiling it alone); the baseline figures are then 0.
     #[arg(long, hide = true)]
     pub skip_baseline: bool,
+    /// `--mode latency`: the offered rates, as fractions of the measured maximum.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.5,0.8")]
+    pub load: Vec<f64>,
+    /// `--mode latency`: how long each rate is offered.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// `--mode delayed`: the spread load's jobs are due at random over this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub spread: Duration,
 }
 
 /// What every measurement of one run shares.
@@ -145,10 +174,66 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
     eprintln!("bench: baseline {baseline:?}");
 
     let report = Report::new(&plan, fleet, baseline);
-    let line = serde_json::to_string(&report)
-        .map_err(|e| Error::Task(format!("cannot write the report: {e}")))?;
+    let line = match args.mode {
+        Mode::Throughput => serde_json::to_string(&report),
+        Mode::Latency => {
+            if args.load.iter().any(|&l| !(l > 0.0 && l.is_finite())) {
+                return Err(Error::Usage("--load fractions must be above 0".into()));
+            }
+            let loads =
+                open_loop::measure(&config, &plan, report.e2e_per_s, &args.load, args.duration)
+                    .await;
+            if !embedded {
+                cleanup::fleet(&config).await;
+            }
+            serde_json::to_string(&LatencyReport {
+                mode: "latency",
+                throughput: report,
+                duration_s: args.duration.as_secs_f64(),
+                loads: loads?,
+            })
+        }
+        Mode::Delayed => {
+            let measured = delayed::measure(&config, &plan, args.spread).await;
+            if !embedded {
+                cleanup::fleet(&config).await;
+            }
+            let (spread, burst) = measured?;
+            let ready = report.e2e_per_s;
+            serde_json::to_string(&DelayedReport {
+                mode: "delayed",
+                spread_s: args.spread.as_secs_f64(),
+                ratio_burst: report::round(burst.drain_per_s / ready.max(f64::EPSILON), 3),
+                throughput: report,
+                spread,
+                burst,
+            })
+        }
+    }
+    .map_err(|e| Error::Task(format!("cannot write the report: {e}")))?;
     println!("{line}");
     Ok(())
+}
+
+/// `--mode latency`'s line: the throughput run it took the maximum from, and each load.
+#[derive(serde::Serialize)]
+struct LatencyReport {
+    mode: &'static str,
+    throughput: Report,
+    duration_s: f64,
+    loads: Vec<open_loop::Load>,
+}
+
+/// `--mode delayed`'s line: the throughput run (the ready path), the spread and the
+/// burst, and the burst's drain rate over the ready path's.
+#[derive(serde::Serialize)]
+struct DelayedReport {
+    mode: &'static str,
+    throughput: Report,
+    spread_s: f64,
+    spread: delayed::Punctuality,
+    burst: delayed::Punctuality,
+    ratio_burst: f64,
 }
 
 /// CPU time this process has used so far (user + system), where `/proc` tells.
@@ -227,6 +312,10 @@ mod tests {
             in_flight: 1,
             timeout: Duration::from_secs(1),
             skip_baseline: false,
+            mode: Mode::Throughput,
+            load: vec![0.5],
+            duration: Duration::from_secs(1),
+            spread: Duration::from_secs(1),
         };
         let e = run(args.clone(), Config::default())
             .await

@@ -129,7 +129,7 @@ pub(crate) fn percentile(samples: &mut [f64], q: f64) -> f64 {
     samples[rank.clamp(1, samples.len()) - 1]
 }
 
-fn round(x: f64, decimals: i32) -> f64 {
+pub(crate) fn round(x: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (x * scale).round() / scale
 }

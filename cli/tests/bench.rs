@@ -159,3 +159,105 @@ fn bench_on_kafka_reports_jobfleet_beside_raw_rdkafka_and_cleans_up() {
         .collect();
     assert!(left.is_empty(), "topics left under {namespace}: {left:?}");
 }
+
+/// A latency tail's percentiles, checked to be ordered and finite.
+fn check_tail(tail: &serde_json::Value, report: &serde_json::Value) {
+    let at = |q: &str| {
+        tail[q]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{q} of {tail} in {report}"))
+    };
+    let (p50, p99, p999, max) = (at("p50"), at("p99"), at("p999"), at("max"));
+    assert!(
+        p50.is_finite() && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "{tail} in {report}"
+    );
+}
+
+#[test]
+fn bench_latency_mode_offers_each_load_open_loop() {
+    let config = format!("broker = {:?}\nstore = {:?}\n", amqp_url(), redis_url());
+    let (report, namespace) = bench(
+        &config,
+        &[
+            "--mode",
+            "latency",
+            "--jobs",
+            "400",
+            "--concurrency",
+            "16",
+            "--load",
+            "0.1,0.5",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_eq!(report["mode"], "latency", "{report}");
+    check_report(&report["throughput"], "rabbitmq", 400);
+    let max = report["throughput"]["e2e_per_s"]
+        .as_f64()
+        .expect("a maximum");
+    let loads = report["loads"].as_array().expect("loads");
+    assert_eq!(loads.len(), 2, "{report}");
+    for (load, fraction) in loads.iter().zip([0.1, 0.5]) {
+        assert_eq!(load["load"].as_f64(), Some(fraction), "{report}");
+        let offered = load["offered_per_s"].as_f64().expect("offered");
+        assert!((offered - fraction * max).abs() <= 0.1 + 1e-9, "{report}");
+        let jobs = load["jobs"].as_u64().expect("jobs");
+        assert!(
+            jobs >= 1 && jobs.abs_diff(offered.round() as u64) <= 1,
+            "{report}"
+        );
+        check_tail(&load["start_ms"], &report);
+        check_tail(&load["done_ms"], &report);
+        // A job is done after it started.
+        assert!(
+            load["done_ms"]["p50"].as_f64() >= load["start_ms"]["p50"].as_f64(),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        redis_keys_left(&namespace),
+        0,
+        "store keys left under {namespace}"
+    );
+}
+
+#[test]
+fn bench_delayed_mode_reports_lateness_and_the_bursts_drain() {
+    let config = format!("broker = {:?}\nstore = {:?}\n", amqp_url(), redis_url());
+    let (report, namespace) = bench(
+        &config,
+        &[
+            "--mode",
+            "delayed",
+            "--jobs",
+            "300",
+            "--concurrency",
+            "16",
+            "--spread",
+            "2s",
+        ],
+    );
+    assert_eq!(report["mode"], "delayed", "{report}");
+    check_report(&report["throughput"], "rabbitmq", 300);
+    for load in ["spread", "burst"] {
+        let figures = &report[load];
+        assert_eq!(figures["jobs"].as_u64(), Some(300), "{report}");
+        // The one assertion on timing: the scheduler never releases a job early.
+        assert_eq!(figures["early"].as_u64(), Some(0), "{load} in {report}");
+        check_tail(&figures["late_ms"], &report);
+        assert!(figures["drain_per_s"].as_f64() > Some(0.0), "{report}");
+    }
+    let expected = report["burst"]["drain_per_s"].as_f64().expect("drain")
+        / report["throughput"]["e2e_per_s"].as_f64().expect("e2e");
+    assert!(
+        (report["ratio_burst"].as_f64().expect("ratio") - expected).abs() < 0.01,
+        "{report}"
+    );
+    assert_eq!(
+        redis_keys_left(&namespace),
+        0,
+        "store keys left under {namespace}"
+    );
+}

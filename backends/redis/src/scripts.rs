@@ -339,21 +339,41 @@ pub(super) static LIVE_WORKERS: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Writes a state record unless the job completed. KEYS: record, completion marker.
-/// ARGV: record JSON, TTL ms. A completed job's final record is never replaced by a
-/// write meant for an earlier stage (a re-release, a retried enqueue).
-pub(super) const PUT_RECORD_LUA: &str = "if redis.call('EXISTS', KEYS[2]) == 0 then
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        if ARGV[3] == '1' then
-            redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
-        else
-            redis.call('ZREM', KEYS[3], ARGV[5])
+/// Writes state records, each unless its job completed. ARGV[1]: TTL ms. For record `i`
+/// (from 0): KEYS[3i+1..3i+3] are its record, completion marker and queue's `waiting`
+/// ZSET; ARGV[4i+2..4i+5] its JSON, `1` if pending (else `0`), its score (updated ms) and
+/// its id. A completed job's final record is never replaced by a write meant for an
+/// earlier stage (a re-release, a retried enqueue). One call writes a batch: one command
+/// for the server to parse and answer instead of one per job.
+pub(super) const PUT_RECORDS_LUA: &str = "for i = 0, #KEYS / 3 - 1 do
+        local k, a = 3 * i, 4 * i + 1
+        if redis.call('EXISTS', KEYS[k + 2]) == 0 then
+            redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'PX', ARGV[1])
+            if ARGV[a + 2] == '1' then
+                redis.call('ZADD', KEYS[k + 3], 'NX', ARGV[a + 3], ARGV[a + 4])
+            else
+                redis.call('ZREM', KEYS[k + 3], ARGV[a + 4])
+            end
         end
     end
     return 0";
 
-/// [`PUT_RECORD_LUA`].
-pub(super) static PUT_RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_RECORD_LUA));
+/// [`PUT_RECORDS_LUA`].
+pub(super) static PUT_RECORDS: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_RECORDS_LUA));
+
+/// Records a completion. KEYS: state record, completion marker, the queue's `waiting`
+/// ZSET, lease hash. ARGV: the record's JSON, TTL ms, the job's id. One script, so no
+/// reader sees the marker without the final record or the reverse; a completed job never
+/// runs again (the marker is checked first), so its lease, token and crash count go.
+pub(super) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+        redis.call('ZREM', KEYS[3], ARGV[3])
+        redis.call('DEL', KEYS[4])
+        return 0",
+    )
+});
 
 /// The oldest waiting job of each queue. KEYS: the queues' `waiting` ZSETs. ARGV[1]: the
 /// job record key prefix (`ns:job:`). For each queue, the head's record is checked: one

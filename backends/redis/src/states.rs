@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 use std::collections::BTreeMap;
 
 use super::scripts::{
-    COMPARE_AND_DELETE, FORGET_UNPUBLISHED, OLDEST_PENDING, PUT_RECORD, PUT_RECORD_LUA,
+    COMPARE_AND_DELETE, COMPLETE, FORGET_UNPUBLISHED, OLDEST_PENDING, PUT_RECORDS, PUT_RECORDS_LUA,
     UNIQUE_CLAIM,
 };
 use super::{decode_json, encode_json, parse_id, px, RedisStore};
@@ -27,17 +27,6 @@ impl RedisStore {
     /// `ns:waiting:{queue}`: the queue's jobs whose record says `pending`.
     fn waiting_key(&self, queue: &str) -> String {
         self.keys.key(&format!("waiting:{queue}"))
-    }
-
-    fn record_pipeline(&self, pipe: &mut redis::Pipeline, record: &JobRecord) -> StoreResult<()> {
-        let json = encode_json("job record", record)?;
-        pipe.pset_ex(
-            self.keys.of_job("job", record.id),
-            json,
-            self.record_ttl_ms(),
-        )
-        .ignore();
-        Ok(())
     }
 }
 
@@ -87,22 +76,25 @@ impl JobStates for RedisStore {
         }
         let mut pipe = redis::pipe();
         // Loading first in the same pipeline makes every EVALSHA after it find the script.
-        pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_RECORD_LUA).ignore();
-        for record in records {
-            let json = encode_json("job record", record)?;
-            let pending = record.state == JobState::Pending;
-            pipe.cmd("EVALSHA")
-                .arg(PUT_RECORD.get_hash())
-                .arg(3)
-                .arg(self.keys.of_job("job", record.id))
-                .arg(self.keys.of_job("done", record.id))
-                .arg(self.waiting_key(&record.queue))
-                .arg(json)
-                .arg(self.record_ttl_ms())
-                .arg(if pending { "1" } else { "0" })
-                .arg(record.updated_at_ms)
-                .arg(record.id.to_string())
-                .ignore();
+        pipe.cmd("SCRIPT").arg("LOAD").arg(PUT_RECORDS_LUA).ignore();
+        // 100 records a call: each call blocks the server for well under a millisecond.
+        for chunk in records.chunks(100) {
+            let eval = pipe.cmd("EVALSHA");
+            eval.arg(PUT_RECORDS.get_hash()).arg(chunk.len() * 3);
+            for record in chunk {
+                eval.arg(self.keys.of_job("job", record.id))
+                    .arg(self.keys.of_job("done", record.id))
+                    .arg(self.waiting_key(&record.queue));
+            }
+            eval.arg(self.record_ttl_ms());
+            for record in chunk {
+                let pending = record.state == JobState::Pending;
+                eval.arg(encode_json("job record", record)?)
+                    .arg(if pending { "1" } else { "0" })
+                    .arg(record.updated_at_ms)
+                    .arg(record.id.to_string());
+            }
+            eval.ignore();
         }
         pipe.query_async(&mut self.conn()).await.store()
     }
@@ -128,18 +120,17 @@ impl JobStates for RedisStore {
     }
 
     async fn complete(&self, record: &JobRecord) -> StoreResult<()> {
-        // MULTI/EXEC: no reader sees the marker without the final record, or the reverse.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        self.record_pipeline(&mut pipe, record)?;
-        pipe.pset_ex(self.keys.of_job("done", record.id), 1, self.record_ttl_ms())
-            .ignore();
-        pipe.zrem(self.waiting_key(&record.queue), record.id.to_string())
-            .ignore();
-        // A completed job never runs again (the marker is checked first), so its
-        // execution lease, token and crash count are not needed any more.
-        pipe.del(self.keys.of_job("lease", record.id)).ignore();
-        pipe.query_async(&mut self.conn()).await.store()
+        COMPLETE
+            .key(self.keys.of_job("job", record.id))
+            .key(self.keys.of_job("done", record.id))
+            .key(self.waiting_key(&record.queue))
+            .key(self.keys.of_job("lease", record.id))
+            .arg(encode_json("job record", record)?)
+            .arg(self.record_ttl_ms())
+            .arg(record.id.to_string())
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .store()
     }
 
     async fn is_completed(&self, id: JobId) -> StoreResult<bool> {

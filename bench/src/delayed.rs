@@ -1,0 +1,187 @@
+//! Delayed jobs (`--mode delayed`): how punctual releases are, and how fast a burst of
+//! jobs due at one instant drains, next to the ready path measured in the same run.
+//!
+//! 1. **Spread**: `--jobs` jobs due at random instants over `--spread`, after a lead long
+//!    enough to enqueue them all first (so none is due before it is even enqueued).
+//! 2. **Burst**: `--jobs` jobs all due at one instant, after the same kind of lead.
+//!
+//! For each job the lateness is handler start − `run_at_ms` (wall clock, this machine):
+//! the release's lateness plus the hop through the ready queue to a worker, so an upper
+//! bound on the release's own. A job started before its `run_at_ms` counts as early.
+//! The burst's drain rate is its jobs over due instant → last job settled; the report
+//! divides it by the ready path's `e2e_per_s` (the throughput mode's measurement, run
+//! first in the same process).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use jobfleet_common::{Config, Job};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::fleet::{Hooks, Rig, KIND, QUEUE};
+use crate::open_loop::Tail;
+use crate::report::round;
+use crate::{per_second, Plan};
+
+/// What one delayed load gave.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Punctuality {
+    pub jobs: usize,
+    /// Jobs whose handler started before their `run_at_ms`.
+    pub early: usize,
+    /// Handler start − `run_at_ms`.
+    pub late_ms: Tail,
+    /// Jobs over the first due instant → last job settled.
+    pub drain_per_s: f64,
+}
+
+/// The hooks: lateness of each start against the job's `run_at_ms`.
+struct Lateness {
+    expected: usize,
+    late_ms: Mutex<Vec<f64>>,
+    settled: AtomicUsize,
+    last_settled: OnceLock<Instant>,
+    all_settled: Notify,
+}
+
+fn wall_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+impl Hooks for Lateness {
+    fn started(&self, job: &Job) {
+        #[allow(clippy::cast_precision_loss)]
+        let due = job.run_at_ms.unwrap_or(0) as f64;
+        self.late_ms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(wall_ms() - due);
+    }
+
+    fn settled(&self, _job: &Job, _outcome: &str) {
+        if self.settled.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
+            self.last_settled.get_or_init(Instant::now);
+            self.all_settled.notify_one();
+        }
+    }
+}
+
+/// A deterministic spread of `n` offsets over `spread_ms`: splitmix64 of the index.
+fn offset_ms(k: usize, spread_ms: u64) -> u64 {
+    let mut z = (k as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    if spread_ms == 0 {
+        0
+    } else {
+        z % spread_ms
+    }
+}
+
+/// Enqueues `plan.jobs` jobs due at `lead + offset(k)` and waits for them all.
+async fn run(rig: &Rig, plan: &Plan, spread: Duration) -> Result<Punctuality> {
+    let jobs = plan.jobs;
+    let hooks = Arc::new(Lateness {
+        expected: jobs,
+        late_ms: Mutex::new(Vec::with_capacity(jobs)),
+        settled: AtomicUsize::new(0),
+        last_settled: OnceLock::new(),
+        all_settled: Notify::new(),
+    });
+    rig.hooks(hooks.clone());
+    // Room to enqueue them all before the first is due: at 5,000 jobs/s, at least 2 s.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let lead_ms = 2_000 + (jobs as f64 / 5.0) as i64;
+    let first_due = rig.clock.now_ms() + lead_ms;
+    let first_due_at = Instant::now() + Duration::from_millis(lead_ms.unsigned_abs());
+    let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+    let payload = Bytes::from(vec![b'x'; plan.payload_bytes]);
+    let batches = (0..jobs).step_by(plan.batch).map(|start| {
+        (start..jobs.min(start + plan.batch))
+            .map(|k| {
+                #[allow(clippy::cast_possible_wrap)]
+                let due = first_due + offset_ms(k, spread_ms) as i64;
+                Job::new(QUEUE, KIND, payload.clone()).with_run_at_ms(due)
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut calls = futures::stream::iter(batches)
+        .map(|batch| rig.producer.enqueue_many(batch))
+        .buffer_unordered(plan.in_flight);
+    while let Some(answers) = calls.next().await {
+        for answer in answers? {
+            if !answer.delayed {
+                return Err(Error::Task(format!(
+                    "job {} was due before it was enqueued: raise the lead",
+                    answer.id
+                )));
+            }
+        }
+    }
+    let wait = plan.timeout + spread + Duration::from_millis(lead_ms.unsigned_abs());
+    if tokio::time::timeout(wait, hooks.all_settled.notified())
+        .await
+        .is_err()
+    {
+        return Err(Error::Task(format!(
+            "only {} of {jobs} delayed jobs settled within {wait:?}",
+            hooks.settled.load(Ordering::Acquire)
+        )));
+    }
+    let mut late =
+        std::mem::take(&mut *hooks.late_ms.lock().unwrap_or_else(PoisonError::into_inner));
+    let early = late.iter().filter(|&&ms| ms < 0.0).count();
+    let last = *hooks.last_settled.get().unwrap_or(&first_due_at);
+    Ok(Punctuality {
+        jobs,
+        early,
+        late_ms: Tail::of(&mut late),
+        drain_per_s: round(
+            per_second(jobs, last.saturating_duration_since(first_due_at)),
+            1,
+        ),
+    })
+}
+
+/// The spread load, then the burst, on one rig with a scheduler.
+pub(crate) async fn measure(
+    config: &Config,
+    plan: &Plan,
+    spread: Duration,
+) -> Result<(Punctuality, Punctuality)> {
+    let rig = Rig::start(config, plan, true).await?;
+    let outcome = async {
+        let spread_figures = run(&rig, plan, spread).await?;
+        eprintln!("bench: spread {spread_figures:?}");
+        let burst = run(&rig, plan, Duration::ZERO).await?;
+        eprintln!("bench: burst {burst:?}");
+        Ok((spread_figures, burst))
+    }
+    .await;
+    rig.stop().await?;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_cover_the_spread_and_repeat() {
+        let offsets: Vec<u64> = (0..10_000).map(|k| offset_ms(k, 60_000)).collect();
+        assert!(offsets.iter().all(|&o| o < 60_000));
+        let (min, max) = (offsets.iter().min(), offsets.iter().max());
+        assert!(min < Some(&600) && max > Some(&59_400), "{min:?} {max:?}");
+        assert_eq!(offset_ms(7, 60_000), offsets[7]);
+        assert_eq!(offset_ms(7, 0), 0);
+    }
+}
