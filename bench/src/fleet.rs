@@ -198,13 +198,14 @@ pub(crate) struct Rig {
     pub backends: Backends,
     hooks: Arc<std::sync::RwLock<Arc<dyn Hooks>>>,
     shutdown: CancellationToken,
-    worker: JoinHandle<Result<(), jobfleet_worker::WorkerError>>,
+    workers: Vec<JoinHandle<Result<(), jobfleet_worker::WorkerError>>>,
     scheduler: Option<JoinHandle<Result<(), jobfleet_scheduler::SchedulerError>>>,
     to_close: Vec<Arc<dyn jobfleet_common::Broker>>,
 }
 
 impl Rig {
-    /// Starts the roles, waits until the worker heartbeats and one uncounted job has run.
+    /// Starts the roles (`plan.workers` workers, each on connections of its own), waits
+    /// until they all heartbeat and one uncounted job has run.
     pub(crate) async fn start(config: &Config, plan: &Plan, scheduler: bool) -> Result<Self> {
         let embedded = config.broker.is_embedded();
         let connect = || async {
@@ -216,11 +217,14 @@ impl Rig {
         };
         // The embedded backend only exists as one instance shared in-process.
         let producer_side = connect().await?;
-        let worker_side = if embedded {
-            producer_side.clone()
-        } else {
-            connect().await?
-        };
+        let mut worker_sides = Vec::with_capacity(plan.workers);
+        for _ in 0..plan.workers.max(1) {
+            worker_sides.push(if embedded {
+                producer_side.clone()
+            } else {
+                connect().await?
+            });
+        }
         let scheduler_side = match (scheduler, embedded) {
             (false, _) => None,
             (true, true) => Some(producer_side.clone()),
@@ -229,7 +233,8 @@ impl Rig {
         // Every side is closed before the caller deletes the run's topics: a live
         // librdkafka client that still has a deleted topic in its metadata can crash the
         // process (docs/kafka.md, broker caveats).
-        let mut to_close = vec![producer_side.broker.clone(), worker_side.broker.clone()];
+        let mut to_close = vec![producer_side.broker.clone()];
+        to_close.extend(worker_sides.iter().map(|b| b.broker.clone()));
         to_close.extend(scheduler_side.iter().map(|b| b.broker.clone()));
         let hooks: Arc<std::sync::RwLock<Arc<dyn Hooks>>> =
             Arc::new(std::sync::RwLock::new(Arc::new(Unset)));
@@ -252,12 +257,18 @@ impl Rig {
             });
         let shutdown = CancellationToken::new();
         let config = Arc::new(config.clone());
-        let worker = tokio::spawn(jobfleet_worker::run(
-            config.clone(),
-            worker_side,
-            Arc::new(registry),
-            shutdown.clone(),
-        ));
+        let registry = Arc::new(registry);
+        let workers = worker_sides
+            .into_iter()
+            .map(|side| {
+                tokio::spawn(jobfleet_worker::run(
+                    config.clone(),
+                    side,
+                    registry.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
         let scheduler = scheduler_side.map(|side| {
             tokio::spawn(jobfleet_scheduler::run(
                 config.clone(),
@@ -272,7 +283,7 @@ impl Rig {
             backends: producer_side,
             hooks,
             shutdown,
-            worker,
+            workers,
             scheduler,
             to_close,
         };
@@ -307,10 +318,14 @@ impl Rig {
     /// Stops the roles and closes every connection.
     pub(crate) async fn stop(self) -> Result<()> {
         self.shutdown.cancel();
-        let worker = self
-            .worker
-            .await
-            .map_err(|e| Error::Task(format!("the bench worker panicked: {e}")));
+        let mut stopped = Vec::with_capacity(self.workers.len());
+        for worker in self.workers {
+            stopped.push(
+                worker
+                    .await
+                    .map_err(|e| Error::Task(format!("a bench worker panicked: {e}"))),
+            );
+        }
         let scheduler = match self.scheduler {
             Some(task) => Some(
                 task.await
@@ -327,7 +342,9 @@ impl Rig {
                 broker.close().await;
             }
         }
-        worker??;
+        for worker in stopped {
+            worker??;
+        }
         if let Some(scheduler) = scheduler {
             scheduler?.map_err(|e| Error::Task(format!("the bench scheduler: {e}")))?;
         }
@@ -338,7 +355,7 @@ impl Rig {
     /// no clock includes the worker's start-up.
     async fn wait_for_worker(&self) -> Result<()> {
         let deadline = Instant::now() + WORKER_START;
-        while self.backends.store.workers().await?.is_empty() {
+        while self.backends.store.workers().await?.len() < self.workers.len() {
             if Instant::now() >= deadline {
                 return Err(Error::Task(format!(
                     "the bench worker did not start within {WORKER_START:?}"

@@ -27,6 +27,7 @@ mod cleanup;
 mod delayed;
 mod error;
 mod fleet;
+mod memory;
 mod open_loop;
 mod raw_amqp;
 mod raw_broker;
@@ -54,6 +55,12 @@ pub enum Mode {
     /// Throughput first, then `--jobs` delayed jobs due at random over `--spread`, then
     /// `--jobs` due at one instant: lateness, early starts and the burst's drain rate.
     Delayed,
+    /// `--jobs` delayed jobs waiting in Redis: its memory per job beyond the payload (no
+    /// throughput run).
+    Memory,
+    /// Throughput with each number of worker instances in `--workers` (each with its
+    /// own connections and `--concurrency`), beside one baseline.
+    Scale,
 }
 
 /// `jobfleet bench` flags (the broker and store are the global `--broker`/`--store`).
@@ -94,6 +101,9 @@ pub struct BenchArgs {
     /// `--mode latency`: how long each rate is offered.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// `--mode scale`: the numbers of workers to measure with.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub workers: Vec<usize>,
     /// `--mode delayed`: the spread load's jobs are due at random over this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub spread: Duration,
@@ -103,6 +113,8 @@ pub struct BenchArgs {
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     pub jobs: usize,
+    /// Worker instances (each with its own connections).
+    pub workers: usize,
     pub concurrency: usize,
     pub prefetch: u16,
     pub payload_bytes: usize,
@@ -139,6 +151,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
     config.worker.prefetch = args.prefetch;
     let plan = Plan {
         jobs: args.jobs,
+        workers: 1,
         concurrency: args.concurrency,
         prefetch: config.worker.effective_prefetch(),
         payload_bytes: args.payload_bytes,
@@ -151,6 +164,22 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
         plan.jobs, plan.concurrency, plan.prefetch, plan.payload_bytes, config.namespace
     );
 
+    if args.mode == Mode::Memory {
+        let measured = memory::measure(&config, &plan).await;
+        cleanup::fleet(&config).await;
+        let line = serde_json::to_string(&MemoryReport {
+            mode: "memory",
+            broker: match config.broker {
+                BrokerAddr::Embedded => "embedded",
+                BrokerAddr::Amqp(_) => "rabbitmq",
+                BrokerAddr::Kafka(_) => "kafka",
+            },
+            memory: measured?,
+        })
+        .map_err(|e| Error::Task(format!("cannot write the report: {e}")))?;
+        println!("{line}");
+        return Ok(());
+    }
     let cpu = process_cpu();
     let measured = fleet::measure(&config, &plan).await;
     let cpu = cpu_since(cpu, plan.jobs, "jobfleet");
@@ -175,7 +204,8 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
 
     let report = Report::new(&plan, fleet, baseline);
     let line = match args.mode {
-        Mode::Throughput => serde_json::to_string(&report),
+        // Memory returned above.
+        Mode::Throughput | Mode::Memory => serde_json::to_string(&report),
         Mode::Latency => {
             if args.load.iter().any(|&l| !(l > 0.0 && l.is_finite())) {
                 return Err(Error::Usage("--load fractions must be above 0".into()));
@@ -191,6 +221,39 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
                 throughput: report,
                 duration_s: args.duration.as_secs_f64(),
                 loads: loads?,
+            })
+        }
+        Mode::Scale => {
+            if args.workers.contains(&0) {
+                return Err(Error::Usage("--workers counts must be at least 1".into()));
+            }
+            let raw = report.baseline.raw_e2e_per_s;
+            let mut scale = Vec::with_capacity(args.workers.len());
+            for &workers in &args.workers {
+                let plan = Plan {
+                    workers,
+                    ..plan.clone()
+                };
+                let measured = fleet::measure(&config, &plan).await;
+                if !embedded {
+                    cleanup::fleet(&config).await;
+                }
+                let fleet = measured?;
+                eprintln!("bench: {workers} workers: {fleet:?}");
+                scale.push(Scaled {
+                    workers,
+                    e2e_per_s: report::round(fleet.e2e_per_s, 1),
+                    ratio_e2e: report::round(fleet.e2e_per_s / raw.max(f64::EPSILON), 3),
+                    latency_ms: report::Latency {
+                        p50: report::round(fleet.latency_p50_ms, 2),
+                        p99: report::round(fleet.latency_p99_ms, 2),
+                    },
+                });
+            }
+            serde_json::to_string(&ScaleReport {
+                mode: "scale",
+                throughput: report,
+                workers: scale,
             })
         }
         Mode::Delayed => {
@@ -222,6 +285,33 @@ struct LatencyReport {
     throughput: Report,
     duration_s: f64,
     loads: Vec<open_loop::Load>,
+}
+
+/// `--mode scale`'s line: the throughput run (one worker, and the baseline), then each
+/// number of workers.
+#[derive(serde::Serialize)]
+struct ScaleReport {
+    mode: &'static str,
+    throughput: Report,
+    workers: Vec<Scaled>,
+}
+
+/// Throughput with `workers` worker instances.
+#[derive(serde::Serialize)]
+struct Scaled {
+    workers: usize,
+    e2e_per_s: f64,
+    /// Over the throughput run's baseline.
+    ratio_e2e: f64,
+    latency_ms: report::Latency,
+}
+
+/// `--mode memory`'s line.
+#[derive(serde::Serialize)]
+struct MemoryReport {
+    mode: &'static str,
+    broker: &'static str,
+    memory: memory::Memory,
 }
 
 /// `--mode delayed`'s line: the throughput run (the ready path), the spread and the
@@ -271,6 +361,7 @@ mod tests {
     fn plan(jobs: usize) -> Plan {
         Plan {
             jobs,
+            workers: 1,
             concurrency: 8,
             prefetch: 8,
             payload_bytes: 32,
@@ -316,6 +407,7 @@ mod tests {
             load: vec![0.5],
             duration: Duration::from_secs(1),
             spread: Duration::from_secs(1),
+            workers: vec![1],
         };
         let e = run(args.clone(), Config::default())
             .await

@@ -153,6 +153,7 @@ mod tests {
     #[test]
     fn the_report_is_one_json_object_in_the_documented_order() {
         let plan = Plan {
+            workers: 1,
             jobs: 1000,
             concurrency: 8,
             prefetch: 8,

@@ -261,3 +261,74 @@ fn bench_delayed_mode_reports_lateness_and_the_bursts_drain() {
         "store keys left under {namespace}"
     );
 }
+
+#[test]
+fn bench_memory_mode_reports_redis_bytes_per_delayed_job() {
+    let config = format!("broker = {:?}\nstore = {:?}\n", amqp_url(), redis_url());
+    let (report, namespace) = bench(
+        &config,
+        &["--mode", "memory", "--jobs", "500", "--payload-bytes", "64"],
+    );
+    assert_eq!(report["mode"], "memory", "{report}");
+    assert_eq!(report["broker"], "rabbitmq", "{report}");
+    let memory = &report["memory"];
+    assert_eq!(memory["jobs"].as_u64(), Some(500), "{report}");
+    let per_job = memory["bytes_per_job"].as_f64().expect("bytes per job");
+    let beyond = memory["beyond_payload"]
+        .as_f64()
+        .expect("beyond the payload");
+    // No bound on the figure itself: the suite's other tests share this Redis and move
+    // its memory at the same time; docs/benchmarks.md has a measured one.
+    assert!(
+        per_job.is_finite() && (per_job - 64.0 - beyond).abs() < 0.2,
+        "{report}"
+    );
+    let (before, after) = (
+        memory["used_before"].as_u64(),
+        memory["used_after"].as_u64(),
+    );
+    assert!(before > Some(0) && after > Some(0), "{report}");
+    assert!(memory["process_rss_kib"].as_u64() > Some(0), "{report}");
+    assert_eq!(
+        redis_keys_left(&namespace),
+        0,
+        "store keys left under {namespace}"
+    );
+}
+
+#[test]
+fn bench_scale_mode_runs_each_number_of_workers() {
+    let config = format!("broker = {:?}\nstore = {:?}\n", amqp_url(), redis_url());
+    let (report, namespace) = bench(
+        &config,
+        &[
+            "--mode",
+            "scale",
+            "--jobs",
+            "300",
+            "--concurrency",
+            "8",
+            "--workers",
+            "1,3",
+        ],
+    );
+    assert_eq!(report["mode"], "scale", "{report}");
+    check_report(&report["throughput"], "rabbitmq", 300);
+    let raw = report["throughput"]["baseline"]["raw_e2e_per_s"]
+        .as_f64()
+        .expect("a baseline");
+    let runs = report["workers"].as_array().expect("workers");
+    assert_eq!(runs.len(), 2, "{report}");
+    for (run, workers) in runs.iter().zip([1, 3]) {
+        assert_eq!(run["workers"].as_u64(), Some(workers), "{report}");
+        let e2e = run["e2e_per_s"].as_f64().expect("e2e");
+        assert!(e2e > 0.0, "{report}");
+        let ratio = run["ratio_e2e"].as_f64().expect("ratio");
+        assert!((ratio - e2e / raw).abs() < 0.01, "{report}");
+    }
+    assert_eq!(
+        redis_keys_left(&namespace),
+        0,
+        "store keys left under {namespace}"
+    );
+}

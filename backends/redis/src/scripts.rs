@@ -227,12 +227,15 @@ pub(super) static UNIQUE_CLAIM: LazyLock<Script> = LazyLock::new(|| {
 pub(super) static ADMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         time_fns!(),
-        "if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
-        if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
-        local holder = redis.call('HGET', KEYS[4], 'holder')
-        local crashes = tonumber(redis.call('HGET', KEYS[4], 'crashes') or '0')
+        "if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
+            if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
+            return {2}
+        end
+        local lease = redis.call('HMGET', KEYS[4], 'holder', 'crashes', 'until')
+        local holder = lease[1]
+        local crashes = tonumber(lease[2] or '0')
         if holder then
-            local expires = tonumber(redis.call('HGET', KEYS[4], 'until') or '0')
+            local expires = tonumber(lease[3] or '0')
             if expires > now then return {3, expires - now} end
             crashes = redis.call('HINCRBY', KEYS[4], 'crashes', 1)
             redis.call('HDEL', KEYS[4], 'holder', 'until')
