@@ -109,6 +109,11 @@ where
         OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
         OtlpProtocol::HttpJson => Protocol::HttpJson,
     };
+    // The exporter's HTTP client is reqwest's; a build where reqwest also has rustls (the
+    // data kinds' object store clients) makes every reqwest client set up TLS, which
+    // panics without a process-wide provider: ring, the one provider this build has (one
+    // installed first is kept). The endpoint itself is plain http://.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(protocol)
