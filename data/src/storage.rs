@@ -28,12 +28,21 @@ use crate::error::DataError;
 const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// The data store of a fleet.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Storage {
     /// Opened on first use, so a worker that never runs a data job creates nothing.
     store: Arc<OnceLock<Arc<dyn ObjectStore>>>,
     /// Where the objects are.
     place: Place,
+}
+
+/// Only where it is: a bucket client's debug output could hold its credentials.
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("location", &self.location())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A store's place: a directory here, or a bucket (and prefix) of an object store.
@@ -432,6 +441,16 @@ mod tests {
         )
         .expect("an S3 store");
         assert_eq!(s3.location(), "s3://bucket/some/prefix");
+        let secret = Storage::open_with(
+            "s3://bucket",
+            &[
+                ("aws_access_key_id", "AKIDCANARY"),
+                ("aws_secret_access_key", "CANARY-SECRET"),
+            ],
+        )
+        .expect("an S3 store");
+        let shown = format!("{secret:?}");
+        assert!(!shown.contains("CANARY"), "{shown}");
         let dir = Storage::open("file:///tmp/x").expect("a directory");
         assert_eq!(dir.location(), "/tmp/x");
     }
