@@ -130,6 +130,12 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
             "--jobs, --concurrency, --batch and --in-flight must be at least 1".into(),
         ));
     }
+    if args.load.is_empty() || args.load.iter().any(|&l| !(l > 0.0 && l.is_finite())) {
+        return Err(Error::Usage("--load fractions must be above 0".into()));
+    }
+    if args.workers.is_empty() || args.workers.contains(&0) {
+        return Err(Error::Usage("--workers counts must be at least 1".into()));
+    }
     let embedded = config.broker.is_embedded();
     if embedded != config.store.is_embedded() {
         return Err(Error::Usage(
@@ -166,7 +172,9 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
 
     if args.mode == Mode::Memory {
         let measured = memory::measure(&config, &plan).await;
-        cleanup::fleet(&config).await;
+        if !embedded {
+            cleanup::fleet(&config).await;
+        }
         let line = serde_json::to_string(&MemoryReport {
             mode: "memory",
             broker: match config.broker {
@@ -207,9 +215,6 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
         // Memory returned above.
         Mode::Throughput | Mode::Memory => serde_json::to_string(&report),
         Mode::Latency => {
-            if args.load.iter().any(|&l| !(l > 0.0 && l.is_finite())) {
-                return Err(Error::Usage("--load fractions must be above 0".into()));
-            }
             let loads =
                 open_loop::measure(&config, &plan, report.e2e_per_s, &args.load, args.duration)
                     .await;
@@ -224,9 +229,6 @@ pub async fn run(args: BenchArgs, mut config: Config) -> Result<()> {
             })
         }
         Mode::Scale => {
-            if args.workers.contains(&0) {
-                return Err(Error::Usage("--workers counts must be at least 1".into()));
-            }
             let raw = report.baseline.raw_e2e_per_s;
             let mut scale = Vec::with_capacity(args.workers.len());
             for &workers in &args.workers {
@@ -413,6 +415,20 @@ mod tests {
             .await
             .expect_err("refused");
         assert!(matches!(e, Error::Usage(_)), "{e}");
+        for (load, workers) in [
+            (vec![0.0], vec![1]),
+            (vec![0.5], vec![0]),
+            (vec![], vec![1]),
+        ] {
+            let bad = BenchArgs {
+                jobs: 1,
+                load,
+                workers,
+                ..args.clone()
+            };
+            let e = run(bad, Config::default()).await.expect_err("refused");
+            assert!(matches!(e, Error::Usage(_)), "{e}");
+        }
         let half = Config {
             store: "redis://127.0.0.1:6379/".parse().expect("a Redis URL"),
             ..Config::default()
