@@ -12,19 +12,16 @@
 //! divides it by the ready path's `e2e_per_s` (the throughput mode's measurement, run
 //! first in the same process).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use jobfleet_common::{Config, Job};
 use serde::Serialize;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::fleet::{Hooks, Rig, KIND, QUEUE};
+use crate::fleet::{enqueue_in_batches, take, Countdown, Hooks, Rig, KIND, QUEUE};
 use crate::open_loop::Tail;
 use crate::report::round;
 use crate::{per_second, Plan};
@@ -43,11 +40,8 @@ pub(crate) struct Punctuality {
 
 /// The hooks: lateness of each start against the job's `run_at_ms`.
 struct Lateness {
-    expected: usize,
     late_ms: Mutex<Vec<f64>>,
-    settled: AtomicUsize,
-    last_settled: OnceLock<Instant>,
-    all_settled: Notify,
+    settled: Countdown,
 }
 
 fn wall_ms() -> f64 {
@@ -67,10 +61,7 @@ impl Hooks for Lateness {
     }
 
     fn settled(&self, _job: &Job, _outcome: &str) {
-        if self.settled.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
-            self.last_settled.get_or_init(Instant::now);
-            self.all_settled.notify_one();
-        }
+        self.settled.tick();
     }
 }
 
@@ -91,11 +82,8 @@ fn offset_ms(k: usize, spread_ms: u64) -> u64 {
 async fn run(rig: &Rig, plan: &Plan, spread: Duration) -> Result<Punctuality> {
     let jobs = plan.jobs;
     let hooks = Arc::new(Lateness {
-        expected: jobs,
         late_ms: Mutex::new(Vec::with_capacity(jobs)),
-        settled: AtomicUsize::new(0),
-        last_settled: OnceLock::new(),
-        all_settled: Notify::new(),
+        settled: Countdown::new(jobs),
     });
     rig.hooks(hooks.clone());
     // Room to enqueue them all before the first is due: at 5,000 jobs/s, at least 2 s.
@@ -105,42 +93,31 @@ async fn run(rig: &Rig, plan: &Plan, spread: Duration) -> Result<Punctuality> {
     let first_due_at = Instant::now() + Duration::from_millis(lead_ms.unsigned_abs());
     let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
     let payload = Bytes::from(vec![b'x'; plan.payload_bytes]);
-    let batches = (0..jobs).step_by(plan.batch).map(|start| {
-        (start..jobs.min(start + plan.batch))
-            .map(|k| {
-                #[allow(clippy::cast_possible_wrap)]
-                let due = first_due + offset_ms(k, spread_ms) as i64;
-                Job::new(QUEUE, KIND, payload.clone()).with_run_at_ms(due)
-            })
-            .collect::<Vec<_>>()
-    });
-    let mut calls = futures::stream::iter(batches)
-        .map(|batch| rig.producer.enqueue_many(batch))
-        .buffer_unordered(plan.in_flight);
-    while let Some(answers) = calls.next().await {
-        for answer in answers? {
-            if !answer.delayed {
-                return Err(Error::Task(format!(
-                    "job {} was due before it was enqueued: raise the lead",
-                    answer.id
-                )));
-            }
+    let job = |k| {
+        #[allow(clippy::cast_possible_wrap)]
+        let due = first_due + offset_ms(k, spread_ms) as i64;
+        Job::new(QUEUE, KIND, payload.clone()).with_run_at_ms(due)
+    };
+    enqueue_in_batches(&rig.producer, plan, jobs, job, |answer| {
+        if answer.delayed {
+            Ok(())
+        } else {
+            Err(Error::Task(format!(
+                "job {} was due before it was enqueued: raise the lead",
+                answer.id
+            )))
         }
-    }
+    })
+    .await?;
     let wait = plan.timeout + spread + Duration::from_millis(lead_ms.unsigned_abs());
-    if tokio::time::timeout(wait, hooks.all_settled.notified())
-        .await
-        .is_err()
-    {
+    if let Err(settled) = hooks.settled.wait(wait).await {
         return Err(Error::Task(format!(
-            "only {} of {jobs} delayed jobs settled within {wait:?}",
-            hooks.settled.load(Ordering::Acquire)
+            "only {settled} of {jobs} delayed jobs settled within {wait:?}"
         )));
     }
-    let mut late =
-        std::mem::take(&mut *hooks.late_ms.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut late = take(&hooks.late_ms);
     let early = late.iter().filter(|&&ms| ms < 0.0).count();
-    let last = *hooks.last_settled.get().unwrap_or(&first_due_at);
+    let last = hooks.settled.last().unwrap_or(first_due_at);
     Ok(Punctuality {
         jobs,
         early,

@@ -40,28 +40,23 @@ const WORKER_START: Duration = Duration::from_secs(10);
 /// What the worker's hooks record.
 struct Probe {
     clock: SharedClock,
-    expected: usize,
     first_start: OnceLock<Instant>,
     /// Enqueue → handler start per job, ms (the clock's resolution).
     waits_ms: Mutex<Vec<f64>>,
-    completed: AtomicUsize,
+    /// Jobs settled as `completed`.
+    completed: Countdown,
     /// Settled otherwise (failed, duplicate…): a sign something is off, reported.
     other: AtomicUsize,
-    last_settled: OnceLock<Instant>,
-    all_settled: Notify,
 }
 
 impl Probe {
     fn new(clock: SharedClock, expected: usize) -> Self {
         Self {
             clock,
-            expected,
             first_start: OnceLock::new(),
             waits_ms: Mutex::new(Vec::with_capacity(expected)),
-            completed: AtomicUsize::new(0),
+            completed: Countdown::new(expected),
             other: AtomicUsize::new(0),
-            last_settled: OnceLock::new(),
-            all_settled: Notify::new(),
         }
     }
 }
@@ -81,12 +76,78 @@ impl Hooks for Probe {
             self.other.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self.completed.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
-            self.last_settled.get_or_init(Instant::now);
-            // Stores a permit if nobody waits yet, so the wake-up cannot be missed.
-            self.all_settled.notify_one();
+        self.completed.tick();
+    }
+}
+
+/// Counts settled jobs up to the number expected; remembers when the last one settled
+/// and wakes whoever waits for it.
+pub(crate) struct Countdown {
+    expected: usize,
+    settled: AtomicUsize,
+    last: OnceLock<Instant>,
+    all: Notify,
+}
+
+impl Countdown {
+    pub(crate) fn new(expected: usize) -> Self {
+        Self {
+            expected,
+            settled: AtomicUsize::new(0),
+            last: OnceLock::new(),
+            all: Notify::new(),
         }
     }
+
+    /// Counts one settled job.
+    pub(crate) fn tick(&self) {
+        if self.settled.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
+            self.last.get_or_init(Instant::now);
+            // Stores a permit if nobody waits yet, so the wake-up cannot be missed.
+            self.all.notify_one();
+        }
+    }
+
+    /// When the last expected job settled, if it has.
+    pub(crate) fn last(&self) -> Option<Instant> {
+        self.last.get().copied()
+    }
+
+    /// Waits up to `within` for the last expected job; on timeout, how many settled.
+    pub(crate) async fn wait(&self, within: Duration) -> Result<(), usize> {
+        match tokio::time::timeout(within, self.all.notified()).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.settled.load(Ordering::Acquire)),
+        }
+    }
+}
+
+/// The values a hook collected, leaving the collection empty.
+pub(crate) fn take<T>(samples: &Mutex<Vec<T>>) -> Vec<T> {
+    std::mem::take(&mut *samples.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Enqueues `jobs` jobs made by `job(k)` in batches of `plan.batch`, `plan.in_flight`
+/// calls at a time, and hands each answer to `check`.
+pub(crate) async fn enqueue_in_batches(
+    producer: &Producer,
+    plan: &Plan,
+    jobs: usize,
+    job: impl Fn(usize) -> Job,
+    mut check: impl FnMut(&jobfleet_producer::Enqueued) -> Result<()>,
+) -> Result<()> {
+    let batches = (0..jobs)
+        .step_by(plan.batch)
+        .map(|start| (start..jobs.min(start + plan.batch)).map(&job).collect());
+    let mut calls = futures::stream::iter(batches)
+        .map(|batch| producer.enqueue_many(batch))
+        .buffer_unordered(plan.in_flight);
+    while let Some(answers) = calls.next().await {
+        for answer in &answers? {
+            check(answer)?;
+        }
+    }
+    Ok(())
 }
 
 /// Enqueues and runs `plan.jobs` no-op jobs; see the module docs.
@@ -97,15 +158,10 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures
     let outcome = async {
         let enqueued = enqueue(&rig.producer, plan).await?;
         let wait = plan.timeout.saturating_sub(enqueued.began.elapsed());
-        if tokio::time::timeout(wait, probe.all_settled.notified())
-            .await
-            .is_err()
-        {
+        if let Err(completed) = probe.completed.wait(wait).await {
             return Err(Error::Task(format!(
-                "only {} of {} jobs completed within {:?}",
-                probe.completed.load(Ordering::Acquire),
-                plan.jobs,
-                plan.timeout
+                "only {completed} of {} jobs completed within {:?}",
+                plan.jobs, plan.timeout
             )));
         }
         Ok(enqueued)
@@ -119,16 +175,10 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<FleetFigures
     if other > 0 {
         eprintln!("bench: warning: {other} deliveries settled other than `completed`");
     }
-    let (Some(first_start), Some(last)) = (probe.first_start.get(), probe.last_settled.get())
-    else {
+    let (Some(first_start), Some(last)) = (probe.first_start.get(), probe.completed.last()) else {
         return Err(Error::Task("the probe saw no job run".into()));
     };
-    let mut waits = std::mem::take(
-        &mut *probe
-            .waits_ms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
+    let mut waits = take(&probe.waits_ms);
     Ok(FleetFigures {
         broker,
         enqueue_per_s: per_second(plan.jobs, enqueued.took),
@@ -150,21 +200,9 @@ struct Enqueued {
 /// serving concurrent requests (order across calls is not kept, as then).
 async fn enqueue(producer: &Producer, plan: &Plan) -> Result<Enqueued> {
     let payload = Bytes::from(vec![b'x'; plan.payload_bytes]);
-    let sizes = (0..plan.jobs)
-        .step_by(plan.batch)
-        .map(|start| plan.batch.min(plan.jobs - start));
     let began = Instant::now();
-    let mut calls = futures::stream::iter(sizes)
-        .map(|n| {
-            let jobs = (0..n)
-                .map(|_| Job::new(QUEUE, KIND, payload.clone()))
-                .collect();
-            producer.enqueue_many(jobs)
-        })
-        .buffer_unordered(plan.in_flight);
-    while let Some(answers) = calls.next().await {
-        answers?;
-    }
+    let job = |_| Job::new(QUEUE, KIND, payload.clone());
+    enqueue_in_batches(producer, plan, plan.jobs, job, |_| Ok(())).await?;
     Ok(Enqueued {
         began,
         took: began.elapsed(),

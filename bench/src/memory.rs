@@ -9,13 +9,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use jobfleet_common::{Config, Job, StoreAddr};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::fleet::{Rig, KIND, QUEUE};
+use crate::fleet::{enqueue_in_batches, Rig, KIND, QUEUE};
 use crate::report::round;
 use crate::Plan;
 
@@ -80,17 +79,8 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<Memory> {
         let due = rig.clock.now_ms() + 3_600_000;
         let payload = Bytes::from(vec![b'x'; plan.payload_bytes]);
         let jobs = plan.jobs;
-        let batches = (0..jobs).step_by(plan.batch).map(|start| {
-            (start..jobs.min(start + plan.batch))
-                .map(|_| Job::new(QUEUE, KIND, payload.clone()).with_run_at_ms(due))
-                .collect::<Vec<_>>()
-        });
-        let mut calls = futures::stream::iter(batches)
-            .map(|batch| rig.producer.enqueue_many(batch))
-            .buffer_unordered(plan.in_flight);
-        while let Some(answers) = calls.next().await {
-            answers?;
-        }
+        let job = |_| Job::new(QUEUE, KIND, payload.clone()).with_run_at_ms(due);
+        enqueue_in_batches(&rig.producer, plan, jobs, job, |_| Ok(())).await?;
         // The scheduler takes them off the delayed route into the store.
         let deadline = Instant::now() + plan.timeout;
         loop {

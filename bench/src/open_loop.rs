@@ -8,19 +8,17 @@
 //! jobs now due to one `enqueue_many` call of their own, which runs concurrently with the
 //! next ones, as a producer serving independent requests would.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use jobfleet_common::{Config, Job};
 use serde::Serialize;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::{Error, Result};
-use crate::fleet::{Hooks, Rig, KIND, QUEUE};
+use crate::fleet::{take, Countdown, Hooks, Rig, KIND, QUEUE};
 use crate::report::{percentile, round};
 use crate::Plan;
 
@@ -61,11 +59,9 @@ pub(crate) struct Load {
 /// The hooks: latencies from the intended enqueue time in each payload.
 struct Timings {
     origin: Instant,
-    expected: usize,
     start_ms: Mutex<Vec<f64>>,
     done_ms: Mutex<Vec<f64>>,
-    settled: AtomicUsize,
-    all_settled: Notify,
+    settled: Countdown,
 }
 
 impl Timings {
@@ -96,9 +92,7 @@ impl Hooks for Timings {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(ms);
-        if self.settled.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
-            self.all_settled.notify_one();
-        }
+        self.settled.tick();
     }
 }
 
@@ -115,11 +109,9 @@ pub(crate) async fn offer(
     let origin = Instant::now();
     let timings = Arc::new(Timings {
         origin,
-        expected: jobs,
         start_ms: Mutex::new(Vec::with_capacity(jobs)),
         done_ms: Mutex::new(Vec::with_capacity(jobs)),
-        settled: AtomicUsize::new(0),
-        all_settled: Notify::new(),
+        settled: Countdown::new(jobs),
     });
     rig.hooks(timings.clone());
     let padding = plan.payload_bytes.max(8) - 8;
@@ -155,19 +147,12 @@ pub(crate) async fn offer(
         done.map_err(|e| Error::Task(format!("an enqueue task: {e}")))??;
     }
     let wait = plan.timeout.saturating_sub(origin.elapsed());
-    if tokio::time::timeout(wait, timings.all_settled.notified())
-        .await
-        .is_err()
-    {
+    if let Err(settled) = timings.settled.wait(wait).await {
         return Err(Error::Task(format!(
-            "at {rate:.0} jobs/s only {} of {jobs} jobs settled within {:?}",
-            timings.settled.load(Ordering::Acquire),
+            "at {rate:.0} jobs/s only {settled} of {jobs} jobs settled within {:?}",
             plan.timeout
         )));
     }
-    let take = |m: &Mutex<Vec<f64>>| {
-        std::mem::take(&mut *m.lock().unwrap_or_else(PoisonError::into_inner))
-    };
     Ok(Load {
         load,
         offered_per_s: round(rate, 1),
