@@ -17,7 +17,8 @@
 //! - [`processes`]: worker and scheduler processes for the crash tests (`tests/crash_*.rs`).
 //! - [`browser`]: headless Chromium through ChromeDriver, for the dashboard test.
 //! - [`redis_server`]: a `redis-server` of a test's own, to kill and restart.
-//! - [`s3`]: an S3-compatible server of a test's own (moto), and the test venv's python.
+//! - [`s3`]: an S3-compatible server of a test's own (moto).
+//! - [`python`]: the test venv's python (pika, moto).
 
 pub mod browser;
 pub mod conformance;
@@ -26,6 +27,7 @@ pub mod harness;
 pub mod kafka;
 pub mod processes;
 pub mod proxy;
+pub mod python;
 pub mod redis_server;
 pub mod s3;
 pub mod services;

@@ -1,5 +1,5 @@
 //! An S3-compatible server of a test's own: `moto` (from PyPI, in the venv that
-//! `scripts/python-venv.sh` makes) on a free loopback port with one bucket, killed when
+//! [`crate::python::venv_python`] makes) on a free loopback port with one bucket, killed when
 //! dropped. It stands in for S3 the way tansu stands in for Kafka: the data store's
 //! client is object_store's real S3 client, speaking signed HTTP to it.
 //!
@@ -9,44 +9,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The workspace's root directory.
-pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits inside the workspace")
-}
-
-/// A command's status and output, for failure messages.
-pub fn show(output: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The test venv's python (pika and moto), making the venv first if needed; fails the
-/// test with the helper's advice (what to install) if it cannot.
-pub fn venv_python() -> PathBuf {
-    let script = repo_root().join("scripts/python-venv.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (is bash installed?)", script.display()));
-    assert!(
-        output.status.success(),
-        "these tests need Python 3 with its venv module and pika and moto from PyPI; {} said: {}",
-        script.display(),
-        show(&output)
-    );
-    let stdout = String::from_utf8(output.stdout).expect("a UTF-8 path");
-    PathBuf::from(stdout.trim())
-}
 
 /// A running moto server with one bucket.
 pub struct S3Server {
@@ -61,7 +26,7 @@ pub struct S3Server {
 impl S3Server {
     /// Starts moto on a free port, waits until it answers and creates `bucket`.
     pub fn start(bucket: &str) -> Self {
-        let python = venv_python();
+        let python = crate::python::venv_python();
         let addr = jobfleet_common::testing::free_addr();
         let port = addr.rsplit_once(':').expect("host:port").1.to_owned();
         let log = std::env::temp_dir().join(format!("jobfleet-moto-{}.log", uuid::Uuid::now_v7()));

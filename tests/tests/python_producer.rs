@@ -18,7 +18,7 @@ use jobfleet_common::store::{DeadFilter, JobState};
 use jobfleet_common::testing::recv_job;
 use jobfleet_common::{ErrorKind, JobId, Route};
 use jobfleet_tests::harness::{init_tracing, wait_for, Ctx, Factory, Probe};
-use jobfleet_tests::s3::{repo_root, show};
+use jobfleet_tests::python::{repo_root, show};
 use jobfleet_tests::services::RabbitRedis;
 use jobfleet_worker::{JobContext, Registry};
 use serde_json::{json, Value};
@@ -34,7 +34,7 @@ type Run = (JobId, u8, Bytes);
 
 /// The venv's python, making the venv first if needed.
 async fn venv_python() -> PathBuf {
-    tokio::task::spawn_blocking(jobfleet_tests::s3::venv_python)
+    tokio::task::spawn_blocking(jobfleet_tests::python::venv_python)
         .await
         .expect("the venv helper")
 }
