@@ -142,7 +142,7 @@ async fn freeze_holding_a_lease(world: &mut World, scheduler: ProcId) -> Frozen 
             continue;
         }
         world.procs.pause(scheduler);
-        let leased: Vec<String> = redis.zrange(&releasing, 0, -1).await.expect("redis");
+        let leased: Vec<JobId> = members(&mut redis, &releasing).await;
         let left: u64 = redis.zcard(&waiting).await.expect("redis");
         if leased.is_empty() || left == 0 {
             world.procs.resume(scheduler);
@@ -152,23 +152,19 @@ async fn freeze_holding_a_lease(world: &mut World, scheduler: ProcId) -> Frozen 
         tokio::time::sleep(LOOK).await;
         // A release_done sent just before the stop may land after the look above: the
         // lease must still be there now that the scheduler has certainly stopped.
-        let still: Vec<String> = redis.zrange(&releasing, 0, -1).await.expect("redis");
+        let still = members(&mut redis, &releasing).await;
         if still != leased {
             world.procs.resume(scheduler);
             continue;
         }
         let ran: Vec<bool> = redis::cmd("SMISMEMBER")
             .arg(world.keys.effects())
-            .arg(&leased)
+            .arg(leased.iter().map(JobId::to_string).collect::<Vec<_>>())
             .query_async(&mut redis)
             .await
             .expect("redis");
         let published = ran.iter().any(|&r| r);
         if published || started.elapsed() >= SEARCH {
-            let leased = leased
-                .iter()
-                .map(|id| id.parse().expect("a job id"))
-                .collect();
             return Frozen {
                 leased,
                 published,
@@ -178,6 +174,15 @@ async fn freeze_holding_a_lease(world: &mut World, scheduler: ProcId) -> Frozen 
         }
         world.procs.resume(scheduler);
     }
+}
+
+/// The jobs in a delayed-set ZSET (members are ids as the store keys them).
+async fn members(redis: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<JobId> {
+    let members: Vec<Vec<u8>> = redis.zrange(key, 0, -1).await.expect("redis");
+    members
+        .iter()
+        .map(|m| jobfleet_backends::redis::keys::delayed_member_id(m).expect("a job id"))
+        .collect()
 }
 
 /// How many of `ids` are in each state now.

@@ -324,12 +324,15 @@ async fn settle_and_check(world: &mut World, wave: &Wave, began: Instant) -> Dur
 /// The jobs in the releasing set (see [`sets`]).
 async fn releasing(world: &World) -> Vec<JobId> {
     let ns = &world.config.namespace;
-    let ids: Vec<String> = world
+    let members: Vec<Vec<u8>> = world
         .redis()
         .zrange(keys::delayed_releasing(ns), 0, -1)
         .await
         .expect("redis");
-    ids.iter().map(|id| id.parse().expect("a job id")).collect()
+    members
+        .iter()
+        .map(|m| keys::delayed_member_id(m).expect("a job id"))
+        .collect()
 }
 
 /// Jobs in the releasing set (claimed under a lease) and in the waiting set. These are

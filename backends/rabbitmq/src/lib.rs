@@ -47,6 +47,12 @@ use jobfleet_common::config::redact;
 use jobfleet_common::job::Priority;
 
 use reconnect::{Link, Patience};
+
+/// The largest AMQP frame asked for unless the URL sets `frame_max`. lapin keeps a send
+/// and a receive buffer of 32 frames per connection, zero-filled: at RabbitMQ's default
+/// of 128 KiB that is 8 MiB resident per connection, a third of an idle worker. 16 KiB
+/// frames make it 1 MiB; a larger job body is sent as several frames.
+const FRAME_MAX: u32 = 16 * 1024;
 use topology::Topology;
 
 /// The RabbitMQ queue behind `route` in `namespace` (the naming table above): the one
@@ -103,9 +109,10 @@ impl RabbitBroker {
             )));
         }
         // The parser's message may quote the URL, password included: do not pass it on.
-        let uri: AMQPUri = url.parse().map_err(|_| {
+        let mut uri: AMQPUri = url.parse().map_err(|_| {
             BrokerError::Invalid(format!("{} is not a valid AMQP URL", redact(url)))
         })?;
+        uri.query.frame_max.get_or_insert(FRAME_MAX);
         let shared = Arc::new(Shared {
             link: Link::new(uri, redact(url), format!("jobfleet/{namespace}")),
             topology: Topology::new(namespace),

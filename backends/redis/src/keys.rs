@@ -17,6 +17,15 @@ pub fn delayed_releasing(namespace: &str) -> String {
     Keys::new(namespace).key("delayed:releasing")
 }
 
+/// The job id of a member of [`delayed_waiting`] or [`delayed_releasing`]: its 16 bytes,
+/// or for a job an earlier jobfleet scheduled, its hyphenated text.
+pub fn delayed_member_id(member: &[u8]) -> Option<JobId> {
+    match uuid::Uuid::from_slice(member) {
+        Ok(id) => Some(JobId(id)),
+        Err(_) => std::str::from_utf8(member).ok()?.parse().ok(),
+    }
+}
+
 /// `ns:lock:scheduler:leader:x`: the id of the scheduler that leads (fires schedules).
 pub fn leader_lock(namespace: &str) -> String {
     Keys::new(namespace).key(&format!("lock:{}:x", jobfleet_common::store::LEADER_LOCK))

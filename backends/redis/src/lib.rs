@@ -10,15 +10,15 @@
 //! | --- | --- | --- |
 //! | `ns:delayed:waiting` | ZSET | job id → due time (Unix ms) |
 //! | `ns:delayed:releasing` | ZSET | claimed job id → lease expiry (Unix ms) |
-//! | `ns:delayed:body` | HASH | job id → encoded job |
-//! | `ns:delayed:queue` | HASH | job id → queue |
+//! | `ns:delayed:jobs` | HASH | job id → its queue, a newline, its encoded job |
 //! | `ns:delayed:due` | HASH | job id → due time, kept while the job is claimed |
+//! | `ns:delayed:body`, `ns:delayed:queue` | HASH | job id → encoded job, queue: the layout of jobfleet before 2026-12-07, read and drained, never written |
 //! | `ns:delayed:counts` | HASH | queue → waiting + claimed jobs, kept by the scripts |
 //! | `ns:lock:{key}:x` | STRING | exclusive holder, `PX` = the lock's TTL |
 //! | `ns:lock:{key}:s` | ZSET | shared holder → expiry (Redis server ms) |
 //! | `ns:fence:{key}` | STRING | last fencing token issued for the lock (never expires) |
 //! | `ns:fenced:{resource}` | HASH | `token`, `value` of the last accepted fenced write |
-//! | `ns:job:{id}` | STRING | the [`JobRecord`](jobfleet_common::store::JobRecord) as JSON, `redis.retention` |
+//! | `ns:job:{id}` | STRING | the [`JobRecord`](jobfleet_common::store::JobRecord) as JSON, `redis.retention`; none for a job in the delayed set whose record would say only `scheduled` (it is read from `delayed:jobs`) |
 //! | `ns:done:{id}` | STRING | completion marker, `redis.retention` |
 //! | `ns:cancel:{id}` | STRING | cancel request, `redis.retention` |
 //! | `ns:lease:{id}` | HASH | execution lease: `holder`, `until` (server ms), `token`, `crashes`; `redis.retention` |

@@ -191,7 +191,8 @@ impl Schedules for RedisStore {
                     .arg(fire.job.body.as_ref())
                     .arg(encode_json("job record", &fire.record)?)
                     .arg(self.record_ttl_ms())
-                    .arg(px(fire.unique_ttl_ms));
+                    .arg(px(fire.unique_ttl_ms))
+                    .arg(super::delayed::member(&id));
             }
         }
         let reply: Vec<String> = call.invoke_async(&mut self.conn()).await.store()?;

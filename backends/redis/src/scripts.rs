@@ -38,34 +38,132 @@ macro_rules! time_fns {
     };
 }
 
-/// Lua: `schedule_one(k, id, queue, due, body)` adds a job to the delayed set whose keys
-/// are `k` = {waiting, releasing, body, queue, due, counts}, or moves it there to its new
-/// due time (its old lease dropped); it is counted once, under its new queue.
-macro_rules! schedule_one_fn {
+/// Lua: the delayed set's helpers; `k` = {waiting, releasing, jobs, due, counts, legacy
+/// body, legacy queue} (see `RedisStore::delayed_keys`). Jobs are members and fields by
+/// their id's 16 bytes; a job's entry in `jobs` is its queue, a newline (queue names have
+/// none) and its encoded job. Jobs written before this layout are keyed by the hyphenated
+/// id, with body and queue in the legacy hashes; `legacy` says whether any is left,
+/// checked once per script run, so a store without them pays nothing for them, and
+/// `text_id(id)` gives the hyphenated form. `entry(k, m)` returns the body and queue of
+/// member `m` (`false` for none); `drop_entry(k, m)` deletes its entry and due time and
+/// uncounts it; `schedule_one(k, id, queue, due, body)` adds a job, or moves it (from
+/// either layout) to its new due time, its old lease dropped, counted once, under its new
+/// queue; `take(k, id, set)` removes the job from `set` in either layout and returns the
+/// member it had there, or `false`.
+macro_rules! delayed_fns {
     () => {
-        "local function schedule_one(k, id, queue, due, body)
-            local old = redis.call('HGET', k[4], id)
+        "local function text_id(b)
+            local h = string.gsub(b, '.', function(c) return string.format('%02x', string.byte(c)) end)
+            return string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' ..
+                string.sub(h, 13, 16) .. '-' .. string.sub(h, 17, 20) .. '-' .. string.sub(h, 21, 32)
+        end
+        local function entry(k, m)
+            local v = redis.call('HGET', k[3], m)
+            if v then
+                local nl = string.find(v, '\\n', 1, true)
+                return string.sub(v, nl + 1), string.sub(v, 1, nl - 1)
+            end
+            if legacy then return redis.call('HGET', k[6], m), redis.call('HGET', k[7], m) end
+            return false, false
+        end
+        local function queue_of(k, m)
+            local v = redis.call('HGET', k[3], m)
+            if v then return string.sub(v, 1, string.find(v, '\\n', 1, true) - 1) end
+            if legacy then return redis.call('HGET', k[7], m) end
+            return false
+        end
+        local function drop_entry(k, m)
+            local queue = queue_of(k, m)
+            redis.call('HDEL', k[3], m)
+            redis.call('HDEL', k[4], m)
+            if legacy then
+                redis.call('HDEL', k[6], m)
+                redis.call('HDEL', k[7], m)
+            end
+            if queue then decr(k[5], queue) end
+        end
+        local function take(k, id, set)
+            if redis.call('ZREM', set, id) == 1 then return id end
+            if legacy then
+                local t = text_id(id)
+                if redis.call('ZREM', set, t) == 1 then return t end
+            end
+            return false
+        end
+        local function schedule_one(k, id, queue, due, body)
+            local old = queue_of(k, id)
+            if legacy then
+                local t = text_id(id)
+                local was = redis.call('HGET', k[7], t)
+                if was then
+                    redis.call('ZREM', k[1], t)
+                    redis.call('ZREM', k[2], t)
+                    redis.call('HDEL', k[4], t)
+                    redis.call('HDEL', k[6], t)
+                    redis.call('HDEL', k[7], t)
+                    if old then decr(k[5], was) else old = was end
+                end
+            end
             if old ~= queue then
-                if old then decr(k[6], old) end
-                redis.call('HINCRBY', k[6], queue, 1)
+                if old then decr(k[5], old) end
+                redis.call('HINCRBY', k[5], queue, 1)
             end
             redis.call('ZREM', k[2], id)
+            redis.call('HDEL', k[4], id)
             redis.call('ZADD', k[1], due, id)
-            redis.call('HSET', k[3], id, body)
-            redis.call('HSET', k[4], id, queue)
-            redis.call('HSET', k[5], id, due)
+            redis.call('HSET', k[3], id, queue .. '\\n' .. body)
         end
         "
     };
 }
 
-/// Adds or moves jobs. KEYS: waiting, releasing, body, queue, due, counts. ARGV: id,
-/// queue, due, body for each job (see `schedule_one`).
+/// Lua: `local legacy`, for [`delayed_fns`], from the delayed keys starting at `KEYS[i]`.
+macro_rules! legacy_at {
+    ($i:literal) => {
+        concat!(
+            "local legacy = redis.call('EXISTS', KEYS[",
+            $i,
+            " + 5], KEYS[",
+            $i,
+            " + 6]) > 0
+            "
+        )
+    };
+}
+
+/// Lua: `plain_scheduled(json)` is true for a state record that says only what the job
+/// itself says while it waits: `scheduled`, never started, no note, error, progress or
+/// result. Such a record is not kept beside a job in the delayed set (see [`SCHEDULE`]).
+macro_rules! plain_scheduled_fn {
+    () => {
+        "local function plain_scheduled(json)
+            local ok, r = pcall(cjson.decode, json)
+            if not ok or type(r) ~= 'table' or r.state ~= 'scheduled' then return false end
+            for _, f in ipairs({'started_at_ms', 'finished_at_ms', 'progress', 'progress_note',
+                                'worker', 'last_error', 'note', 'result'}) do
+                if r[f] ~= nil and r[f] ~= cjson.null then return false end
+            end
+            return true
+        end
+        "
+    };
+}
+
+/// Adds or moves jobs. KEYS: the seven delayed keys, then each job's state record.
+/// ARGV: id (16 bytes), queue, due, body for each job (see `schedule_one`). A job's record that is
+/// only `scheduled` ([`plain_scheduled_fn`]) is deleted: while the job waits, the store
+/// answers that record from the job itself (`JobStates::record`), which saves most of
+/// what a waiting job costs the server.
 pub(super) const SCHEDULE_LUA: &str = concat!(
     decr_fn!(),
-    schedule_one_fn!(),
+    legacy_at!(1),
+    delayed_fns!(),
+    plain_scheduled_fn!(),
     "for i = 1, #ARGV, 4 do
         schedule_one(KEYS, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+        local record = KEYS[7 + (i + 3) / 4]
+        local json = redis.call('GET', record)
+        if json and plain_scheduled(json) then redis.call('DEL', record) end
     end
     return 0"
 );
@@ -73,68 +171,85 @@ pub(super) const SCHEDULE_LUA: &str = concat!(
 /// [`SCHEDULE_LUA`], for one batch of jobs.
 pub(super) static SCHEDULE: LazyLock<Script> = LazyLock::new(|| Script::new(SCHEDULE_LUA));
 
-/// Claims due jobs. KEYS: waiting, releasing, body, queue, due. ARGV: now, limit, lease
-/// expiry. First returns expired leases to waiting (at their own due time), then moves up
-/// to `limit` jobs due by `now`, earliest first, into releasing. Returns `{id, body,
-/// queue, due}` per claimed job.
+/// Claims due jobs. KEYS: the seven delayed keys. ARGV: now, limit, lease expiry. First
+/// returns expired leases to waiting (at their own due time), then moves up to `limit`
+/// jobs due by `now`, earliest first, into releasing, keeping each one's due time in
+/// `due` while it is claimed. Returns `{id, body, queue, due}` per claimed job.
 pub(super) static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
+        decr_fn!(),
+        legacy_at!(1),
+        delayed_fns!(),
         "local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
         for _, id in ipairs(expired) do
-            redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[5], id) or ARGV[1], id)
+            redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[4], id) or ARGV[1], id)
+            redis.call('HDEL', KEYS[4], id)
         end
         if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1]) end
-        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+        local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES',
+            'LIMIT', 0, ARGV[2])
         local claimed = {}
-        for _, id in ipairs(ids) do
+        for i = 1, #due, 2 do
+            local id, at = due[i], due[i + 1]
             redis.call('ZREM', KEYS[1], id)
             redis.call('ZADD', KEYS[2], ARGV[3], id)
-            claimed[#claimed + 1] = {
-                id,
-                redis.call('HGET', KEYS[3], id),
-                redis.call('HGET', KEYS[4], id),
-                redis.call('HGET', KEYS[5], id),
-            }
+            redis.call('HSET', KEYS[4], id, at)
+            local body, queue = entry(KEYS, id)
+            claimed[#claimed + 1] = {id, body, queue, at}
         end
-        return claimed",
-    )
+        return claimed"
+    ))
 });
 
-/// Forgets published jobs. KEYS: releasing, body, queue, due, counts. ARGV: ids. Only
-/// jobs still claimed go: one rescheduled since its claim has started a new wait.
+/// Forgets published jobs. KEYS: the seven delayed keys. ARGV: ids (16 bytes). Only jobs
+/// still claimed go: one rescheduled since its claim has started a new wait.
 pub(super) static RELEASE_DONE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         decr_fn!(),
+        legacy_at!(1),
+        delayed_fns!(),
         "for _, id in ipairs(ARGV) do
-            if redis.call('ZREM', KEYS[1], id) == 1 then
-                local queue = redis.call('HGET', KEYS[3], id)
-                redis.call('HDEL', KEYS[2], id)
-                redis.call('HDEL', KEYS[3], id)
-                redis.call('HDEL', KEYS[4], id)
-                if queue then decr(KEYS[5], queue) end
-            end
+            local m = take(KEYS, id, KEYS[2])
+            if m then drop_entry(KEYS, m) end
         end
         return 0"
     ))
 });
 
-/// Removes a job wherever it is. KEYS: waiting, releasing, body, queue, due, counts.
-/// ARGV: id. Returns 1 only if it was waiting (a claimed job may be published already).
+/// Removes a job wherever it is. KEYS: the seven delayed keys. ARGV: id (16 bytes).
+/// Returns its body only if it was waiting (a claimed job may be published already).
 pub(super) static UNSCHEDULE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         decr_fn!(),
-        "local waiting = redis.call('ZREM', KEYS[1], ARGV[1])
-        local claimed = redis.call('ZREM', KEYS[2], ARGV[1])
+        legacy_at!(1),
+        delayed_fns!(),
+        "local waiting = take(KEYS, ARGV[1], KEYS[1])
+        local m = waiting or take(KEYS, ARGV[1], KEYS[2])
         local body = false
-        if waiting + claimed > 0 then
-            if waiting == 1 then body = redis.call('HGET', KEYS[3], ARGV[1]) end
-            local queue = redis.call('HGET', KEYS[4], ARGV[1])
-            redis.call('HDEL', KEYS[3], ARGV[1])
-            redis.call('HDEL', KEYS[4], ARGV[1])
-            redis.call('HDEL', KEYS[5], ARGV[1])
-            if queue then decr(KEYS[6], queue) end
+        if m then
+            if waiting then body = entry(KEYS, m) end
+            drop_entry(KEYS, m)
         end
         return body"
+    ))
+});
+
+/// A job's state record. KEYS: the record, then the seven delayed keys. ARGV: id (16
+/// bytes).
+/// Returns `{'record', json}`, or for a job in the delayed set without a record (see
+/// [`SCHEDULE`]) `{'waiting', body, due}`, or `{}`.
+pub(super) static RECORD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        decr_fn!(),
+        legacy_at!(2),
+        delayed_fns!(),
+        "local json = redis.call('GET', KEYS[1])
+        if json then return {'record', json} end
+        local k = {KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]}
+        local body = entry(k, ARGV[1])
+        if not body then return {} end
+        local due = redis.call('ZSCORE', k[1], ARGV[1]) or redis.call('HGET', k[4], ARGV[1])
+        return {'waiting', body, due or ''}"
     ))
 });
 
@@ -464,11 +579,13 @@ pub(super) static SCHEDULE_PAUSE: LazyLock<Script> = LazyLock::new(|| {
 /// state hash, then for a fire: the six delayed-set keys, the job's record, its
 /// uniqueness key. ARGV: holder, token, name, expected watermark, new watermark, action
 /// (`advance`, `owe`, `settle`, `fire`), instant, then for a fire: id, queue, due, body, record
-/// JSON, record TTL, uniqueness TTL. Returns `{outcome}` or `{'taken', holder}`.
+/// JSON, record TTL, uniqueness TTL, the id's 16 bytes. Returns `{outcome}` or `{'taken', holder}`.
 pub(super) static CRON_STEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         decr_fn!(),
-        schedule_one_fn!(),
+        "local legacy = #KEYS > 4 and redis.call('EXISTS', KEYS[10], KEYS[11]) > 0
+        ",
+        delayed_fns!(),
         time_fns!(),
         "if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
             return {'not_leader'}
@@ -478,12 +595,12 @@ pub(super) static CRON_STEP: LazyLock<Script> = LazyLock::new(|| {
         if redis.call('HGET', KEYS[4], 'watermark') ~= ARGV[4] then return {'moved'} end
         if ARGV[6] == 'fire' then
             local id = ARGV[8]
-            local holder = redis.call('GET', KEYS[12])
+            local holder = redis.call('GET', KEYS[13])
             if holder then return {'taken', holder} end
-            redis.call('SET', KEYS[12], id, 'PX', ARGV[14])
-            schedule_one({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]},
-                id, ARGV[9], ARGV[10], ARGV[11])
-            redis.call('SET', KEYS[11], ARGV[12], 'PX', ARGV[13])
+            redis.call('SET', KEYS[13], id, 'PX', ARGV[14])
+            schedule_one({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]},
+                ARGV[15], ARGV[9], ARGV[10], ARGV[11])
+            redis.call('SET', KEYS[12], ARGV[12], 'PX', ARGV[13])
             local owed = tonumber(redis.call('HGET', KEYS[4], 'owed'))
             if owed and owed <= tonumber(ARGV[7]) then redis.call('HDEL', KEYS[4], 'owed') end
             redis.call('HSET', KEYS[4], 'last_instant', ARGV[7],

@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 
 use super::scripts::{
     COMPARE_AND_DELETE, COMPLETE, FORGET_UNPUBLISHED, OLDEST_PENDING, PUT_RECORDS, PUT_RECORDS_LUA,
-    UNIQUE_CLAIM,
+    RECORD, UNIQUE_CLAIM,
 };
 use super::{decode_json, encode_json, parse_id, px, RedisStore};
+use jobfleet_common::codec;
 use jobfleet_common::job::JobId;
-use jobfleet_common::store::{JobRecord, JobState, JobStates, StoreResult};
+use jobfleet_common::store::{JobRecord, JobState, JobStates, StoreError, StoreResult};
 
 impl RedisStore {
     /// How long state records, completion markers, cancel requests and execution leases
@@ -114,9 +115,24 @@ impl JobStates for RedisStore {
     }
 
     async fn record(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
-        let json: Option<Vec<u8>> = self.conn().get(self.keys.of_job("job", id)).await.store()?;
-        json.map(|json| decode_json(&format!("job record {id}"), &json))
-            .transpose()
+        let reply: Vec<Vec<u8>> = RECORD
+            .key(self.keys.of_job("job", id))
+            .key(&self.delayed_keys()[..])
+            .arg(super::delayed::member(&id))
+            .invoke_async(&mut self.conn())
+            .await
+            .store()?;
+        match reply.as_slice() {
+            [] => Ok(None),
+            [tag, json] if tag == b"record" => {
+                decode_json(&format!("job record {id}"), json).map(Some)
+            }
+            [tag, body, due] if tag == b"waiting" => waiting_record(id, body, due).map(Some),
+            _ => Err(StoreError::Corrupt(format!(
+                "job record {id}: unexpected reply of {} parts",
+                reply.len()
+            ))),
+        }
     }
 
     async fn complete(&self, record: &JobRecord) -> StoreResult<()> {
@@ -179,6 +195,21 @@ impl JobStates for RedisStore {
             .store()?;
         Ok(())
     }
+}
+
+/// The `scheduled` record of a job waiting in the delayed set without a record of its
+/// own (the schedule script drops one that says nothing more): what the job says, due at
+/// its score, last changed when it was enqueued.
+fn waiting_record(id: JobId, body: &[u8], due: &[u8]) -> StoreResult<JobRecord> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("delayed job {id}: {what}"));
+    let job = codec::decode(body, None).map_err(|e| corrupt(e.to_string()))?;
+    let due = std::str::from_utf8(due)
+        .ok()
+        .and_then(|due| due.parse::<f64>().ok());
+    let mut record = JobRecord::of(&job, JobState::Scheduled, job.enqueued_at_ms);
+    // Scores are integral ms, exact in an f64 for any plausible date.
+    record.run_at_ms = due.map(|due| due as i64).or(job.run_at_ms);
+    Ok(record)
 }
 
 #[cfg(test)]

@@ -392,6 +392,11 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn waiting_records_follow_the_store_conformance_checks() -> StoreResult<()> {
+        crate::store::fixtures::waiting_records(&*store()).await
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn schedules_follow_the_store_conformance_checks() -> StoreResult<()> {
         let s = store();
         crate::store::fixtures::schedules(&*s, |ms| sleep(Duration::from_millis(ms))).await

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Scale-out with separate worker processes (docs/benchmarks.md, "Scale out"): for each
+# count K (default 1 2 4), JOBS `echo` jobs are enqueued from a file with `jobfleet
+# enqueue --file`, then K `jobfleet worker` processes start at once, and the time from
+# their start until the fleet's completed count (`jobfleet queues --json`, from worker
+# heartbeats every 200 ms) reaches JOBS gives jobs/s. One JSON line per count.
+#
+# Usage: scripts/bench-worker-processes.sh [JOBS] [K...]
+# Needs RabbitMQ and Redis (JOBFLEET_BROKER / JOBFLEET_STORE, defaulting to the local
+# ones), redis-cli and rabbitmqctl (to delete each run's keys and queues), bc, python3,
+# and a release build (`cargo build --release -p jobfleet`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+jobs=${1:-100000}
+shift || true
+counts=("${@:-1 2 4}")
+bin=target/release/jobfleet
+[[ -x $bin ]] || { echo "no $bin: run cargo build --release -p jobfleet" >&2; exit 2; }
+
+export JOBFLEET_BROKER=${JOBFLEET_BROKER:-amqp://guest:guest@127.0.0.1:5672/%2f}
+export JOBFLEET_STORE=${JOBFLEET_STORE:-redis://127.0.0.1:6379/}
+export JOBFLEET_REDIS__REQUIRE_PERSISTENCE=${JOBFLEET_REDIS__REQUIRE_PERSISTENCE:-false}
+export JOBFLEET_WORKER__HEARTBEAT=200ms
+export JOBFLEET_WORKER__CONCURRENCY=${JOBFLEET_WORKER__CONCURRENCY:-64}
+export JOBFLEET_LOG__LEVEL=warn
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+python3 - "$jobs" > "$work/jobs.jsonl" <<'EOF'
+import json, sys, uuid
+for _ in range(int(sys.argv[1])):
+    print(json.dumps({"v": 1, "id": str(uuid.uuid4()), "queue": "scale", "kind": "echo",
+                      "payload": {"n": 1}}))
+EOF
+
+completed() {
+  "$bin" queues --json 2>/dev/null \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["completed"])' 2>/dev/null \
+    || echo 0
+}
+
+for k in ${counts[*]}; do
+  export JOBFLEET_NAMESPACE="scale-$k-$$"
+  export JOBFLEET_WORKER__QUEUES='["scale"]'
+  "$bin" enqueue --file "$work/jobs.jsonl" > /dev/null 2> "$work/enqueue.log" \
+    || { cat "$work/enqueue.log" >&2; exit 1; }
+  pids=()
+  began=$(date +%s.%N)
+  for _ in $(seq "$k"); do
+    "$bin" worker > "$work/worker.log" 2>&1 &
+    pids+=($!)
+  done
+  while (( $(completed) < jobs )); do
+    sleep 0.1
+    if (( $(echo "$(date +%s.%N) - $began > 600" | bc) )); then
+      echo "{\"workers\":$k,\"error\":\"not drained within 600 s\"}"
+      break
+    fi
+  done
+  ended=$(date +%s.%N)
+  for pid in "${pids[@]}"; do kill "$pid"; done
+  wait "${pids[@]}" 2>/dev/null || true
+  pids=()
+  # The run's keys and queues go; nothing else of the services is touched.
+  redis-cli -u "$JOBFLEET_STORE" --scan --pattern "$JOBFLEET_NAMESPACE:*" \
+    | xargs -r redis-cli -u "$JOBFLEET_STORE" del > /dev/null
+  rabbitmqctl -q list_queues name 2>/dev/null | grep "^$JOBFLEET_NAMESPACE\." \
+    | xargs -r -n1 rabbitmqctl -q delete_queue > /dev/null 2>&1 || true
+  echo "{\"workers\":$k,\"jobs\":$jobs,\"seconds\":$(echo "$ended - $began" | bc),\"jobs_per_sec\":$(echo "$jobs / ($ended - $began)" | bc)}"
+done
