@@ -117,6 +117,12 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// The largest frame this connection agreed on with the server.
+    #[cfg(test)]
+    pub fn frame_max(&self) -> u32 {
+        self.connection.configuration().frame_max()
+    }
+
     fn is_open(&self) -> bool {
         self.connection.status().connected()
     }

@@ -35,6 +35,35 @@ async fn round_trip_keeps_body_content_type_and_reason() {
 }
 
 #[tokio::test]
+async fn connections_use_16_kib_frames_unless_the_url_sets_them_and_larger_bodies_span_frames() {
+    let t = TestBroker::new(&["big"]).await;
+    let session = t.shared.session(Patience::Once).await.expect("session");
+    assert_eq!(session.frame_max(), FRAME_MAX);
+    // A body of 20 frames and then some goes out and comes back whole.
+    let body: String = (0..FRAME_MAX as usize * 20 + 7)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    t.publish(&ready("big"), &[&body], 3).await;
+    let mut big = t.consume(&ready("big"), 10).await.expect("consume");
+    let d = next(&mut big).await;
+    assert_eq!(d.body, Bytes::from(body));
+    d.ack().await.expect("ack");
+
+    let sep = if url().contains('?') { '&' } else { '?' };
+    let own = format!("{}{sep}frame_max=65536", url());
+    let namespace = format!("jf-test-{}", uuid::Uuid::now_v7().simple());
+    let broker = RabbitBroker::connect(&own, &namespace)
+        .await
+        .expect("connect");
+    let session = broker
+        .shared
+        .session(Patience::Once)
+        .await
+        .expect("session");
+    assert_eq!(session.frame_max(), 65_536, "the URL's frame_max is kept");
+}
+
+#[tokio::test]
 async fn publish_declares_a_route_nobody_declared() {
     let t = TestBroker::new(&["later"]).await;
     // `later` was declared by TestBroker::new; drop it from the cache by deleting it.
