@@ -66,16 +66,22 @@ impl RedisStore {
 }
 
 /// ARGV for the schedule script: id, queue, due, body per job.
-fn schedule_args(jobs: &[ScheduledJob]) -> Vec<Vec<u8>> {
+fn schedule_args(jobs: &[ScheduledJob]) -> StoreResult<Vec<Vec<u8>>> {
     let mut args = Vec::with_capacity(jobs.len() * 4);
     for job in jobs {
-        args.push(member(&job.id).to_vec());
         // The scripts split an entry at its first newline; valid queue names have none.
-        args.push(job.queue.replace('\n', " ").into_bytes());
+        if job.queue.contains('\n') {
+            return Err(StoreError::Invalid(format!(
+                "job {}: queue {:?} has a newline",
+                job.id, job.queue
+            )));
+        }
+        args.push(member(&job.id).to_vec());
+        args.push(job.queue.clone().into_bytes());
         args.push(job.due_ms.to_string().into_bytes());
         args.push(job.body.to_vec());
     }
-    args
+    Ok(args)
 }
 
 fn claimed_job((id, body, queue, due): ClaimedRow) -> StoreResult<ScheduledJob> {
@@ -107,7 +113,7 @@ impl DelayedSet for RedisStore {
             let mut call = SCHEDULE.prepare_invoke();
             call.key(&keys[..])
                 .key(records(&jobs))
-                .arg(schedule_args(&jobs));
+                .arg(schedule_args(&jobs)?);
             return call.invoke_async(&mut conn).await.store();
         }
         // Many jobs: one pipeline of script runs, each atomic on its own. Loading the
@@ -120,7 +126,7 @@ impl DelayedSet for RedisStore {
                 .arg(keys.len() + chunk.len())
                 .arg(&keys[..])
                 .arg(records(chunk))
-                .arg(schedule_args(chunk))
+                .arg(schedule_args(chunk)?)
                 .ignore();
         }
         pipe.query_async(&mut conn).await.store()
@@ -225,6 +231,21 @@ mod tests {
             t.delayed_counts().await?,
             BTreeMap::from([("q".to_string(), 1)])
         );
+        t.cleanup().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_queue_name_with_a_newline_is_refused_and_nothing_is_written() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        let bad = job("q\nx", 10);
+        let err = t.schedule(vec![job("q", 10), bad]).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid(ref m) if m.contains("newline")),
+            "{err}"
+        );
+        assert_eq!(t.next_due_ms().await?, None);
+        assert!(t.delayed_counts().await?.is_empty());
         t.cleanup().await;
         Ok(())
     }

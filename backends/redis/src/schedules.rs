@@ -180,6 +180,13 @@ impl Schedules for RedisStore {
             }
             CronAction::Fire(fire) => {
                 let id = fire.job.id;
+                // The delayed set splits an entry at its first newline (see `delayed`).
+                if fire.job.queue.contains('\n') {
+                    return Err(StoreError::Invalid(format!(
+                        "schedule {}: queue {:?} has a newline",
+                        step.name, fire.job.queue
+                    )));
+                }
                 call.key(&self.delayed_keys()[..])
                     .key(self.keys.of_job("job", id))
                     .key(self.keys.key(&format!("unique:{}", fire.unique_key)))

@@ -150,10 +150,10 @@ macro_rules! plain_scheduled_fn {
 }
 
 /// Adds or moves jobs. KEYS: the seven delayed keys, then each job's state record.
-/// ARGV: id (16 bytes), queue, due, body for each job (see `schedule_one`). A job's record that is
-/// only `scheduled` ([`plain_scheduled_fn`]) is deleted: while the job waits, the store
-/// answers that record from the job itself (`JobStates::record`), which saves most of
-/// what a waiting job costs the server.
+/// ARGV: id (16 bytes), queue, due, body for each job (see `schedule_one`). A job's
+/// record that is only `scheduled` ([`plain_scheduled_fn`]) is deleted: while the job
+/// waits, the store answers that record from the job itself (`JobStates::record`), which
+/// saves most of what a waiting job costs the server.
 pub(super) const SCHEDULE_LUA: &str = concat!(
     decr_fn!(),
     legacy_at!(1),
@@ -235,9 +235,8 @@ pub(super) static UNSCHEDULE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// A job's state record. KEYS: the record, then the seven delayed keys. ARGV: id (16
-/// bytes).
-/// Returns `{'record', json}`, or for a job in the delayed set without a record (see
-/// [`SCHEDULE`]) `{'waiting', body, due}`, or `{}`.
+/// bytes). Returns `{'record', json}`, or for a job in the delayed set without a record
+/// (see [`SCHEDULE`]) `{'waiting', body, due}`, or `{}`.
 pub(super) static RECORD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         decr_fn!(),
@@ -576,10 +575,11 @@ pub(super) static SCHEDULE_PAUSE: LazyLock<Script> = LazyLock::new(|| {
 /// One step of a schedule (`Schedules::cron_step`), applied only if the caller holds the
 /// leader lock with its token, the schedule exists, is not paused and its watermark is
 /// the one the caller read. KEYS: leader lock, leader fence counter, declarations hash,
-/// state hash, then for a fire: the six delayed-set keys, the job's record, its
+/// state hash, then for a fire: the seven delayed-set keys, the job's record, its
 /// uniqueness key. ARGV: holder, token, name, expected watermark, new watermark, action
-/// (`advance`, `owe`, `settle`, `fire`), instant, then for a fire: id, queue, due, body, record
-/// JSON, record TTL, uniqueness TTL, the id's 16 bytes. Returns `{outcome}` or `{'taken', holder}`.
+/// (`advance`, `owe`, `settle`, `fire`), instant, then for a fire: id, queue, due, body,
+/// record JSON, record TTL, uniqueness TTL, the id's 16 bytes. Returns `{outcome}` or
+/// `{'taken', holder}`. A fired job's record (it names its schedule) is kept as written.
 pub(super) static CRON_STEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         decr_fn!(),
