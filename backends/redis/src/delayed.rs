@@ -239,10 +239,10 @@ mod tests {
     async fn a_queue_name_with_a_newline_is_refused_and_nothing_is_written() -> StoreResult<()> {
         let t = TestStore::new().await;
         let bad = job("q\nx", 10);
-        let err = t.schedule(vec![job("q", 10), bad]).await.unwrap_err();
+        let refused = t.schedule(vec![job("q", 10), bad]).await;
         assert!(
-            matches!(err, StoreError::Invalid(ref m) if m.contains("newline")),
-            "{err}"
+            matches!(refused, Err(StoreError::Invalid(ref m)) if m.contains("newline")),
+            "{refused:?}"
         );
         assert_eq!(t.next_due_ms().await?, None);
         assert!(t.delayed_counts().await?.is_empty());
