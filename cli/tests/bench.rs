@@ -303,3 +303,38 @@ fn bench_scale_mode_runs_each_number_of_workers() {
         assert!((ratio - e2e / raw).abs() < 0.01, "{report}");
     }
 }
+
+#[test]
+fn the_worker_processes_script_times_each_count_and_cleans_up() {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench-worker-processes.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["300", "1", "2"])
+        .env("BENCH_BIN", env!("CARGO_BIN_EXE_jobfleet"))
+        .env("JOBFLEET_BROKER", amqp_url())
+        .env("JOBFLEET_STORE", redis_url())
+        .env_remove("JOBFLEET_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run scripts/bench-worker-processes.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, workers) in lines.iter().zip([1, 2]) {
+        assert_eq!(line["workers"].as_u64(), Some(workers), "{line}");
+        assert_eq!(line["jobs"].as_u64(), Some(300), "{line}");
+        assert!(line["jobs_per_sec"].as_f64() > Some(0.0), "{line}");
+        let namespace = line["namespace"].as_str().expect("namespace");
+        assert_eq!(redis_keys_left(namespace), 0, "keys left under {namespace}");
+    }
+}
