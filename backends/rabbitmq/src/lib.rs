@@ -47,13 +47,13 @@ use jobfleet_common::config::redact;
 use jobfleet_common::job::Priority;
 
 use reconnect::{Link, Patience};
+use topology::Topology;
 
 /// The largest AMQP frame asked for unless the URL sets `frame_max`. lapin keeps a send
 /// and a receive buffer of 32 frames per connection, zero-filled: at RabbitMQ's default
 /// of 128 KiB that is 8 MiB resident per connection, a third of an idle worker. 16 KiB
 /// frames make it 1 MiB; a larger job body is sent as several frames.
 const FRAME_MAX: u32 = 16 * 1024;
-use topology::Topology;
 
 /// The RabbitMQ queue behind `route` in `namespace` (the naming table above): the one
 /// place that names them, for the broker and for tests and tools that look at queues.
