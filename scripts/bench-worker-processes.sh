@@ -55,8 +55,8 @@ for k in ${counts[*]}; do
     || { cat "$work/enqueue.log" >&2; exit 1; }
   pids=()
   began=$(date +%s.%N)
-  for _ in $(seq "$k"); do
-    "$bin" worker > "$work/worker.log" 2>&1 &
+  for i in $(seq "$k"); do
+    "$bin" worker > "$work/worker-$i.log" 2>&1 &
     pids+=($!)
   done
   while (( $(completed) < jobs )); do

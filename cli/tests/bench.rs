@@ -42,13 +42,7 @@ fn bench(config: &str, args: &[&str]) -> (serde_json::Value, String) {
         .env("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false")
         .output()
         .expect("run jobfleet bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let (stdout, stderr) = succeeded(&out);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stdout:\n{stdout}");
     let report: serde_json::Value = serde_json::from_str(lines[0]).expect("the line is JSON");
@@ -59,6 +53,19 @@ fn bench(config: &str, args: &[&str]) -> (serde_json::Value, String) {
         .unwrap_or_else(|| panic!("no namespace in stderr:\n{stderr}"))
         .to_string();
     (report, namespace)
+}
+
+/// The stdout and stderr of a command that must have succeeded (else a panic showing
+/// both).
+fn succeeded(out: &std::process::Output) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
 }
 
 /// The checks both brokers' reports must pass.
@@ -318,13 +325,7 @@ fn the_worker_processes_script_times_each_count_and_cleans_up() {
         .env_remove("RUST_LOG")
         .output()
         .expect("run scripts/bench-worker-processes.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let (stdout, _) = succeeded(&out);
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
