@@ -142,7 +142,7 @@ async fn freeze_holding_a_lease(world: &mut World, scheduler: ProcId) -> Frozen 
             continue;
         }
         world.procs.pause(scheduler);
-        let leased: Vec<JobId> = members(&mut redis, &releasing).await;
+        let leased: Vec<JobId> = world.delayed_set(&releasing).await;
         let left: u64 = redis.zcard(&waiting).await.expect("redis");
         if leased.is_empty() || left == 0 {
             world.procs.resume(scheduler);
@@ -152,7 +152,7 @@ async fn freeze_holding_a_lease(world: &mut World, scheduler: ProcId) -> Frozen 
         tokio::time::sleep(LOOK).await;
         // A release_done sent just before the stop may land after the look above: the
         // lease must still be there now that the scheduler has certainly stopped.
-        let still = members(&mut redis, &releasing).await;
+        let still = world.delayed_set(&releasing).await;
         if still != leased {
             world.procs.resume(scheduler);
             continue;
@@ -174,15 +174,6 @@ async fn freeze_holding_a_lease(world: &mut World, scheduler: ProcId) -> Frozen 
         }
         world.procs.resume(scheduler);
     }
-}
-
-/// The jobs in a delayed-set ZSET (members are ids as the store keys them).
-async fn members(redis: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<JobId> {
-    let members: Vec<Vec<u8>> = redis.zrange(key, 0, -1).await.expect("redis");
-    members
-        .iter()
-        .map(|m| jobfleet_backends::redis::keys::delayed_member_id(m).expect("a job id"))
-        .collect()
 }
 
 /// How many of `ids` are in each state now.

@@ -254,7 +254,9 @@ async fn cut_before_done() -> Option<Cut> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let running = loop {
         let execs = executions(&world).await;
-        let leased = releasing(&world).await;
+        let leased = world
+            .delayed_set(&keys::delayed_releasing(&world.config.namespace))
+            .await;
         let running = wave
             .long
             .iter()
@@ -319,20 +321,6 @@ async fn settle_and_check(world: &mut World, wave: &Wave, began: Instant) -> Dur
     execs.assert_totals(&wave.ids, 1);
     audit.assert_records_completed();
     worst
-}
-
-/// The jobs in the releasing set (see [`sets`]).
-async fn releasing(world: &World) -> Vec<JobId> {
-    let ns = &world.config.namespace;
-    let members: Vec<Vec<u8>> = world
-        .redis()
-        .zrange(keys::delayed_releasing(ns), 0, -1)
-        .await
-        .expect("redis");
-    members
-        .iter()
-        .map(|m| keys::delayed_member_id(m).expect("a job id"))
-        .collect()
 }
 
 /// Jobs in the releasing set (claimed under a lease) and in the waiting set. These are

@@ -32,12 +32,6 @@ const SCHEDULE_CHUNK: usize = 500;
 /// One claimed job as the claim script returns it: id, body, queue, due.
 type ClaimedRow = (Vec<u8>, Option<Vec<u8>>, Option<String>, Option<i64>);
 
-/// A job's id as the delayed set keys it: its 16 bytes (36 characters would cost a
-/// million waiting jobs 40 MB more).
-pub(super) fn member(id: &JobId) -> &[u8] {
-    id.0.as_bytes()
-}
-
 /// A delayed-set member back to its id (see [`keys::delayed_member_id`]).
 fn parse_member(m: &[u8]) -> StoreResult<JobId> {
     keys::delayed_member_id(m).ok_or_else(|| {
@@ -76,7 +70,7 @@ fn schedule_args(jobs: &[ScheduledJob]) -> StoreResult<Vec<Vec<u8>>> {
                 job.id, job.queue
             )));
         }
-        args.push(member(&job.id).to_vec());
+        args.push(keys::delayed_member(&job.id).to_vec());
         args.push(job.queue.clone().into_bytes());
         args.push(job.due_ms.to_string().into_bytes());
         args.push(job.body.to_vec());
@@ -159,7 +153,7 @@ impl DelayedSet for RedisStore {
             return Ok(());
         }
         let keys = self.delayed_keys();
-        let ids: Vec<&[u8]> = ids.iter().map(member).collect();
+        let ids: Vec<&[u8]> = ids.iter().map(keys::delayed_member).collect();
         Ok(RELEASE_DONE
             .key(&keys[..])
             .arg(ids)
@@ -172,7 +166,7 @@ impl DelayedSet for RedisStore {
         let keys = self.delayed_keys();
         let body: Option<Vec<u8>> = UNSCHEDULE
             .key(&keys[..])
-            .arg(member(&id))
+            .arg(keys::delayed_member(&id))
             .invoke_async(&mut self.conn())
             .await
             .store()?;

@@ -17,6 +17,13 @@ pub fn delayed_releasing(namespace: &str) -> String {
     Keys::new(namespace).key("delayed:releasing")
 }
 
+/// A job's member in [`delayed_waiting`] and [`delayed_releasing`] (and its field in
+/// `ns:delayed:jobs`): the id's 16 bytes (36 characters would cost a million waiting
+/// jobs 40 MB more).
+pub fn delayed_member(id: &JobId) -> &[u8] {
+    id.0.as_bytes()
+}
+
 /// The job id of a member of [`delayed_waiting`] or [`delayed_releasing`]: its 16 bytes,
 /// or for a job an earlier jobfleet scheduled, its hyphenated text.
 pub fn delayed_member_id(member: &[u8]) -> Option<JobId> {

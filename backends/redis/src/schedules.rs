@@ -199,7 +199,7 @@ impl Schedules for RedisStore {
                     .arg(encode_json("job record", &fire.record)?)
                     .arg(self.record_ttl_ms())
                     .arg(px(fire.unique_ttl_ms))
-                    .arg(super::delayed::member(&id));
+                    .arg(super::keys::delayed_member(&id));
             }
         }
         let reply: Vec<String> = call.invoke_async(&mut self.conn()).await.store()?;

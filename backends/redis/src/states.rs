@@ -118,7 +118,7 @@ impl JobStates for RedisStore {
         let reply: Vec<Vec<u8>> = RECORD
             .key(self.keys.of_job("job", id))
             .key(&self.delayed_keys()[..])
-            .arg(super::delayed::member(&id))
+            .arg(super::keys::delayed_member(&id))
             .invoke_async(&mut self.conn())
             .await
             .store()?;

@@ -101,6 +101,16 @@ impl World {
         self.redis.clone()
     }
 
+    /// The jobs in one of the Redis store's delayed-set ZSETs (`keys::delayed_waiting`,
+    /// `keys::delayed_releasing`), decoded from the members as the store keys them.
+    pub async fn delayed_set(&self, key: &str) -> Vec<JobId> {
+        let members: Vec<Vec<u8>> = self.redis().zrange(key, 0, -1).await.expect("redis");
+        members
+            .iter()
+            .map(|m| jobfleet_backends::redis::keys::delayed_member_id(m).expect("a job id"))
+            .collect()
+    }
+
     /// Enqueues `jobs` in batches, returning their ids.
     pub async fn enqueue_all(&self, jobs: Vec<Job>) -> Vec<JobId> {
         let mut ids = Vec::with_capacity(jobs.len());
