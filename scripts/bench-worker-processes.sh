@@ -6,10 +6,15 @@
 # heartbeats every 200 ms) reaches JOBS gives jobs/s. One JSON line per count.
 #
 # Usage: scripts/bench-worker-processes.sh [JOBS] [K...]
-# Needs RabbitMQ and Redis (JOBFLEET_BROKER / JOBFLEET_STORE, defaulting to the local
-# ones), redis-cli and rabbitmqctl (to delete each run's keys and queues), python3,
-# and a release build (`cargo build --release -p jobfleet`; BENCH_BIN names another
-# binary, as the suite's small run of this script does).
+# Runs on JOBFLEET_BROKER and JOBFLEET_STORE; unset, the local RabbitMQ and Redis, which
+# scripts/services.sh starts when they are not running. On Kafka:
+#   eval "$(scripts/services.sh up kafka)"
+#   JOBFLEET_BROKER=kafka://$TEST_KAFKA_BROKERS JOBFLEET_KAFKA__PARTITIONS=6 \
+#     scripts/bench-worker-processes.sh 100000 1 2 4
+# Needs redis-cli (and rabbitmqctl on RabbitMQ) to delete each run's keys and queues
+# (Kafka topics are left to the broker), python3, and a release build (`cargo build
+# --release -p jobfleet`; BENCH_BIN names another binary, as the suite's small run of
+# this script does).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,8 +24,14 @@ counts=("${@:-1 2 4}")
 bin=${BENCH_BIN:-target/release/jobfleet}
 [[ -x $bin ]] || { echo "no $bin: run cargo build --release -p jobfleet" >&2; exit 2; }
 
-export JOBFLEET_BROKER=${JOBFLEET_BROKER:-amqp://guest:guest@127.0.0.1:5672/%2f}
-export JOBFLEET_STORE=${JOBFLEET_STORE:-redis://127.0.0.1:6379/}
+if [[ -z ${JOBFLEET_BROKER:-} ]]; then
+  scripts/services.sh up rabbitmq > /dev/null
+  export JOBFLEET_BROKER=amqp://guest:guest@127.0.0.1:5672/%2f
+fi
+if [[ -z ${JOBFLEET_STORE:-} ]]; then
+  scripts/services.sh up redis > /dev/null
+  export JOBFLEET_STORE=redis://127.0.0.1:6379/
+fi
 export JOBFLEET_REDIS__REQUIRE_PERSISTENCE=${JOBFLEET_REDIS__REQUIRE_PERSISTENCE:-false}
 export JOBFLEET_WORKER__HEARTBEAT=200ms
 export JOBFLEET_WORKER__CONCURRENCY=${JOBFLEET_WORKER__CONCURRENCY:-64}
@@ -73,8 +84,10 @@ for k in ${counts[*]}; do
   # The run's keys and queues go; nothing else of the services is touched.
   redis-cli -u "$JOBFLEET_STORE" --scan --pattern "$JOBFLEET_NAMESPACE:*" \
     | xargs -r redis-cli -u "$JOBFLEET_STORE" del > /dev/null
-  rabbitmqctl -q list_queues name 2>/dev/null | grep "^$JOBFLEET_NAMESPACE\." \
-    | xargs -r -n1 rabbitmqctl -q delete_queue > /dev/null 2>&1 || true
+  if [[ $JOBFLEET_BROKER == amqp* ]]; then
+    rabbitmqctl -q list_queues name 2>/dev/null | grep "^$JOBFLEET_NAMESPACE\." \
+      | xargs -r -n1 rabbitmqctl -q delete_queue > /dev/null 2>&1 || true
+  fi
   awk -v k="$k" -v ns="$JOBFLEET_NAMESPACE" -v n="$jobs" -v a="$began" -v b="$ended" \
     'BEGIN { printf "{\"workers\":%d,\"namespace\":\"%s\",\"jobs\":%d,\"seconds\":%.3f,\"jobs_per_sec\":%.0f}\n", k, ns, n, b - a, n / (b - a) }'
 done

@@ -8,6 +8,8 @@ cluster (no image can be pulled on the machines that run scripts/test.sh):
 - the workers' terminationGracePeriodSeconds outlasts worker.grace_period;
 - every metric the Grafana dashboard, the KEDA triggers, the HPA and the Prometheus
   config's consumers query is one jobfleet exports (named in common/src/telemetry.rs);
+- the compose file's Kafka runs the version (scripts/kafka/pom.xml) and every setting
+  (scripts/kafka/server.properties) the tests and benchmarks run;
 - the compose file and the Prometheus config themselves are checked by scripts/test.sh
   with docker-compose and promtool.
 
@@ -61,7 +63,32 @@ def documents():
                 yield path, doc
 
 
+def check_compose_kafka():
+    """The compose file's Kafka is the one scripts/services.sh runs: same version, and
+    each setting of scripts/kafka/server.properties as a KAFKA_* variable."""
+    kafka = ROOT / "scripts" / "kafka"
+    version = re.search(r"<kafka.version>(.+)</kafka.version>", (kafka / "pom.xml").read_text())
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["kafka"]
+    if not version or service["image"] != f"apache/kafka:{version.group(1)}":
+        fail(f"docker-compose.yml's kafka image {service['image']!r} is not the version in "
+             "scripts/kafka/pom.xml")
+    env = {k: str(v) for k, v in service["environment"].items()}
+    for line in (kafka / "server.properties").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, value = line.split("=", 1)
+        # Listeners differ by design: the compose file adds one for the other containers.
+        if key in ("inter.broker.listener.name", "listener.security.protocol.map"):
+            continue
+        name = "KAFKA_" + key.upper().replace(".", "_")
+        if env.get(name) != value:
+            fail(f"docker-compose.yml's kafka sets {name}={env.get(name)!r}; "
+                 f"scripts/kafka/server.properties has {key}={value}")
+
+
 def main():
+    check_compose_kafka()
     exported = exported_metrics()
     standard = [p for p in sorted(K8S.glob("*.yaml")) if p.name != "keda-scaledobject.yaml"]
     result = subprocess.run([VALIDATE, "--strict", "--quiet", *map(str, standard)],
@@ -140,4 +167,4 @@ if failures:
     print("\n".join(f"deploy check failed: {f}" for f in failures), file=sys.stderr)
     sys.exit(1)
 print("deploy: kubernetes manifests valid (--strict), ScaledObject fields, worker grace, "
-      "and every metric queried by Grafana, KEDA and the HPA is exported")
+      "compose Kafka as scripts/kafka, and every metric queried by Grafana, KEDA and the HPA is exported")

@@ -1,93 +1,31 @@
 #!/usr/bin/env bash
-# Runs every check and test jobfleet has, starting the services the suite needs when they
-# are not already running: Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672, and
-# installing what the dashboard and deployment tests use when missing: Debian's chromium,
-# chromium-driver, prometheus and docker-compose, and kubernetes-validate from PyPI. A
-# Kafka-compatible server (tansu, in memory) is always started for this run on a free
-# port, exported as TEST_KAFKA_BROKERS, and stopped on exit; TEST_KAFKA_BROKERS already
-# set (e.g. to a `docker compose up -d kafka`) is used instead.
+# Runs every check and test jobfleet has, on a machine that has nothing but the toolchains
+# (Rust, Java 17 with Maven, Go, Python): whatever is missing is installed and whatever is
+# not running is started, each step printed with its time.
 #
-# The Redis it starts keeps nothing on disk (`--appendonly no`): the tests that use it set
-# redis.require_persistence = false; tests/tests/redis_durability.rs starts its own
-# redis-server with an append-only file.
+# - Services, through scripts/services.sh: Redis on 127.0.0.1:6379 (keeping nothing on
+#   disk) and RabbitMQ on 127.0.0.1:5672 from Debian's packages, reused while they
+#   answer; fake-gcs-server (go install, cached) for the data jobs' gs:// tests; and an
+#   Apache Kafka of this run's own (KRaft, its jars from Maven Central, cached) on free
+#   loopback ports, exported as TEST_KAFKA_BROKERS and stopped on exit, so no run sees
+#   another's topics. TEST_KAFKA_BROKERS already set (another Kafka) is used instead.
+# - Tools: cargo-nextest and cargo-deny (cargo install), Debian's chromium,
+#   chromium-driver, prometheus and docker-compose, and kubernetes-validate from PyPI.
 #
-# Steps: services, kafka, rustfmt, clippy, cargo-deny, deployment files, nextest (profile `ci` when CI=true),
-# the backend-feature checks, then the tests that stop a shared service, alone.
-# Safe to run again and from any directory.
+# Tests that need a Redis or a RabbitMQ configured in a particular way start their own;
+# tests/tests/redis_durability.rs, for one, starts redis-server with an append-only file.
+#
+# Steps: services, rustfmt, clippy, cargo-deny, deployment files, nextest (profile `ci`
+# when CI=true), the backend-feature checks, the Redis persistence tests again on a Redis
+# with an append-only file (scripts/test-persistent-redis.sh), then the tests that stop a
+# shared service, alone. Safe to run again and from any directory.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH"
-
-REDIS_HOST=127.0.0.1
-REDIS_PORT=6379
-RABBIT_PORT=5672
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# Runs "$@" as a named step and prints how long it took.
-step() {
-  local name="$1"
-  shift
-  log "$name"
-  local started=$SECONDS
-  "$@"
-  log "$name: done in $((SECONDS - started))s"
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
-}
-
-redis_up() {
-  command -v redis-cli >/dev/null 2>&1 &&
-    [ "$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
-}
-
-ensure_redis() {
-  if redis_up; then
-    log "redis: already running on $REDIS_HOST:$REDIS_PORT"
-    return
-  fi
-  command -v redis-server >/dev/null 2>&1 ||
-    die "Redis is not running on $REDIS_HOST:$REDIS_PORT and redis-server is not installed.
-  Install it (apt-get install redis-server) or start one: docker compose up -d redis"
-  mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
-    --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
-  for _ in $(seq 1 50); do
-    redis_up && { log "redis: started"; return; }
-    sleep 0.2
-  done
-  die "Redis did not answer PING within 10s; see /var/log/redis/ci.log.
-  Start it by hand: redis-server --port $REDIS_PORT --daemonize yes"
-}
-
-rabbit_up() {
-  port_open 127.0.0.1 "$RABBIT_PORT" && rabbitmqctl status >/dev/null 2>&1
-}
-
-ensure_rabbitmq() {
-  if port_open 127.0.0.1 "$RABBIT_PORT"; then
-    log "rabbitmq: already listening on 127.0.0.1:$RABBIT_PORT"
-    return
-  fi
-  command -v rabbitmq-server >/dev/null 2>&1 ||
-    die "RabbitMQ is not running on 127.0.0.1:$RABBIT_PORT and rabbitmq-server is not installed.
-  Install it (apt-get install rabbitmq-server) or start one: docker compose up -d rabbitmq"
-  rabbitmq-server -detached
-  if ! timeout 60 rabbitmqctl await_startup >/dev/null 2>&1; then
-    die "RabbitMQ did not start within 60s; see /var/log/rabbitmq/.
-  Start it by hand: rabbitmq-server -detached && rabbitmqctl await_startup"
-  fi
-  for _ in $(seq 1 50); do
-    rabbit_up && { log "rabbitmq: started"; return; }
-    sleep 0.2
-  done
-  die "RabbitMQ started but 127.0.0.1:$RABBIT_PORT does not accept connections"
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 # Headless Chromium and ChromeDriver for the dashboard's browser test
 # (tests/tests/dashboard.rs), from Debian's packages.
@@ -96,15 +34,7 @@ ensure_chromium() {
     log "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo installed)"
     return
   fi
-  command -v apt-get >/dev/null 2>&1 ||
-    die "the dashboard test needs /usr/bin/chromium and /usr/bin/chromedriver; install
-  Debian's chromium and chromium-driver (or your system's equivalents at those paths)"
-  log "installing chromium and chromium-driver (the dashboard's browser test)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y chromium chromium-driver >/dev/null ||
-    { $sudo apt-get update >/dev/null && $sudo apt-get install -y chromium chromium-driver >/dev/null; } ||
-    die "could not install chromium and chromium-driver with apt-get"
+  apt_install chromium chromium-driver
 }
 
 # What the deployment checks need: Debian's prometheus (promtool, and the server that
@@ -116,15 +46,9 @@ ensure_deploy_tools() {
   [ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   if [ "${#missing[@]}" -gt 0 ]; then
-    command -v apt-get >/dev/null 2>&1 ||
-      die "the deployment checks need ${missing[*]}; install them (Debian: apt-get install ${missing[*]})"
-    log "installing ${missing[*]} (deployment checks)"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get install -y "${missing[@]}" >/dev/null ||
-      die "could not install ${missing[*]} with apt-get"
+    apt_install "${missing[@]}"
     # The package starts a system Prometheus where it can; the tests start their own.
-    $sudo systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
   fi
   if [ ! -x "$DEPLOY_VENV/bin/kubernetes-validate" ]; then
     log "installing kubernetes-validate into $DEPLOY_VENV"
@@ -134,9 +58,26 @@ ensure_deploy_tools() {
   fi
 }
 
+# This run's Kafka lives in its own directory, removed on exit with the broker.
+RUN_SERVICES=""
+stop_run_services() {
+  [ -n "$RUN_SERVICES" ] || return 0
+  JOBFLEET_SERVICES_DIR="$RUN_SERVICES" scripts/services.sh down kafka || true
+  rm -rf "$RUN_SERVICES"
+}
+
 ensure_services() {
-  ensure_redis
-  ensure_rabbitmq
+  local exports
+  exports="$(scripts/services.sh up redis rabbitmq gcs)"
+  eval "$exports"
+  if [ -n "${TEST_KAFKA_BROKERS:-}" ]; then
+    log "kafka: using TEST_KAFKA_BROKERS=$TEST_KAFKA_BROKERS"
+  else
+    RUN_SERVICES="$(mktemp -d "${TMPDIR:-/tmp}/jobfleet-test-services.XXXXXX")"
+    trap stop_run_services EXIT
+    exports="$(JOBFLEET_SERVICES_DIR="$RUN_SERVICES" scripts/services.sh up kafka)"
+    eval "$exports"
+  fi
   ensure_chromium
   ensure_deploy_tools
 }
@@ -151,53 +92,6 @@ deploy_checks() {
   log "docker-compose.yml: valid"
   promtool check config deploy/prometheus/prometheus.yml
   "$DEPLOY_VENV/bin/python" scripts/check-deploy.py "$ROOT" "$DEPLOY_VENV/bin/kubernetes-validate"
-}
-
-TANSU_LOG="${TMPDIR:-/tmp}/jobfleet-tansu.log"
-TANSU_PID=""
-
-stop_kafka() {
-  if [ -n "$TANSU_PID" ]; then
-    kill "$TANSU_PID" 2>/dev/null || true
-    wait "$TANSU_PID" 2>/dev/null || true
-    TANSU_PID=""
-  fi
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Starts tansu (installing it once into ~/.cargo/bin) with in-memory storage on a free
-# loopback port, waits until it accepts connections and exports TEST_KAFKA_BROKERS.
-ensure_kafka() {
-  if [ -n "${TEST_KAFKA_BROKERS:-}" ]; then
-    log "kafka: using TEST_KAFKA_BROKERS=$TEST_KAFKA_BROKERS"
-    return
-  fi
-  if ! command -v tansu >/dev/null 2>&1; then
-    log "installing tansu (a Kafka-compatible broker; takes a while, once)"
-    cargo install tansu --locked --features dynostore
-  fi
-  local port
-  port="$(free_port)"
-  trap stop_kafka EXIT
-  tansu broker \
-    --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine memory://tansu/ >"$TANSU_LOG" 2>&1 &
-  TANSU_PID=$!
-  for _ in $(seq 1 100); do
-    if port_open 127.0.0.1 "$port"; then
-      export TEST_KAFKA_BROKERS="127.0.0.1:$port"
-      log "kafka: tansu started on $TEST_KAFKA_BROKERS (log: $TANSU_LOG)"
-      return
-    fi
-    kill -0 "$TANSU_PID" 2>/dev/null || break
-    sleep 0.2
-  done
-  die "tansu did not accept connections on 127.0.0.1:$port within 20s; see $TANSU_LOG.
-  Start a Kafka by hand (docker compose up -d kafka) and set TEST_KAFKA_BROKERS=127.0.0.1:9092"
 }
 
 # Installs a cargo subcommand from crates.io when it is missing (a new machine).
@@ -240,9 +134,14 @@ SUMMARIES="$(mktemp)"
 
 # Runs nextest with "$@", keeping its summary line ("N tests run: N passed, ...").
 run_nextest() {
+  summarized cargo nextest run --profile "$NEXTEST_PROFILE" "$@"
+}
+
+# Runs "$@" (which runs nextest), keeping the summary lines it prints.
+summarized() {
   local out status=0
   out="$(mktemp)"
-  cargo nextest run --profile "$NEXTEST_PROFILE" "$@" 2>&1 | tee "$out" || status=$?
+  "$@" 2>&1 | tee "$out" || status=$?
   grep -E '^ *Summary \[' "$out" >>"$SUMMARIES" || true
   rm -f "$out"
   return "$status"
@@ -277,7 +176,14 @@ nextest_alone() {
   run_nextest --workspace --ignore-default-filter -E 'binary(fault_broker_restart)'
 }
 
-# One closing line for both runs: "tests: N passed, N failed".
+# The tests that touch Redis persistence and data loss once more, with the shared test
+# Redis keeping an append-only file (a Redis of the script's own): none may depend on the
+# shared one being volatile.
+persistent_redis() {
+  NEXTEST_PROFILE="$NEXTEST_PROFILE" summarized scripts/test-persistent-redis.sh
+}
+
+# One closing line for every run: "tests: N passed, N failed".
 total() {
   local passed failed
   # grep finds nothing when no run failed: that is not an error here.
@@ -296,13 +202,13 @@ disk() {
 total_started=$SECONDS
 disk
 step "services" ensure_services
-step "kafka" ensure_kafka
 step "rustfmt" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny
 step "deployment files" deploy_checks
 step "tests" nextest
 step "backend features" features
+step "tests on a persistent Redis" persistent_redis
 step "tests that run alone" nextest_alone
 disk
 log "all checks passed in $((SECONDS - total_started))s"

@@ -1,13 +1,14 @@
-//! Redis durability as operators meet it, on the shared test Redis (no persistence) and
-//! RabbitMQ: `jobfleet` refuses the volatile server unless told to accept it, and a loss
-//! of the store's data while a scheduler runs (the namespace's sentinel deleted, as a
-//! restart without persistence or a `FLUSHDB` would) is detected: the incident record is
-//! written, the loss counted, `/readyz` answers 503, `jobfleet queues` warns, and
-//! `jobfleet queues --ack-data-loss` clears it.
+//! Redis durability as operators meet it: `jobfleet` refuses a volatile Redis (one of the
+//! test's own, started with no persistence) unless told to accept it, and, on the shared
+//! test Redis and RabbitMQ, a loss of the store's data while a scheduler runs (the
+//! namespace's sentinel deleted, as a restart without persistence or a `FLUSHDB` would)
+//! is detected: the incident record is written, the loss counted, `/readyz` answers 503,
+//! `jobfleet queues` warns, and `jobfleet queues --ack-data-loss` clears it.
 
 use jobfleet_backends::redis::keys;
 use jobfleet_common::testing::http_get;
-use std::process::Output;
+use jobfleet_redis::testkit::RedisServer;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,11 +26,18 @@ fn namespace() -> String {
 /// `jobfleet <args>` on the test services under `namespace`; `accept_volatile` sets
 /// JOBFLEET_REDIS__REQUIRE_PERSISTENCE=false.
 fn jobfleet(namespace: &str, accept_volatile: bool, args: &[&str]) -> Output {
+    command(namespace, accept_volatile, args)
+        .output()
+        .expect("run jobfleet")
+}
+
+/// The command [`jobfleet`] runs, for a test to change before running it.
+fn command(namespace: &str, accept_volatile: bool, args: &[&str]) -> Command {
     let mut cmd = support::jobfleet_on(namespace, args);
     if !accept_volatile {
         cmd.env_remove("JOBFLEET_REDIS__REQUIRE_PERSISTENCE");
     }
-    cmd.output().expect("run jobfleet")
+    cmd
 }
 
 mod support;
@@ -78,7 +86,15 @@ async fn cleanup(namespace: &str) {
 #[test]
 fn a_volatile_redis_is_refused_naming_the_key_and_accepted_with_the_opt_out() {
     let ns = namespace();
-    let refused = jobfleet(&ns, false, &["queues"]);
+    // A server of the test's own: the shared test Redis may keep an append-only file.
+    let server = RedisServer::volatile();
+    let on_volatile = |accept_volatile: bool| {
+        command(&ns, accept_volatile, &["queues"])
+            .env("JOBFLEET_STORE", server.url())
+            .output()
+            .expect("run jobfleet")
+    };
+    let refused = on_volatile(false);
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "stderr:\n{stderr}");
     for needle in [
@@ -88,7 +104,7 @@ fn a_volatile_redis_is_refused_naming_the_key_and_accepted_with_the_opt_out() {
     ] {
         assert!(stderr.contains(needle), "{needle:?} in:\n{stderr}");
     }
-    let accepted = jobfleet(&ns, true, &["queues"]);
+    let accepted = on_volatile(true);
     let (stdout, stderr) = (text(&accepted.stdout), text(&accepted.stderr));
     assert!(
         accepted.status.success(),

@@ -294,7 +294,12 @@ impl CanaryUsers {
         let users = Self {
             name: name.to_string(),
         };
-        rabbitmqctl(&["set_permissions", "-p", "/", name, ".*", ".*", ".*"]);
+        // On the virtual host the test URL names, which need not be the default `/`.
+        let vhost = jobfleet_common::testing::amqp_url()
+            .parse::<lapin::uri::AMQPUri>()
+            .expect("TEST_AMQP_URL is an AMQP URL")
+            .vhost;
+        rabbitmqctl(&["set_permissions", "-p", &vhost, name, ".*", ".*", ".*"]);
         redis_cli(&[
             "ACL",
             "SETUSER",

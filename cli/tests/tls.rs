@@ -1,9 +1,9 @@
 //! `amqps://` and `rediss://` against real TLS listeners: a RabbitMQ node and a Redis
-//! server of the test's own, started with certificates signed by a throwaway CA (made with
-//! the `openssl` command). With the CA trusted (`SSL_CERT_FILE`, which both clients'
-//! trust stores honour), `jobfleet enqueue`, a `jobfleet worker` process and `jobfleet
-//! status` run a job end to end over TLS; without it, each connection is refused for the
-//! certificate, saying so.
+//! server of the test's own (`jobfleet_redis::testkit::RedisServer`), started with
+//! certificates signed by a throwaway CA (made with the `openssl` command). With the CA
+//! trusted (`SSL_CERT_FILE`, which both clients' trust stores honour), `jobfleet
+//! enqueue`, a `jobfleet worker` process and `jobfleet status` run a job end to end over
+//! TLS; without it, each connection is refused for the certificate, saying so.
 //!
 //! The RabbitMQ node is a second node beside the shared one (its own name, ports, data
 //! and log directories), started from Debian's `/usr/lib/rabbitmq/bin/rabbitmq-server`
@@ -14,6 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jobfleet_common::testing::free_addr;
+use jobfleet_redis::testkit::{RedisServer, VOLATILE};
 use support::Process;
 
 mod support;
@@ -122,33 +123,29 @@ impl Certificates {
     }
 }
 
-fn redis_tls(certs: &Certificates, port: u16) -> Process {
-    let log = certs.dir.join("redis.log");
-    let child = Command::new("redis-server")
-        .args(["--port", "0", "--bind", "127.0.0.1"])
-        .args(["--tls-port", &port.to_string()])
-        .args(["--tls-cert-file", &certs.path("server.pem")])
-        .args(["--tls-key-file", &certs.path("server.key")])
-        .args(["--tls-ca-cert-file", &certs.path("ca.pem")])
-        .args([
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--logfile", &log.display().to_string()])
-        .spawn()
-        .expect("redis-server runs (apt-get install redis-server)");
-    let server = Process::new(child);
-    wait_for_port(
-        port,
-        Duration::from_secs(20),
-        "redis-server --tls-port",
-        &log,
+/// A Redis of the test's own that speaks TLS on `port` (and plain text on another, which
+/// only its readiness check uses), keeping nothing on disk.
+fn redis_tls(certs: &Certificates, port: u16) -> RedisServer {
+    let (cert, key, ca) = (
+        certs.path("server.pem"),
+        certs.path("server.key"),
+        certs.path("ca.pem"),
     );
-    server
+    let port = port.to_string();
+    let mut args = vec![
+        "--tls-port",
+        port.as_str(),
+        "--tls-cert-file",
+        cert.as_str(),
+        "--tls-key-file",
+        key.as_str(),
+        "--tls-ca-cert-file",
+        ca.as_str(),
+        "--tls-auth-clients",
+        "no",
+    ];
+    args.extend_from_slice(VOLATILE);
+    RedisServer::start(&args)
 }
 
 fn rabbitmq_tls(certs: &Certificates, port: u16, dist_port: u16) -> Process {

@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | `TEST_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
 //! | `TEST_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis (keeps nothing on disk) |
-//! | `TEST_KAFKA_BROKERS` | none: `scripts/test.sh` starts one and sets it | Kafka (tansu) |
+//! | `TEST_KAFKA_BROKERS` | none: `scripts/test.sh` starts one and sets it | Apache Kafka |
 
 use std::future::Future;
 use std::time::Duration;
@@ -33,15 +33,13 @@ pub const KAFKA_VAR: &str = "TEST_KAFKA_BROKERS";
 
 /// How to start the services, for failure messages.
 pub const HOW_TO_START: &str = "start them with `scripts/test.sh` (which starts whatever is \
-    missing), or by hand: `rabbitmq-server -detached` and `redis-server --daemonize yes \
-    --port 6379 --save \"\" --appendonly no`";
+    missing), or for a shell of your own: `eval \"$(scripts/services.sh up redis rabbitmq)\"`";
 
 /// How to start Kafka, for failure messages.
-pub const HOW_TO_START_KAFKA: &str = "run the suite through `scripts/test.sh`, which starts a \
-    Kafka-compatible server (tansu) and exports TEST_KAFKA_BROKERS, or start one by hand: \
-    `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url \
-    tcp://127.0.0.1:9092 --storage-engine memory://tansu/` (or `docker compose up -d kafka`) \
-    and `export TEST_KAFKA_BROKERS=127.0.0.1:9092`";
+pub const HOW_TO_START_KAFKA: &str = "run the suite through `scripts/test.sh`, which starts an \
+    Apache Kafka of its own and exports TEST_KAFKA_BROKERS, or start one for your shell: \
+    `eval \"$(scripts/services.sh up)\"` (Kafka, Redis, RabbitMQ; `scripts/services.sh \
+    status` shows their addresses)";
 
 /// The AMQP URL tests use.
 pub fn amqp_url() -> String {

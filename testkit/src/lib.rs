@@ -44,8 +44,8 @@ pub fn fast_config(queue: &str) -> Config {
         namespace: unique("t"),
         ..Config::default()
     };
-    // Configurations that point the store at the test Redis (no persistence) need this;
-    // it is inert on the embedded store.
+    // Configurations that point the store at the test Redis (which may keep nothing on
+    // disk) need this; it is inert on the embedded store.
     c.redis.require_persistence = false;
     c.worker.queues = vec![queue.to_string()];
     c.worker.concurrency = 4;

@@ -36,14 +36,9 @@ impl BackendFactory for KafkaRedis {
         config.store = crate::services::redis_url().parse().expect("a Redis URL");
         // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
         config.redis.require_persistence = false;
-        // One record per produced batch: tansu 0.6.0 mis-numbers multi-record batches (its
-        // high watermark moves by one per batch) and a fetch from an offset inside a batch
-        // returns nothing of it, so a consumer resuming mid-batch (after a pause, a commit,
-        // a rebalance) would skip the rest. Apache Kafka has neither problem.
+        // librdkafka's own batching, as in production. Members learn of a rebalance from
+        // their heartbeat; the default 3 s makes a join or leave slower than a whole check.
         let props = &mut config.kafka.properties;
-        props.insert("batch.num.messages".into(), "1".into());
-        // Members learn of a rebalance from their heartbeat; the default 3 s makes a join
-        // or leave slower than a whole check.
         props.insert("heartbeat.interval.ms".into(), "100".into());
     }
 
@@ -63,11 +58,10 @@ impl BackendFactory for KafkaRedis {
     }
 
     /// Deletes the check's Redis keys. Its topics are left to the server: librdkafka
-    /// crashes (SIGSEGV in `rd_kafka_metadata_update_op`, seen here on tansu; see also
-    /// librdkafka issue #5093 on Kafka) when a topic is deleted while a client of the same
-    /// process still has it in its metadata, and the check's clients (consumers closing in
-    /// the background, the producer) are still alive at cleanup. Every check uses its own
-    /// namespace, and `scripts/test.sh` runs a fresh in-memory server per run.
+    /// can crash (librdkafka issue #5093) when a topic is deleted while a client of the
+    /// same process still has it in its metadata, and the check's clients (consumers
+    /// closing in the background, the producer) are still alive at cleanup. Every check
+    /// uses its own namespace, and `scripts/test.sh` starts a Kafka of the run's own.
     async fn cleanup(&self, config: &Config, _queues: &[String]) {
         purge_store(config).await;
     }

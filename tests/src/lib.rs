@@ -16,19 +16,21 @@
 //! - [`conformance`]: the behaviour checks every backend must pass.
 //! - [`processes`]: worker and scheduler processes for the crash tests (`tests/crash_*.rs`).
 //! - [`browser`]: headless Chromium through ChromeDriver, for the dashboard test.
-//! - [`redis_server`]: a `redis-server` of a test's own, to kill and restart.
 //! - [`s3`]: an S3-compatible server of a test's own (moto).
+//! - [`gcs`]: a Google Cloud Storage emulator of a test's own (fake-gcs-server).
+//! - [`emulator`]: the child process, log and setup requests both of those run on.
 //! - [`python`]: the test venv's python (pika, moto).
 
 pub mod browser;
 pub mod conformance;
+pub mod emulator;
 pub mod faults;
+pub mod gcs;
 pub mod harness;
 pub mod kafka;
 pub mod processes;
 pub mod proxy;
 pub mod python;
-pub mod redis_server;
 pub mod s3;
 pub mod services;
 

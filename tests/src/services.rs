@@ -2,8 +2,9 @@
 //! wherever `TEST_AMQP_URL` / `TEST_REDIS_URL` point).
 //!
 //! A check that cannot reach a service fails with how to start it; none is skipped. The
-//! test Redis keeps nothing on disk, so every configuration pointed at it sets
-//! `redis.require_persistence = false`.
+//! test Redis may or may not keep an append-only file, so every configuration pointed at
+//! it sets `redis.require_persistence = false`; a check that needs a Redis configured just
+//! so starts its own (`jobfleet_redis::testkit::RedisServer`).
 
 use async_trait::async_trait;
 use jobfleet_common::{Backends, Config};
@@ -24,7 +25,7 @@ impl BackendFactory for RabbitRedis {
     fn configure(&self, config: &mut Config) {
         config.broker = amqp_url().parse().expect("an AMQP URL");
         config.store = redis_url().parse().expect("a Redis URL");
-        // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
+        // Accepted whatever the test Redis keeps on disk.
         config.redis.require_persistence = false;
     }
 

@@ -3,18 +3,17 @@
 //! job still ends completed, its effect recorded once, and the group's lag ends at 0: no
 //! offset was committed past a job that had not finished (a kill would otherwise lose it).
 //!
-//! The run is written for both kinds of group member ([`Membership`]); the suite runs it
-//! with static members (`kafka.instance_id`, Kafka's KIP-345), as StatefulSet pods are:
-//! each worker process has a slot name, and the replacement of a killed worker starts
-//! under the victim's name, takes over its partitions and fetches them from the committed
-//! offsets. Those offsets decide everything this test checks: one committed past a job
-//! the victim had not finished would lose that job.
+//! The run is made for both kinds of group member ([`Membership`]), and both run:
+//! - static members (`kafka.instance_id`, Kafka's KIP-345), as StatefulSet pods are: each
+//!   worker process has a slot name, and the replacement of a killed worker starts under
+//!   the victim's name, takes over its partitions and fetches them from the committed
+//!   offsets;
+//! - dynamic members (no instance id, as a Deployment's pods are): a dead member's
+//!   partitions move to the others once its session expires, and the replacement joins
+//!   as a new member.
 //!
-//! With dynamic members a dead member's partitions move to the others once its session
-//! expires. tansu 0.6.0, the broker the suite runs on, drops an expired member without
-//! starting a new generation, so its partitions stay with nobody and that run stalls
-//! (`tests/pending/README.md` has the evidence). Against a broker that rebalances on
-//! expiry, as Apache Kafka does, run it with `TEST_KAFKA_MEMBERSHIP=dynamic`.
+//! The committed offsets decide everything this test checks: one committed past a job
+//! the victim had not finished would lose that job.
 
 use std::time::{Duration, Instant};
 
@@ -49,20 +48,11 @@ enum Membership {
 }
 
 impl Membership {
-    /// Static, unless `TEST_KAFKA_MEMBERSHIP` says `dynamic`.
-    fn from_env() -> Self {
-        match std::env::var("TEST_KAFKA_MEMBERSHIP").as_deref() {
-            Err(_) | Ok("static") => Self::Static,
-            Ok("dynamic") => Self::Dynamic,
-            Ok(other) => panic!("TEST_KAFKA_MEMBERSHIP={other:?}: use `static` or `dynamic`"),
-        }
-    }
-
     /// How long the coordinator keeps a silent member. Static: longer than a replacement
-    /// takes to start and rejoin under the victim's name (tansu holds a static member's
-    /// join for 3 s), so the name and its partitions are still the victim's when it comes
-    /// back. Dynamic: low, so a dead worker's partitions move within seconds (librdkafka's
-    /// default is 45 s).
+    /// takes to start and rejoin under the victim's name, so the name and its partitions
+    /// are still the victim's when it comes back. Dynamic: the broker's least
+    /// (`group.min.session.timeout.ms`, 6 s), so a dead worker's partitions move within
+    /// seconds (librdkafka's default is 45 s).
     fn session_timeout_ms(self) -> &'static str {
         match self {
             Self::Static => "15000",
@@ -78,8 +68,13 @@ const INSTANCE_VAR: &str = "JOBFLEET_KAFKA__INSTANCE_ID";
 const DUPLICATE: &str = r#""outcome":"duplicate""#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_kafka_workers_lose_no_job_and_commit_no_unfinished_offset() {
-    kill_workers_mid_run(Membership::from_env()).await;
+async fn killed_static_members_lose_no_job_and_commit_no_unfinished_offset() {
+    kill_workers_mid_run(Membership::Static).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_dynamic_members_lose_no_job_and_commit_no_unfinished_offset() {
+    kill_workers_mid_run(Membership::Dynamic).await;
 }
 
 async fn kill_workers_mid_run(membership: Membership) {
@@ -91,8 +86,6 @@ async fn kill_workers_mid_run(membership: Membership) {
         c.broker = broker.parse().expect("a kafka:// URL");
         c.kafka.partitions = PARTITIONS;
         let props = &mut c.kafka.properties;
-        // tansu 0.6.0 mis-numbers multi-record batches (see `KafkaRedis::configure`).
-        props.insert("batch.num.messages".into(), "1".into());
         props.insert("heartbeat.interval.ms".into(), "100".into());
         props.insert(
             "session.timeout.ms".into(),

@@ -2,9 +2,17 @@
 //! ingested and a model trained by a worker process, then a `predict` whose worker is
 //! `kill -9`ed mid-run; redelivered to a new worker it resumes from its checkpoints and
 //! writes the very bytes an uninterrupted run of the same prediction writes; and the same
-//! prediction fanned out over three shards writes them too. It runs twice: on a data
-//! directory, and on an `s3://` bucket of an S3-compatible server (moto) that the test
-//! starts, the store a fleet spread over machines shares.
+//! prediction fanned out over three shards writes them too. One scenario runs on a data
+//! directory and on a bucket, the store a fleet spread over machines shares: an `s3://`
+//! bucket of moto and a `gs://` bucket of fake-gcs-server, emulators the test starts. On a
+//! bucket the store's own promises are checked too: a manifest is created once, and a file
+//! goes up in parts and comes back whole.
+//!
+//! fake-gcs-server refuses object_store's uploads (`jobfleet_tests::gcs` says which
+//! requests), so the scenario and the round trip cannot run on `gs://` yet
+//! (`tests/pending/README.md`); what the emulator does serve (reads, listings, deletes) is
+//! checked on objects put there through its JSON API, and that check fails, saying so,
+//! once the emulator takes the uploads.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{Job, JobId};
+use jobfleet_tests::gcs::GcsServer;
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::{ProcId, Role};
 use jobfleet_tests::s3::S3Server;
@@ -37,15 +46,63 @@ impl Drop for DataDir {
     }
 }
 
+/// A bucket, and the emulator serving it (stopped when the test ends).
+enum Bucket {
+    S3(S3Server),
+    Gs(GcsServer),
+}
+
+impl Bucket {
+    /// `scheme://bucket[/prefix]`.
+    fn url(&self, prefix: &str) -> String {
+        let (scheme, name) = match self {
+            Self::S3(s3) => ("s3", &s3.bucket),
+            Self::Gs(gcs) => ("gs", &gcs.bucket),
+        };
+        match prefix {
+            "" => format!("{scheme}://{name}"),
+            _ => format!("{scheme}://{name}/{prefix}"),
+        }
+    }
+
+    /// The object_store settings that reach the emulator.
+    fn options(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::S3(s3) => s3.options(),
+            Self::Gs(gcs) => gcs.options(),
+        }
+    }
+
+    /// The same, as environment variables for the fleet's processes.
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Self::S3(s3) => s3.env(),
+            Self::Gs(gcs) => gcs.env(),
+        }
+    }
+
+    /// The bucket under `prefix`, opened with the emulator's settings.
+    fn open(&self, prefix: &str) -> jobfleet_data::Storage {
+        let options = self.options();
+        let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        jobfleet_data::Storage::open_with(&self.url(prefix), &options).expect("open the bucket")
+    }
+}
+
+/// Where a store's objects are.
+enum Place {
+    /// A directory, removed when the test ends.
+    Dir {
+        _dir: DataDir,
+    },
+    Bucket(Bucket),
+}
+
 /// The fleet's data store, and the test's own handle on it.
 struct Store {
     storage: jobfleet_data::Storage,
     url: String,
-    env: Vec<(String, String)>,
-    /// The directory, removed when the test ends.
-    _dir: Option<DataDir>,
-    /// The bucket's server, stopped when the test ends.
-    s3: Option<S3Server>,
+    place: Place,
 }
 
 impl Store {
@@ -55,29 +112,33 @@ impl Store {
         Self {
             storage: jobfleet_data::Storage::open(&url).expect("open the directory"),
             url,
-            env: Vec::new(),
-            _dir: Some(dir),
-            s3: None,
+            place: Place::Dir { _dir: dir },
         }
     }
 
-    /// A bucket, under a prefix (so keys are not at the bucket's root).
-    fn s3(bucket: &str, prefix: &str) -> Self {
-        let s3 = S3Server::start(bucket);
-        let url = format!("s3://{bucket}/{prefix}");
+    /// `bucket`, under `prefix` (so keys are not at the bucket's root).
+    fn bucket(bucket: Bucket, prefix: &str) -> Self {
         Self {
-            storage: open_bucket(&s3, &url),
-            url,
-            env: s3.env(),
-            _dir: None,
-            s3: Some(s3),
+            storage: bucket.open(prefix),
+            url: bucket.url(prefix),
+            place: Place::Bucket(bucket),
         }
     }
 
     /// The same bucket seen from its root, without the prefix.
-    fn s3_root(&self) -> jobfleet_data::Storage {
-        let s3 = self.s3.as_ref().expect("a bucket");
-        open_bucket(s3, &format!("s3://{}", s3.bucket))
+    fn root(&self) -> jobfleet_data::Storage {
+        match &self.place {
+            Place::Bucket(bucket) => bucket.open(""),
+            Place::Dir { .. } => panic!("a directory store has no bucket"),
+        }
+    }
+
+    /// What the fleet's processes need in their environment to reach the store.
+    fn env(&self) -> Vec<(String, String)> {
+        match &self.place {
+            Place::Bucket(bucket) => bucket.env(),
+            Place::Dir { .. } => Vec::new(),
+        }
     }
 
     /// The object at `key`.
@@ -90,19 +151,9 @@ impl Store {
     }
 }
 
-/// `url` (on `s3`'s bucket) opened with the server's settings.
-fn open_bucket(s3: &S3Server, url: &str) -> jobfleet_data::Storage {
-    let options = s3.options();
-    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    jobfleet_data::Storage::open_with(url, &options).expect("open the bucket")
-}
-
 fn spawn(world: &mut World, store: &Store, role: Role) -> ProcId {
-    let env: Vec<(&str, &str)> = store
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     world.procs.spawn_with(role, &env)
 }
 
@@ -163,7 +214,8 @@ async fn a_killed_predict_resumes_and_writes_the_same_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_predict_resumes_and_writes_the_same_bytes_on_s3() {
-    scenario(Store::s3("jobfleet-test", "fleet-data")).await;
+    let bucket = Bucket::S3(S3Server::start("jobfleet-test"));
+    scenario(Store::bucket(bucket, "fleet-data")).await;
 }
 
 async fn scenario(store: Store) {
@@ -309,43 +361,99 @@ async fn scenario(store: Store) {
         !keys.iter().any(|k| k.contains("part-")),
         "checkpoint parts left behind: {keys:?}"
     );
-    if store.s3.is_some() {
+    if let Place::Bucket(_) = store.place {
         let local = keys.iter().filter(|k| k.starts_with("samples/")).count();
         assert_eq!(local, 2, "the samples were read from the bucket: {keys:?}");
     }
 }
 
-/// The store's own promises on a bucket: a version's manifest is created once (S3's
+/// Where the round trips keep their objects in the bucket.
+const PREFIX: &str = "a/b";
+/// The manifest a round trip creates once.
+const MANIFEST: &str = "datasets/d/v000001/manifest.json";
+
+/// The store's own promises on a bucket: a version's manifest is created once (a
 /// conditional put), a file larger than one upload part goes up in parts and comes back
 /// whole, and readers get a local copy that goes when dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_store_creates_once_and_round_trips_files_in_parts() {
-    let store = Store::s3("jobfleet-store", "a/b");
-    let storage = &store.storage;
+    round_trip(Bucket::S3(S3Server::start("jobfleet-store"))).await;
+}
 
-    let key = "datasets/d/v000001/manifest.json";
+/// What fake-gcs-server serves to object_store's GCS client: objects put there through
+/// its JSON API are read whole and as a local copy, listed under the store's prefix and
+/// deleted. Its refusal of object_store's uploads is checked last, so this fails once a
+/// release takes them, and the `gs` scenario and round trip can join the suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gs_store_reads_lists_and_deletes_what_the_emulator_holds() {
+    let gcs = GcsServer::start("jobfleet-store");
+    let big = big_file();
+    gcs.insert(&format!("{PREFIX}/{MANIFEST}"), br#"{"n": 1}"#);
+    gcs.insert(&format!("{PREFIX}/outputs/big.bin"), &big);
+    let store = Store::bucket(Bucket::Gs(gcs), PREFIX);
+    read_back(&store, &big).await;
+
+    let scratch = DataDir::new();
+    std::fs::write(&scratch.0, b"x").expect("write the file");
+    let put = store
+        .storage
+        .put("outputs/put", Bytes::from_static(b"x"))
+        .await;
+    let upload = store.storage.upload(&scratch.0, "outputs/upload").await;
+    for (what, result) in [("put", put), ("upload", upload)] {
+        match result {
+            Err(e) if e.to_string().contains("invalid uploadType") => {}
+            other => panic!(
+                "fake-gcs-server answered object_store's {what} with {other:?}, not the \
+                 400 invalid uploadType that keeps the gs scenario and round trip out of the \
+                 suite: add them (tests/pending/README.md) and drop this check"
+            ),
+        }
+    }
+}
+
+/// 20 MiB + 3 bytes: three upload parts of 8 MiB.
+fn big_file() -> Vec<u8> {
+    (0..20 * 1024 * 1024 + 3).map(|i| (i % 251) as u8).collect()
+}
+
+/// Creates the manifest twice (the second is refused) and uploads a big file through the
+/// store, then reads them back.
+async fn round_trip(bucket: Bucket) {
+    let store = Store::bucket(bucket, PREFIX);
+    let storage = &store.storage;
     assert!(storage
-        .create_json(key, &json!({"n": 1}))
+        .create_json(MANIFEST, &json!({"n": 1}))
         .await
         .expect("create"));
     assert!(
         !storage
-            .create_json(key, &json!({"n": 2}))
+            .create_json(MANIFEST, &json!({"n": 2}))
             .await
             .expect("create again"),
         "a second create of the same key must be refused"
     );
-    let kept: Value = storage.get_json(key).await.expect("get").expect("there");
-    assert_eq!(kept, json!({"n": 1}));
-
-    // 20 MiB + 3 bytes: three parts of 8 MiB.
-    let big: Vec<u8> = (0..20 * 1024 * 1024 + 3).map(|i| (i % 251) as u8).collect();
+    let big = big_file();
     let scratch = DataDir::new();
     std::fs::write(&scratch.0, &big).expect("write the file");
     storage
         .upload(&scratch.0, "outputs/big.bin")
         .await
         .expect("upload");
+    read_back(&store, &big).await;
+}
+
+/// The store holds the manifest `{"n": 1}` and `big` at `outputs/big.bin`, under
+/// [`PREFIX`]: reads them, lists and deletes the outputs, and finds the manifest alone
+/// under the prefix from the bucket's root.
+async fn read_back(store: &Store, big: &[u8]) {
+    let storage = &store.storage;
+    let kept: Value = storage
+        .get_json(MANIFEST)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(kept, json!({"n": 1}));
     let copy = storage
         .local_copy("outputs/big.bin")
         .await
@@ -367,10 +475,8 @@ async fn an_s3_store_creates_once_and_round_trips_files_in_parts() {
     );
     storage.delete_prefix("outputs").await.expect("delete");
     assert!(!storage.exists("outputs/big.bin").await.expect("head"));
-    // Under the prefix: the bucket seen from its root holds the manifest at a/b/….
-    let root = Store::s3_root(&store);
     assert_eq!(
-        root.list("").await.expect("list the bucket"),
-        vec![format!("a/b/{key}")]
+        store.root().list("").await.expect("list the bucket"),
+        vec![format!("{PREFIX}/{MANIFEST}")]
     );
 }

@@ -58,8 +58,8 @@ fn registry(effects: &Arc<Effects>, index: usize) -> Registry {
     registry.register_fn("work", move |ctx: JobContext| {
         let effects = effects.clone();
         async move {
-            // Long enough that the run outlasts tansu's rebalances (about 3 s each before
-            // every member has its share): each membership change lands mid-run.
+            // Long enough that the run outlasts a rebalance (each member rejoins on its
+            // next heartbeat): each membership change lands mid-run.
             let pause = rand::rng().random_range(10..=25);
             tokio::time::sleep(Duration::from_millis(pause)).await;
             effects
@@ -109,7 +109,7 @@ async fn run() {
     let mut cx = Ctx::new(&factory, |c| {
         c.kafka.partitions = 6;
         c.worker.concurrency = 4;
-        // The factory sets one record per batch and a 100 ms heartbeat (tansu caveats).
+        // The factory sets a 100 ms heartbeat, so members rejoin within a check.
     })
     .await;
     // A key per job spreads the jobs evenly over the partitions (keyless records stick

@@ -17,8 +17,8 @@ use jobfleet_common::config::RedisConfig;
 use jobfleet_common::store::{Integrity, IntegrityCheck};
 use jobfleet_common::{Config, Job, JobId};
 use jobfleet_producer::Producer;
+use jobfleet_redis::testkit::{RedisServer, VOLATILE};
 use jobfleet_tests::harness::{init_tracing, unique, wait_for};
-use jobfleet_tests::redis_server::RedisServer;
 use jobfleet_tests::services::{amqp_url, delete_routes, HOW_TO_START};
 use jobfleet_worker::{JobContext, Registry};
 use tokio_util::sync::CancellationToken;
@@ -204,7 +204,7 @@ async fn managed_redis_without_config_is_judged_by_info_alone() {
 
 #[tokio::test]
 async fn a_restart_of_a_volatile_redis_is_detected_as_data_loss() {
-    let mut server = RedisServer::start(&["--appendonly", "no", "--save", ""]);
+    let mut server = RedisServer::start(VOLATILE);
     let accept = RedisConfig {
         require_persistence: false,
         ..RedisConfig::default()

@@ -17,9 +17,9 @@ use jobfleet_common::config::{redact, KafkaConfig};
 /// How long a delivery report may take before a publish fails with a connection error.
 pub(super) const MESSAGE_TIMEOUT_MS: &str = "30000";
 /// Longest a fetch waits for records when none are ready. Kafka answers as soon as a
-/// record is there, so this only paces empty polls; some Kafka-compatible servers (tansu)
-/// hold every fetch this long, and then it is the delivery latency (librdkafka's default
-/// is 500 ms).
+/// record is there, so this only paces empty polls; some Kafka-compatible servers hold
+/// every fetch this long, and then it is the delivery latency (librdkafka's default is
+/// 500 ms).
 const FETCH_WAIT_MAX_MS: &str = "100";
 /// How often stored offsets are committed. Short, so a crash redelivers little and
 /// `depth` soon reflects what was acknowledged.
@@ -108,7 +108,9 @@ impl Settings {
     }
 
     /// A group member that stores offsets only for finished jobs and commits them in
-    /// the background; new groups start at the beginning of the topics.
+    /// the background; new groups start at the beginning of the topics. Partitions are
+    /// assigned by librdkafka's default (`range,roundrobin`), which splits every band's
+    /// topic over the members (docs/kafka.md, "Rebalances").
     pub fn consumer(&self, group: &str) -> ClientConfig {
         let mut config = self.base();
         config

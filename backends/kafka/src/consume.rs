@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::acker::KafkaAcker;
 use super::client::{client_error, log_line};
-use super::depth::backlogs;
+use super::depth::backlogs_within;
 use super::ledger::{Entry, Ledger, Partition, Picked};
 use super::membership::Instance;
 use super::publish::Record;
@@ -292,7 +292,7 @@ impl Poller {
         let (consumer, lane) = (self.consumer.clone(), self.lane.clone());
         self.shared.tasks.spawn_blocking(move || {
             let asked = std::time::Instant::now();
-            match backlogs(&*consumer, &fresh) {
+            match backlogs_within(&*consumer, &fresh, CATCH_UP_LIMIT) {
                 Ok(found) => {
                     let backlog: u64 = found.iter().map(|b| b.lag()).sum();
                     let took = asked.elapsed();

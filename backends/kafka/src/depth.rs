@@ -4,6 +4,7 @@
 //! librdkafka's offset and watermark queries block, so they run on the blocking pool.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -13,6 +14,9 @@ use super::client::Logged;
 use super::ledger::Partition;
 use super::{kafka_error, lock, Shared, REQUEST_TIMEOUT};
 use jobfleet_common::broker::{BrokerError, Route};
+
+/// How long [`backlogs_within`] waits before asking again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// One partition's backlog for a group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +72,27 @@ pub(super) fn backlogs<C: ConsumerContext>(
         });
     }
     Ok(backlogs)
+}
+
+/// [`backlogs`], asked again every [`RETRY_PAUSE`] until it answers or `within` has
+/// passed. Right after a topic is created, or while a partition's leader moves, Kafka
+/// answers a watermark query with `NotLeaderForPartition` for a moment (seen on Apache
+/// Kafka 4.1 within milliseconds of `CreateTopics`). Blocking.
+pub(super) fn backlogs_within<C: ConsumerContext>(
+    client: &impl Consumer<C>,
+    partitions: &[Partition],
+    within: Duration,
+) -> Result<Vec<Backlog>, KafkaError> {
+    let deadline = Instant::now() + within;
+    loop {
+        match backlogs(client, partitions) {
+            Err(e) if Instant::now() + RETRY_PAUSE < deadline => {
+                tracing::debug!(error = %e, "kafka backlog query, asking again");
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// The partitions of `topics` that exist. Blocking.

@@ -12,19 +12,21 @@
 //! names never share a topic.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::client::Logged;
-use super::{kafka_error, lock};
+use super::{kafka_error, lock, REQUEST_TIMEOUT};
 use jobfleet_common::broker::{BrokerError, Route};
 use jobfleet_common::job::Priority;
 
 /// How long the cluster may take to create or delete topics.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a new topic's metadata is asked for until every partition has a leader.
+const LEADER_POLL: Duration = Duration::from_millis(20);
 
 /// The band a priority falls in with `bands` bands: `level × bands / 10`, rounded down
 /// (levels above 9 count as 9). With 3 bands: 0–3 → 0, 4–6 → 1, 7–9 → 2; with 10 each
@@ -113,7 +115,7 @@ fn queue_part(queue: &str) -> String {
 
 /// Topics created through this broker, so a publish creates each one at most once.
 pub(super) struct Topics {
-    admin: AdminClient<Logged>,
+    admin: Arc<AdminClient<Logged>>,
     partitions: i32,
     replication: i32,
     created: Mutex<HashSet<String>>,
@@ -122,15 +124,16 @@ pub(super) struct Topics {
 impl Topics {
     pub fn new(admin: AdminClient<Logged>, partitions: i32, replication: i32) -> Self {
         Self {
-            admin,
+            admin: Arc::new(admin),
             partitions,
             replication,
             created: Mutex::default(),
         }
     }
 
-    /// Creates those of `topics` not known to exist (all of them when `force`). A topic
-    /// that already exists is fine, whatever its partition count.
+    /// Creates those of `topics` not known to exist (all of them when `force`), and
+    /// returns once every partition of them has a leader. A topic that already exists
+    /// is fine, whatever its partition count.
     pub async fn create(&self, topics: &[String], force: bool) -> Result<(), BrokerError> {
         let missing: Vec<&String> = {
             let created = lock(&self.created);
@@ -155,14 +158,19 @@ impl Topics {
             .create_topics(&new, &options)
             .await
             .map_err(|e| kafka_error("create topics", &e))?;
+        let mut made = Vec::with_capacity(results.len());
         for result in results {
             match result {
-                Ok(topic) | Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    lock(&self.created).insert(topic);
-                }
+                Ok(topic) | Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => made.push(topic),
                 Err((topic, code)) => return Err(admin_error(&topic, code)),
             }
         }
+        let admin = self.admin.clone();
+        let led = made.clone();
+        tokio::task::spawn_blocking(move || await_leaders(&admin, &led))
+            .await
+            .map_err(|e| BrokerError::Connection(format!("topic metadata: {e}")))??;
+        lock(&self.created).extend(made);
         Ok(())
     }
 
@@ -185,6 +193,40 @@ impl Topics {
         }
         Ok(())
     }
+}
+
+/// Waits until every partition of `topics` has a leader. Kafka answers `CreateTopics`
+/// once the controller has recorded a topic; for a moment after, the brokers answer
+/// metadata and watermark queries on it with `NotLeaderForPartition`, and a client that
+/// asked then backs off before asking again (Apache Kafka 4.1: a new consumer's first
+/// backlog query failed, and its next answered 1.7 s later). Blocking.
+fn await_leaders(admin: &AdminClient<Logged>, topics: &[String]) -> Result<(), BrokerError> {
+    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    for topic in topics {
+        loop {
+            let metadata = admin
+                .inner()
+                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                .map_err(|e| kafka_error(&format!("metadata of topic {topic}"), &e))?;
+            let led = metadata.topics().iter().all(|t| {
+                t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            });
+            if led {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(BrokerError::Connection(format!(
+                    "topic {topic}: partitions without a leader {ADMIN_TIMEOUT:?} after creating it"
+                )));
+            }
+            std::thread::sleep(LEADER_POLL);
+        }
+    }
+    Ok(())
 }
 
 /// A refused topic operation: the request itself is wrong unless the cluster is busy.

@@ -53,6 +53,7 @@
 //! - `scripts`: the Lua scripts.
 //! - `delayed`, `locks`, `states`, `dead`, `heartbeats`, `schedules`, `pipelines`: one capability trait each.
 //! - `integrity`: the sentinel that detects a server that lost its data.
+//! - `testkit` (tests, and the `testing` feature): a `redis-server` of a test's own.
 
 mod admin;
 mod dead;
@@ -67,8 +68,8 @@ mod pipelines;
 mod schedules;
 mod scripts;
 mod states;
-#[cfg(test)]
-mod testkit;
+#[cfg(any(test, feature = "testing"))]
+pub mod testkit;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -354,7 +355,9 @@ mod tests {
 
     #[tokio::test]
     async fn refused_credentials_are_not_retryable_and_stay_hidden() {
-        let url = "redis://:hunter2@127.0.0.1:6379/";
+        // A server of the test's own, known to have no password, whatever the shared one has.
+        let server = testkit::RedisServer::volatile();
+        let url = &format!("redis://:hunter2@127.0.0.1:{}/", server.port);
         let err = RedisStore::connect(url, "ns", &testkit::volatile(), clock::system())
             .await
             .expect_err("no such user");

@@ -170,6 +170,9 @@ async fn config_get(conn: &mut ConnectionManager, name: &str) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{volatile, RedisServer};
+    use crate::RedisStore;
+    use jobfleet_common::clock;
 
     const VOLATILE: &str = "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:12\r\n\
         rdb_last_save_time:1700000000\r\naof_enabled:0\r\n";
@@ -209,14 +212,17 @@ mod tests {
 
     #[tokio::test]
     async fn the_volatile_test_server_is_refused_naming_the_key_unless_accepted() {
-        // The shared test Redis runs with `--appendonly no` (scripts/test.sh).
-        let url = &jobfleet_common::testing::redis_url();
-        let ns = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
+        // A server of the test's own: the shared test Redis may keep an append-only file.
+        let server = RedisServer::volatile();
+        let url = &server.url();
+        let connect = |settings: RedisConfig| async move {
+            let ns = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
+            RedisStore::connect(url, &ns, &settings, clock::system()).await
+        };
         let strict = RedisConfig::default();
-        let err =
-            super::super::RedisStore::connect(url, &ns, &strict, jobfleet_common::clock::system())
-                .await
-                .expect_err("a server without AOF is refused by default");
+        let err = connect(strict.clone())
+            .await
+            .expect_err("a server without AOF is refused by default");
         assert!(matches!(err, RedisConnectError::NotDurable(_)), "{err:?}");
         assert!(!err.is_retryable());
         let text = err.to_string();
@@ -230,18 +236,20 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} in: {text}");
         }
+        // Accepted with the opt-out.
+        let store = connect(volatile())
+            .await
+            .expect("accepted with the opt-out");
+        let accepted = check(&mut store.conn(), url, &volatile()).await;
+        assert!(!accepted.expect("accepted").has_aof());
         // The same refusal for a URL with a password names the URL without it.
-        let t = super::super::testkit::TestStore::new().await;
-        let secret = "redis://:hunter2@127.0.0.1:6379/";
-        let err = check(&mut t.conn(), secret, &strict)
+        let secret = format!("redis://:hunter2@127.0.0.1:{}/", server.port);
+        let err = check(&mut store.conn(), &secret, &strict)
             .await
             .expect_err("refused");
         let text = err.to_string();
-        assert!(text.contains("redis://:***@127.0.0.1:6379/"), "{text}");
+        let redacted = format!("redis://:***@127.0.0.1:{}/", server.port);
+        assert!(text.contains(&redacted), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
-        // Accepted with the opt-out (TestStore connects with it).
-        let accepted = check(&mut t.conn(), url, &super::super::testkit::volatile()).await;
-        assert!(!accepted.expect("accepted").has_aof());
-        t.cleanup().await;
     }
 }

@@ -1,57 +1,17 @@
-//! Test support: a [`RedisStore`] on the local Redis under a fresh random namespace, and
-//! the clean-up that deletes its keys so the shared server does not fill up. The local
-//! Redis keeps nothing on disk, so the tests opt out of `redis.require_persistence`.
+//! Test support, for this crate's tests and (with the `testing` feature) every other
+//! crate's: [`RedisServer`], a `redis-server` of a test's own with exactly the
+//! configuration the test needs. A test that depends on how a Redis is configured (no
+//! persistence, an append-only file, CONFIG disabled, TLS) starts one of these; none
+//! relies on how the shared test Redis (`TEST_REDIS_URL`) happens to be configured.
+//!
+//! This crate's own tests also get a [`RedisStore`](crate::RedisStore) on the shared
+//! Redis under a fresh namespace (`TestStore`) and the settings that accept any server
+//! (`volatile`).
 
-use std::ops::Deref;
+mod server;
+#[cfg(test)]
+mod store;
 
-use jobfleet_common::Store as _;
-
-use super::RedisStore;
-use jobfleet_common::clock;
-use jobfleet_common::config::RedisConfig;
-use jobfleet_common::testing::{redis_url, HOW_TO_START};
-
-/// `[redis]` settings that accept the shared test server, which has no persistence.
-pub(super) fn volatile() -> RedisConfig {
-    RedisConfig {
-        require_persistence: false,
-        ..RedisConfig::default()
-    }
-}
-
-/// A store whose keys live under a namespace no other test uses.
-pub(super) struct TestStore {
-    store: RedisStore,
-}
-
-impl TestStore {
-    /// Connects, or fails the test saying how to start Redis.
-    pub async fn new() -> Self {
-        Self::with(volatile()).await
-    }
-
-    /// Connects with these `[redis]` settings.
-    pub async fn with(settings: RedisConfig) -> Self {
-        let namespace = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
-        match RedisStore::connect(&redis_url(), &namespace, &settings, clock::system()).await {
-            Ok(store) => Self { store },
-            Err(e) => panic!(
-                "these tests need Redis at {} ({e}): {HOW_TO_START}",
-                redis_url()
-            ),
-        }
-    }
-
-    /// Deletes every key under the namespace ([`Store::purge`]).
-    pub async fn cleanup(&self) {
-        self.store.purge().await.expect("delete test keys");
-    }
-}
-
-impl Deref for TestStore {
-    type Target = RedisStore;
-
-    fn deref(&self) -> &RedisStore {
-        &self.store
-    }
-}
+pub use server::{RedisServer, HOW_TO_INSTALL, VOLATILE};
+#[cfg(test)]
+pub(crate) use store::{volatile, TestStore};

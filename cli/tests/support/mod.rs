@@ -5,8 +5,8 @@ use std::process::{Child, Command, Stdio};
 use jobfleet_common::testing::{amqp_url, redis_url};
 
 /// `jobfleet <args>` on the test RabbitMQ and Redis under `namespace`, with none of the
-/// developer's own settings (`JOBFLEET_CONFIG`, `RUST_LOG`) and the volatile test Redis
-/// accepted (`redis.require_persistence = false`).
+/// developer's own settings (`JOBFLEET_CONFIG`, `RUST_LOG`) and the test Redis accepted
+/// whatever it keeps on disk (`redis.require_persistence = false`).
 #[allow(dead_code)] // tls.rs, which includes this module, runs its own TLS services
 pub fn jobfleet_on(namespace: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));

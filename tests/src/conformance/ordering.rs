@@ -86,7 +86,12 @@ pub async fn delayed_release_is_never_early(factory: &Factory) {
     );
     let items = started.items();
     let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["\"now\"", "\"soon\"", "\"late\""], "due order");
+    assert_eq!(
+        names,
+        ["\"now\"", "\"soon\"", "\"late\""],
+        "due order; (job, started at) {items:?}, enqueued from {now}: soon due {soon_at:?}, \
+         late due {late_at:?}"
+    );
     assert!(
         items[1].1 >= soon_at.expect("set"),
         "soon ran early: {items:?}"

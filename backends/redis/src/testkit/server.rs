@@ -1,7 +1,9 @@
-//! A `redis-server` of the test's own, for checks that restart or kill Redis (which the
-//! shared server on 6379 must never be): a free loopback port, a fresh directory for its
-//! files, started and `kill -9`ed on demand, and killed and removed when dropped, so it
-//! never outlives its test, whether that test passes or panics.
+//! A `redis-server` of the test's own, for checks that need a server configured just so
+//! (volatile, with an append-only file, CONFIG disabled, TLS) or that restart or kill
+//! Redis, which the shared server must never be: a free loopback port, a fresh directory
+//! for its files, started and `kill -9`ed on demand, and killed and removed when dropped,
+//! so it never outlives its test, whether that test passes or panics. A machine without
+//! `redis-server` fails the test with how to install it; nothing is skipped.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,6 +13,9 @@ use std::time::{Duration, Instant};
 pub const HOW_TO_INSTALL: &str = "this test starts its own redis-server and none is on PATH: \
     install it (Debian/Ubuntu: `apt-get install redis-server`; macOS: `brew install redis`) \
     or put its directory on PATH";
+
+/// The arguments of a server that keeps nothing on disk: no RDB snapshots, no AOF.
+pub const VOLATILE: &[&str] = &["--save", "", "--appendonly", "no"];
 
 /// A test-owned Redis server process.
 pub struct RedisServer {
@@ -40,6 +45,11 @@ impl RedisServer {
         };
         server.restart();
         server
+    }
+
+    /// Starts a server that keeps nothing on disk ([`VOLATILE`]).
+    pub fn volatile() -> Self {
+        Self::start(VOLATILE)
     }
 
     /// The URL to connect to.
