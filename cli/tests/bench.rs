@@ -38,7 +38,7 @@ fn bench(config: &str, args: &[&str]) -> (serde_json::Value, String) {
         .env_remove("JOBFLEET_BROKER")
         .env_remove("JOBFLEET_STORE")
         .env_remove("RUST_LOG")
-        // The test Redis keeps nothing on disk.
+        // The test Redis may keep nothing on disk.
         .env("JOBFLEET_REDIS__REQUIRE_PERSISTENCE", "false")
         .output()
         .expect("run jobfleet bench");

@@ -7,7 +7,7 @@
 //! | variable | default | service |
 //! | --- | --- | --- |
 //! | `TEST_AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
-//! | `TEST_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis (keeps nothing on disk) |
+//! | `TEST_REDIS_URL` | `redis://127.0.0.1:6379/` | Redis (persisting or not) |
 //! | `TEST_KAFKA_BROKERS` | none: `scripts/test.sh` starts one and sets it | Apache Kafka |
 
 use std::future::Future;
@@ -65,8 +65,9 @@ pub fn require_kafka_url() -> String {
 }
 
 /// A configuration on the test RabbitMQ and Redis under a fresh namespace
-/// (`{prefix}-{random}`). The test Redis keeps nothing on disk (scripts/test.sh starts it
-/// so), so `redis.require_persistence` is off.
+/// (`{prefix}-{random}`). `redis.require_persistence` is off, so the test Redis is
+/// accepted whether it keeps anything on disk or not (scripts/test.sh starts one that does
+/// not, and runs the persistence tests again on one that does).
 pub fn shared_config(prefix: &str) -> Config {
     let mut config = Config {
         namespace: unique_namespace(prefix),
