@@ -108,6 +108,10 @@ async fn run() {
     let factory: Factory = Arc::new(KafkaRedis);
     let mut cx = Ctx::new(&factory, |c| {
         c.kafka.partitions = 6;
+        // Small buffers, so partitions fill and pause, and rebalances revoke paused ones
+        // (librdkafka keeps a pause through a revocation: docs/kafka.md, "A worker killed
+        // with kill -9").
+        c.kafka.buffer_records = 64;
         c.worker.concurrency = 4;
         // The factory sets a 100 ms heartbeat, so members rejoin within a check.
     })

@@ -86,7 +86,7 @@ pub(super) async fn consume(
     shared.topics.create(&topics, false).await?;
     let group = shared.names.group(route);
     let lane = Arc::new(Lane {
-        ledger: Mutex::new(Ledger::new(shared.names.bands())),
+        ledger: Mutex::new(Ledger::new(shared.names.bands(), shared.buffer_records)),
         changed: Notify::new(),
         wake: Notify::new(),
         fresh: Mutex::default(),

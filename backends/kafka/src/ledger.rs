@@ -23,13 +23,6 @@ use super::offsets::OffsetTracker;
 /// A band passed over by this many deliveries in a row is served next: at most
 /// `STARVATION_LIMIT` deliveries from higher bands separate two from a waiting band.
 pub(super) const STARVATION_LIMIT: u32 = 7;
-/// Entries buffered per partition before the caller should pause fetching it.
-pub(super) const BUFFER_HIGH: usize = 2048;
-/// A paused partition is resumed once its buffer is down to this: enough to keep the
-/// stream busy while librdkafka, which drops a paused partition's fetched records,
-/// fetches again (256 and 64 held one partition to 2,300 jobs/s on Apache Kafka 4.1;
-/// docs/kafka.md, "Priority bands").
-pub(super) const BUFFER_LOW: usize = 1024;
 
 /// One partition of one topic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,11 +91,20 @@ pub(super) struct Ledger<T> {
     assigned: HashMap<Partition, Assigned>,
     unsettled: usize,
     next_epoch: u64,
+    /// Entries buffered per partition before the caller should pause fetching it
+    /// (`kafka.buffer_records`).
+    high: usize,
+    /// A paused partition is resumed once its buffer is down to this, half of `high`:
+    /// enough to keep the stream busy while librdkafka, which drops a paused partition's
+    /// fetched records, fetches again (256 and 64 held one partition to 2,300 jobs/s on
+    /// Apache Kafka 4.1; docs/kafka.md, "Priority bands").
+    low: usize,
 }
 
 impl<T> Ledger<T> {
-    /// An empty ledger for `bands` bands (at least one).
-    pub fn new(bands: u8) -> Self {
+    /// An empty ledger for `bands` bands (at least one) that pauses a partition at
+    /// `buffer` buffered entries (at least 2) and resumes it at half.
+    pub fn new(bands: u8, buffer: usize) -> Self {
         let bands = usize::from(bands.max(1));
         Self {
             bands: (0..bands).map(|_| VecDeque::new()).collect(),
@@ -110,6 +112,8 @@ impl<T> Ledger<T> {
             assigned: HashMap::new(),
             unsettled: 0,
             next_epoch: 0,
+            high: buffer.max(2),
+            low: buffer.max(2) / 2,
         }
     }
 
@@ -194,8 +198,8 @@ impl<T> Ledger<T> {
                 state.catch_up = CatchUp::Done;
             }
         }
-        let pause = state.buffered >= BUFFER_HIGH && !state.paused;
-        if state.buffered >= BUFFER_HIGH {
+        let pause = state.buffered >= self.high && !state.paused;
+        if state.buffered >= self.high {
             // A full buffer is as caught up as this consumer will get.
             state.paused = true;
             state.catch_up = CatchUp::Done;
@@ -233,7 +237,7 @@ impl<T> Ledger<T> {
         if let Some(key) = &entry.key {
             state.running.insert(key.clone());
         }
-        let resume = (state.paused && state.buffered <= BUFFER_LOW).then(|| {
+        let resume = (state.paused && state.buffered <= self.low).then(|| {
             state.paused = false;
             entry.partition.clone()
         });

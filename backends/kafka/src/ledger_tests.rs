@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Entries buffered per partition before a pause, in these tests.
+const BUFFER: usize = 256;
+
 fn part(topic: &str, partition: i32) -> Partition {
     Partition {
         topic: topic.into(),
@@ -21,7 +24,7 @@ fn entry(p: &Partition, offset: i64, key: Option<&str>) -> Entry<String> {
 
 /// A ledger with `bands` bands, one partition per band (topic `b{band}`), caught up.
 fn ledger(bands: u8) -> (Ledger<String>, Vec<Partition>) {
-    let mut l = Ledger::new(bands);
+    let mut l = Ledger::new(bands, BUFFER);
     let parts: Vec<Partition> = (0..bands).map(|b| part(&format!("b{b}"), 0)).collect();
     l.assign(parts.clone());
     for p in &parts {
@@ -97,7 +100,7 @@ fn the_conformance_mix_is_served_in_band_order() {
 
 #[test]
 fn a_key_waits_for_its_running_delivery_and_others_overtake() {
-    let mut l = Ledger::new(1);
+    let mut l = Ledger::new(1, BUFFER);
     let p = part("t", 0);
     l.assign([p.clone()]);
     l.caught_up_to(&p, None);
@@ -123,7 +126,7 @@ fn a_key_waits_for_its_running_delivery_and_others_overtake() {
 
 #[test]
 fn the_same_key_on_another_partition_is_independent() {
-    let mut l = Ledger::new(1);
+    let mut l = Ledger::new(1, BUFFER);
     let (p0, p1) = (part("t", 0), part("t", 1));
     l.assign([p0.clone(), p1.clone()]);
     l.caught_up_to(&p0, None);
@@ -150,7 +153,7 @@ fn prefetch_limits_unsettled_deliveries() {
 
 #[test]
 fn picks_wait_until_every_backlog_is_fetched() {
-    let mut l = Ledger::new(2);
+    let mut l = Ledger::new(2, BUFFER);
     let (low, high) = (part("b0", 0), part("b1", 0));
     l.assign([low.clone(), high.clone()]);
     l.push(0, entry(&low, 0, None));
@@ -166,7 +169,7 @@ fn picks_wait_until_every_backlog_is_fetched() {
     }
     assert_eq!(l.pick(1).expect("caught up").entry.partition, high);
 
-    let mut slow = Ledger::<String>::new(1);
+    let mut slow = Ledger::<String>::new(1, BUFFER);
     slow.assign([low.clone()]);
     assert!(slow.is_catching_up());
     slow.stop_catching_up();
@@ -177,7 +180,7 @@ fn picks_wait_until_every_backlog_is_fetched() {
 fn a_full_buffer_pauses_and_draining_resumes() {
     let (mut l, parts) = ledger(1);
     let mut paused = 0;
-    for o in 0..BUFFER_HIGH as i64 {
+    for o in 0..BUFFER as i64 {
         paused += usize::from(l.push(0, entry(&parts[0], o, None)));
     }
     assert_eq!(paused, 1, "paused once, at the high mark");

@@ -86,6 +86,8 @@ struct Shared {
     settings: Settings,
     names: Names,
     topics: Topics,
+    /// Records each stream buffers per partition (`kafka.buffer_records`).
+    buffer_records: usize,
     producer: FutureProducer<Logged>,
     /// Clients that read a group's committed offsets, one per group asked about.
     readers: Mutex<HashMap<String, Arc<BaseConsumer<Logged>>>>,
@@ -147,6 +149,7 @@ impl KafkaBroker {
             settings,
             names: Names::new(namespace, config.bands),
             topics,
+            buffer_records: config.buffer_records,
             producer,
             readers: Mutex::default(),
             instances: membership::Instances::default(),

@@ -282,6 +282,16 @@ mod tests {
     }
 
     #[test]
+    fn kafka_buffer_records_load_and_one_is_refused() {
+        assert_eq!(load("", &[]).expect("valid").kafka.buffer_records, 2048);
+        let c = load("[kafka]\nbuffer_records = 256\n", &[]).expect("valid");
+        assert_eq!(c.kafka.buffer_records, 256);
+        let e = load("", &[("JOBFLEET_KAFKA__BUFFER_RECORDS", "1")]).expect_err("invalid");
+        assert_eq!(e.key, "kafka.buffer_records");
+        assert!(e.reason.contains("at least 2"), "{e}");
+    }
+
+    #[test]
     fn redis_durability_keys_load_and_short_retention_is_refused() {
         let c = Config::default();
         assert!(

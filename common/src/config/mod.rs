@@ -334,6 +334,11 @@ pub struct KafkaConfig {
     /// same name takes its partitions back without a rebalance. No two live processes may
     /// share one (Kafka fences the older). Unset: dynamic members.
     pub instance_id: Option<String>,
+    /// Fetched records a consumer stream buffers per partition before it pauses the
+    /// partition; it resumes at half. Larger keeps a busy partition fed across the refetch
+    /// that follows a resume; smaller bounds memory (a backlogged partition holds this many
+    /// records).
+    pub buffer_records: usize,
 }
 
 /// Values of properties whose key contains `password` or `secret` print as `***`, so a
@@ -354,6 +359,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("replication_factor", &self.replication_factor)
             .field("properties", &properties)
             .field("instance_id", &self.instance_id)
+            .field("buffer_records", &self.buffer_records)
             .finish()
     }
 }
@@ -366,6 +372,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             properties: BTreeMap::new(),
             instance_id: None,
+            buffer_records: 2048,
         }
     }
 }
@@ -515,6 +522,9 @@ impl Config {
         }
         if k.replication_factor < 1 {
             return Err(err("kafka.replication_factor", "must be at least 1"));
+        }
+        if k.buffer_records < 2 {
+            return Err(err("kafka.buffer_records", "must be at least 2"));
         }
         if let Some(id) = &k.instance_id {
             let legal = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
