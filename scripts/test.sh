@@ -68,7 +68,10 @@ stop_run_services() {
 
 ensure_services() {
   local exports
-  exports="$(scripts/services.sh up redis rabbitmq gcs)"
+  # Redis and RabbitMQ at the addresses the tests default to (TEST_REDIS_URL and
+  # TEST_AMQP_URL already set still win); fake-gcs-server's path is exported.
+  scripts/services.sh up redis rabbitmq >/dev/null
+  exports="$(scripts/services.sh up gcs)"
   eval "$exports"
   if [ -n "${TEST_KAFKA_BROKERS:-}" ]; then
     log "kafka: using TEST_KAFKA_BROKERS=$TEST_KAFKA_BROKERS"
