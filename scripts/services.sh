@@ -91,8 +91,14 @@ rabbitmq_start() {
   command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
   # Loopback only; the package's default would listen on every interface.
   RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached >&2
-  timeout 90 rabbitmqctl await_startup >/dev/null 2>&1 ||
-    die "RabbitMQ did not start within 90s; see /var/log/rabbitmq/"
+  # `await_startup` fails at once ("node not running at all") until the detached
+  # Erlang node has registered with epmd, so it is asked again until the deadline.
+  local deadline=$((SECONDS + 90))
+  until rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] ||
+      die "RabbitMQ did not start within 90s; see /var/log/rabbitmq/"
+    sleep 1
+  done
   for _ in $(seq 1 50); do
     rabbit_up && {
       log "rabbitmq: started on 127.0.0.1:$RABBIT_PORT (logs: /var/log/rabbitmq/)"
