@@ -2,14 +2,17 @@
 //! The data kinds as `jobfleet run` runs them (a scheduler and a worker in this process on
 //! the embedded backend, data under a fresh directory): the sample game logs through
 //! ingest, train and predict; append and replace; the quarantine and its threshold;
-//! payload errors naming the field; a redelivered ingest publishing nothing twice; and a
-//! stale lock holder refused by the registry's fence.
+//! payload errors naming the field (a misspelt one fails a queued job once, without
+//! retries, and is a usage error for `jobfleet run`); training on every row; a
+//! redelivered ingest publishing nothing twice; and a stale lock holder refused by the
+//! registry's fence.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use jobfleet::commands::run::run_job_on;
+use jobfleet_common::job::ErrorKind;
 use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{Backends, Config, Job};
 use jobfleet_data::catalog::{self, Kind};
@@ -252,7 +255,17 @@ async fn too_many_bad_rows_fail_the_ingest_and_publish_nothing() {
         error.contains("row 1: score \"lots\" is not a number"),
         "{error}"
     );
-    assert!(error.contains("quarantine/"), "{error}");
+    // The quarantine file is named where a person can open it: its absolute path.
+    let (_, quarantined) = error.rsplit_once("; all in ").expect("where the rows are");
+    let quarantined = Path::new(quarantined);
+    assert!(quarantined.is_absolute(), "{error}");
+    assert!(quarantined.starts_with(&dir.0), "{error}");
+    let text = std::fs::read_to_string(quarantined).expect("the quarantine file opens");
+    assert_eq!(
+        text.lines().count(),
+        26,
+        "a header and the 25 rows:\n{text}"
+    );
     assert!(catalog::versions(&dir.storage(), Kind::Dataset, "scores")
         .await
         .expect("versions")
@@ -312,6 +325,75 @@ async fn bad_payloads_fail_naming_the_field() {
         let error = failed(&run(&dir, kind, payload.clone()).await);
         assert!(error.contains(expected), "{kind} {payload}: {error}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_payload_field_fails_a_queued_job_once_without_retries() {
+    let dir = DataDir::new();
+    let train = json!({"model": "m", "dataset": "d", "target": "t", "algorithm": "ridge"});
+    let mut top = train.clone();
+    top["aplha"] = json!(2);
+    let mut param = train;
+    param["params"] = json!({"aplha": 2});
+    for (payload, names) in [(top, "unknown field `aplha`"), (param, "params.aplha:")] {
+        let queued = job("train", &payload).with_max_attempts(3);
+        let record = run_on(Backends::embedded(), &dir, queued).await;
+        let error = failed(&record);
+        assert!(error.contains(names), "{payload}: {error}");
+        assert_eq!(record.attempt, 1, "no retry: {record:?}");
+        let kind = record.last_error.as_ref().map(|e| e.kind);
+        assert_eq!(kind, Some(ErrorKind::Permanent), "{record:?}");
+    }
+}
+
+#[test]
+fn jobfleet_run_refuses_a_misspelt_field_as_a_usage_error() {
+    let dir = DataDir::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+        .args(["run", "train", "--payload"])
+        .arg(r#"{"model":"m","dataset":"d","target":"t","algorithm":"ridge","aplha":2}"#)
+        .env_remove("JOBFLEET_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("JOBFLEET_DATA__URL", dir.0.display().to_string())
+        .output()
+        .expect("run jobfleet");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+    assert!(
+        stderr.starts_with("error: the train payload is wrong, nothing ran: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `aplha`"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn train_with_test_fraction_0_fits_every_row_and_labels_its_metrics() {
+    let dir = DataDir::new();
+    sample::write(&dir.path("samples"), 500, 11).expect("sample data");
+    let ingested = run(&dir, "ingest", ingest_payload(&dir.0, "all", "append")).await;
+    let rows = completed(&ingested)["rows"].as_u64().expect("rows");
+    let payload = json!({"model": "all", "dataset": "all", "target": "win",
+        "exclude": ["game_id", "player_id"], "algorithm": "logistic_regression",
+        "test_fraction": 0});
+    let trained = run(&dir, "train", payload).await;
+    let result = completed(&trained);
+    assert_eq!(result["rows_train"].as_u64(), Some(rows), "{result}");
+    assert_eq!(result["rows_test"], 0, "{result}");
+    assert_eq!(
+        result["metrics"],
+        Value::Null,
+        "no held-out metrics: {result}"
+    );
+    let why = result["metrics_unavailable"]["metrics"]
+        .as_str()
+        .unwrap_or("");
+    assert!(why.contains("none held out"), "{result}");
+    assert!(
+        result["training_metrics"]["roc_auc"].is_number(),
+        "{result}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

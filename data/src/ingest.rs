@@ -152,7 +152,25 @@ pub struct Counts {
 }
 
 impl IngestSpec {
-    fn check(&self, default_fraction: f64) -> Result<f64, DataError> {
+    /// The payload, checked as far as it can be without reading storage (an inline
+    /// schema included): the handler's first step, and `jobfleet run`'s check before it
+    /// runs anything. A fan-out step's `item` is the source when `source` is absent.
+    pub(crate) fn parse(payload: &[u8]) -> Result<Self, JobError> {
+        let mut spec: Self = serde_json::from_slice(payload)?;
+        if spec.source.is_empty() {
+            if let Some(serde_json::Value::String(item)) = &spec.item {
+                spec.source = item.clone();
+            }
+        }
+        spec.check()?;
+        spec.format()?;
+        if let Some(schema) = &spec.schema {
+            schema.validate()?;
+        }
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<(), DataError> {
         catalog::check_name("dataset", &self.dataset)?;
         if self.source.trim().is_empty() {
             return Err(DataError::invalid("source", "name a file"));
@@ -163,14 +181,16 @@ impl IngestSpec {
                 "give exactly one of `schema` (inline) and `schema_ref` (a JSON file)",
             ));
         }
-        let fraction = self.max_rejected_fraction.unwrap_or(default_fraction);
-        if !(0.0..=1.0).contains(&fraction) {
+        if self
+            .max_rejected_fraction
+            .is_some_and(|f| !(0.0..=1.0).contains(&f))
+        {
             return Err(DataError::invalid(
                 "max_rejected_fraction",
                 "must be between 0 and 1",
             ));
         }
-        Ok(fraction)
+        Ok(())
     }
 
     fn format(&self) -> Result<Format, DataError> {
@@ -218,13 +238,11 @@ pub(crate) async fn resolve(
 
 /// The `ingest` kind.
 pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
-    let mut spec: IngestSpec = ctx.payload_json()?;
-    if spec.source.is_empty() {
-        if let Some(serde_json::Value::String(item)) = &spec.item {
-            spec.source = item.clone();
-        }
-    }
-    let fraction = spec.check(env.config.max_rejected_fraction)?;
+    let spec = IngestSpec::parse(&ctx.job().payload)?;
+    // `[data] max_rejected_fraction` was checked when the configuration loaded.
+    let fraction = spec
+        .max_rejected_fraction
+        .unwrap_or(env.config.max_rejected_fraction);
     let format = spec.format()?;
     let job_id = ctx.job().id.to_string();
     let storage = &env.storage;
@@ -288,13 +306,16 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
         counts.rejected as f64 / total as f64
     };
     if rejected_fraction > fraction {
+        // Where a person can open it, not the key under the data URL.
+        let quarantined = quarantine_key
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |key| storage.location_of(key));
         return Err(DataError::Rejected(format!(
-            "{} of {total} rows rejected ({:.1}%, over {:.1}%), e.g. {}; all in {}",
+            "{} of {total} rows rejected ({:.1}%, over {:.1}%), e.g. {}; all in {quarantined}",
             counts.rejected,
             rejected_fraction * 100.0,
             fraction * 100.0,
             counts.reasons.join("; "),
-            quarantine_key.as_deref().unwrap_or("-")
         ))
         .into());
     }

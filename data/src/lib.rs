@@ -24,6 +24,7 @@
 pub mod catalog;
 mod error;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod sample;
@@ -46,6 +47,20 @@ pub use storage::Storage;
 
 /// The kinds this crate adds.
 pub const KINDS: [&str; 3] = ["ingest", "train", "predict"];
+
+/// Checks a payload of the data kind `kind` as its handler does before it reads or
+/// writes anything (the JSON's fields and types, names, fractions, bounds), so `jobfleet
+/// run` can refuse a misspelt field before it starts a fleet; `None` when `kind` is not
+/// one of [`KINDS`]. What only storage can tell (a missing file or dataset) is left to
+/// the job.
+pub fn check_payload(kind: &str, payload: &[u8]) -> Option<Result<(), JobError>> {
+    Some(match kind {
+        "ingest" => ingest::IngestSpec::parse(payload).map(drop),
+        "train" => train::TrainSpec::parse(payload).map(drop),
+        "predict" => predict::PredictSpec::parse(payload).map(drop),
+        _ => return None,
+    })
+}
 
 /// What the data kinds share: the storage and `[data]`.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! The numbers of training and prediction: reading a dataset into columns, turning
-//! columns into a feature matrix, the train/test split, the linear models and their
-//! metrics.
+//! columns into a feature matrix, the train/test split and the linear models' outputs
+//! (their metrics are [`crate::metrics`]).
 //!
 //! **Preprocessing**, fitted on the training split only: every numeric column (ints,
 //! floats, booleans as 0/1) is standardised with the training split's mean and
@@ -322,7 +322,7 @@ pub fn splitmix64(mut z: u64) -> u64 {
 
 /// Rows `0..n` split into (train, test), each ascending: the rows sorted by
 /// `splitmix64(seed ^ splitmix64(row))`, the first `ceil(n × test_fraction)` are the test
-/// split.
+/// split (none at 0).
 pub fn split(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (splitmix64(seed ^ splitmix64(i as u64)), i));
@@ -364,92 +364,6 @@ pub fn linear(x: &Array2<f64>, w: &Array1<f64>, b: f64) -> Array1<f64> {
     x.dot(w) + b
 }
 
-/// Classification metrics of `p` (probabilities of the positive class) against `y`
-/// (true for the positive class), at threshold 0.5.
-pub fn classification_metrics(y: &[bool], p: &[f64]) -> serde_json::Value {
-    let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
-    let mut log_loss = 0.0;
-    for (&truth, &prob) in y.iter().zip(p) {
-        match (truth, prob >= 0.5) {
-            (true, true) => tp += 1,
-            (false, true) => fp += 1,
-            (false, false) => tn += 1,
-            (true, false) => fn_ += 1,
-        }
-        let q = prob.clamp(1e-15, 1.0 - 1e-15);
-        log_loss -= if truth { q.ln() } else { (1.0 - q).ln() };
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let precision = ratio(tp, tp + fp);
-    let recall = ratio(tp, tp + fn_);
-    let f1 = if precision + recall == 0.0 {
-        0.0
-    } else {
-        2.0 * precision * recall / (precision + recall)
-    };
-    #[allow(clippy::cast_precision_loss)]
-    let n = y.len().max(1) as f64;
-    serde_json::json!({
-        "accuracy": ratio(tp + tn, tp + tn + fp + fn_),
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "roc_auc": roc_auc(y, p),
-        "log_loss": log_loss / n,
-    })
-}
-
-/// Area under the ROC curve: the Mann–Whitney statistic, ties counted half.
-pub fn roc_auc(y: &[bool], p: &[f64]) -> f64 {
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
-    // Average ranks (1-based) over ties.
-    let mut ranks = vec![0.0; p.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && p[order[j + 1]] == p[order[i]] {
-            j += 1;
-        }
-        #[allow(clippy::cast_precision_loss)]
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        for k in &order[i..=j] {
-            ranks[*k] = rank;
-        }
-        i = j + 1;
-    }
-    let positives = y.iter().filter(|&&t| t).count();
-    let negatives = y.len() - positives;
-    if positives == 0 || negatives == 0 {
-        return f64::NAN;
-    }
-    let sum: f64 = y
-        .iter()
-        .zip(&ranks)
-        .filter(|(t, _)| **t)
-        .map(|(_, r)| r)
-        .sum();
-    #[allow(clippy::cast_precision_loss)]
-    let (pos, neg) = (positives as f64, negatives as f64);
-    (sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
-}
-
-/// Regression metrics of `p` against `y`.
-pub fn regression_metrics(y: &[f64], p: &[f64]) -> serde_json::Value {
-    #[allow(clippy::cast_precision_loss)]
-    let n = y.len().max(1) as f64;
-    let mean = y.iter().sum::<f64>() / n;
-    let sse: f64 = y.iter().zip(p).map(|(a, b)| (a - b).powi(2)).sum();
-    let sst: f64 = y.iter().map(|a| (a - mean).powi(2)).sum();
-    let mae = y.iter().zip(p).map(|(a, b)| (a - b).abs()).sum::<f64>() / n;
-    serde_json::json!({
-        "rmse": (sse / n).sqrt(),
-        "mae": mae,
-        "r2": if sst == 0.0 { 0.0 } else { 1.0 - sse / sst },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,26 +381,13 @@ mod tests {
         // Fixed values, so other tools can check their reimplementation of the split.
         assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF);
         assert_eq!(&split(10, 0.3, 7).1, &[2, 6, 7][..]);
+        // Nothing held out: every row trains.
+        assert_eq!(split(10, 0.0, 7), ((0..10).collect(), vec![]));
         let folds = folds(1000, 5, 42);
         assert!(folds.iter().all(|f| f.len() == 200));
         let mut all: Vec<usize> = folds.concat();
         all.sort_unstable();
         assert_eq!(all, (0..1000).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn metrics_match_hand_computed_values() {
-        let y = [true, false, true, false];
-        let p = [0.9, 0.4, 0.35, 0.1];
-        let m = classification_metrics(&y, &p);
-        assert_eq!(m["accuracy"], 0.75);
-        assert_eq!(m["precision"], 1.0);
-        assert_eq!(m["recall"], 0.5);
-        // Positives ranked 4 and 2 of 4: (6 - 3) / (2 × 2).
-        assert_eq!(m["roc_auc"], 0.75);
-        let r = regression_metrics(&[1.0, 2.0, 3.0], &[1.0, 2.0, 4.0]);
-        assert!((r["rmse"].as_f64().unwrap_or(0.0) - (1.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert!((r["r2"].as_f64().unwrap_or(0.0) - 0.5).abs() < 1e-12);
     }
 
     #[test]

@@ -154,47 +154,84 @@ struct Run<'a> {
     began: Instant,
 }
 
+impl PredictSpec {
+    /// The payload, checked as far as it can be without reading storage: the handler's
+    /// first step, and `jobfleet run`'s check before it runs anything.
+    pub(crate) fn parse(payload: &[u8]) -> Result<Self, JobError> {
+        let spec: Self = serde_json::from_slice(payload)?;
+        spec.model()?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// The model's name and version: the payload's, else the previous pipeline step's.
+    fn model(&self) -> Result<(String, Option<u64>), DataError> {
+        let previous = self.previous.clone().unwrap_or_default();
+        let name = self
+            .model
+            .clone()
+            .or_else(|| previous["model"].as_str().map(str::to_string))
+            .ok_or_else(|| {
+                DataError::invalid("model", "missing (and no previous step named one)")
+            })?;
+        catalog::check_name("model", &name)?;
+        let version = self.model_version.or_else(|| {
+            (previous["model"].as_str() == Some(name.as_str()))
+                .then(|| previous["version"].as_u64())
+                .flatten()
+        });
+        Ok((name, version))
+    }
+
+    fn check(&self) -> Result<(), DataError> {
+        if !(0.0..=1.0).contains(&self.max_error_fraction) {
+            return Err(DataError::invalid(
+                "max_error_fraction",
+                "must be between 0 and 1",
+            ));
+        }
+        if let Some(rows) = self.chunk_rows {
+            check_chunk_rows(rows)?;
+        }
+        let parallelism = self.parallelism.unwrap_or(1);
+        if !(1..=MAX_PARALLELISM).contains(&parallelism) {
+            return Err(DataError::invalid(
+                "parallelism",
+                format!("must be 1 to {MAX_PARALLELISM}"),
+            ));
+        }
+        if let Some(shard) = self.shard {
+            if shard.index >= shard.count || shard.count > MAX_PARALLELISM || parallelism > 1 {
+                return Err(DataError::invalid(
+                    "shard",
+                    "index below count (at most 64), and no parallelism beside it",
+                ));
+            }
+        }
+        crate::output_key(&self.output)
+    }
+}
+
+/// `chunk_rows`, the payload's or `[data]`'s, is at most [`MAX_CHUNK_ROWS`].
+fn check_chunk_rows(chunk_rows: usize) -> Result<(), DataError> {
+    if (1..=MAX_CHUNK_ROWS).contains(&chunk_rows) {
+        Ok(())
+    } else {
+        Err(DataError::invalid(
+            "chunk_rows",
+            format!("must be 1 to {MAX_CHUNK_ROWS}"),
+        ))
+    }
+}
+
 /// The `predict` kind.
 pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
-    let spec: PredictSpec = ctx.payload_json()?;
+    let spec = PredictSpec::parse(&ctx.job().payload)?;
     let storage = &env.storage;
-    let previous = spec.previous.clone().unwrap_or_default();
-    let model_name = spec
-        .model
-        .clone()
-        .or_else(|| previous["model"].as_str().map(str::to_string))
-        .ok_or_else(|| DataError::invalid("model", "missing (and no previous step named one)"))?;
-    catalog::check_name("model", &model_name)?;
-    let model_version = spec.model_version.or_else(|| {
-        (previous["model"].as_str() == Some(model_name.as_str()))
-            .then(|| previous["version"].as_u64())
-            .flatten()
-    });
-    if !(0.0..=1.0).contains(&spec.max_error_fraction) {
-        return Err(DataError::invalid("max_error_fraction", "must be between 0 and 1").into());
-    }
+    let (model_name, model_version) = spec.model()?;
     let chunk_rows = spec.chunk_rows.unwrap_or(env.config.chunk_rows);
-    if !(1..=MAX_CHUNK_ROWS).contains(&chunk_rows) {
-        return Err(
-            DataError::invalid("chunk_rows", format!("must be 1 to {MAX_CHUNK_ROWS}")).into(),
-        );
-    }
+    check_chunk_rows(chunk_rows)?;
     let parallelism = spec.parallelism.unwrap_or(1);
-    if !(1..=MAX_PARALLELISM).contains(&parallelism) {
-        return Err(
-            DataError::invalid("parallelism", format!("must be 1 to {MAX_PARALLELISM}")).into(),
-        );
-    }
-    if let Some(shard) = spec.shard {
-        if shard.index >= shard.count || shard.count > MAX_PARALLELISM || parallelism > 1 {
-            return Err(DataError::invalid(
-                "shard",
-                "index below count (at most 64), and no parallelism beside it",
-            )
-            .into());
-        }
-    }
-    crate::output_key(&spec.output)?;
     let lock = match spec.shard {
         Some(shard) => format!(
             "{}:shard:{}",

@@ -172,6 +172,15 @@ impl Storage {
         }
     }
 
+    /// Where the object at `key` is for a person to open: its absolute path in a
+    /// directory store, its full URL (`s3://bucket/prefix/key`) in a bucket.
+    pub fn location_of(&self, key: &str) -> String {
+        match &self.place {
+            Place::Dir(root) => root.join(key).display().to_string(),
+            Place::Cloud(url) => format!("{url}/{key}"),
+        }
+    }
+
     /// The object at `key`, whole; `None` if there is none.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, DataError> {
         match self.store()?.get(&path(key)?).await {
@@ -441,6 +450,10 @@ mod tests {
         )
         .expect("an S3 store");
         assert_eq!(s3.location(), "s3://bucket/some/prefix");
+        assert_eq!(
+            s3.location_of("datasets/d/quarantine/j.csv"),
+            "s3://bucket/some/prefix/datasets/d/quarantine/j.csv"
+        );
         let secret = Storage::open_with(
             "s3://bucket",
             &[
@@ -453,5 +466,16 @@ mod tests {
         assert!(!shown.contains("CANARY"), "{shown}");
         let dir = Storage::open("file:///tmp/x").expect("a directory");
         assert_eq!(dir.location(), "/tmp/x");
+        assert_eq!(
+            dir.location_of("datasets/d/q.csv"),
+            "/tmp/x/datasets/d/q.csv"
+        );
+        // A relative directory is named from where the process runs.
+        let relative = Storage::open("jobfleet-data").expect("a directory");
+        let here = std::env::current_dir().expect("a working directory");
+        assert_eq!(
+            relative.location_of("a/b.csv"),
+            here.join("jobfleet-data/a/b.csv").display().to_string()
+        );
     }
 }

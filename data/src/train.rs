@@ -2,7 +2,9 @@
 //!
 //! The dataset version is split (see [`model::split`]), the preprocessing fitted on the
 //! training split ([`crate::model`]), the model fitted on it and measured on the test
-//! split. Models, as scikit-learn's estimators of the same name define them:
+//! split and on the training split ([`crate::metrics`]); with `test_fraction` 0 every row
+//! trains and there are no held-out metrics, which the manifest says. Models, as
+//! scikit-learn's estimators of the same name define them:
 //!
 //! - `logistic_regression` (classification, two classes): L2-penalised log loss,
 //!   `sum(log loss) + ||w||² / (2C)`, intercept not penalised, `c` default 1.0, solved by
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{self, Kind, Published};
 use crate::error::{joined, DataError};
 use crate::ingest::{now_ms, DatasetManifest};
+use crate::metrics::{self, Metrics};
 use crate::model::{self, Feature, Frame};
 use crate::schema::ColumnType;
 use crate::Env;
@@ -59,7 +62,8 @@ pub struct TrainSpec {
     /// Hyper-parameters: `c` and `max_iterations` (logistic), `alpha` (ridge).
     #[serde(default)]
     pub params: BTreeMap<String, f64>,
-    /// Fraction of rows held out for the metrics, default 0.2.
+    /// Fraction of rows held out for the metrics, default 0.2; 0 trains on every row and
+    /// leaves no held-out metrics, only the training split's.
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
     /// The split's seed, default 42.
@@ -136,8 +140,18 @@ pub struct ModelManifest {
     pub intercept: f64,
     /// The hyper-parameters used.
     pub params: BTreeMap<String, f64>,
-    /// Test-split metrics.
+    /// Test-split metrics; `null` when nothing was held out (`test_fraction` 0).
     pub metrics: serde_json::Value,
+    /// The same metrics on the training split, which the model was fitted on: optimistic,
+    /// so a gap to `metrics` shows overfitting. (`null` in manifests from before they were
+    /// kept.)
+    #[serde(default)]
+    pub training_metrics: serde_json::Value,
+    /// Why a metric above is `null`, by its path: `metrics` when nothing was held out,
+    /// `metrics.roc_auc` when the test rows are of one class, `training_metrics.r2`,
+    /// `cross_validation.mean.recall`, …
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics_unavailable: BTreeMap<String, String>,
     /// With `folds`: each fold's metrics and their means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_validation: Option<serde_json::Value>,
@@ -149,7 +163,7 @@ pub struct ModelManifest {
     pub dataset_fingerprint: String,
     /// Training rows.
     pub rows_train: usize,
-    /// Test rows.
+    /// Test rows (0 with `test_fraction` 0).
     pub rows_test: usize,
     /// The split.
     pub test_fraction: f64,
@@ -170,6 +184,15 @@ impl Published for ModelManifest {
 }
 
 impl TrainSpec {
+    /// The payload, checked as far as it can be without reading storage: the handler's
+    /// first step, and `jobfleet run`'s check before it runs anything.
+    pub(crate) fn parse(payload: &[u8]) -> Result<Self, JobError> {
+        let spec: Self = serde_json::from_slice(payload)?;
+        spec.check()?;
+        spec.dataset()?;
+        Ok(spec)
+    }
+
     fn dataset(&self) -> Result<(String, Option<u64>), DataError> {
         let previous = self.previous.as_ref();
         let name = match &self.dataset {
@@ -192,10 +215,10 @@ impl TrainSpec {
 
     fn check(&self) -> Result<(), DataError> {
         catalog::check_name("model", &self.model)?;
-        if !(0.0..1.0).contains(&self.test_fraction) || self.test_fraction == 0.0 {
+        if !(0.0..1.0).contains(&self.test_fraction) {
             return Err(DataError::invalid(
                 "test_fraction",
-                "must be above 0 and below 1",
+                "must be at least 0 (train on every row) and below 1",
             ));
         }
         if let Some(task) = self.task {
@@ -234,8 +257,7 @@ impl TrainSpec {
 
 /// The `train` kind.
 pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
-    let spec: TrainSpec = ctx.payload_json()?;
-    spec.check()?;
+    let spec = TrainSpec::parse(&ctx.job().payload)?;
     let (dataset, version) = spec.dataset()?;
     let storage = &env.storage;
     let job_id = ctx.job().id.to_string();
@@ -312,6 +334,8 @@ fn result(m: &ModelManifest) -> serde_json::Value {
         "version": m.version,
         "algorithm": m.algorithm,
         "metrics": m.metrics,
+        "training_metrics": m.training_metrics,
+        "metrics_unavailable": m.metrics_unavailable,
         "cross_validation": m.cross_validation,
         "dataset": m.dataset,
         "dataset_version": m.dataset_version,
@@ -368,10 +392,13 @@ pub fn fit(
     let (train_at, test_at) = model::split(labelled.len(), spec.test_fraction, spec.seed);
     let train: Vec<usize> = train_at.iter().map(|&i| labelled[i]).collect();
     let test: Vec<usize> = test_at.iter().map(|&i| labelled[i]).collect();
-    if train.len() < 2 || test.is_empty() {
+    // A test split is empty only when asked for (`test_fraction` 0): then every row trains.
+    if train.len() < 2 {
         return Err(DataError::Rejected(format!(
-            "{} labelled rows are too few to train and test on",
-            labelled.len()
+            "{} labelled rows leave {} to train on after the test split's {}: a fit needs 2",
+            labelled.len(),
+            train.len(),
+            test.len()
         )));
     }
     let mut params = defaults(spec.algorithm);
@@ -392,6 +419,15 @@ pub fn fit(
     };
     stop()?;
     let fitted = fit_split(spec.algorithm, &params, &data, &train, &test)?;
+    let mut unavailable = BTreeMap::new();
+    let metrics = if test.is_empty() {
+        unavailable.insert("metrics".to_owned(), NOTHING_HELD_OUT.to_owned());
+        serde_json::Value::Null
+    } else {
+        note_unavailable(&mut unavailable, "metrics", &fitted.test);
+        fitted.test.to_json()
+    };
+    note_unavailable(&mut unavailable, "training_metrics", &fitted.training);
     let cross_validation = match spec.folds {
         None => None,
         Some(k) => {
@@ -404,13 +440,9 @@ pub fn fit(
                     .filter(|i| held.binary_search(i).is_err())
                     .collect();
                 stop()?;
-                per_fold.push(fit_split(spec.algorithm, &params, &data, &rest, &held)?.metrics);
+                per_fold.push(fit_split(spec.algorithm, &params, &data, &rest, &held)?.test);
             }
-            Some(serde_json::json!({
-                "folds": k,
-                "mean": mean_metrics(&per_fold),
-                "per_fold": per_fold,
-            }))
+            Some(cross_validation(k, &per_fold, &mut unavailable))
         }
     };
     let Fitted {
@@ -418,7 +450,8 @@ pub fn fit(
         features: encoded,
         coefficients,
         intercept,
-        metrics,
+        training,
+        ..
     } = fitted;
     Ok(ModelManifest {
         model: spec.model.clone(),
@@ -432,6 +465,8 @@ pub fn fit(
         intercept,
         params,
         metrics,
+        training_metrics: training.to_json(),
+        metrics_unavailable: unavailable,
         cross_validation,
         dataset: String::new(),
         dataset_version: 0,
@@ -446,6 +481,41 @@ pub fn fit(
     })
 }
 
+/// Why a model trained with `test_fraction` 0 has no `metrics`.
+const NOTHING_HELD_OUT: &str = "test_fraction is 0: every labelled row was trained on and none \
+     held out, so there are no held-out metrics; training_metrics are measured on the rows the \
+     model was fitted on, which flatters it";
+
+/// Records why each metric of `metrics` that has no value has none, under `path`.
+fn note_unavailable(unavailable: &mut BTreeMap<String, String>, path: &str, metrics: &Metrics) {
+    for (name, why) in &metrics.unavailable {
+        unavailable.insert(format!("{path}.{name}"), why.clone());
+    }
+}
+
+/// The cross-validation's report: each fold's metrics and their means, with the reasons
+/// for the ones missing recorded in `unavailable`.
+fn cross_validation(
+    k: usize,
+    per_fold: &[Metrics],
+    unavailable: &mut BTreeMap<String, String>,
+) -> serde_json::Value {
+    for (i, fold) in per_fold.iter().enumerate() {
+        note_unavailable(
+            unavailable,
+            &format!("cross_validation.per_fold[{i}]"),
+            fold,
+        );
+    }
+    let mean = Metrics::mean(per_fold);
+    note_unavailable(unavailable, "cross_validation.mean", &mean);
+    serde_json::json!({
+        "folds": k,
+        "mean": mean.to_json(),
+        "per_fold": per_fold.iter().map(Metrics::to_json).collect::<Vec<_>>(),
+    })
+}
+
 /// The rows a model learns from: the frame, its target and features.
 struct Labelled<'a> {
     frame: &'a Frame,
@@ -455,13 +525,14 @@ struct Labelled<'a> {
     name: &'a str,
 }
 
-/// One fit: preprocessing and model on `train`, metrics on `test`.
+/// One fit: preprocessing and model on `train`, measured on `test` and on `train`.
 struct Fitted {
     classes: Option<Vec<String>>,
     features: Vec<Feature>,
     coefficients: Array1<f64>,
     intercept: f64,
-    metrics: serde_json::Value,
+    test: Metrics,
+    training: Metrics,
 }
 
 /// The hyper-parameters an algorithm uses when the payload leaves them out.
@@ -494,17 +565,20 @@ fn fit_split(
                 .collect()
         };
         let (w, b) = logistic(&x_train, &y(train), param("c"), param("max_iterations"))?;
-        let p: Vec<f64> = model::linear(&x_test, &w, b)
-            .iter()
-            .map(|&z| model::sigmoid(z))
-            .collect();
-        let metrics = model::classification_metrics(&y(test), &p);
+        let measure = |x: &Array2<f64>, rows: &[usize]| -> Result<Metrics, DataError> {
+            let p: Vec<f64> = model::linear(x, &w, b)
+                .iter()
+                .map(|&z| model::sigmoid(z))
+                .collect();
+            Ok(metrics::classification(&y(rows), &p))
+        };
         return Ok(Fitted {
+            test: measure(&x_test, test)?,
+            training: measure(&x_train, train)?,
             classes: Some(classes),
             features: encoded,
             coefficients: w,
             intercept: b,
-            metrics,
         });
     }
     let numbers = |rows: &[usize]| -> Result<Vec<f64>, DataError> {
@@ -526,32 +600,18 @@ fn fit_split(
     } else {
         least_squares(&x_train, &y_train)?
     };
-    let p = model::linear(&x_test, &w, b).to_vec();
+    let measure = |x: &Array2<f64>, rows: &[usize]| -> Result<Metrics, DataError> {
+        let p = model::linear(x, &w, b).to_vec();
+        Ok(metrics::regression(&numbers(rows)?, &p))
+    };
     Ok(Fitted {
+        test: measure(&x_test, test)?,
+        training: measure(&x_train, train)?,
         classes: None,
         features: encoded,
         coefficients: w,
         intercept: b,
-        metrics: model::regression_metrics(&numbers(test)?, &p),
     })
-}
-
-/// Each metric's mean over the folds.
-fn mean_metrics(per_fold: &[serde_json::Value]) -> serde_json::Value {
-    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-    for fold in per_fold {
-        if let Some(object) = fold.as_object() {
-            for (name, value) in object {
-                *sums.entry(name.clone()).or_insert(0.0) += value.as_f64().unwrap_or(f64::NAN);
-            }
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let n = per_fold.len().max(1) as f64;
-    serde_json::json!(sums
-        .into_iter()
-        .map(|(k, v)| (k, v / n))
-        .collect::<BTreeMap<_, _>>())
 }
 
 /// The two classes of the target in the training rows, sorted.

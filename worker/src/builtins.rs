@@ -5,6 +5,10 @@
 //! - `flaky` (`{"fail_times": N}`): fails retryably while `attempt <= N`, then succeeds;
 //! - `fail`: always fails retryably, so the job ends dead after its attempts: the
 //!   "poison" job of the demos.
+//!
+//! A payload field they do not take (`{"ms": 10, "msx": 5}`, a misspelling beside the
+//! real field) fails the job permanently instead of being ignored; [`check_payload`]
+//! lets `jobfleet run` refuse it before anything runs.
 
 use std::time::Duration;
 
@@ -22,6 +26,18 @@ pub(crate) fn register(registry: &mut Registry) {
         .register_fn("fail", fail);
 }
 
+/// Checks a payload of the built-in kind `kind` as its handler will, without running
+/// it; `None` when `kind` is not a built-in one. `echo` and `fail` take any payload.
+pub fn check_payload(kind: &str, payload: &[u8]) -> Option<Result<(), JobError>> {
+    let parsed = match kind {
+        "sleep" => serde_json::from_slice::<SleepArgs>(payload).map(drop),
+        "flaky" => serde_json::from_slice::<FlakyArgs>(payload).map(drop),
+        "echo" | "fail" => Ok(()),
+        _ => return None,
+    };
+    Some(parsed.map_err(JobError::from))
+}
+
 async fn echo(ctx: JobContext) -> Result<(), JobError> {
     tracing::info!(bytes = ctx.job().payload.len(), "echo");
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&ctx.job().payload) {
@@ -31,6 +47,7 @@ async fn echo(ctx: JobContext) -> Result<(), JobError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SleepArgs {
     ms: u64,
 }
@@ -44,6 +61,7 @@ async fn sleep(ctx: JobContext) -> Result<(), JobError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FlakyArgs {
     fail_times: u32,
 }

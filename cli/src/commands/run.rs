@@ -1,6 +1,11 @@
 //! `jobfleet run KIND --payload JSON`: one job, run in this process on the embedded
 //! backend (a scheduler for its retries and one worker), then its result printed: the
 //! quickest way to try a handler.
+//!
+//! What is wrong with the command line is a usage error (exit 2) before anything runs:
+//! an unknown kind, or a payload its kind refuses on sight (a misspelt field, a fraction
+//! out of range; [`crate::kinds::check_payload`]). A job that ran and failed is exit 1,
+//! its error said once, on the `error:` line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +34,9 @@ pub struct RunArgs {
     /// The job kind: a built-in one (echo, sleep, flaky, fail) or, in a build with
     /// them, a data kind (ingest, train, predict).
     pub kind: String,
-    /// The payload, as JSON.
+    /// The payload, as JSON. It is checked against the kind's fields first: a field
+    /// the kind does not take, or a value out of range, is an error (exit 2) and
+    /// nothing runs.
     #[arg(long, value_parser = json_payload)]
     pub payload: Option<Bytes>,
     /// Attempts before the job counts as failed.
@@ -41,8 +48,10 @@ pub struct RunArgs {
 }
 
 /// Runs the command: prints the job's result as JSON (`null` when the handler set none);
-/// a job that ends dead or cancelled is an error (exit 1) with its last error.
+/// a payload the kind refuses is a usage error, before anything runs; a job that ends
+/// dead or cancelled is an error (exit 1) with its last error.
 pub async fn run(args: RunArgs, config: Config) -> Result<()> {
+    crate::kinds::check_payload(&args.kind, args.payload.as_deref().unwrap_or_default())?;
     let registry = Arc::new(crate::kinds::registry(&config)?);
     let record = run_job(&registry, &args, config).await?;
     if record.state != JobState::Completed {
