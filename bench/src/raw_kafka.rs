@@ -45,8 +45,8 @@ pub(crate) async fn measure(
 ) -> Result<Baseline> {
     let settings =
         ClientSettings::new(url, config).map_err(|e| Error::Task(format!("baseline: {e}")))?;
-    let admin: AdminClient<DefaultClientContext> =
-        settings.admin().create().map_err(kafka("admin client"))?;
+    let admin: Arc<AdminClient<DefaultClientContext>> =
+        Arc::new(settings.admin().create().map_err(kafka("admin client"))?);
     let topic = format!("{namespace}.raw");
     let new = NewTopic::new(
         &topic,
@@ -65,6 +65,13 @@ pub(crate) async fn measure(
             )));
         }
     }
+    // Subscribed before its partitions have leaders, the consumer fails with
+    // `UnknownTopicOrPartition` (as jobfleet's topics do, wait for them).
+    let (led, topics) = (admin.clone(), vec![topic.clone()]);
+    tokio::task::spawn_blocking(move || jobfleet_backends::kafka::await_leaders(&led, &topics))
+        .await
+        .map_err(|e| Error::Task(format!("baseline topic metadata: {e}")))?
+        .map_err(|e| Error::Task(format!("baseline: {e}")))?;
     let measured = run(&settings, namespace, &topic, plan).await;
     // Both clients are closed by now: librdkafka has crashed a process whose live client
     // still had a deleted topic in its metadata (docs/kafka.md, broker caveats).

@@ -64,7 +64,7 @@ use publish::Record;
 use topics::{Names, Topics};
 
 pub use client::Settings as ClientSettings;
-pub use topics::band_of;
+pub use topics::{await_leaders, band_of};
 
 /// The header that carries the body's content type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 
 use super::client::Logged;
 use super::{kafka_error, lock, REQUEST_TIMEOUT};
@@ -199,8 +200,12 @@ impl Topics {
 /// once the controller has recorded a topic; for a moment after, the brokers answer
 /// metadata and watermark queries on it with `NotLeaderForPartition`, and a client that
 /// asked then backs off before asking again (Apache Kafka 4.1: a new consumer's first
-/// backlog query failed, and its next answered 1.7 s later). Blocking.
-fn await_leaders(admin: &AdminClient<Logged>, topics: &[String]) -> Result<(), BrokerError> {
+/// backlog query failed, and its next answered 1.7 s later; the bench's bare-rdkafka
+/// consumer subscribed then failed with `UnknownTopicOrPartition`). Blocking.
+pub fn await_leaders<C: ClientContext>(
+    admin: &AdminClient<C>,
+    topics: &[String],
+) -> Result<(), BrokerError> {
     let deadline = Instant::now() + ADMIN_TIMEOUT;
     for topic in topics {
         loop {
