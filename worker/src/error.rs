@@ -3,8 +3,10 @@
 //! Failures of single jobs are not here: a job's failure is data (an `ErrorRecord` on the
 //! failed route), and a backend error in the middle of a job only puts its delivery back.
 //! What stops [`run`](crate::run) is what leaves it nothing to do: routes it cannot
-//! declare, queues it cannot consume, consumers the broker closed.
+//! declare, queues it cannot consume, consumers the broker closed, a store that cannot
+//! tell the time it keeps.
 
+use jobfleet_common::store::StoreError;
 use jobfleet_common::BrokerError;
 
 /// Why [`run`](crate::run) returned an error.
@@ -31,6 +33,10 @@ pub enum WorkerError {
     /// The HTTP endpoint (`worker.http`) could not listen on its address.
     #[error(transparent)]
     Http(#[from] jobfleet_common::http::BindError),
+    /// The store did not tell its time at start-up: the worker keeps time by the store's
+    /// clock, so it cannot judge a job due without it.
+    #[error("cannot read the store's clock: {0}")]
+    StoreTime(#[source] StoreError),
 }
 
 impl WorkerError {
@@ -42,6 +48,7 @@ impl WorkerError {
             Self::ConsumersClosed => true,
             // The address is taken or not ours: a configuration problem.
             Self::Http(_) => false,
+            Self::StoreTime(e) => e.is_retryable(),
         }
     }
 }
@@ -61,5 +68,11 @@ mod tests {
         };
         assert!(!refused.is_retryable());
         assert!(refused.to_string().contains("\"q\""), "{refused}");
+        let clockless = WorkerError::StoreTime(StoreError::Connection("reset".into()));
+        assert!(clockless.is_retryable());
+        assert!(
+            clockless.to_string().contains("store's clock"),
+            "{clockless}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! What a worker does with one delivery, in the order of architecture.md step 3: size,
-//! decode, validate, kind, due time (a job ahead of its `run_at_ms` goes to the delayed
-//! route), completion marker, cancel flag, execution lease, lock, `running` record, the
-//! attempt, and the outcome.
+//! decode, validate, kind, due time (a job ahead of its `run_at_ms` by the store's clock
+//! goes to the delayed route), completion marker, cancel flag, execution lease, lock,
+//! `running` record, the attempt, and the outcome.
 //!
 //! Every step that cannot run a job ends by settling the delivery itself; a backend
 //! error at any step gives the delivery back so it is redelivered, never lost.
@@ -89,6 +89,8 @@ async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Hand
         .await;
         return None;
     };
+    // The worker's clock is the store's (see `store_time`), the one the scheduler
+    // releases by: a worker whose own clock runs ahead never starts a job early.
     if job
         .run_at_ms
         .is_some_and(|due| due > worker.backends.clock.now_ms())
@@ -102,9 +104,9 @@ async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Hand
     Some((job, handler, delivery))
 }
 
-/// A job that arrived on a ready route before its `run_at_ms` (a producer in another
-/// language published it there, or a clock runs behind another): it never starts early,
-/// it goes to the delayed route, whose scheduler releases it when due.
+/// A job that arrived on a ready route before its `run_at_ms` by the store's clock (a
+/// producer in another language published it there, or one whose clock runs ahead): it
+/// never starts early, it goes to the delayed route, whose scheduler releases it when due.
 async fn defer_early(worker: &Worker, job: Job, delivery: Delivery) {
     tracing::debug!(
         job_id = %job.id,

@@ -1,13 +1,15 @@
 //! Redis worker heartbeats: a ZSET of worker ids by heartbeat expiry, and each worker's
 //! report as JSON in a key that expires with it.
 //!
-//! Expiry in the ZSET follows the store's injected clock, like the embedded backend; the
+//! Expiry in the ZSET follows the server's clock (`TIME` in the scripts), like lock
+//! expiry: a worker whose machine's clock runs minutes behind is still listed while it
+//! beats, and one whose clock runs ahead is not listed minutes after it died. The
 //! report's own `PX` only makes sure a worker that vanished leaves nothing behind.
 
 use crate::IntoStore as _;
 use async_trait::async_trait;
 
-use super::scripts::LIVE_WORKERS;
+use super::scripts::{HEARTBEAT, LIVE_WORKERS};
 use super::{decode_json, encode_json, px, RedisStore};
 use jobfleet_common::store::{Heartbeats, StoreResult, WorkerInfo};
 
@@ -24,18 +26,16 @@ impl RedisStore {
 #[async_trait]
 impl Heartbeats for RedisStore {
     async fn heartbeat(&self, info: &WorkerInfo, ttl_ms: u64) -> StoreResult<()> {
-        let until = self
-            .clock
-            .now_ms()
-            .saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
         let json = encode_json("worker info", info)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .zadd(self.workers_key(), &info.id, until)
-            .ignore()
-            .pset_ex(self.worker_key(&info.id), json, px(ttl_ms))
-            .ignore();
-        pipe.query_async(&mut self.conn()).await.store()
+        HEARTBEAT
+            .key(self.workers_key())
+            .key(self.worker_key(&info.id))
+            .arg(&info.id)
+            .arg(px(ttl_ms))
+            .arg(json)
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .store()
     }
 
     async fn worker_gone(&self, worker_id: &str) -> StoreResult<()> {
@@ -51,7 +51,6 @@ impl Heartbeats for RedisStore {
     async fn workers(&self) -> StoreResult<Vec<WorkerInfo>> {
         let infos: Vec<Option<Vec<u8>>> = LIVE_WORKERS
             .key(self.workers_key())
-            .arg(self.clock.now_ms())
             .arg(self.worker_key(""))
             .invoke_async(&mut self.conn())
             .await
