@@ -32,7 +32,18 @@ pub(crate) enum Outcome {
     /// Stopped by a cancel request.
     Cancelled,
     /// Stopped by a shutdown: the attempt does not count and the job goes back.
-    Interrupted,
+    Interrupted(Interruption),
+}
+
+/// Which shutdown stopped an attempt, for the note its record keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interruption {
+    /// The worker drained and `worker.grace_period` ran out.
+    GraceOver,
+    /// The worker was told to exit at once (a second SIGTERM or Ctrl-C).
+    ForcedExit,
+    /// Stopped with no reason given (never expected: every stop names one).
+    Unexplained,
 }
 
 impl Outcome {
@@ -43,7 +54,7 @@ impl Outcome {
             Self::Failed { kind, .. } => kind.as_str(),
             Self::Permanent(_) => ErrorKind::Permanent.as_str(),
             Self::Cancelled => "cancelled",
-            Self::Interrupted => "requeued",
+            Self::Interrupted(_) => "requeued",
         }
     }
 }
@@ -58,6 +69,8 @@ pub(crate) async fn run(
 ) -> Outcome {
     let timeout_ms = ctx.job().timeout_ms;
     let lock_key = lock.as_ref().map(|l| l.request.key.clone());
+    // As the heartbeat names this worker when it detects a loss of the store's data.
+    let detected_by = format!("worker {}", ctx.worker_id());
     let token = stopper.token().clone();
     let timeout = Duration::from_millis(timeout_ms);
     let timed_out_at = Instant::now() + timeout;
@@ -83,10 +96,21 @@ pub(crate) async fn run(
     if let Some(reason) = stopper.reason() {
         // A task starved past both its timeout and a watchdog's deadline sees them
         // together, and the watchdog is polled first; the timeout was due first.
-        let watchdog = matches!(reason, StopReason::LockLost | StopReason::LeaseLost);
+        let watchdog = matches!(reason, StopReason::LockLost(_) | StopReason::LeaseLost(_));
         if watchdog && Instant::now() >= timed_out_at {
             return timed_out(timeout_ms);
         }
+        // The handler is stopped (its future dropped with the `select!`): there is time
+        // to ask the store why a renewal was refused.
+        let reason = match reason {
+            StopReason::LeaseLost(lapse) => {
+                StopReason::LeaseLost(lease.explain(lapse, &detected_by).await)
+            }
+            StopReason::LockLost(lapse) => {
+                StopReason::LockLost(lease.explain(lapse, &detected_by).await)
+            }
+            other => other,
+        };
         return from_stop(Some(reason), lock_key.as_deref());
     }
     // The handler ended on its own: anything it left running on the token stops now.
@@ -117,21 +141,28 @@ fn timed_out(timeout_ms: u64) -> Outcome {
 fn from_stop(reason: Option<StopReason>, lock_key: Option<&str>) -> Outcome {
     match reason {
         Some(StopReason::CancelRequested) => Outcome::Cancelled,
-        Some(StopReason::LockLost) => Outcome::Failed {
+        Some(StopReason::LockLost(lapse)) => Outcome::Failed {
             kind: ErrorKind::LockLost,
-            message: format!("lock {} lost mid-run", lock_key.unwrap_or("?")),
+            message: format!(
+                "lock {} lost mid-run: {}",
+                lock_key.unwrap_or("?"),
+                lapse.describe("the lock key", "worker.lock_ttl")
+            ),
         },
         // Counted like a lost lock: a job that keeps its worker from renewing (one that
         // blocks the executor, say) must run out of attempts, not loop.
-        Some(StopReason::LeaseLost) => Outcome::Failed {
+        Some(StopReason::LeaseLost(lapse)) => Outcome::Failed {
             kind: ErrorKind::LockLost,
-            message: "execution lease lost mid-run (store unreachable, or the worker stalled \
-                      past worker.lease_ttl)"
-                .into(),
+            message: format!(
+                "execution lease lost mid-run: {}",
+                lapse.describe("the lease key", "worker.lease_ttl")
+            ),
         },
+        Some(StopReason::Shutdown) => Outcome::Interrupted(Interruption::GraceOver),
+        Some(StopReason::ForcedExit) => Outcome::Interrupted(Interruption::ForcedExit),
         // Only a stop cancels the token before the attempt ends; without a reason, hand
         // the job back rather than count an attempt nobody can explain.
-        Some(StopReason::Shutdown) | None => Outcome::Interrupted,
+        None => Outcome::Interrupted(Interruption::Unexplained),
     }
 }
 
@@ -148,6 +179,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::Lapse;
 
     #[test]
     fn panic_messages_are_read_from_either_string_type() {
@@ -167,23 +199,28 @@ mod tests {
         );
         assert_eq!(
             from_stop(Some(StopReason::Shutdown), None),
-            Outcome::Interrupted
+            Outcome::Interrupted(Interruption::GraceOver)
         );
-        let lease = from_stop(Some(StopReason::LeaseLost), None);
+        assert_eq!(
+            from_stop(Some(StopReason::ForcedExit), None),
+            Outcome::Interrupted(Interruption::ForcedExit)
+        );
+        let lapse = Lapse::StoreLostData {
+            detected_at_ms: 0,
+            detected_by: "worker w".into(),
+        };
+        let lease = from_stop(Some(StopReason::LeaseLost(lapse)), None);
         assert!(
             matches!(&lease, Outcome::Failed { kind: ErrorKind::LockLost, message }
-                if message.contains("lease")),
+                if message.starts_with("execution lease lost mid-run: the lease key is gone \
+                    because the store lost its data")),
             "{lease:?}"
         );
-        let lost = from_stop(Some(StopReason::LockLost), Some("k"));
+        let lost = from_stop(Some(StopReason::LockLost(Lapse::Refused)), Some("k"));
         assert!(
-            matches!(
-                lost,
-                Outcome::Failed {
-                    kind: ErrorKind::LockLost,
-                    ..
-                }
-            ),
+            matches!(&lost, Outcome::Failed { kind: ErrorKind::LockLost, message }
+                if message == "lock k lost mid-run: the store refused its renewal: the lock \
+                    key is gone or another holder has it"),
             "{lost:?}"
         );
         assert_eq!(lost.label(), "lock_lost");

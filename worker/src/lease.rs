@@ -8,16 +8,25 @@
 //! the store can hand the lease or lock to someone else. A renewal that is refused, or
 //! no successful renewal by that deadline (store unreachable, process paused), stops the
 //! attempt at once.
+//!
+//! The attempt's error then says which of those it was (a [`Lapse`], in `lapse`): an
+//! operator reading "lease lost" must learn whether to look at the store, at the network
+//! or at the worker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::store::{LockRequest, StoreResult};
-use jobfleet_common::{telemetry, JobId, Store};
+use jobfleet_common::{clock, telemetry, JobId, Store};
 use tokio::time::Instant;
 
 use crate::running::{StopReason, Stopper};
+
+mod lapse;
+
+use lapse::data_lost_since;
+pub(crate) use lapse::Lapse;
 
 /// One attempt's execution lease, from admission to release.
 pub(crate) struct Execution {
@@ -78,13 +87,37 @@ impl Execution {
             self.store
                 .lease_renew(self.job, &self.holder, ttl_ms(self.ttl))
         };
-        keep(self.ttl, self.taken_at, renew, "lease_renew").await;
+        let lapse = keep(self.ttl, self.taken_at, renew, "lease_renew").await;
         tracing::warn!(
             job_id = %self.job,
-            "execution lease lost (store unreachable or paused past its TTL); stopping the \
-             handler"
+            reason = %lapse.describe("the lease key", "worker.lease_ttl"),
+            "execution lease lost; stopping the handler"
         );
-        stopper.stop(StopReason::LeaseLost);
+        stopper.stop(StopReason::LeaseLost(lapse));
+    }
+
+    /// `lapse` with what the store knows about it: a refusal becomes
+    /// [`Lapse::StoreLostData`] when the store reports a loss of its data detected since
+    /// this lease was taken (the check itself may be the one that detects it, as
+    /// `detected_by`). Asked once the handler has stopped; a store that does not answer
+    /// within the lease's TTL leaves the refusal as it is.
+    pub async fn explain(&self, lapse: Lapse, detected_by: &str) -> Lapse {
+        if lapse != Lapse::Refused {
+            return lapse;
+        }
+        let since_ms = clock::system_now_ms().saturating_sub(millis_i64(self.taken_at.elapsed()));
+        let lookup = data_lost_since(self.store.as_ref(), detected_by, since_ms);
+        match tokio::time::timeout(self.ttl, lookup).await {
+            Ok(Ok(Some(incident))) => Lapse::StoreLostData {
+                detected_at_ms: incident.detected_at_ms,
+                detected_by: incident.detected_by,
+            },
+            Ok(Ok(None)) | Err(_) => lapse,
+            Ok(Err(e)) => {
+                telemetry::backend_error("worker", "check_integrity", &e);
+                lapse
+            }
+        }
     }
 }
 
@@ -102,35 +135,51 @@ impl LockWatch {
     pub async fn watch(&self, stopper: &Stopper) {
         let ttl = Duration::from_millis(self.request.ttl_ms);
         let renew = || self.store.lock_renew(&self.request);
-        keep(ttl, self.taken_at, renew, "lock_renew").await;
-        tracing::warn!(lock = %self.request.key, "lock lost; stopping the handler");
-        stopper.stop(StopReason::LockLost);
+        let lapse = keep(ttl, self.taken_at, renew, "lock_renew").await;
+        tracing::warn!(
+            lock = %self.request.key,
+            reason = %lapse.describe("the lock key", "worker.lock_ttl"),
+            "lock lost; stopping the handler"
+        );
+        stopper.stop(StopReason::LockLost(lapse));
     }
 }
 
 /// Renews every third of `ttl` until a renewal is refused or the deadline (`ttl` after
-/// the last successful renewal was sent, or after `taken_at`) passes; then returns.
-async fn keep<F, Fut>(ttl: Duration, taken_at: Instant, renew: F, op: &'static str)
+/// the last successful renewal was sent, or after `taken_at`) passes; then returns why.
+async fn keep<F, Fut>(ttl: Duration, taken_at: Instant, renew: F, op: &'static str) -> Lapse
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = StoreResult<bool>>,
 {
     let mut valid_until = taken_at + ttl;
     let mut next = taken_at + ttl / 3;
+    // The error of the last renewal, while none has succeeded since.
+    let mut last_error: Option<String> = None;
     loop {
-        tokio::time::sleep_until(next.min(valid_until)).await;
-        if Instant::now() >= valid_until {
-            return;
+        let wake = next.min(valid_until);
+        tokio::time::sleep_until(wake).await;
+        let now = Instant::now();
+        if now >= valid_until {
+            // Woken for a renewal due well before the deadline, yet past it, with none
+            // failing: the worker did not run. Otherwise the store is what failed.
+            if wake < valid_until && last_error.is_none() {
+                let late = now - valid_until;
+                return Lapse::Stalled { ttl, late };
+            }
+            return Lapse::Unanswered { ttl, last_error };
         }
-        let sent = Instant::now();
         match tokio::time::timeout_at(valid_until, renew()).await {
             Ok(Ok(true)) => {
-                valid_until = sent + ttl;
-                next = sent + ttl / 3;
+                valid_until = now + ttl;
+                next = now + ttl / 3;
+                last_error = None;
             }
-            Ok(Ok(false)) | Err(_) => return,
+            Ok(Ok(false)) => return Lapse::Refused,
+            Err(_) => return Lapse::Unanswered { ttl, last_error },
             Ok(Err(e)) => {
                 telemetry::backend_error("worker", op, &e);
+                last_error = Some(e.to_string());
                 // Try again soon, but not in a hot loop.
                 next = Instant::now() + (ttl / 10).max(Duration::from_millis(10));
             }
@@ -142,6 +191,10 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn millis_i64(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU32;
@@ -149,6 +202,8 @@ mod tests {
     use jobfleet_common::StoreError;
 
     use super::*;
+
+    const TTL: Duration = Duration::from_millis(300);
 
     #[tokio::test(start_paused = true)]
     async fn renewals_keep_it_until_one_is_refused() {
@@ -158,7 +213,8 @@ mod tests {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             Ok(n < 5)
         };
-        keep(Duration::from_millis(300), started, renew, "t").await;
+        let lapse = keep(TTL, started, renew, "t").await;
+        assert_eq!(lapse, Lapse::Refused);
         assert_eq!(calls.load(Ordering::SeqCst), 6);
         assert_eq!(
             started.elapsed(),
@@ -171,16 +227,32 @@ mod tests {
     async fn failing_renewals_give_up_at_the_deadline_not_later() {
         let started = Instant::now();
         let renew = || async { Err(StoreError::Connection("down".into())) };
-        keep(Duration::from_millis(300), started, renew, "t").await;
-        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        let lapse = keep(TTL, started, renew, "t").await;
+        assert_eq!(started.elapsed(), TTL);
+        let last_error = Some("store connection: down".to_string());
+        assert_eq!(
+            lapse,
+            Lapse::Unanswered {
+                ttl: TTL,
+                last_error
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_renewal_that_hangs_gives_up_at_the_deadline() {
         let started = Instant::now();
         let renew = || std::future::pending::<StoreResult<bool>>();
-        keep(Duration::from_millis(300), started, renew, "t").await;
-        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        let lapse = keep(TTL, started, renew, "t").await;
+        assert_eq!(started.elapsed(), TTL);
+        let last_error = None;
+        assert_eq!(
+            lapse,
+            Lapse::Unanswered {
+                ttl: TTL,
+                last_error
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -192,7 +264,9 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             Ok(true)
         };
-        keep(Duration::from_millis(300), taken_at, renew, "t").await;
+        let lapse = keep(TTL, taken_at, renew, "t").await;
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+        let late = Duration::from_millis(4_700);
+        assert_eq!(lapse, Lapse::Stalled { ttl: TTL, late });
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Four parties stop attempts from outside the handler — the cancel poll, the lock and
 //! lease watchdogs and the draining runtime — and the attempt must know which one did it,
-//! because the outcomes differ (cancelled, failed with `lock_lost`, handed back). The
-//! first reason given wins.
+//! because the outcomes differ (cancelled, failed with `lock_lost`, handed back) and so
+//! do the words its record keeps (why the lease lapsed, why the job was handed back).
+//! The first reason given wins.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -12,17 +13,22 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use jobfleet_common::JobId;
 use tokio_util::sync::CancellationToken;
 
+use crate::lease::Lapse;
+
 /// Why an attempt was stopped from outside.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum StopReason {
     /// Someone asked for the job to be cancelled.
     CancelRequested,
-    /// The lock could not be renewed.
-    LockLost,
-    /// The execution lease could not be renewed: another worker may run the job soon.
-    LeaseLost,
+    /// The lock could not be renewed, for the reason given.
+    LockLost(Lapse),
+    /// The execution lease could not be renewed, for the reason given: another worker
+    /// may run the job soon.
+    LeaseLost(Lapse),
     /// The worker is shutting down and the grace period is over.
     Shutdown,
+    /// The worker was told to exit at once (a second SIGTERM or Ctrl-C) while draining.
+    ForcedExit,
 }
 
 /// Cancels one attempt's token and remembers the first reason.
@@ -49,15 +55,19 @@ impl Stopper {
 
     /// Why the attempt was stopped, if it was.
     pub fn reason(&self) -> Option<StopReason> {
-        *self.reason.lock().unwrap_or_else(PoisonError::into_inner)
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
 #[derive(Default)]
 struct Table {
     jobs: HashMap<JobId, Arc<Stopper>>,
-    /// Set by the end of a drain: attempts registering afterwards are stopped at once.
-    closed: bool,
+    /// Set by the end of a drain, with its reason: attempts registering afterwards are
+    /// stopped at once.
+    closed: Option<StopReason>,
 }
 
 /// The attempts running in this worker.
@@ -76,8 +86,8 @@ impl Running {
     pub fn enter(self: &Arc<Self>, id: JobId) -> RunningGuard {
         let stopper = Arc::new(Stopper::default());
         let mut table = self.table();
-        if table.closed {
-            stopper.stop(StopReason::Shutdown);
+        if let Some(reason) = &table.closed {
+            stopper.stop(reason.clone());
         }
         table.jobs.insert(id, stopper.clone());
         RunningGuard {
@@ -104,13 +114,13 @@ impl Running {
         }
     }
 
-    /// Stops every attempt, now and from now on.
+    /// Stops every attempt, now and from now on (the first reason stays).
     pub fn stop_all(&self, reason: StopReason) {
         let mut table = self.table();
-        table.closed = true;
         for stopper in table.jobs.values() {
-            stopper.stop(reason);
+            stopper.stop(reason.clone());
         }
+        table.closed.get_or_insert(reason);
     }
 }
 
@@ -146,13 +156,14 @@ mod tests {
         let gb = running.enter(b);
         assert_eq!(running.len(), 2);
         running.stop(a, StopReason::CancelRequested);
-        running.stop(a, StopReason::LockLost);
+        running.stop(a, StopReason::LockLost(Lapse::Refused));
         assert_eq!(ga.stopper().reason(), Some(StopReason::CancelRequested));
         assert!(ga.stopper().token().is_cancelled());
         assert!(!gb.stopper().token().is_cancelled());
         drop(ga);
         assert_eq!(running.ids(), [b]);
         running.stop_all(StopReason::Shutdown);
+        running.stop_all(StopReason::ForcedExit);
         assert_eq!(gb.stopper().reason(), Some(StopReason::Shutdown));
         let late = running.enter(JobId::new());
         assert_eq!(late.stopper().reason(), Some(StopReason::Shutdown));

@@ -174,7 +174,9 @@ impl Worker {
     }
 
     /// [`Worker::run`] until SIGTERM or Ctrl-C; a second signal stops waiting for the
-    /// drain and returns [`Error::Interrupted`].
+    /// drain: the running jobs are stopped and handed back at once (within
+    /// [`shutdown::FORCED_EXIT_GRACE`]), their records saying the worker was forced to
+    /// exit, and it returns [`Error::Interrupted`].
     pub async fn run_until_signal(self) -> Result<(), Error> {
         shutdown::run_until_signal(|token| self.run(token)).await
     }

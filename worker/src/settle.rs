@@ -12,7 +12,7 @@ use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{dead, telemetry, ErrorKind, ErrorRecord, Job, JobId};
 
-use crate::attempt::Outcome;
+use crate::attempt::{Interruption, Outcome};
 use crate::follow_up;
 use crate::state::Worker;
 use crate::ticket::Ticket;
@@ -146,6 +146,32 @@ pub(crate) async fn dead(
     settled
 }
 
+/// What the record of a job handed back by a shutdown says about it (before the note
+/// the `running` record had, if any). A `pending` record is what it is (the job waits
+/// for a worker again), but without a note a forced exit reads like nothing happened.
+/// There is no separate `interrupted` state: every reader of `pending` (queue age, the
+/// dashboard, `jobfleet dev`) must keep counting the job as waiting.
+fn interruption_note(
+    why: Interruption,
+    worker: &str,
+    attempt: u32,
+    earlier: Option<&str>,
+) -> Option<String> {
+    let what = match why {
+        Interruption::GraceOver => "shut down and worker.grace_period ran out",
+        Interruption::ForcedExit => "was forced to exit (a second SIGTERM or Ctrl-C)",
+        Interruption::Unexplained => return earlier.map(str::to_string),
+    };
+    let note = format!(
+        "interrupted: worker {worker} {what} during attempt {attempt}; handed back to the \
+         queue, the attempt does not count"
+    );
+    Some(match earlier {
+        Some(earlier) => format!("{note}; {earlier}"),
+        None => note,
+    })
+}
+
 /// Settles an attempt that ended with `outcome`; `running` is the record it started with.
 /// Returns whether it was settled as intended (false: given back after a backend error).
 pub(crate) async fn outcome(
@@ -199,11 +225,12 @@ pub(crate) async fn outcome(
             let note = "cancelled while running".to_string();
             cancelled(worker, ticket, running, unique.as_deref(), note).await
         }
-        Outcome::Interrupted => {
+        Outcome::Interrupted(why) => {
             // Back to the ready route without counting an attempt: say so in the record.
             let record = JobRecord {
                 state: JobState::Pending,
                 updated_at_ms: now,
+                note: interruption_note(why, &worker.id, job.attempt, running.note.as_deref()),
                 ..running
             };
             if let Err(e) = worker.backends.store.put_records(&[record]).await {
@@ -217,4 +244,29 @@ pub(crate) async fn outcome(
         worker.finished(&job, label);
     }
     settled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_records_say_which_shutdown_and_keep_the_earlier_note() {
+        let forced = interruption_note(Interruption::ForcedExit, "w-1", 2, None);
+        assert_eq!(
+            forced.as_deref(),
+            Some(
+                "interrupted: worker w-1 was forced to exit (a second SIGTERM or Ctrl-C) during \
+                 attempt 2; handed back to the queue, the attempt does not count"
+            )
+        );
+        let drained = interruption_note(Interruption::GraceOver, "w-1", 1, Some("fired by x"))
+            .expect("a note");
+        assert!(
+            drained.contains("worker.grace_period ran out") && drained.ends_with("; fired by x"),
+            "{drained}"
+        );
+        let unexplained = interruption_note(Interruption::Unexplained, "w-1", 1, Some("n"));
+        assert_eq!(unexplained.as_deref(), Some("n"));
+    }
 }

@@ -48,6 +48,12 @@ pub fn data_loss_incident(namespace: &str) -> String {
     Keys::new(namespace).key(INCIDENT)
 }
 
+/// `ns:lease:{id}`: a job's execution-lease hash (`holder`, `until`, `token`,
+/// `crashes`); `holder` is absent while no execution holds it.
+pub fn lease(namespace: &str, id: JobId) -> String {
+    Keys::new(namespace).of_job("lease", id)
+}
+
 /// The dead-letter keys, in the order the scripts take them: `ns:dead:index` (ids by
 /// time of death), `ns:dead:letters` (summaries), `ns:dead:queue`, `ns:dead:counts`,
 /// `ns:dead:bodies`.

@@ -1,14 +1,20 @@
 //! `jobfleet status ID`: a job's state record, readable or as JSON.
+//!
+//! A `running` record says which worker runs the job, and stays `running` if that worker
+//! dies (`kill -9`, a lost machine) until another worker takes the job once its
+//! execution lease runs out. So for a `running` record the command also asks which
+//! workers are alive (their heartbeat has not expired, as `jobfleet workers` lists them)
+//! and says when the record's worker is gone.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use clap::Args;
-use jobfleet_common::store::JobRecord;
+use jobfleet_common::store::{Heartbeats, JobRecord, JobState};
 use jobfleet_common::{Config, JobId};
 
 use crate::error::{Error, Result};
-use crate::global::connect_shared;
+use crate::global::connect_to_look;
 use crate::parse::{self, rfc3339_ms};
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub struct StatusArgs {
     /// The job's id.
     pub id: JobId,
-    /// Print the record as JSON.
+    /// Print the record as JSON; a running job's also carries `worker_alive`, false once
+    /// its worker's heartbeat has expired.
     #[arg(long)]
     pub json: bool,
     /// Print the record again each time it changes, until the job finishes (completed,
@@ -34,21 +41,25 @@ pub async fn run(args: StatusArgs, config: Config, shutdown: CancellationToken) 
     if args.every.is_zero() {
         return Err(Error::Usage("--every must be greater than 0".into()));
     }
-    let backends = connect_shared(&config, "status").await?;
-    let mut shown: Option<JobRecord> = None;
+    let look = connect_to_look(&config, "status").await?;
+    look.print_warnings();
+    let backends = look.backends;
+    let mut shown: Option<(JobRecord, Option<Liveness>)> = None;
     loop {
         let record = backends
             .store
             .record(args.id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no record of job {}", args.id)))?;
-        if shown.as_ref() != Some(&record) {
-            print_record(&record, args.json, args.watch)?;
+        let worker = liveness(backends.store.as_ref(), &record).await;
+        let seen = (record, worker);
+        if shown.as_ref() != Some(&seen) {
+            print_record(&seen.0, seen.1.as_ref(), args.json, args.watch)?;
         }
-        if !args.watch || record.state.is_terminal() {
+        if !args.watch || seen.0.state.is_terminal() {
             return Ok(());
         }
-        shown = Some(record);
+        shown = Some(seen);
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(args.every) => {}
@@ -56,18 +67,43 @@ pub async fn run(args: StatusArgs, config: Config, shutdown: CancellationToken) 
     }
 }
 
-fn print_record(record: &JobRecord, json: bool, watch: bool) -> Result<()> {
+/// Whether the worker a `running` record names is alive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Its heartbeat has not expired.
+    Live,
+    /// It has no live heartbeat: it died, or stopped without settling the job.
+    Gone,
+    /// The store did not say (the error).
+    Unknown(String),
+}
+
+/// What is known of the worker of `record` if it is `running` and names one; `None`
+/// otherwise.
+async fn liveness(store: &dyn Heartbeats, record: &JobRecord) -> Option<Liveness> {
+    if record.state != JobState::Running {
+        return None;
+    }
+    let id = record.worker.as_deref()?;
+    Some(match store.workers().await {
+        Ok(live) if live.iter().any(|w| w.id == id) => Liveness::Live,
+        Ok(_) => Liveness::Gone,
+        Err(e) => Liveness::Unknown(e.to_string()),
+    })
+}
+
+fn print_record(
+    record: &JobRecord,
+    worker: Option<&Liveness>,
+    json: bool,
+    watch: bool,
+) -> Result<()> {
     if json {
-        let text = if watch {
-            serde_json::to_string(record)
-        } else {
-            serde_json::to_string_pretty(record)
-        };
-        let text =
-            text.map_err(|e| Error::Task(format!("cannot write the record as JSON: {e}")))?;
+        let text = to_json(record, worker, watch)
+            .map_err(|e| Error::Task(format!("cannot write the record as JSON: {e}")))?;
         println!("{text}");
     } else {
-        print!("{}", render(record));
+        print!("{}", render(record, worker));
         if watch {
             println!();
         }
@@ -75,8 +111,32 @@ fn print_record(record: &JobRecord, json: bool, watch: bool) -> Result<()> {
     Ok(())
 }
 
-/// The record as aligned `name  value` lines; absent fields are left out.
-pub fn render(r: &JobRecord) -> String {
+/// The record as JSON, with `worker_alive` (true or false) beside the fields of a
+/// `running` record whose worker's liveness is known.
+fn to_json(
+    record: &JobRecord,
+    worker: Option<&Liveness>,
+    compact: bool,
+) -> serde_json::Result<String> {
+    let mut value = serde_json::to_value(record)?;
+    let alive = match worker {
+        Some(Liveness::Live) => Some(true),
+        Some(Liveness::Gone) => Some(false),
+        Some(Liveness::Unknown(_)) | None => None,
+    };
+    if let (Some(alive), Some(fields)) = (alive, value.as_object_mut()) {
+        fields.insert("worker_alive".into(), alive.into());
+    }
+    if compact {
+        serde_json::to_string(&value)
+    } else {
+        serde_json::to_string_pretty(&value)
+    }
+}
+
+/// The record as aligned `name  value` lines; absent fields are left out. `worker` is
+/// what is known of a `running` record's worker: a gone one is said so beside its id.
+pub fn render(r: &JobRecord, worker: Option<&Liveness>) -> String {
     let mut rows: Vec<(&str, String)> = vec![
         ("id", r.id.to_string()),
         ("queue", r.queue.clone()),
@@ -104,7 +164,15 @@ pub fn render(r: &JobRecord) -> String {
         });
     }
     if let Some(w) = &r.worker {
-        rows.push(("worker", w.clone()));
+        let text = match worker {
+            Some(Liveness::Gone) => format!(
+                "{w} (gone: its heartbeat expired; the job runs again once its execution \
+                 lease, worker.lease_ttl, runs out)"
+            ),
+            Some(Liveness::Unknown(e)) => format!("{w} (alive or not: unknown, {e})"),
+            Some(Liveness::Live) | None => w.clone(),
+        };
+        rows.push(("worker", text));
     }
     if let Some(e) = &r.last_error {
         let text = format!(
@@ -133,7 +201,6 @@ pub fn render(r: &JobRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jobfleet_common::store::JobState;
     use jobfleet_common::{ErrorKind, ErrorRecord, Job};
 
     #[test]
@@ -148,7 +215,7 @@ mod tests {
             kind: ErrorKind::Timeout,
             message: "ran past 5m".into(),
         });
-        let text = render(&r);
+        let text = render(&r, None);
         assert!(text.contains("state      retrying\n"), "{text}");
         assert!(text.contains("attempt    2/5\n"), "{text}");
         assert!(
@@ -164,9 +231,30 @@ mod tests {
         assert!(!text.contains("result"), "{text}");
         r.result = Some(serde_json::json!({"rows": 3}));
         assert!(
-            render(&r).contains("result     {\"rows\":3}\n"),
+            render(&r, None).contains("result     {\"rows\":3}\n"),
             "{}",
-            render(&r)
+            render(&r, None)
         );
+    }
+
+    #[test]
+    fn a_running_record_whose_worker_is_gone_says_so() {
+        let job = Job::new("emails", "send", "{}");
+        let mut r = JobRecord::of(&job, JobState::Running, 1_714_564_800_250);
+        r.worker = Some("host-7-abcdef".into());
+        let live = render(&r, Some(&Liveness::Live));
+        assert!(live.contains("worker     host-7-abcdef\n"), "{live}");
+        let gone = render(&r, Some(&Liveness::Gone));
+        assert!(
+            gone.contains("worker     host-7-abcdef (gone: its heartbeat expired;"),
+            "{gone}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&to_json(&r, Some(&Liveness::Gone), true).expect("JSON"))
+                .expect("parses");
+        assert_eq!(json["worker_alive"], false);
+        assert_eq!(json["state"], "running");
+        let unknown = to_json(&r, Some(&Liveness::Unknown("down".into())), false).expect("JSON");
+        assert!(!unknown.contains("worker_alive"), "{unknown}");
     }
 }
