@@ -10,15 +10,17 @@
 #   loopback ports, exported as TEST_KAFKA_BROKERS and stopped on exit, so no run sees
 #   another's topics. TEST_KAFKA_BROKERS already set (another Kafka) is used instead.
 # - Tools: cargo-nextest and cargo-deny (cargo install), Debian's chromium,
-#   chromium-driver, prometheus and docker-compose, and kubernetes-validate from PyPI.
+#   chromium-driver, faketime, prometheus and docker-compose, and kubernetes-validate from
+#   PyPI.
 #
 # Tests that need a Redis or a RabbitMQ configured in a particular way start their own;
 # tests/tests/redis_durability.rs, for one, starts redis-server with an append-only file.
 #
 # Steps: services, rustfmt, clippy, cargo-deny, deployment files, nextest (profile `ci`
-# when CI=true), the backend-feature checks, the Redis persistence tests again on a Redis
-# with an append-only file (scripts/test-persistent-redis.sh), then the tests that stop a
-# shared service, alone. Safe to run again and from any directory.
+# when CI=true), the README's data walkthrough run as written with the binary nextest
+# built (scripts/check-walkthrough.sh), the backend-feature checks, the Redis persistence
+# tests again on a Redis with an append-only file (scripts/test-persistent-redis.sh), then
+# the tests that stop a shared service, alone. Safe to run again and from any directory.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +37,12 @@ ensure_chromium() {
     return
   fi
   apt_install chromium chromium-driver
+}
+
+# Debian's libfaketime, under which cli/tests/clock_skew.rs runs a worker whose clock is
+# shifted.
+ensure_faketime() {
+  compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || apt_install faketime
 }
 
 # What the deployment checks need: Debian's prometheus (promtool, and the server that
@@ -82,6 +90,7 @@ ensure_services() {
     eval "$exports"
   fi
   ensure_chromium
+  ensure_faketime
   ensure_deploy_tools
 }
 
@@ -132,7 +141,8 @@ deny() {
 
 NEXTEST_PROFILE=default
 [ "${CI:-}" = "true" ] && NEXTEST_PROFILE=ci
-# Every nextest summary line of this run, to total them at the end.
+# Every summary line of this run (nextest's, and the walkthroughs'), to total them at the
+# end.
 SUMMARIES="$(mktemp)"
 
 # Runs nextest with "$@", keeping its summary line ("N tests run: N passed, ...").
@@ -140,12 +150,12 @@ run_nextest() {
   summarized cargo nextest run --profile "$NEXTEST_PROFILE" "$@"
 }
 
-# Runs "$@" (which runs nextest), keeping the summary lines it prints.
+# Runs "$@" (which runs nextest or the walkthroughs), keeping the summary lines it prints.
 summarized() {
   local out status=0
   out="$(mktemp)"
   "$@" 2>&1 | tee "$out" || status=$?
-  grep -E '^ *Summary \[' "$out" >>"$SUMMARIES" || true
+  grep -E '^ *Summary \[|^walkthroughs: ' "$out" >>"$SUMMARIES" || true
   rm -f "$out"
   return "$status"
 }
@@ -155,6 +165,13 @@ summarized() {
 nextest() {
   ensure_tool cargo-nextest cargo-nextest
   run_nextest --workspace
+}
+
+# The README's data walkthrough (and docs/data-jobs.md's), pasted as a reader would, in a
+# directory whose path has a space, with the jobfleet the main suite just built; it needs
+# no service. Each walkthrough counts as one test in the total.
+walkthroughs() {
+  summarized scripts/check-walkthrough.sh
 }
 
 # The backends are cargo features (docs/architecture.md, "Crates and features"): a
@@ -210,6 +227,7 @@ step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny
 step "deployment files" deploy_checks
 step "tests" nextest
+step "README walkthrough" walkthroughs
 step "backend features" features
 step "tests on a persistent Redis" persistent_redis
 step "tests that run alone" nextest_alone

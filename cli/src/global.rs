@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use jobfleet_common::store::{DataLossIncident, Durability};
 use jobfleet_common::{Backends, Config};
 
 use crate::error::{Error, Result};
@@ -30,6 +31,10 @@ pub struct GlobalArgs {
     /// Log line format.
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormatArg>,
+    /// Log at info, client libraries' lines included. Operator commands (`enqueue`,
+    /// `status`, `queues`, …) otherwise log jobfleet's warnings only; `RUST_LOG` wins.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
 }
 
 /// `--log-format` values.
@@ -83,6 +88,79 @@ pub async fn connect_shared(config: &Config, command: &'static str) -> Result<Ba
         return Err(Error::EmbeddedOnly { command });
     }
     Ok(jobfleet_backends::connect(config).await?)
+}
+
+/// What a read-only command (`queues`, `workers`, `status`, `dlq list`, `dlq show`)
+/// looks through: the backends, and what is wrong with the store, to lead the answer.
+pub struct Look {
+    /// The connected backends.
+    pub backends: Backends,
+    /// What the store's server keeps across its restart (`None`: not asked, or not
+    /// applicable).
+    pub durability: Option<Durability>,
+    /// An open data-loss incident, if any.
+    pub data_loss: Option<DataLossIncident>,
+    /// `redis.require_persistence`, which decides whether a store that does not persist
+    /// is an alarm.
+    pub require_persistence: bool,
+}
+
+impl Look {
+    /// The WARNING lines that lead the answer: the store lost data, the store that should
+    /// persist does not.
+    pub fn warnings(&self) -> Vec<String> {
+        let lost = self.data_loss.as_ref().map(data_loss_warning);
+        let volatile = self
+            .durability
+            .as_ref()
+            .and_then(|d| d.alarm(self.require_persistence))
+            .map(|alarm| format!("WARNING: {alarm}"));
+        lost.into_iter().chain(volatile).collect()
+    }
+
+    /// Prints [`Look::warnings`] on stderr, ahead of the answer on stdout (which stays
+    /// what scripts parse).
+    pub fn print_warnings(&self) {
+        for line in self.warnings() {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// The WARNING line of an open data-loss incident.
+pub fn data_loss_warning(incident: &DataLossIncident) -> String {
+    format!(
+        "WARNING: THE STORE LOST DATA ({}). Once dealt with, clear this with `jobfleet \
+         queues --ack-data-loss`.",
+        describe_incident(incident)
+    )
+}
+
+/// An incident in one line.
+pub fn describe_incident(incident: &DataLossIncident) -> String {
+    format!(
+        "detected at Unix ms {} by {}: {}",
+        incident.detected_at_ms, incident.detected_by, incident.lost
+    )
+}
+
+/// Connects like [`connect_shared`] for a command that only reads, on any store: one that
+/// keeps no append-only file is not refused (operators must be able to look during an
+/// incident), it is reported in [`Look::warnings`] instead.
+pub async fn connect_to_look(config: &Config, command: &'static str) -> Result<Look> {
+    let mut lenient = config.clone();
+    lenient.redis.require_persistence = false;
+    let backends = connect_shared(&lenient, command).await?;
+    let (durability, data_loss) = tokio::join!(
+        backends.store.durability(),
+        backends.store.data_loss_incident()
+    );
+    Ok(Look {
+        backends,
+        durability: durability?,
+        data_loss: data_loss?,
+        require_persistence: config.redis.require_persistence,
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //! Production roles log at the configured level and format (JSON for log pipelines).
 //! `jobfleet dev` is for people at a terminal: text at `warn`, so the progress bar stays
 //! readable, unless `RUST_LOG`, `--log-format` or a configured `log.level` asks for more.
+//! Operator commands (`enqueue`, `status`, `queues`, …) print their answer and, on
+//! failure, one `error:` line: they log jobfleet's own warnings only, never the client
+//! libraries' lines (lapin's ERROR with raw debug text for a cut connection, say), unless
+//! `--verbose` or `RUST_LOG` asks.
 
 use std::io::IsTerminal;
 
@@ -18,21 +22,29 @@ use crate::progress::LogWriter;
 /// (failed attempts log at `info`; the display already counts them).
 pub const DEV_FILTER: &str = "warn";
 
-/// What operator commands leave out of their log unless `RUST_LOG` says otherwise.
-pub const OPERATOR_QUIET: &str = "lapin::channel=off";
+/// `jobfleet run`'s default filter: [`DEV_FILTER`] without the in-process fleet's
+/// telemetry warnings, whose "dead-lettered" line would say the job's error a second
+/// time before the command's own `error:` line.
+pub const RUN_FILTER: &str = "warn,jobfleet_common::telemetry=error";
+
+/// Operator commands' filter unless `--verbose` or `RUST_LOG` says otherwise: jobfleet's
+/// own warnings (every jobfleet crate's target starts with `jobfleet`), nothing from the
+/// client libraries.
+pub const OPERATOR_FILTER: &str = "off,jobfleet=warn";
 
 /// Which defaults apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
     /// A long-running role (`worker`, `scheduler`): the configuration decides.
     Service,
-    /// A one-shot operator command (`enqueue`, `status`, `queues`, `dlq`, `cancel`): as
-    /// `Service`, but without lapin's channel log, whose ERROR line for the expected
-    /// `NOT_FOUND` of a depth probe on a queue not declared yet would read as a failure
-    /// (errors that matter come back as the command's own error).
+    /// A one-shot operator command (`enqueue`, `status`, `queues`, `dlq`, `cancel`):
+    /// [`OPERATOR_FILTER`], so a script reading stderr sees the command's own error
+    /// line only (errors that matter come back as that error); the configured format.
     Operator,
     /// `jobfleet dev`: quiet text unless asked otherwise.
     Dev,
+    /// `jobfleet run`: as `Dev`, with [`RUN_FILTER`].
+    Run,
 }
 
 /// The filter and format the process logs with.
@@ -44,24 +56,30 @@ pub struct LogChoice {
     pub format: LogFormat,
 }
 
-/// Decides the filter and format from `RUST_LOG` (`rust_log`), the flag and the config.
+/// Decides the filter and format from `RUST_LOG` (`rust_log`), `--verbose`, the
+/// `--log-format` flag and the config.
 pub fn choose(
     config: &Config,
     profile: Profile,
     flag: Option<LogFormatArg>,
+    verbose: bool,
     rust_log: Option<String>,
 ) -> LogChoice {
     let configured_level = config.log.level != LogConfig::default().level;
-    let quiet_dev = profile == Profile::Dev && flag.is_none() && !configured_level;
+    let quiet_dev = matches!(profile, Profile::Dev | Profile::Run)
+        && flag.is_none()
+        && !configured_level
+        && !verbose;
     let filter = match rust_log.filter(|v| !v.trim().is_empty()) {
         Some(directives) => directives,
+        None if quiet_dev && profile == Profile::Run => RUN_FILTER.to_string(),
         None if quiet_dev => DEV_FILTER.to_string(),
-        None if profile == Profile::Operator => format!("{},{OPERATOR_QUIET}", config.log.level),
+        None if profile == Profile::Operator && !verbose => OPERATOR_FILTER.to_string(),
         None => config.log.level.clone(),
     };
     let format = match (profile, flag) {
         (_, Some(LogFormatArg::Json)) => LogFormat::Json,
-        (_, Some(LogFormatArg::Text)) | (Profile::Dev, None) => LogFormat::Text,
+        (_, Some(LogFormatArg::Text)) | (Profile::Dev | Profile::Run, None) => LogFormat::Text,
         (Profile::Service | Profile::Operator, None) => config.log.format,
     };
     LogChoice { filter, format }
@@ -91,19 +109,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn operator_commands_leave_out_lapins_channel_log_unless_asked() {
+    fn operator_commands_log_jobfleets_warnings_only_unless_asked() {
         let config = Config::default();
-        let op = choose(&config, Profile::Operator, None, None);
-        assert_eq!(op.filter, format!("info,{OPERATOR_QUIET}"));
-        let op = choose(&config, Profile::Operator, None, Some("debug".into()));
+        let op = choose(&config, Profile::Operator, None, false, None);
+        assert_eq!(op.filter, OPERATOR_FILTER);
+        let json = choose(
+            &config,
+            Profile::Operator,
+            Some(LogFormatArg::Json),
+            false,
+            None,
+        );
+        assert_eq!(json.filter, OPERATOR_FILTER);
+        assert_eq!(json.format, LogFormat::Json);
+        let op = choose(
+            &config,
+            Profile::Operator,
+            None,
+            false,
+            Some("debug".into()),
+        );
         assert_eq!(op.filter, "debug");
-        assert_eq!(choose(&config, Profile::Service, None, None).filter, "info");
+        let verbose = choose(&config, Profile::Operator, None, true, None);
+        assert_eq!(verbose.filter, "info");
+        let svc = choose(&config, Profile::Service, None, false, None);
+        assert_eq!(svc.filter, "info");
     }
 
     #[test]
     fn dev_is_quiet_text_unless_asked() {
         let config = Config::default();
-        let dev = choose(&config, Profile::Dev, None, None);
+        let dev = choose(&config, Profile::Dev, None, false, None);
         assert_eq!(
             dev,
             LogChoice {
@@ -111,9 +147,9 @@ mod tests {
                 format: LogFormat::Text
             }
         );
-        let dev = choose(&config, Profile::Dev, None, Some("debug".into()));
+        let dev = choose(&config, Profile::Dev, None, false, Some("debug".into()));
         assert_eq!(dev.filter, "debug");
-        let dev = choose(&config, Profile::Dev, Some(LogFormatArg::Json), None);
+        let dev = choose(&config, Profile::Dev, Some(LogFormatArg::Json), false, None);
         assert_eq!(
             dev,
             LogChoice {
@@ -124,7 +160,7 @@ mod tests {
         let mut loud = Config::default();
         loud.log.level = "jobfleet_worker=debug".into();
         assert_eq!(
-            choose(&loud, Profile::Dev, None, None).filter,
+            choose(&loud, Profile::Dev, None, false, None).filter,
             "jobfleet_worker=debug"
         );
     }
@@ -133,7 +169,7 @@ mod tests {
     fn services_follow_the_configuration() {
         let mut config = Config::default();
         config.log.format = LogFormat::Json;
-        let svc = choose(&config, Profile::Service, None, None);
+        let svc = choose(&config, Profile::Service, None, false, None);
         assert_eq!(
             svc,
             LogChoice {
@@ -145,6 +181,7 @@ mod tests {
             &config,
             Profile::Service,
             Some(LogFormatArg::Text),
+            false,
             Some(" ".into()),
         );
         assert_eq!(

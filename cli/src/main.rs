@@ -102,7 +102,8 @@ fn run(cli: Cli) -> Result<(), Error> {
     let config = cli.global.load_config()?;
     let profile = match cli.command {
         // Both are watched at a terminal; the bench must not log a line per job either.
-        Command::Dev(_) | Command::Bench(_) | Command::Run(_) => Profile::Dev,
+        Command::Dev(_) | Command::Bench(_) => Profile::Dev,
+        Command::Run(_) => Profile::Run,
         #[cfg(feature = "data")]
         Command::BenchData(_) => Profile::Dev,
         Command::Worker | Command::Scheduler => Profile::Service,
@@ -112,7 +113,13 @@ fn run(cli: Cli) -> Result<(), Error> {
     // Job spans are the worker's: only it exports (the scheduler opens none).
     let spans = matches!(cli.command, Command::Worker).then_some(&config.log);
     let _spans = logging::init(
-        &logging::choose(&config, profile, cli.global.log_format, rust_log),
+        &logging::choose(
+            &config,
+            profile,
+            cli.global.log_format,
+            cli.global.verbose,
+            rust_log,
+        ),
         spans,
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -69,6 +69,11 @@ async fn cleanup(namespace: &str) {
     if !keys.is_empty() {
         let _: Result<(), _> = conn.del(keys).await;
     }
+    cleanup_amqp(namespace).await;
+}
+
+/// Deletes the queues the scheduler and `queues` declared under `namespace`.
+async fn cleanup_amqp(namespace: &str) {
     let props = lapin::ConnectionProperties::default();
     if let Ok(amqp) = lapin::Connection::connect(&amqp_url(), props).await {
         if let Ok(channel) = amqp.create_channel().await {
@@ -84,17 +89,29 @@ async fn cleanup(namespace: &str) {
 }
 
 #[test]
-fn a_volatile_redis_is_refused_naming_the_key_and_accepted_with_the_opt_out() {
+fn a_volatile_redis_is_refused_for_writes_and_shown_with_a_warning_to_readers() {
     let ns = namespace();
     // A server of the test's own: the shared test Redis may keep an append-only file.
     let server = RedisServer::volatile();
-    let on_volatile = |accept_volatile: bool| {
-        command(&ns, accept_volatile, &["queues"])
+    let on_volatile = |accept_volatile: bool, args: &[&str]| {
+        command(&ns, accept_volatile, args)
             .env("JOBFLEET_STORE", server.url())
             .output()
             .expect("run jobfleet")
     };
-    let refused = on_volatile(false);
+    // A command that writes is refused, naming the key and both fixes.
+    let refused = on_volatile(
+        false,
+        &[
+            "enqueue",
+            "--queue",
+            "default",
+            "--kind",
+            "noop",
+            "--payload",
+            "{}",
+        ],
+    );
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "stderr:\n{stderr}");
     for needle in [
@@ -104,17 +121,136 @@ fn a_volatile_redis_is_refused_naming_the_key_and_accepted_with_the_opt_out() {
     ] {
         assert!(stderr.contains(needle), "{needle:?} in:\n{stderr}");
     }
-    let accepted = on_volatile(true);
+    // `queues`, where the docs send operators during an incident, answers, leading with
+    // the warning, and says what the store keeps.
+    let queues = on_volatile(false, &["queues"]);
+    let (stdout, stderr) = (text(&queues.stdout), text(&queues.stderr));
+    assert!(
+        queues.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("WARNING: THE STORE IS NOT PERSISTING: it has no AOF"),
+        "{stdout}"
+    );
+    assert!(first.contains("loses everything"), "{stdout}");
+    assert!(stdout.contains("live workers: 0"), "{stdout}");
+    assert!(stdout.contains("store keeps: no AOF"), "{stdout}");
+    assert_eq!(stderr, "", "nothing but the answer");
+    let json = on_volatile(false, &["queues", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON report");
+    assert_eq!(report["store_durability"]["persisting"], false, "{report}");
+    // The other read-only commands answer too, the warning on stderr ahead of the
+    // answer, so their stdout stays what scripts parse.
+    for args in [
+        &["workers"][..],
+        &["workers", "--json"],
+        &["dlq", "list"],
+        &["status", "01890a5d-ac96-774b-bcce-b302099a8057"],
+    ] {
+        let out = on_volatile(false, args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let answered = if args[0] == "status" {
+            // No such job: the answer is "not found", after the warning.
+            stderr.contains("no record of job")
+        } else {
+            out.status.success()
+        };
+        assert!(answered, "{args:?}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            stderr.starts_with("WARNING: THE STORE IS NOT PERSISTING"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stdout.contains("WARNING"), "{args:?}: {stdout}");
+    }
+    // With the volatility accepted: no warning, the summary says it was accepted.
+    let accepted = on_volatile(true, &["queues"]);
     let (stdout, stderr) = (text(&accepted.stdout), text(&accepted.stderr));
     assert!(
         accepted.status.success(),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("live workers: 0"), "{stdout}");
     assert!(!stdout.contains("WARNING"), "{stdout}");
+    assert!(
+        stdout.contains("(accepted by redis.require_persistence = false)"),
+        "{stdout}"
+    );
+    let workers = on_volatile(true, &["workers"]);
+    assert_eq!(text(&workers.stderr), "", "accepted: nothing to warn about");
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(cleanup(&ns));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_warns_when_its_store_stops_persisting() {
+    // A server of the test's own, persisting at first, whose AOF the test turns off.
+    let server = RedisServer::start(&["--save", "", "--appendonly", "yes"]);
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").to_string()
+    };
+    let mut config = shared_config("stoppedpersisting");
+    let ns = config.namespace.clone();
+    config.store = server.url().parse().expect("a redis:// URL");
+    config.redis.require_persistence = true;
+    config.scheduler.http = Some(addr.clone());
+    config.validate().expect("valid test config");
+    let backends = jobfleet_backends::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
+    let shutdown = CancellationToken::new();
+    let scheduler = tokio::spawn(jobfleet_scheduler::run(
+        Arc::new(config),
+        backends.clone(),
+        shutdown.clone(),
+    ));
+    let ready = |addr: String| async move { http_get(&addr, "/readyz").await };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(addr.clone()).await.0 != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready(addr.clone()).await, (200, "ready".to_string()));
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l == "jobfleet_store_persisting 1"),
+        "{metrics}"
+    );
+
+    let client = redis::Client::open(server.url()).expect("URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET appendonly no");
+    // Still ready (nothing is lost yet), with the warning.
+    let (code, body) = ready(addr.clone()).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.starts_with("ready; WARNING: THE STORE IS NOT PERSISTING: it has no AOF"),
+        "{body}"
+    );
+    assert!(body.contains("CONFIG SET appendonly yes"), "{body}");
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l == "jobfleet_store_persisting 0"),
+        "{metrics}"
+    );
+
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), scheduler).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the scheduler stops: {stopped:?}"
+    );
+    cleanup_amqp(&ns).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,3 +141,81 @@ async fn workers_status_watch_and_queues_watch_follow_a_running_fleet() {
     let _ = backends.store.purge().await;
     backends.broker.close().await;
 }
+
+/// Operator commands print their answer on stdout and nothing on stderr when they
+/// succeed: no persistence summary, no client library's lines, in text or JSON logs, so a
+/// script that merges stderr reads the answer (an enqueued job's id, say) and nothing else.
+#[test]
+fn operator_commands_print_nothing_on_stderr_on_success() {
+    let config = shared_config("quiet");
+    for format in ["text", "json"] {
+        let quiet = |args: &[&str]| {
+            let mut args = args.to_vec();
+            args.extend(["--log-format", format]);
+            let out = run(&config, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(stderr, "", "jobfleet {args:?} wrote to stderr");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let id = quiet(&[
+            "enqueue",
+            "--queue",
+            "default",
+            "--kind",
+            "noop",
+            "--payload",
+            "{}",
+        ]);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "the job's id: {id:?}");
+        quiet(&["status", &id]);
+        quiet(&["status", &id, "--json"]);
+        quiet(&["queues"]);
+        quiet(&["queues", "--json"]);
+        quiet(&["workers"]);
+        quiet(&["dlq", "list"]);
+        let name = format!("quiet-{format}");
+        quiet(&[
+            "schedule",
+            "add",
+            &name,
+            "--cron",
+            "0 0 * * *",
+            "--queue",
+            "default",
+            "--kind",
+            "noop",
+        ]);
+        quiet(&["schedule", "list"]);
+        quiet(&["schedule", "pause", &name]);
+        quiet(&["schedule", "remove", &name]);
+        quiet(&["cancel", &id]);
+    }
+    // On a namespace nobody declared, the depth probe's expected NOT_FOUND makes lapin
+    // log an ERROR: left out, unless --verbose lets the client libraries' lines through.
+    let fresh = jobfleet_common::testing::unique_namespace("verbose");
+    let queues = |verbose: bool| {
+        let mut args = vec!["queues"];
+        args.extend(verbose.then_some("--verbose"));
+        let out = support::jobfleet_on(&fresh, &args)
+            .output()
+            .expect("run jobfleet");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert_eq!(queues(false), "");
+    let verbose = queues(true);
+    assert!(
+        verbose.contains("lapin"),
+        "--verbose lets lapin's lines through:\n{verbose}"
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let backends = jobfleet_backends::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
+        let _ = backends
+            .broker
+            .delete_routes(&["default".to_string()])
+            .await;
+    });
+}

@@ -431,6 +431,26 @@ pub struct FiredFor {
     pub manual: bool,
 }
 
+impl FiredFor {
+    /// What the job's state records say about it (`jobfleet status`), from the moment
+    /// it is fired to after it finishes.
+    pub fn note(&self) -> String {
+        if self.manual {
+            format!(
+                "triggered by hand from schedule {} at {}",
+                self.schedule,
+                rfc3339(self.instant_ms)
+            )
+        } else {
+            format!(
+                "fired by schedule {} for {}",
+                self.schedule,
+                rfc3339(self.instant_ms)
+            )
+        }
+    }
+}
+
 /// Which schedule and instant a job was fired for, read from its uniqueness key; `None`
 /// for a job no schedule fired.
 pub fn fired_for(job: &Job) -> Option<FiredFor> {

@@ -3,7 +3,10 @@
 //!
 //! - `GET /healthz`: `ok` while the process runs (a liveness probe: it looks at nothing).
 //! - `GET /readyz`: `ready` (200) when the broker and the store answer now and the store
-//!   has no open data-loss incident; otherwise 503 and a one-line reason.
+//!   has no open data-loss incident; otherwise 503 and a one-line reason. A store that
+//!   should persist but has stopped (its append-only file turned off after the roles
+//!   started) is still ready, with the warning after `ready; WARNING:`: nothing is lost
+//!   yet, and taking the fleet out of service would not bring the file back.
 //! - `GET /metrics`: every metric the process recorded, in Prometheus text.
 //!
 //! These three need no token: they show counts and queue names, never job contents or
@@ -38,8 +41,9 @@ pub fn recorder() -> Option<PrometheusHandle> {
 /// What a process's endpoint asks before it answers `/readyz` and `/metrics`.
 #[async_trait]
 pub trait Probe: Send + Sync + 'static {
-    /// `Ok` when the process can do its work now; otherwise why not, in one line.
-    async fn ready(&self) -> Result<(), String>;
+    /// `Ok` when the process can do its work now, with any warnings operators must
+    /// see; otherwise why not, in one line.
+    async fn ready(&self) -> Result<Vec<String>, String>;
 
     /// Refreshes gauges read from the backends (queue depths, say) before `/metrics`
     /// renders. Nothing by default.
@@ -47,26 +51,33 @@ pub trait Probe: Send + Sync + 'static {
 }
 
 /// Ready when the broker answers about `route` and the store answers with no open
-/// data-loss incident.
+/// data-loss incident; warns while a store that should persist does not.
 pub struct BackendsProbe {
     backends: Backends,
     route: Route,
+    require_persistence: bool,
 }
 
 impl BackendsProbe {
     /// A probe asking `backends`, the broker about `route` (one the process declares
-    /// itself, so a broker that answers at all answers about it).
-    pub fn new(backends: Backends, route: Route) -> Self {
-        Self { backends, route }
+    /// itself, so a broker that answers at all answers about it); `require_persistence`
+    /// is `redis.require_persistence`.
+    pub fn new(backends: Backends, route: Route, require_persistence: bool) -> Self {
+        Self {
+            backends,
+            route,
+            require_persistence,
+        }
     }
 }
 
 #[async_trait]
 impl Probe for BackendsProbe {
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<Vec<String>, String> {
         let broker = self.backends.broker.depth(&self.route);
         let store = self.backends.store.data_loss_incident();
-        let (broker, store) = tokio::join!(broker, store);
+        let durability = self.backends.store.durability();
+        let (broker, store, durability) = tokio::join!(broker, store, durability);
         match broker {
             // A refusal is an answer: the broker is reachable.
             Err(e) if e.is_retryable() => {
@@ -75,7 +86,18 @@ impl Probe for BackendsProbe {
             _ => {}
         }
         match store {
-            Ok(None) => Ok(()),
+            Ok(None) => {
+                // Unreadable now: the incident check above has just answered, so the
+                // store is up; the next probe asks again.
+                let Ok(Some(durability)) = durability else {
+                    return Ok(Vec::new());
+                };
+                crate::telemetry::store_persisting(&durability);
+                Ok(durability
+                    .alarm(self.require_persistence)
+                    .into_iter()
+                    .collect())
+            }
             Ok(Some(incident)) => Err(format!(
                 "the store lost data (detected at Unix ms {} by {}); deal with it, then \
                  clear it with `jobfleet queues --ack-data-loss`",
@@ -134,7 +156,11 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
 
 async fn readyz(State(probe): State<Arc<dyn Probe>>) -> Response {
     match probe.ready().await {
-        Ok(()) => "ready".into_response(),
+        Ok(warnings) if warnings.is_empty() => "ready".into_response(),
+        Ok(warnings) => {
+            let text = format!("ready; WARNING: {}", warnings.join("; WARNING: "));
+            text.replace('\n', " ").into_response()
+        }
         Err(reason) => {
             let text = format!("not ready: {}", reason.replace('\n', " "));
             (StatusCode::SERVICE_UNAVAILABLE, text).into_response()

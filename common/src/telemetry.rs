@@ -35,6 +35,11 @@ pub const BACKEND_ERRORS: &str = "jobfleet_backend_errors_total";
 /// Counter: times this process found the store had lost its data (a Redis restarted
 /// without persistence, or flushed). Any increase needs an operator.
 pub const STORE_DATA_LOST: &str = "jobfleet_store_data_lost_total";
+/// Gauge: 1 while the store's server keeps an append-only file, 0 while it does not
+/// (set as a role starts, by the scheduler's integrity watch and by each `/readyz`;
+/// absent for the embedded store). A 0 where the fleet requires persistence needs an
+/// operator before anything is lost.
+pub const STORE_PERSISTING: &str = "jobfleet_store_persisting";
 
 /// Counter: jobs fired by cron schedules. Labels: schedule.
 pub const CRON_FIRES: &str = "jobfleet_cron_fires_total";
@@ -139,6 +144,12 @@ pub fn store_data_lost(namespace: &str, detected_by: &str, lost: &str) {
          then clear the incident with `jobfleet queues --ack-data-loss`"
     );
     metrics::counter!(STORE_DATA_LOST).increment(1);
+}
+
+/// Sets the persistence gauge from what the store's server keeps now.
+pub fn store_persisting(durability: &crate::store::Durability) {
+    let persisting = if durability.persisting { 1.0 } else { 0.0 };
+    metrics::gauge!(STORE_PERSISTING).set(persisting);
 }
 
 /// Sets the oldest-waiting gauge of `queue` (0 when no job waits).

@@ -290,15 +290,8 @@ impl Firing<'_> {
         let id = job.id;
         let fire = CronFire {
             instant_ms: instant,
-            record: {
-                let mut record = JobRecord::of(&job, JobState::Scheduled, self.now);
-                record.note = Some(format!(
-                    "fired by schedule {} for {}",
-                    self.name(),
-                    rfc3339(instant)
-                ));
-                record
-            },
+            // Its note names the schedule and instant (`JobRecord::of`).
+            record: JobRecord::of(&job, JobState::Scheduled, self.now),
             unique_key: job.unique_key.clone().unwrap_or_default(),
             unique_ttl_ms: self.ctx.config.limits.unique_key_ttl_ms(),
             job: ScheduledJob {

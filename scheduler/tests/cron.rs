@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jobfleet_common::broker::Consumer;
 use jobfleet_common::cron::{fired_for, instant_job_id, OverlapPolicy, ScheduleSpec};
-use jobfleet_common::store::{JobState, ScheduleSource, StoredSchedule};
+use jobfleet_common::store::{JobRecord, JobState, ScheduleSource, StoredSchedule};
 use jobfleet_common::{Config, Job};
 use jobfleet_scheduler::ops;
 use support::{queue, recv, Fleet};
@@ -58,6 +58,40 @@ async fn first_fire_then_wait(overlap: OverlapPolicy) -> (Fleet, Consumer, Job) 
 
 async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fired_jobs_records_name_the_schedule_and_instant_until_it_finishes() {
+    let (fleet, _ready, first) = first_fire_then_wait(OverlapPolicy::Allow).await;
+    let fired = fired_for(&first).expect("a schedule's job");
+    let expected = format!(
+        "fired by schedule {NAME} for {}",
+        jobfleet_common::cron::rfc3339(fired.instant_ms)
+    );
+    let record = fleet.record(first.id).await.expect("recorded");
+    assert_eq!(record.state, JobState::Pending, "released");
+    assert_eq!(record.note.as_deref(), Some(expected.as_str()));
+    // What a worker writes as it runs and completes it (`running_record`, then the
+    // running record completed) starts from `JobRecord::of`, so it says the same.
+    let running = JobRecord {
+        started_at_ms: Some(1),
+        ..JobRecord::of(&first, JobState::Running, 1)
+    };
+    let completed = JobRecord {
+        state: JobState::Completed,
+        finished_at_ms: Some(2),
+        ..running
+    };
+    fleet
+        .backends
+        .store
+        .complete(&completed)
+        .await
+        .expect("store");
+    let record = fleet.record(first.id).await.expect("recorded");
+    assert_eq!(record.state, JobState::Completed);
+    assert_eq!(record.note.as_deref(), Some(expected.as_str()));
+    fleet.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -161,6 +195,14 @@ async fn a_trigger_fires_once_now_outside_the_instants() {
     assert_eq!(job.id, id);
     let fired = fired_for(&job).expect("a schedule's job");
     assert!(fired.manual && fired.schedule == NAME, "{fired:?}");
+    // Released, its record (`pending` now) still says where it came from.
+    let record = fleet.record(id).await.expect("recorded");
+    assert_eq!(record.state, JobState::Pending);
+    let note = record.note.unwrap_or_default();
+    assert!(
+        note.starts_with(&format!("triggered by hand from schedule {NAME} at ")),
+        "{note}"
+    );
     let s = schedule(&fleet).await;
     assert_eq!(
         s.state.fires, 0,

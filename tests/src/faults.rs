@@ -114,6 +114,9 @@ impl JobStates for FaultyStore {
     async fn is_completed(&self, id: JobId) -> StoreResult<bool> {
         self.inner.is_completed(id).await
     }
+    async fn completed_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        self.inner.completed_counts().await
+    }
     async fn request_cancel(&self, id: JobId) -> StoreResult<()> {
         self.inner.request_cancel(id).await
     }

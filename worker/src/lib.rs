@@ -47,6 +47,7 @@
 //! - `ticket`: what is settled: the delivery, or the store hold of a long job acked early.
 //! - `background`: the heartbeat and the cancel poll.
 //! - `running`: the table of running attempts and how each is stopped.
+//! - `store_time`: the worker's clock, which follows the store's (Redis `TIME`).
 //! - `state`: the worker's identity and the state its tasks share.
 //! - `handler`: [`Handler`], [`Registry`], [`JobError`]; `context`: [`JobContext`];
 //!   `builtins`: the built-in kinds `echo`, `sleep`, `flaky`, `fail`.
@@ -58,7 +59,7 @@
 mod admission;
 mod attempt;
 mod background;
-mod builtins;
+pub mod builtins;
 mod context;
 mod error;
 mod events;
@@ -73,6 +74,7 @@ mod runtime;
 mod service;
 mod settle;
 mod state;
+mod store_time;
 mod ticket;
 
 pub use context::JobContext;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::stream::{SelectAll, StreamExt};
 use jobfleet_common::broker::{Consumer, Route};
-use jobfleet_common::{http, telemetry, Backends, Config};
+use jobfleet_common::{http, store, telemetry, Backends, Config};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,7 +19,7 @@ use crate::error::WorkerError;
 use crate::handler::Registry;
 use crate::running::StopReason;
 use crate::state::Worker;
-use crate::{background, pipeline};
+use crate::{background, pipeline, store_time};
 
 /// How long to wait after a consumer reports a lost connection before reading it again.
 const CONSUME_PAUSE: Duration = Duration::from_secs(1);
@@ -31,12 +31,19 @@ const CONSUME_PAUSE: Duration = Duration::from_secs(1);
 /// running jobs finish for up to `worker.grace_period`, then stops the rest and hands
 /// their deliveries back too (no attempt counted). It returns once every task it spawned
 /// has finished. An error means it could not start, or the broker closed every consumer.
+///
+/// Run by [`jobfleet_common::shutdown::run_until_signal`] (as `jobfleet worker` is), a
+/// second signal cuts the drain short: the running jobs are stopped at once and handed
+/// back the same way, their records saying the worker was forced to exit (see
+/// [`jobfleet_common::shutdown::forced`]).
 pub async fn run(
     config: Arc<Config>,
     backends: Backends,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    // Read now, in the caller's scope: the drain runs on in tasks of its own.
+    let forced = jobfleet_common::shutdown::forced();
     if registry.is_empty() {
         return Err(WorkerError::NoHandlers);
     }
@@ -54,6 +61,8 @@ pub async fn run(
     if let Err(e) = backends.store.queues_add(&queues).await {
         telemetry::backend_error("worker", "queues_add", &e);
     }
+    // From here on "now" is the store's time (see `store_time`).
+    let (backends, store_clock) = store_time::follow(backends).await?;
     let prefetch = config.worker.effective_prefetch();
     let mut consumers = SelectAll::new();
     for queue in &queues {
@@ -76,6 +85,7 @@ pub async fn run(
         shutdown.child_token(),
     ));
     tracing::info!(worker = %worker.id, ?queues, prefetch, "worker started");
+    store::announce_durability(worker.backends.store.as_ref(), "worker").await;
 
     let stop_background = CancellationToken::new();
     let background_tasks = TaskTracker::new();
@@ -87,11 +97,17 @@ pub async fn run(
         worker.clone(),
         stop_background.clone(),
     ));
+    background_tasks.spawn(store_clock.run(stop_background.clone()));
     if let Some(listener) = listener {
         // Ready while the broker answers about this worker's first queue and the store
         // answers; served until the drain is over.
         let route = queues.first().cloned().map_or(Route::Dead, Route::Ready);
-        let probe = Arc::new(http::BackendsProbe::new(worker.backends.clone(), route));
+        let required = worker.config.redis.require_persistence;
+        let probe = Arc::new(http::BackendsProbe::new(
+            worker.backends.clone(),
+            route,
+            required,
+        ));
         let app = http::probes(probe);
         background_tasks.spawn(http::serve(listener, app, stop_background.clone()));
     }
@@ -99,7 +115,7 @@ pub async fn run(
     let jobs = TaskTracker::new();
     let consumers_ended = consume(&worker, &mut consumers, &jobs).await;
     drop(consumers);
-    drain(&worker, &jobs).await;
+    drain(&worker, &jobs, &forced).await;
 
     stop_background.cancel();
     background_tasks.close();
@@ -160,17 +176,31 @@ async fn consume(
 
 /// Lets running jobs finish for the grace period, then stops the rest; their tasks hand
 /// the deliveries back themselves, as do tasks that had not started their handler yet.
-async fn drain(worker: &Worker, jobs: &TaskTracker) {
+/// `forced` (a second signal) stops them at once, whatever is left of the grace period.
+async fn drain(worker: &Worker, jobs: &TaskTracker, forced: &CancellationToken) {
     worker.shutdown.cancel();
     jobs.close();
     let grace = worker.config.worker.grace_period;
     tracing::info!(running = worker.running.len(), ?grace, "draining");
-    if tokio::time::timeout(grace, jobs.wait()).await.is_err() {
-        tracing::warn!(
-            running = worker.running.len(),
-            "grace period over; stopping the jobs still running and handing them back"
-        );
-        worker.running.stop_all(StopReason::Shutdown);
-        jobs.wait().await;
+    tokio::select! {
+        () = jobs.wait() => return,
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(
+                running = worker.running.len(),
+                "grace period over; stopping the jobs still running and handing them back"
+            );
+            worker.running.stop_all(StopReason::Shutdown);
+        }
+        () = forced.cancelled() => force(worker),
     }
+    jobs.wait().await;
+}
+
+/// Stops every running job at once for a forced exit.
+fn force(worker: &Worker) {
+    tracing::warn!(
+        running = worker.running.len(),
+        "forced to exit: stopping the jobs still running and handing them back"
+    );
+    worker.running.stop_all(StopReason::ForcedExit);
 }

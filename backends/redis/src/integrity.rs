@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::{decode_json, encode_json, RedisStore};
-use jobfleet_common::store::{DataLossIncident, Integrity, IntegrityCheck, StoreResult};
+use jobfleet_common::store::{
+    DataLossIncident, Durability, Integrity, IntegrityCheck, StoreResult,
+};
 use jobfleet_common::telemetry;
 
 /// The sentinel key's suffix under the namespace.
@@ -122,6 +124,11 @@ impl Integrity for RedisStore {
             .store()?;
         // A corrupt record is cleared all the same: clearing is what the operator asked.
         Ok(json.and_then(|j| decode_json("data-loss incident", &j).ok()))
+    }
+
+    async fn durability(&self) -> StoreResult<Option<Durability>> {
+        let found = super::persistence::read(&mut self.conn()).await?;
+        Ok(Some(found.durability()))
     }
 }
 

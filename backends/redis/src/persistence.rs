@@ -1,6 +1,6 @@
-//! The start-up check of the Redis server's persistence: what a restart of this server
-//! would lose, said once in the log, and a refusal to start on a server that keeps no
-//! append-only file unless `redis.require_persistence = false` accepts that.
+//! What the Redis server keeps across its restart: the start-up refusal of a server that
+//! keeps no append-only file unless `redis.require_persistence = false` accepts that, and
+//! the [`Durability`] roles log as they start and check while they run.
 //!
 //! Reads `INFO persistence` (always allowed) and `CONFIG GET appendfsync` / `save`
 //! (renamed or disabled on many managed services: then "unknown"). The loss window of
@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 
 use super::{scrub_password, RedisConnectError};
 use jobfleet_common::config::{redact, RedisConfig};
-use jobfleet_common::store::StoreError;
+use jobfleet_common::store::{Durability, StoreError};
 
 /// What the server told us about its persistence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,59 +96,72 @@ impl Persistence {
     }
 }
 
-/// Asks the server, logs what it has, and refuses a server without AOF when `settings`
-/// require persistence. Errors name the key and both fixes, never the password.
-pub(super) async fn check(
-    conn: &mut ConnectionManager,
-    url: &str,
-    settings: &RedisConfig,
-) -> Result<Persistence, RedisConnectError> {
+/// Asks the server what it keeps. An INFO the server refuses (renamed on a managed
+/// service) reads as unknown; one that cannot reach it is the error.
+pub(super) async fn read(conn: &mut ConnectionManager) -> Result<Persistence, StoreError> {
     let info: Result<String, _> = redis::cmd("INFO")
         .arg("persistence")
         .query_async(conn)
         .await;
-    let info = match info {
+    let info = match info.map_err(super::to_store_error) {
         Ok(text) => Some(text),
+        Err(e) if e.is_retryable() => return Err(e),
         Err(e) => {
-            let reason = scrub_password(url, &e.to_string());
-            if super::to_store_error(e).is_retryable() {
-                return Err(RedisConnectError::Store(StoreError::Connection(format!(
-                    "{}: INFO persistence: {reason}",
-                    redact(url)
-                ))));
-            }
-            tracing::warn!(error = %reason, "INFO persistence unavailable");
+            tracing::debug!(error = %e, "INFO persistence unavailable");
             None
         }
     };
     let appendfsync = config_get(conn, "appendfsync").await;
     let save = config_get(conn, "save").await;
-    let found = Persistence::parse(info.as_deref(), appendfsync, save);
-    let url = redact(url);
-    let (has, window) = (found.describe(), found.loss_window());
-    if found.has_aof() {
-        if found.appendfsync.as_deref() == Some("no") {
-            tracing::warn!(%url, persistence = %has, loss_window = window,
-                "Redis fsyncs its append-only file only when the OS does (appendfsync no); \
-                 use everysec or always to bound what a crash loses");
-        } else {
-            tracing::info!(%url, persistence = %has, loss_window = window, "Redis persistence");
-        }
-    } else if settings.require_persistence {
+    Ok(Persistence::parse(info.as_deref(), appendfsync, save))
+}
+
+/// Asks the server and refuses one without AOF when `settings` require persistence.
+/// Logs nothing: roles log what the store keeps as they start
+/// ([`Durability::log_at_start`]), and operator commands stay quiet. Errors name the key
+/// and both fixes, never the password.
+pub(super) async fn check(
+    conn: &mut ConnectionManager,
+    url: &str,
+    settings: &RedisConfig,
+) -> Result<Persistence, RedisConnectError> {
+    let found = read(conn).await.map_err(|e| {
+        let reason = scrub_password(url, &e.to_string());
+        RedisConnectError::Store(StoreError::Connection(format!(
+            "{}: INFO persistence: {reason}",
+            redact(url)
+        )))
+    })?;
+    if !found.has_aof() && settings.require_persistence {
+        let (has, window) = (found.describe(), found.loss_window());
         return Err(RedisConnectError::NotDurable(format!(
-            "the Redis at {url} has {has}; a restart of it loses {window}, and with it every \
+            "the Redis at {} has {has}; a restart of it loses {window}, and with it every \
              delayed job, retry, dead letter, job record, completion marker and uniqueness \
              key. Either turn on the append-only file on the server (`appendonly yes` with \
              `appendfsync everysec` or `always`, in redis.conf or live with `CONFIG SET \
              appendonly yes`), or accept the volatility with `redis.require_persistence = \
-             false` (JOBFLEET_REDIS__REQUIRE_PERSISTENCE=false)"
+             false` (JOBFLEET_REDIS__REQUIRE_PERSISTENCE=false)",
+            redact(url)
         )));
-    } else {
-        tracing::warn!(%url, persistence = %has, loss_window = window,
-            "Redis without an append-only file, accepted by redis.require_persistence = false: \
-             a restart of it loses jobs");
     }
     Ok(found)
+}
+
+impl Persistence {
+    /// What the server keeps, as the roles and operators see it.
+    pub(super) fn durability(&self) -> Durability {
+        let concern = (self.has_aof() && self.appendfsync.as_deref() == Some("no")).then(|| {
+            "Redis fsyncs its append-only file only when the OS does (appendfsync no); use \
+             everysec or always to bound what a crash loses"
+                .to_string()
+        });
+        Durability {
+            persisting: self.has_aof(),
+            summary: self.describe(),
+            loss_window: self.loss_window().to_string(),
+            concern,
+        }
+    }
 }
 
 /// `CONFIG GET name`, or `None` where CONFIG is renamed, disabled or refused.

@@ -447,13 +447,26 @@ pub(super) static DEAD_PAGE: LazyLock<Script> = LazyLock::new(|| {
 /// Lists live workers. KEYS: the workers set. ARGV: now, the `ns:worker:` prefix. Drops
 /// expired ids, then returns the JSON of each live worker (nil if its key expired first).
 pub(super) static LIVE_WORKERS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+    Script::new(concat!(
+        time_fns!(),
+        "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
         local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
         local infos = {}
-        for i, id in ipairs(ids) do infos[i] = redis.call('GET', ARGV[2] .. id) end
+        for i, id in ipairs(ids) do infos[i] = redis.call('GET', ARGV[1] .. id) end
         return infos",
-    )
+    ))
+});
+
+/// A worker's heartbeat: its id in the live set until the server's time plus the TTL,
+/// and its report, which expires with it. KEYS: the live set, the report's key. ARGV:
+/// id, TTL ms, report JSON.
+pub(super) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        time_fns!(),
+        "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+        redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+        return 0",
+    ))
 });
 
 /// Writes state records, each unless its job completed. ARGV[1]: TTL ms. For record `i`
@@ -485,6 +498,9 @@ pub(super) static PUT_RECORDS: LazyLock<Script> = LazyLock::new(|| Script::new(P
 pub(super) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        if redis.call('EXISTS', KEYS[2]) == 0 then
+            redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
+        end
         redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
         redis.call('ZREM', KEYS[3], ARGV[3])
         redis.call('DEL', KEYS[4])

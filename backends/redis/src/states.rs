@@ -31,6 +31,9 @@ impl RedisStore {
     }
 }
 
+/// `ns:completed`: a hash of jobs completed per queue, kept by the completion script.
+const COMPLETED: &str = "completed";
+
 #[async_trait]
 impl JobStates for RedisStore {
     async fn queues_add(&self, queues: &[String]) -> StoreResult<()> {
@@ -141,12 +144,18 @@ impl JobStates for RedisStore {
             .key(self.keys.of_job("done", record.id))
             .key(self.waiting_key(&record.queue))
             .key(self.keys.of_job("lease", record.id))
+            .key(self.keys.key(COMPLETED))
             .arg(encode_json("job record", record)?)
             .arg(self.record_ttl_ms())
             .arg(record.id.to_string())
+            .arg(&record.queue)
             .invoke_async::<()>(&mut self.conn())
             .await
             .store()
+    }
+
+    async fn completed_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        self.queue_counts(self.keys.key(COMPLETED)).await
     }
 
     async fn is_completed(&self, id: JobId) -> StoreResult<bool> {
@@ -240,6 +249,26 @@ mod tests {
             progress_note: None,
             result: None,
         }
+    }
+
+    #[tokio::test]
+    async fn completions_are_counted_per_queue_once_per_job() -> StoreResult<()> {
+        let t = TestStore::new().await;
+        assert!(t.completed_counts().await?.is_empty());
+        let done = |id, queue: &str| JobRecord {
+            queue: queue.into(),
+            ..record(id, JobState::Completed)
+        };
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        t.complete(&done(a, "q")).await?;
+        t.complete(&done(a, "q")).await?;
+        t.complete(&done(b, "q")).await?;
+        t.complete(&done(c, "other")).await?;
+        let counts = t.completed_counts().await?;
+        assert_eq!(counts.get("q"), Some(&2), "{counts:?}");
+        assert_eq!(counts.get("other"), Some(&1), "{counts:?}");
+        t.cleanup().await;
+        Ok(())
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use jobfleet_common::{Config, JobId};
 use jobfleet_scheduler::ops;
 
 use crate::error::{Error, Result};
-use crate::global::connect_shared;
+use crate::global::{connect_shared, connect_to_look};
 use crate::parse::rfc3339_ms;
 
 /// Flags of `jobfleet dlq`.
@@ -96,7 +96,14 @@ pub async fn run(args: DlqArgs, config: Config) -> Result<()> {
             ));
         }
     }
-    let backends = connect_shared(&config, "dlq").await?;
+    let backends = if let DlqAction::List(_) | DlqAction::Show { .. } = &args.action {
+        // Reading dead letters works on any store, leading with what is wrong with it.
+        let look = connect_to_look(&config, "dlq").await?;
+        look.print_warnings();
+        look.backends
+    } else {
+        connect_shared(&config, "dlq").await?
+    };
     match args.action {
         DlqAction::List(f) => {
             let letters = ops::dlq_list(&backends, &f.filter(), f.limit).await?;

@@ -9,14 +9,14 @@ use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use jobfleet_common::store::DataLossIncident;
+use jobfleet_common::store::{DataLossIncident, Durability};
 use jobfleet_common::{Backends, Config};
 use jobfleet_scheduler::ops::{self, QueueDepth};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::global::connect_shared;
+use crate::global::{connect_to_look, data_loss_warning, describe_incident};
 use crate::parse;
 
 /// Flags of `jobfleet queues`.
@@ -48,7 +48,12 @@ pub struct QueuesReport {
     pub live_workers: usize,
     /// The store lost data and no operator has cleared the incident yet.
     pub data_loss: Option<DataLossIncident>,
-    /// Attempts completed, summed over live workers since each started.
+    /// What the store's server keeps across its restart (absent for the embedded store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_durability: Option<Durability>,
+    /// `redis.require_persistence`: whether a store that does not persist is an alarm.
+    pub require_persistence: bool,
+    /// Jobs completed, as the store counts them: every worker that ever ran counts.
     pub completed: u64,
     /// Attempts failed, summed over live workers since each started.
     pub failed: u64,
@@ -111,10 +116,14 @@ pub async fn run(args: QueuesArgs, config: Config, shutdown: CancellationToken) 
     if args.every.is_zero() {
         return Err(Error::Usage("--every must be greater than 0".into()));
     }
-    let backends = connect_shared(&config, "queues").await?;
+    // Any store answers, so operators can look (and clear) during an incident.
+    let backends = connect_to_look(&config, "queues").await?.backends;
     if args.ack_data_loss {
         match backends.store.clear_data_loss().await? {
-            Some(incident) => println!("cleared the data-loss incident: {}", describe(&incident)),
+            Some(incident) => println!(
+                "cleared the data-loss incident: {}",
+                describe_incident(&incident)
+            ),
             None => println!("no data-loss incident was open"),
         }
         return Ok(());
@@ -160,13 +169,18 @@ pub async fn run(args: QueuesArgs, config: Config, shutdown: CancellationToken) 
 async fn report(backends: &Backends, config: &Config) -> Result<QueuesReport> {
     let mut queues = ops::queue_depths(backends, &config.worker.queues).await?;
     let workers = backends.store.workers().await?;
-    ops::count_finished(&mut queues, &workers);
-    let data_loss = backends.store.data_loss_incident().await?;
+    ops::count_failed(&mut queues, &workers);
+    let (data_loss, durability) = tokio::join!(
+        backends.store.data_loss_incident(),
+        backends.store.durability()
+    );
     Ok(QueuesReport {
+        completed: queues.iter().map(|q| q.completed).sum(),
         queues,
         live_workers: workers.len(),
-        data_loss,
-        completed: workers.iter().map(|w| w.completed).sum(),
+        data_loss: data_loss?,
+        store_durability: durability?,
+        require_persistence: config.redis.require_persistence,
         failed: workers.iter().map(|w| w.failed).sum(),
         rates: None,
     })
@@ -183,16 +197,9 @@ pub fn age(ms: u64) -> String {
     }
 }
 
-/// An incident in one line.
-fn describe(incident: &DataLossIncident) -> String {
-    format!(
-        "detected at Unix ms {} by {}: {}",
-        incident.detected_at_ms, incident.detected_by, incident.lost
-    )
-}
-
-/// The open incident's warning line (first, so nobody misses it), a table with `-` where
-/// the broker cannot tell, then the worker count.
+/// The open incident's warning line and a store that should persist but does not (first,
+/// so nobody misses them), a table with `-` where the broker cannot tell, the worker
+/// count, then what the store keeps across its restart.
 pub fn render(report: &QueuesReport) -> String {
     let width = report
         .queues
@@ -205,12 +212,11 @@ pub fn render(report: &QueuesReport) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     if let Some(incident) = &report.data_loss {
-        let _ = writeln!(
-            out,
-            "WARNING: THE STORE LOST DATA ({}). Once dealt with, clear this with \
-             `jobfleet queues --ack-data-loss`.",
-            describe(incident)
-        );
+        let _ = writeln!(out, "{}", data_loss_warning(incident));
+    }
+    let durability = report.store_durability.as_ref();
+    if let Some(alarm) = durability.and_then(|d| d.alarm(report.require_persistence)) {
+        let _ = writeln!(out, "WARNING: {alarm}");
     }
     // Watching: each queue's completions per second since the last draw.
     let rate_header = if report.rates.is_some() {
@@ -240,6 +246,18 @@ pub fn render(report: &QueuesReport) -> String {
         );
     }
     let _ = writeln!(out, "live workers: {}", report.live_workers);
+    if let Some(d) = durability {
+        let accepted = if d.persisting || report.require_persistence {
+            ""
+        } else {
+            " (accepted by redis.require_persistence = false)"
+        };
+        let _ = writeln!(
+            out,
+            "store keeps: {}; a restart of it loses {}{accepted}",
+            d.summary, d.loss_window
+        );
+    }
     if let Some(r) = &report.rates {
         let _ = writeln!(
             out,
@@ -281,6 +299,8 @@ mod tests {
             ],
             live_workers: 2,
             data_loss: None,
+            store_durability: None,
+            require_persistence: true,
             completed: 10,
             failed: 1,
             rates: None,

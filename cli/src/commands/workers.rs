@@ -9,7 +9,7 @@ use jobfleet_common::store::WorkerInfo;
 use jobfleet_common::Config;
 
 use crate::error::{Error, Result};
-use crate::global::connect_shared;
+use crate::global::connect_to_look;
 use crate::parse::rfc3339_ms;
 
 /// Flags of `jobfleet workers`.
@@ -22,8 +22,9 @@ pub struct WorkersArgs {
 
 /// Runs the command.
 pub async fn run(args: WorkersArgs, config: Config) -> Result<()> {
-    let backends = connect_shared(&config, "workers").await?;
-    let workers = backends.store.workers().await?;
+    let look = connect_to_look(&config, "workers").await?;
+    look.print_warnings();
+    let workers = look.backends.store.workers().await?;
     if args.json {
         let json = serde_json::to_string_pretty(&workers)
             .map_err(|e| Error::Task(format!("cannot write the workers as JSON: {e}")))?;

@@ -26,6 +26,8 @@ pub(super) struct StateTable {
     unique: HashMap<String, (JobId, i64)>,
     /// Queues producers and workers recorded.
     pub queues: std::collections::BTreeSet<String>,
+    /// Jobs completed per queue (once per job).
+    pub completed_counts: std::collections::BTreeMap<String, u64>,
 }
 
 impl StateTable {
@@ -71,7 +73,12 @@ impl StateTable {
     /// The record and its marker under one lock, so no reader sees one without the other.
     pub fn complete(&mut self, record: JobRecord) {
         self.leases.remove(&record.id);
-        self.completed.insert(record.id);
+        if self.completed.insert(record.id) {
+            *self
+                .completed_counts
+                .entry(record.queue.clone())
+                .or_default() += 1;
+        }
         self.records.insert(record.id, record);
     }
 

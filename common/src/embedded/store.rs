@@ -187,6 +187,10 @@ impl JobStates for EmbeddedStore {
         Ok(())
     }
 
+    async fn completed_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        Ok(lock(&self.states).completed_counts.clone())
+    }
+
     async fn is_completed(&self, id: JobId) -> StoreResult<bool> {
         Ok(lock(&self.states).is_completed(id))
     }

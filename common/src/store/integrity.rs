@@ -37,6 +37,63 @@ pub enum IntegrityCheck {
     DataLost(DataLossIncident),
 }
 
+/// What the store's server keeps across its own restart, as it reports it now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durability {
+    /// Whether the server keeps an append-only file (what jobfleet requires unless
+    /// `redis.require_persistence = false`).
+    pub persisting: bool,
+    /// What the server has, in one phrase ("no AOF (appendonly no), RDB snapshots none").
+    pub summary: String,
+    /// What a restart (or crash) of the server loses with this setting.
+    pub loss_window: String,
+    /// A weakness worth a warning even on a persisting server (an append-only file the
+    /// OS alone flushes), if any.
+    pub concern: Option<String>,
+}
+
+impl Durability {
+    /// The warning operators must see while a store that should persist does not (its
+    /// persistence turned off or lost after the roles started): `None` when it persists
+    /// or when `required` is off (volatility accepted by configuration).
+    pub fn alarm(&self, required: bool) -> Option<String> {
+        (required && !self.persisting).then(|| {
+            format!(
+                "THE STORE IS NOT PERSISTING: it has {}; a restart of it loses {}. Turn \
+                 the append-only file back on (`CONFIG SET appendonly yes`)",
+                self.summary, self.loss_window
+            )
+        })
+    }
+
+    /// Logs what the store keeps, once, as a role starts: a warning where it loses more
+    /// than about a second of writes, otherwise at info.
+    pub fn log_at_start(&self, role: &'static str) {
+        crate::telemetry::store_persisting(self);
+        let (has, window) = (&self.summary, &self.loss_window);
+        if !self.persisting {
+            tracing::warn!(role, persistence = %has, loss_window = %window,
+                "store without an append-only file, accepted by \
+                 redis.require_persistence = false: a restart of it loses jobs");
+        } else if let Some(concern) = &self.concern {
+            tracing::warn!(role, persistence = %has, loss_window = %window, "{concern}");
+        } else {
+            tracing::info!(role, persistence = %has, loss_window = %window, "store persistence");
+        }
+    }
+}
+
+/// Asks `store` what it keeps and logs it for `role` as it starts (nothing for a store
+/// that lives with its process; a failed question is logged and counted, not fatal: the
+/// connection has just been checked).
+pub async fn announce_durability(store: &dyn Integrity, role: &'static str) {
+    match store.durability().await {
+        Ok(Some(durability)) => durability.log_at_start(role),
+        Ok(None) => {}
+        Err(e) => crate::telemetry::backend_error(role, "durability", &e),
+    }
+}
+
 /// Detecting and recording a store that lost its data.
 #[async_trait]
 pub trait Integrity: Send + Sync {
@@ -56,6 +113,12 @@ pub trait Integrity: Send + Sync {
     /// Clears the recorded incident once operators have dealt with it; returns it, or
     /// `None` if none was open.
     async fn clear_data_loss(&self) -> StoreResult<Option<DataLossIncident>> {
+        Ok(None)
+    }
+
+    /// What the store's server keeps across its restart, asked now; `None` for a store
+    /// that lives and dies with its process.
+    async fn durability(&self) -> StoreResult<Option<Durability>> {
         Ok(None)
     }
 }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::job::{JobId, LockMode};
 pub use executions::{Admission, Executions, LeaseRequest};
-pub use integrity::{DataLossIncident, Integrity, IntegrityCheck};
+pub use integrity::{announce_durability, DataLossIncident, Durability, Integrity, IntegrityCheck};
 pub use pipelines::{Pipelines, StoredPipeline};
 pub use records::{
     DeadFilter, DeadLetter, DeadSummary, JobRecord, JobState, QueueTally, ScheduledJob, WorkerInfo,
@@ -132,8 +132,14 @@ pub trait JobStates: Send + Sync {
     async fn put_records(&self, records: &[JobRecord]) -> StoreResult<()>;
     /// Reads one state record.
     async fn record(&self, id: JobId) -> StoreResult<Option<JobRecord>>;
-    /// Writes the final record of a completed job and its completion marker, atomically.
+    /// Writes the final record of a completed job and its completion marker, atomically,
+    /// and counts the completion on its queue (once per job: a second completion of a
+    /// job whose marker exists is not counted again).
     async fn complete(&self, record: &JobRecord) -> StoreResult<()>;
+    /// Jobs completed per queue, counted by [`JobStates::complete`] for as long as the
+    /// store keeps its data: what `jobfleet queues` and the dashboard report, whatever
+    /// workers came and went.
+    async fn completed_counts(&self) -> StoreResult<BTreeMap<String, u64>>;
     /// Whether a completion marker exists for the job.
     async fn is_completed(&self, id: JobId) -> StoreResult<bool>;
     /// Asks that the job not run (or stop running).

@@ -115,7 +115,9 @@ pub struct JobRecord {
 pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 
 impl JobRecord {
-    /// A record for `job` in `state` at `now_ms`, with no progress, worker or note.
+    /// A record for `job` in `state` at `now_ms`, with no progress or worker; its note
+    /// names the schedule and instant that fired the job, if one did (so every record of
+    /// it says so, the finished one included, unless a later note replaces it).
     pub fn of(job: &Job, state: JobState, now_ms: i64) -> Self {
         Self {
             id: job.id,
@@ -132,7 +134,7 @@ impl JobRecord {
             progress: None,
             worker: None,
             last_error: job.errors.last().cloned(),
-            note: None,
+            note: crate::cron::fired_for(job).map(|fired| fired.note()),
             progress_note: None,
             result: None,
         }

@@ -93,8 +93,9 @@ struct Overview {
     now_ms: i64,
     queues: Vec<ops::QueueDepth>,
     workers: Vec<WorkerInfo>,
-    /// Attempts completed and failed, summed over live workers since each started.
+    /// Jobs completed, as the store counts them (every worker that ever ran).
     completed: u64,
+    /// Attempts failed, summed over live workers since each started.
     failed: u64,
     /// Jobs running now across live workers.
     running: usize,
@@ -112,11 +113,11 @@ async fn overview(State(s): State<ApiState>) -> Response {
     let names = queues_with_workers(&s.queues, &workers);
     match ops::queue_depths(&s.backends, &names).await {
         Ok(mut queues) => {
-            ops::count_finished(&mut queues, &workers);
+            ops::count_failed(&mut queues, &workers);
             Json(Overview {
                 now_ms,
+                completed: queues.iter().map(|q| q.completed).sum(),
                 queues,
-                completed: workers.iter().map(|w| w.completed).sum(),
                 failed: workers.iter().map(|w| w.failed).sum(),
                 running: workers.iter().map(|w| w.running).sum(),
                 workers,
@@ -132,7 +133,7 @@ async fn queues(State(s): State<ApiState>) -> Response {
     let names = queues_with_workers(&s.queues, &workers);
     match ops::queue_depths(&s.backends, &names).await {
         Ok(mut depths) => {
-            ops::count_finished(&mut depths, &workers);
+            ops::count_failed(&mut depths, &workers);
             Json(depths).into_response()
         }
         Err(e) => failed(e),

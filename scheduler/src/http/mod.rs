@@ -55,7 +55,11 @@ pub(crate) async fn serve(
 ) {
     let queues = Arc::new(configured_queues(config));
     let probe = Arc::new(SchedulerProbe {
-        ready: BackendsProbe::new(backends.clone(), Route::Dead),
+        ready: BackendsProbe::new(
+            backends.clone(),
+            Route::Dead,
+            config.redis.require_persistence,
+        ),
         backends: backends.clone(),
         queues: queues.clone(),
     });
@@ -91,7 +95,7 @@ struct SchedulerProbe {
 
 #[async_trait]
 impl Probe for SchedulerProbe {
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<Vec<String>, String> {
         self.ready.ready().await
     }
 

@@ -30,19 +30,19 @@ pub struct QueueDepth {
     /// How long the oldest job waiting to start has been ready (its record says
     /// `pending`), in ms; `None` when none waits. What autoscalers should scale on.
     pub oldest_waiting_ms: Option<u64>,
-    /// Attempts finished `completed` on this queue, summed over live workers since each
-    /// started ([`count_finished`]): its throughput is the difference between two looks.
+    /// Jobs completed on this queue, counted by the store as each completes (so workers
+    /// that came and went count): its throughput is the difference between two looks.
     pub completed: u64,
-    /// Attempts finished any other way, summed the same way.
+    /// Attempts that finished any other way, summed over live workers since each started
+    /// ([`count_failed`]): a worker that leaves takes its count along.
     pub failed: u64,
 }
 
-/// Fills each depth's `completed` and `failed` from live workers' heartbeats.
-pub fn count_finished(depths: &mut [QueueDepth], workers: &[WorkerInfo]) {
+/// Fills each depth's `failed` from live workers' heartbeats.
+pub fn count_failed(depths: &mut [QueueDepth], workers: &[WorkerInfo]) {
     for depth in depths {
         let tallies = workers.iter().filter_map(|w| w.by_queue.get(&depth.queue));
-        (depth.completed, depth.failed) =
-            tallies.fold((0, 0), |(c, f), t| (c + t.completed, f + t.failed));
+        depth.failed = tallies.map(|t| t.failed).sum();
     }
 }
 
@@ -55,6 +55,7 @@ pub async fn queue_depths(
     let known = backends.store.queues_known().await?;
     let delayed = backends.store.delayed_counts().await?;
     let dead = backends.store.dead_counts().await?;
+    let completed = backends.store.completed_counts().await?;
     let names: BTreeSet<&String> = queues
         .iter()
         .chain(&known)
@@ -78,7 +79,7 @@ pub async fn queue_depths(
             oldest_waiting_ms: oldest
                 .get(name)
                 .map(|since| u64::try_from(now - since).unwrap_or(0)),
-            completed: 0,
+            completed: completed.get(name).copied().unwrap_or(0),
             failed: 0,
         });
     }

@@ -18,7 +18,7 @@ mod pipelines;
 mod schedules;
 
 pub use cancel::{cancel, CancelOutcome};
-pub use depths::{count_finished, queue_depths, QueueDepth};
+pub use depths::{count_failed, queue_depths, QueueDepth};
 pub use dlq::{dlq_list, dlq_purge, dlq_replay, ReplayReport};
 pub use pipelines::{pipeline_status, pipeline_submit, PipelineView, StepView};
 pub use schedules::{

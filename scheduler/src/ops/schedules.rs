@@ -117,9 +117,10 @@ pub async fn schedule_trigger(backends: &Backends, name: &str) -> Result<Option<
         .map_err(|e| OpsError::Invalid(format!("schedule {name:?}: {e}")))?;
     let now = store.store_time_ms().await?;
     let job = schedule.triggered_job(now);
-    let mut record = JobRecord::of(&job, JobState::Scheduled, now);
-    record.note = Some(format!("triggered by hand from schedule {name}"));
-    store.put_records(&[record]).await?;
+    // Its note says it was triggered by hand (`JobRecord::of`).
+    store
+        .put_records(&[JobRecord::of(&job, JobState::Scheduled, now)])
+        .await?;
     store
         .schedule(vec![ScheduledJob {
             id: job.id,

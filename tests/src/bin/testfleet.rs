@@ -40,7 +40,7 @@ fn run(role: &str, file: PathBuf) -> Result<(), Error> {
     let config = Config::load_from_env(Some(&file), &[])?;
     let rust_log = std::env::var("RUST_LOG").ok();
     let _spans = logging::init(
-        &logging::choose(&config, Profile::Service, None, rust_log),
+        &logging::choose(&config, Profile::Service, None, false, rust_log),
         Some(&config.log),
     )?;
     let runtime = tokio::runtime::Runtime::new()

@@ -79,6 +79,9 @@ pub async fn completion_marker_dedupes_redelivery(factory: &Factory) {
         depth.is_none_or(|d| d.ready == 0 && d.unacked.unwrap_or(0) == 0)
     });
     assert!(drained.await, "the duplicate was acknowledged");
+    // The store counted two jobs completed on the queue, the duplicate not among them.
+    let counts = cx.backends.store.completed_counts().await.expect("counts");
+    assert_eq!(counts.get(&cx.queue), Some(&2), "{counts:?}");
     cx.stop().await;
 }
 
