@@ -31,8 +31,9 @@ pub struct GlobalArgs {
     /// Log line format.
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormatArg>,
-    /// Log at info, client libraries' lines included. Operator commands (`enqueue`,
-    /// `status`, `queues`, …) otherwise log jobfleet's warnings only; `RUST_LOG` wins.
+    /// Log at the configured `log.level` (info by default), client libraries' lines
+    /// included. Operator commands (`enqueue`, `status`, `queues`, …) otherwise log
+    /// jobfleet's warnings only; `RUST_LOG` wins.
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
 }

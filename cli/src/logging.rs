@@ -6,7 +6,8 @@
 //! Operator commands (`enqueue`, `status`, `queues`, …) print their answer and, on
 //! failure, one `error:` line: they log jobfleet's own warnings only, never the client
 //! libraries' lines (lapin's ERROR with raw debug text for a cut connection, say), unless
-//! `--verbose` or `RUST_LOG` asks.
+//! `--verbose` or `RUST_LOG` asks. (The read-only ones also lead with `WARNING:` lines
+//! while the store lost data or does not persist as required: `global::Look`.)
 
 use std::io::IsTerminal;
 

@@ -89,19 +89,31 @@ impl StoreClock {
     pub fn new(store_ms: i64, received: tokio::time::Instant) -> Self {
         let clock = Self {
             origin: received,
-            at_origin_us: AtomicI64::new(0),
+            at_origin_us: AtomicI64::new(i64::MIN),
         };
         clock.pin(store_ms, received);
         clock
     }
 
     /// Pins the clock to a new sample: the store said `store_ms` in a reply that arrived
-    /// at `received`.
+    /// at `received`. Each sample is a lower bound of the store's time (its reply waited
+    /// to be read), so one a little behind the clock only waited longer: the clock does
+    /// not step back for it (records would read "finished before started"). A step back
+    /// of [`StoreClock::STEP_BACK_MS`] or more is the store's own clock stepping: followed.
     pub fn pin(&self, store_ms: i64, received: tokio::time::Instant) {
         let since_origin = micros_between(self.origin, received);
         let at_origin = store_ms.saturating_mul(1000).saturating_sub(since_origin);
+        let current = self.at_origin_us.load(Ordering::Relaxed);
+        let back_us = current.saturating_sub(at_origin);
+        if back_us > 0 && back_us < Self::STEP_BACK_MS * 1000 {
+            return;
+        }
         self.at_origin_us.store(at_origin, Ordering::Relaxed);
     }
+
+    /// How far back a sample must be to move the clock back: a step of the store's own
+    /// clock, not a slow reply.
+    pub const STEP_BACK_MS: i64 = 1_000;
 }
 
 impl Clock for StoreClock {
@@ -148,9 +160,13 @@ mod tests {
         assert_eq!(clock.now_ms(), 1_000_000);
         tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
         assert_eq!(clock.now_ms(), 1_002_500, "advanced by the monotonic clock");
-        // A later sample says the store is 40 ms behind that: the sample wins.
+        // A later sample says the store is 40 ms behind that: a slower reply, not a
+        // step of the store's clock; the clock does not go back.
         clock.pin(1_002_460, tokio::time::Instant::now());
-        assert_eq!(clock.now_ms(), 1_002_460);
+        assert_eq!(clock.now_ms(), 1_002_500);
+        // One 40 ms ahead moves it forward.
+        clock.pin(1_002_540, tokio::time::Instant::now());
+        assert_eq!(clock.now_ms(), 1_002_540);
         // A sample whose reply arrived 300 ms ago counts from when it arrived.
         let received = tokio::time::Instant::now();
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -26,8 +26,8 @@ pub(crate) const DURABILITY_EVERY: u32 = 10;
 /// Checks until `shutdown`, or until the store says it has nothing to check.
 pub(crate) async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
     let me = format!("scheduler on {} (pid {})", host_name(), std::process::id());
-    store::announce_durability(ctx.backends.store.as_ref(), "scheduler").await;
     let required = ctx.config.redis.require_persistence;
+    store::announce_durability(ctx.backends.store.as_ref(), "scheduler", required).await;
     let mut persisting = None;
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -38,7 +38,12 @@ pub(crate) async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         if round % DURABILITY_EVERY == 0 {
-            match ctx.backends.store.durability().await {
+            let asked = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                asked = ctx.backends.store.durability() => asked,
+            };
+            match asked {
                 Ok(Some(now)) => persisting = Some(changed(persisting, &now, required)),
                 Ok(None) => {}
                 Err(e) => telemetry::backend_error("scheduler", "durability", &e),

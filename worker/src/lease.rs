@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::store::{LockRequest, StoreResult};
-use jobfleet_common::{clock, telemetry, JobId, Store};
+use jobfleet_common::{telemetry, JobId, Store};
 use tokio::time::Instant;
 
 use crate::running::{StopReason, Stopper};
@@ -105,8 +105,12 @@ impl Execution {
         if lapse != Lapse::Refused {
             return lapse;
         }
-        let since_ms = clock::system_now_ms().saturating_sub(millis_i64(self.taken_at.elapsed()));
-        let lookup = data_lost_since(self.store.as_ref(), detected_by, since_ms);
+        // By the store's clock, as incidents are stamped.
+        let lookup = async {
+            let now = self.store.store_time_ms().await?;
+            let since_ms = now.saturating_sub(millis_i64(self.taken_at.elapsed()));
+            data_lost_since(self.store.as_ref(), detected_by, since_ms).await
+        };
         match tokio::time::timeout(self.ttl, lookup).await {
             Ok(Ok(Some(incident))) => Lapse::StoreLostData {
                 detected_at_ms: incident.detected_at_ms,

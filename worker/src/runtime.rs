@@ -85,7 +85,8 @@ pub async fn run(
         shutdown.child_token(),
     ));
     tracing::info!(worker = %worker.id, ?queues, prefetch, "worker started");
-    store::announce_durability(worker.backends.store.as_ref(), "worker").await;
+    let required = worker.config.redis.require_persistence;
+    store::announce_durability(worker.backends.store.as_ref(), "worker", required).await;
 
     let stop_background = CancellationToken::new();
     let background_tasks = TaskTracker::new();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::clock::{Clock, SharedClock, StoreClock};
-use jobfleet_common::store::{Schedules, Store, StoreResult};
+use jobfleet_common::store::{Schedules, Store, StoreError, StoreResult};
 use jobfleet_common::{telemetry, Backends};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -116,10 +116,19 @@ impl Follower {
         let mut tick = tokio::time::interval_at(Instant::now() + RESYNC, RESYNC);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            // A store that hangs must not hold up the worker's stop, nor the next round.
+            let asked = tokio::time::timeout(RESYNC, sample(&*self.store, &*self.local));
             let result = tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                _ = tick.tick() => sample(&*self.store, &*self.local).await,
+                asked = asked => asked.unwrap_or_else(|_| {
+                    Err(StoreError::Connection(format!("TIME: no answer within {RESYNC:?}")))
+                }),
             };
             match result {
                 Ok(sample) => {

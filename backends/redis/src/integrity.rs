@@ -18,7 +18,7 @@ use redis::AsyncCommands;
 
 use super::{decode_json, encode_json, RedisStore};
 use jobfleet_common::store::{
-    DataLossIncident, Durability, Integrity, IntegrityCheck, StoreResult,
+    DataLossIncident, Durability, Integrity, IntegrityCheck, Schedules, StoreResult,
 };
 use jobfleet_common::telemetry;
 
@@ -88,8 +88,11 @@ impl Integrity for RedisStore {
         if found.as_deref() == Some(remembered.as_str()) {
             return Ok(IntegrityCheck::Intact);
         }
+        // Stamped by the server's clock, so every process compares it with the same time
+        // (a lost lease asks whether a loss was detected after it was taken).
+        let detected_at_ms = Schedules::store_time_ms(self).await?;
         let incident = DataLossIncident {
-            detected_at_ms: self.clock.now_ms(),
+            detected_at_ms,
             detected_by: detected_by.to_string(),
             lost: self.describe_loss(&remembered, found.as_deref()),
             since_ms: created_ms(&remembered),

@@ -20,6 +20,7 @@
 //! | `ns:fenced:{resource}` | HASH | `token`, `value` of the last accepted fenced write |
 //! | `ns:job:{id}` | STRING | the [`JobRecord`](jobfleet_common::store::JobRecord) as JSON, `redis.retention`; none for a job in the delayed set whose record would say only `scheduled` (it is read from `delayed:jobs`) |
 //! | `ns:done:{id}` | STRING | completion marker, `redis.retention` |
+//! | `ns:completed` | HASH | queue → jobs completed, kept by the completion script (never expires) |
 //! | `ns:cancel:{id}` | STRING | cancel request, `redis.retention` |
 //! | `ns:lease:{id}` | HASH | execution lease: `holder`, `until` (server ms), `token`, `crashes`; `redis.retention` |
 //! | `ns:queues` | SET | every queue producers published to and workers consumed |
@@ -30,7 +31,7 @@
 //! | `ns:dead:bodies` | HASH | id → the letter's body, raw bytes |
 //! | `ns:dead:queue` | HASH | id → queue (`?` if unknown), to keep counts on replace |
 //! | `ns:dead:counts` | HASH | queue → dead letters, kept by the scripts |
-//! | `ns:workers` | ZSET | worker id → heartbeat expiry (Unix ms, the roles' clock) |
+//! | `ns:workers` | ZSET | worker id → heartbeat expiry (Redis server ms) |
 //! | `ns:worker:{id}` | STRING | the [`WorkerInfo`](jobfleet_common::store::WorkerInfo) as JSON, `PX` = TTL |
 //! | `ns:sentinel` | STRING | a value unique to its creation (never expires); see `integrity` |
 //! | `ns:incident:data_loss` | STRING | the open data-loss incident as JSON (never expires) |
@@ -132,7 +133,8 @@ impl RedisConnectError {
 
 impl RedisStore {
     /// Connects to the server at `url` (`redis://` or `rediss://`) and keeps every key under
-    /// `namespace`. Heartbeat expiry follows `clock`; lock expiry follows the server's.
+    /// `namespace`. Lock and heartbeat expiry follow the server's clock; `clock` stamps
+    /// what the store writes of its own (the sentinel's creation).
     ///
     /// Checks the server's persistence first: without an append-only file it refuses
     /// ([`RedisConnectError::NotDurable`]) unless `settings.require_persistence` is off.

@@ -444,8 +444,8 @@ pub(super) static DEAD_PAGE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Lists live workers. KEYS: the workers set. ARGV: now, the `ns:worker:` prefix. Drops
-/// expired ids, then returns the JSON of each live worker (nil if its key expired first).
+/// Lists live workers. KEYS: the workers set. ARGV: the `ns:worker:` prefix. Drops ids
+/// expired by the server's clock, then returns the JSON of each live worker (nil if its key expired first).
 pub(super) static LIVE_WORKERS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         time_fns!(),
@@ -492,7 +492,9 @@ pub(super) const PUT_RECORDS_LUA: &str = "for i = 0, #KEYS / 3 - 1 do
 pub(super) static PUT_RECORDS: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_RECORDS_LUA));
 
 /// Records a completion. KEYS: state record, completion marker, the queue's `waiting`
-/// ZSET, lease hash. ARGV: the record's JSON, TTL ms, the job's id. One script, so no
+/// ZSET, lease hash, `ns:completed`. ARGV: the record's JSON, TTL ms, the job's id, its
+/// queue. The queue's completed count goes up unless the marker was already there (a
+/// second completion of one job counts once). One script, so no
 /// reader sees the marker without the final record or the reverse; a completed job never
 /// runs again (the marker is checked first), so its lease, token and crash count go.
 pub(super) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {

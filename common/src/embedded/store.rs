@@ -510,7 +510,13 @@ mod tests {
         assert!(!s.is_completed(id).await?);
         s.complete(&record).await?;
         assert!(s.is_completed(id).await?);
-        assert_eq!(s.record(id).await?, Some(record));
+        assert_eq!(s.record(id).await?, Some(record.clone()));
+        // Counted per queue, once per job however often it is completed.
+        s.complete(&record).await?;
+        assert_eq!(
+            s.completed_counts().await?,
+            BTreeMap::from([("q".into(), 1)])
+        );
 
         let info = WorkerInfo {
             id: "w".into(),

@@ -66,12 +66,16 @@ impl Durability {
         })
     }
 
-    /// Logs what the store keeps, once, as a role starts: a warning where it loses more
-    /// than about a second of writes, otherwise at info.
-    pub fn log_at_start(&self, role: &'static str) {
+    /// Logs what the store keeps, once, as a role starts: an error where it should
+    /// persist and does not (`required`: its persistence went between the connect check
+    /// and now), a warning where it loses more than about a second of writes, otherwise
+    /// at info.
+    pub fn log_at_start(&self, role: &'static str, required: bool) {
         crate::telemetry::store_persisting(self);
         let (has, window) = (&self.summary, &self.loss_window);
-        if !self.persisting {
+        if let Some(alarm) = self.alarm(required) {
+            tracing::error!(role, "{alarm}");
+        } else if !self.persisting {
             tracing::warn!(role, persistence = %has, loss_window = %window,
                 "store without an append-only file, accepted by \
                  redis.require_persistence = false: a restart of it loses jobs");
@@ -85,10 +89,10 @@ impl Durability {
 
 /// Asks `store` what it keeps and logs it for `role` as it starts (nothing for a store
 /// that lives with its process; a failed question is logged and counted, not fatal: the
-/// connection has just been checked).
-pub async fn announce_durability(store: &dyn Integrity, role: &'static str) {
+/// connection has just been checked). `required` is `redis.require_persistence`.
+pub async fn announce_durability(store: &dyn Integrity, role: &'static str, required: bool) {
     match store.durability().await {
-        Ok(Some(durability)) => durability.log_at_start(role),
+        Ok(Some(durability)) => durability.log_at_start(role, required),
         Ok(None) => {}
         Err(e) => crate::telemetry::backend_error(role, "durability", &e),
     }
