@@ -12,7 +12,10 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jobfleet_common::Config;
+use jobfleet_scheduler::SchedulerError;
 use redis::AsyncCommands;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use jobfleet_common::testing::{
@@ -86,6 +89,33 @@ async fn cleanup_amqp(namespace: &str) {
         }
         let _ = amqp.close(200, "cleanup".into()).await;
     }
+}
+
+/// A scheduler on `config` serving HTTP on a free port: the address, the token that
+/// stops it, and its task.
+async fn start_scheduler(
+    mut config: Config,
+) -> (
+    String,
+    CancellationToken,
+    JoinHandle<Result<(), SchedulerError>>,
+) {
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").to_string()
+    };
+    config.scheduler.http = Some(addr.clone());
+    config.validate().expect("valid test config");
+    let backends = jobfleet_backends::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
+    let shutdown = CancellationToken::new();
+    let scheduler = tokio::spawn(jobfleet_scheduler::run(
+        Arc::new(config),
+        backends,
+        shutdown.clone(),
+    ));
+    (addr, shutdown, scheduler)
 }
 
 #[test]
@@ -187,25 +217,11 @@ fn a_volatile_redis_is_refused_for_writes_and_shown_with_a_warning_to_readers() 
 async fn a_scheduler_warns_when_its_store_stops_persisting() {
     // A server of the test's own, persisting at first, whose AOF the test turns off.
     let server = RedisServer::start(&["--save", "", "--appendonly", "yes"]);
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        probe.local_addr().expect("addr").to_string()
-    };
     let mut config = shared_config("stoppedpersisting");
     let ns = config.namespace.clone();
     config.store = server.url().parse().expect("a redis:// URL");
     config.redis.require_persistence = true;
-    config.scheduler.http = Some(addr.clone());
-    config.validate().expect("valid test config");
-    let backends = jobfleet_backends::connect(&config)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
-    let shutdown = CancellationToken::new();
-    let scheduler = tokio::spawn(jobfleet_scheduler::run(
-        Arc::new(config),
-        backends.clone(),
-        shutdown.clone(),
-    ));
+    let (addr, shutdown, scheduler) = start_scheduler(config).await;
     let ready = |addr: String| async move { http_get(&addr, "/readyz").await };
     let deadline = Instant::now() + Duration::from_secs(10);
     while ready(addr.clone()).await.0 != 200 && Instant::now() < deadline {
@@ -255,23 +271,9 @@ async fn a_scheduler_warns_when_its_store_stops_persisting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_sentinel_is_detected_reported_and_cleared() {
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        probe.local_addr().expect("addr").to_string()
-    };
-    let mut config = shared_config("dataloss");
+    let config = shared_config("dataloss");
     let ns = config.namespace.clone();
-    config.scheduler.http = Some(addr.clone());
-    config.validate().expect("valid test config");
-    let backends = jobfleet_backends::connect(&config)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
-    let shutdown = CancellationToken::new();
-    let scheduler = tokio::spawn(jobfleet_scheduler::run(
-        Arc::new(config),
-        backends.clone(),
-        shutdown.clone(),
-    ));
+    let (addr, shutdown, scheduler) = start_scheduler(config).await;
     let mut conn = redis().await;
     let (sentinel, incident) = (keys::sentinel(&ns), keys::data_loss_incident(&ns));
     let before: Option<String> = conn.get(&sentinel).await.expect("GET");

@@ -124,6 +124,35 @@ async fn recorded_error(setup: &Setup, id: JobId) -> ErrorRecord {
     panic!("job {id} not dead within {WITHIN:?}: last seen {last:?}");
 }
 
+/// Kills the store under the running job `id`, restarting it at once (`restart_at_once`)
+/// or only once the attempt has failed, and returns the attempt's error as the worker
+/// published it to the failed route (a store that is down cannot have recorded it).
+async fn kill_store_and_read_the_failure(
+    setup: &Setup,
+    server: &mut RedisServer,
+    id: JobId,
+    restart_at_once: bool,
+) -> ErrorRecord {
+    let mut failed = setup
+        .backends
+        .broker
+        .consume(&Route::Failed, 10)
+        .await
+        .expect("consume the failed route");
+    server.kill();
+    if restart_at_once {
+        server.restart();
+    }
+    let job = recv_job(&mut failed, WITHIN)
+        .await
+        .expect("the attempt fails and is published to the failed route");
+    if !restart_at_once {
+        server.restart();
+    }
+    assert_eq!(job.id, id);
+    job.errors.last().cloned().expect("the attempt's error")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_lost_to_a_restart_without_persistence_says_the_store_lost_its_data() {
     let mut server = RedisServer::volatile();
@@ -163,21 +192,7 @@ async fn the_lease_watchdog_itself_detects_the_data_loss_behind_a_refusal() {
     let mut server = RedisServer::volatile();
     let setup = Setup::start(&server, false, NO_BEAT).await;
     let id = setup.running_job().await;
-    let mut failed = setup
-        .backends
-        .broker
-        .consume(&Route::Failed, 10)
-        .await
-        .expect("consume the failed route");
-
-    server.kill();
-    server.restart();
-
-    let job = recv_job(&mut failed, WITHIN)
-        .await
-        .expect("the attempt fails and is published to the failed route");
-    assert_eq!(job.id, id);
-    let error = job.errors.last().expect("the attempt's error");
+    let error = kill_store_and_read_the_failure(&setup, &mut server, id, true).await;
     assert_eq!(error.kind, ErrorKind::LockLost);
     let expected = "execution lease lost mid-run: the lease key is gone because the store \
                     lost its data (data-loss incident detected at ";
@@ -191,7 +206,6 @@ async fn the_lease_watchdog_itself_detects_the_data_loss_behind_a_refusal() {
         .expect("store answers")
         .expect("the watchdog recorded the loss");
     assert!(incident.detected_by.starts_with("worker "), "{incident:?}");
-    drop(failed);
     setup.stop().await;
 }
 
@@ -227,21 +241,7 @@ async fn a_lease_lost_to_an_unreachable_store_says_no_renewal_reached_it() {
     // reads the failed job the worker publishes to the broker.
     let setup = Setup::start(&server, false, BEATS).await;
     let id = setup.running_job().await;
-    let mut failed = setup
-        .backends
-        .broker
-        .consume(&Route::Failed, 10)
-        .await
-        .expect("consume the failed route");
-
-    server.kill();
-    let job = recv_job(&mut failed, WITHIN)
-        .await
-        .expect("the attempt fails and is published to the failed route");
-    server.restart();
-
-    assert_eq!(job.id, id);
-    let error = job.errors.last().expect("the attempt's error");
+    let error = kill_store_and_read_the_failure(&setup, &mut server, id, false).await;
     assert_eq!(error.kind, ErrorKind::LockLost);
     // The renewals failed (the last error is named), or the last one was still waiting
     // on a reconnect at the deadline.
@@ -251,7 +251,6 @@ async fn a_lease_lost_to_an_unreachable_store_says_no_renewal_reached_it() {
     let silent = "execution lease lost mid-run: the store did not answer a renewal within \
                   worker.lease_ttl (3s)";
     assert!(text.starts_with(failing) || text == silent, "{text}");
-    drop(failed);
     let store = setup.backends.store.clone();
     let answers = wait_for(WITHIN, || async { store.record(id).await.is_ok() }).await;
     assert!(answers, "the restarted store answers again");
