@@ -40,6 +40,12 @@ enum Command {
     ///
     /// Your own kinds run in a worker binary of your own (jobfleet_worker::Worker; see
     /// the README, "Write your own job kinds").
+    ///
+    /// The first SIGTERM or Ctrl-C drains: no new jobs, running ones get
+    /// worker.grace_period, then the rest are handed back. A second one forces the exit
+    /// (code 130) within 2 s: running jobs are stopped, their leases released, their
+    /// records written `pending` with a note and their deliveries requeued; a third
+    /// exits at once.
     #[command(verbatim_doc_comment)]
     Worker,
     /// Run the scheduler until SIGTERM or Ctrl-C
@@ -132,6 +138,11 @@ fn run(cli: Cli) -> Result<(), Error> {
     // The command has returned (or was abandoned on a second signal): do not wait for
     // stragglers.
     runtime.shutdown_background();
+    if matches!(out, Err(Error::Interrupted)) {
+        // A forced exit keeps its 2 s promise: the span exporter's flush could wait on an
+        // unreachable collector for its whole timeout; the spans not sent yet are lost.
+        std::mem::forget(_spans);
+    }
     out
 }
 
