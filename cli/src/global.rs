@@ -149,9 +149,7 @@ pub fn describe_incident(incident: &DataLossIncident) -> String {
 /// keeps no append-only file is not refused (operators must be able to look during an
 /// incident), it is reported in [`Look::warnings`] instead.
 pub async fn connect_to_look(config: &Config, command: &'static str) -> Result<Look> {
-    let mut lenient = config.clone();
-    lenient.redis.require_persistence = false;
-    let backends = connect_shared(&lenient, command).await?;
+    let backends = connect_on_any_store(config, command).await?;
     let (durability, data_loss) = tokio::join!(
         backends.store.durability(),
         backends.store.data_loss_incident()
@@ -162,6 +160,14 @@ pub async fn connect_to_look(config: &Config, command: &'static str) -> Result<L
         data_loss: data_loss?,
         require_persistence: config.redis.require_persistence,
     })
+}
+
+/// Connects like [`connect_shared`], but to a store whatever it keeps across a restart:
+/// for commands that report what it keeps themselves (`queues`, [`connect_to_look`]).
+pub async fn connect_on_any_store(config: &Config, command: &'static str) -> Result<Backends> {
+    let mut lenient = config.clone();
+    lenient.redis.require_persistence = false;
+    connect_shared(&lenient, command).await
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::global::{connect_to_look, data_loss_warning, describe_incident};
+use crate::global::{connect_on_any_store, data_loss_warning, describe_incident};
 use crate::parse;
 
 /// Flags of `jobfleet queues`.
@@ -116,8 +116,9 @@ pub async fn run(args: QueuesArgs, config: Config, shutdown: CancellationToken) 
     if args.every.is_zero() {
         return Err(Error::Usage("--every must be greater than 0".into()));
     }
-    // Any store answers, so operators can look (and clear) during an incident.
-    let backends = connect_to_look(&config, "queues").await?.backends;
+    // Any store answers, so operators can look (and clear) during an incident; each look
+    // reports the incident and what the store keeps.
+    let backends = connect_on_any_store(&config, "queues").await?;
     if args.ack_data_loss {
         match backends.store.clear_data_loss().await? {
             Some(incident) => println!(
