@@ -16,7 +16,8 @@
 # Tests that need a Redis or a RabbitMQ configured in a particular way start their own;
 # tests/tests/redis_durability.rs, for one, starts redis-server with an append-only file.
 #
-# Steps: services, rustfmt, clippy, cargo-deny, deployment files, nextest (profile `ci`
+# Steps: services, rustfmt, module layouts (every crate's `# Layout` docs name each of its
+# modules: scripts/check-layout.py), clippy, cargo-deny, deployment files, nextest (profile `ci`
 # when CI=true), the README's data walkthrough run as written with the binary nextest
 # built (scripts/check-walkthrough.sh), the backend-feature checks, the Redis persistence
 # tests again on a Redis with an append-only file (scripts/test-persistent-redis.sh), then
@@ -223,6 +224,7 @@ total_started=$SECONDS
 disk
 step "services" ensure_services
 step "rustfmt" cargo fmt --all -- --check
+step "module layouts" python3 scripts/check-layout.py "$ROOT"
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny
 step "deployment files" deploy_checks

@@ -22,6 +22,18 @@
 //! Exactly one JSON line goes to stdout ([`report::Report`]); progress and notes go to
 //! stderr. Queues and store keys are deleted afterwards ([`cleanup`]), also when a
 //! measurement fails.
+//!
+//! # Layout
+//!
+//! - this file: the flags ([`BenchArgs`]), the plan, and running each mode.
+//! - `fleet`: the jobfleet half: a producer and an in-process worker on the configured
+//!   backends.
+//! - `raw_amqp`, `raw_kafka`, `raw_broker`: the baselines, the same load on bare lapin, bare
+//!   rdkafka, or the embedded broker through its trait.
+//! - `open_loop` (`--mode latency`), `delayed` (`--mode delayed`), `memory`
+//!   (`--mode memory`): the other modes.
+//! - `report`: the figures and the one JSON line; `error`: why a run failed; `cleanup`:
+//!   deleting what the run left on the shared services.
 
 mod cleanup;
 mod delayed;

@@ -6,8 +6,10 @@
 //!
 //! - [`global`]: the flags every command takes, loading the configuration from them, and
 //!   connecting to shared services (refusing the single-process embedded backend).
-//! - [`commands`]: one module per command (`dev`, `worker`, `scheduler`, `enqueue`,
-//!   `status`, `queues`, `dlq`, `cancel`), each with its flags and its `run`.
+//! - [`commands`]: one module per command, each with its flags and its `run` (listed in
+//!   its own layout).
+//! - [`kinds`]: the job kinds the command's workers run: the built-in ones and, with the
+//!   `data` feature, `ingest`, `train` and `predict`; their payload checks for `run`.
 //! - [`shutdown`]: SIGTERM and Ctrl-C cancel a `CancellationToken`, and nothing else.
 //! - [`logging`]: `tracing` output, JSON or text, quiet in `dev`.
 //! - [`progress`]: the progress bar, or plain lines when stderr is not a terminal.

@@ -22,6 +22,13 @@
 //! - [`dead`]: the dead route's reason header and dead letters made from messages.
 //! - [`config`]: the typed configuration (file, `JOBFLEET_*` environment, flags).
 //! - [`telemetry`]: metric names and the events that log and count together.
+//! - [`cron`]: cron schedules: the spec, its compiled form, due instants and each
+//!   instant's job.
+//! - [`pipeline`]: multi-step job pipelines (steps in turn, fan-out steps whose results
+//!   the next step receives together).
+//! - [`trace`]: W3C trace context carried on a job, so its spans join the caller's trace.
+//! - `testing` (the `testing` feature): where the test services are, fresh namespaces,
+//!   waits and route helpers the test harnesses share.
 
 pub mod address;
 pub mod backends;

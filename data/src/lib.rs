@@ -20,6 +20,17 @@
 //! jobfleet_data::register(&mut registry, &config.data)?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Layout
+//!
+//! - [`ingest`], [`train`], [`predict`]: the three kinds, each its payload and its run.
+//! - [`schema`]: a dataset's columns, their types and the values each accepts.
+//! - [`model`]: columns into a feature matrix, the train/test split, the linear models.
+//! - [`metrics`]: classification and regression metrics, each a value or the reason.
+//! - [`storage`]: the object store under `[data] url`; [`catalog`]: versions published
+//!   once.
+//! - [`sample`]: `jobfleet sample-data`'s synthetic dataset.
+//! - `error`: [`DataError`].
 
 pub mod catalog;
 mod error;

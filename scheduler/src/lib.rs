@@ -10,6 +10,8 @@
 //! # Layout
 //!
 //! - `consumer`: consuming one route in batches; ack after the work, re-open on errors.
+//! - `intake`: what the internal routes' consumers do first with a message: decode it
+//!   and check it against the limits, as a worker does on a ready route.
 //! - `delayed`: the delayed route into the delayed set.
 //! - `failed`: the failed route: retry later, or dead after the last attempt.
 //! - `dead_route`: the dead route into the dead-letter store.

@@ -52,6 +52,10 @@
 //! - `handler`: [`Handler`], [`Registry`], [`JobError`]; `context`: [`JobContext`];
 //!   `builtins`: the built-in kinds `echo`, `sleep`, `flaky`, `fail`.
 //! - `events`: log lines and metrics, recorded together.
+//! - `follow_up`: the next step of a pipeline, enqueued by the worker that completes a
+//!   step's last job.
+//! - `job_trace`: the span an attempt runs in, joined to the trace its job carries.
+//! - [`otel`]: OpenTelemetry export of job spans over OTLP/HTTP (`log.otlp_endpoint`).
 //! - `error`: [`WorkerError`], why the worker could not start or had to stop.
 //! - `service`: [`Worker`], a worker process of your own: configuration, handlers,
 //!   backends by URL, run until a signal; [`Error`] for everything that can stop it.

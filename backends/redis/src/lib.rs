@@ -49,10 +49,15 @@
 //!
 //! # Layout
 //!
-//! - this file: [`RedisStore`], connecting, key names and error mapping.
+//! - this file: [`RedisStore`], connecting and error mapping.
+//! - `keys`: key names (`Keys` for the store, functions for the keys tests and
+//!   operators' tools read).
 //! - `persistence`: the start-up check of the server's persistence (`redis.require_persistence`).
 //! - `scripts`: the Lua scripts.
-//! - `delayed`, `locks`, `states`, `dead`, `heartbeats`, `schedules`, `pipelines`: one capability trait each.
+//! - `delayed`, `locks`, `states`, `executions`, `dead`, `heartbeats`, `schedules`,
+//!   `pipelines`: one capability trait each.
+//! - `admin`: the [`Store`](jobfleet_common::store::Store) trait's own methods (its name,
+//!   deleting a namespace).
 //! - `integrity`: the sentinel that detects a server that lost its data.
 //! - `testkit` (tests, and the `testing` feature): a `redis-server` of a test's own.
 

@@ -4,12 +4,14 @@
 //!
 //! # Layout
 //!
-//! - [`cancel`](fn@cancel): cancel a job wherever it is.
-//! - [`dlq_list`], [`dlq_replay`], [`dlq_purge`]: inspect, re-run or drop dead letters.
-//! - [`queue_depths`]: how many jobs each queue holds, and where.
-//! - [`schedule_add`], [`schedule_list`], [`schedule_show`], [`schedule_pause`],
-//!   [`schedule_remove`], [`schedule_trigger`]: cron schedules.
-//! - [`pipeline_submit`], [`pipeline_status`]: pipelines.
+//! - `cancel`: [`cancel`](fn@cancel) a job wherever it is.
+//! - `dlq`: [`dlq_list`], [`dlq_replay`], [`dlq_purge`]: inspect, re-run or drop dead
+//!   letters.
+//! - `depths`: [`queue_depths`], how many jobs each queue holds, and where; and
+//!   [`count_failed`] from live workers' heartbeats.
+//! - `schedules`: [`schedule_add`], [`schedule_list`], [`schedule_show`],
+//!   [`schedule_pause`], [`schedule_remove`], [`schedule_trigger`]: cron schedules.
+//! - `pipelines`: [`pipeline_submit`], [`pipeline_status`]: pipelines.
 
 mod cancel;
 mod depths;
