@@ -52,7 +52,6 @@ fn wall_ms() -> f64 {
 
 impl Hooks for Lateness {
     fn started(&self, job: &Job) {
-        #[allow(clippy::cast_precision_loss)]
         let due = job.run_at_ms.unwrap_or(0) as f64;
         self.late_ms
             .lock()
@@ -87,14 +86,12 @@ async fn run(rig: &Rig, plan: &Plan, spread: Duration) -> Result<Punctuality> {
     });
     rig.hooks(hooks.clone());
     // Room to enqueue them all before the first is due: at 5,000 jobs/s, at least 2 s.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let lead_ms = 2_000 + (jobs as f64 / 5.0) as i64;
     let first_due = rig.clock.now_ms() + lead_ms;
     let first_due_at = Instant::now() + Duration::from_millis(lead_ms.unsigned_abs());
     let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
     let payload = Bytes::from(vec![b'x'; plan.payload_bytes]);
     let job = |k| {
-        #[allow(clippy::cast_possible_wrap)]
         let due = first_due + offset_ms(k, spread_ms) as i64;
         Job::new(QUEUE, KIND, payload.clone()).with_run_at_ms(due)
     };

@@ -98,9 +98,7 @@ pub(crate) async fn measure(config: &Config, plan: &Plan) -> Result<Memory> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let after = used_memory(&mut conn).await?;
-        #[allow(clippy::cast_precision_loss)]
         let per_job = after.saturating_sub(before) as f64 / jobs as f64;
-        #[allow(clippy::cast_precision_loss)]
         Ok(Memory {
             jobs,
             payload_bytes: plan.payload_bytes,

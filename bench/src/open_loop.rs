@@ -104,7 +104,6 @@ pub(crate) async fn offer(
     rate: f64,
     duration: Duration,
 ) -> Result<Load> {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let jobs = ((rate * duration.as_secs_f64()).round() as usize).max(1);
     let origin = Instant::now();
     let timings = Arc::new(Timings {
@@ -122,7 +121,6 @@ pub(crate) async fn offer(
     while sent < jobs {
         tick.tick().await;
         let elapsed = origin.elapsed().as_secs_f64();
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let due = ((elapsed * rate) as usize + 1).min(jobs);
         let batch: Vec<Job> = (sent..due)
             .map(|k| {

@@ -299,7 +299,6 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     if let Some(key) = &quarantine_key {
         storage.upload(quarantine.path(), key).await?;
     }
-    #[allow(clippy::cast_precision_loss)]
     let rejected_fraction = if total == 0 {
         0.0
     } else {

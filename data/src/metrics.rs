@@ -39,7 +39,6 @@ impl Metrics {
             match values.iter().position(Option::is_none) {
                 None => {
                     let sum: f64 = values.iter().flatten().sum();
-                    #[allow(clippy::cast_precision_loss)]
                     mean.value(&name, sum / values.len().max(1) as f64);
                 }
                 Some(first) => {
@@ -111,7 +110,6 @@ pub fn classification(y: &[bool], p: &[f64]) -> Metrics {
         let q = prob.clamp(1e-15, 1.0 - 1e-15);
         log_loss -= if truth { q.ln() } else { (1.0 - q).ln() };
     }
-    #[allow(clippy::cast_precision_loss)]
     let ratio = |a: u64, b: u64| a as f64 / b as f64;
     let mut m = Metrics::default();
     m.value("accuracy", ratio(tp + tn, tp + tn + fp + fn_));
@@ -152,7 +150,6 @@ pub fn classification(y: &[bool], p: &[f64]) -> Metrics {
             );
         }
     }
-    #[allow(clippy::cast_precision_loss)]
     m.value("log_loss", log_loss / y.len() as f64);
     m
 }
@@ -175,7 +172,6 @@ pub fn roc_auc(y: &[bool], p: &[f64]) -> Option<f64> {
         while j + 1 < order.len() && p[order[j + 1]] == p[order[i]] {
             j += 1;
         }
-        #[allow(clippy::cast_precision_loss)]
         let rank = (i + j) as f64 / 2.0 + 1.0;
         for k in &order[i..=j] {
             ranks[*k] = rank;
@@ -188,7 +184,6 @@ pub fn roc_auc(y: &[bool], p: &[f64]) -> Option<f64> {
         .filter(|(t, _)| **t)
         .map(|(_, r)| r)
         .sum();
-    #[allow(clippy::cast_precision_loss)]
     let (pos, neg) = (positives as f64, negatives as f64);
     Some((sum - pos * (pos + 1.0) / 2.0) / (pos * neg))
 }
@@ -198,7 +193,6 @@ pub fn regression(y: &[f64], p: &[f64]) -> Metrics {
     if y.is_empty() {
         return Metrics::no_rows(&REGRESSION);
     }
-    #[allow(clippy::cast_precision_loss)]
     let n = y.len() as f64;
     let mean = y.iter().sum::<f64>() / n;
     let sse: f64 = y.iter().zip(p).map(|(a, b)| (a - b).powi(2)).sum();

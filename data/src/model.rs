@@ -121,7 +121,6 @@ fn column(array: &dyn Array, kind: ColumnType) -> Result<Column, DataError> {
                 .as_any()
                 .downcast_ref::<Int64Array>()
                 .ok_or_else(wrong)?;
-            #[allow(clippy::cast_precision_loss)]
             Column::Num(a.iter().map(|v| v.map(|x| x as f64)).collect())
         }
         ColumnType::Float => {
@@ -228,7 +227,6 @@ pub fn fit_features(frame: &Frame, features: &[String], train: &[usize]) -> Vec<
             Some(match frame.column(name)? {
                 Column::Num(v) => {
                     let seen: Vec<f64> = train.iter().filter_map(|&i| v[i]).collect();
-                    #[allow(clippy::cast_precision_loss)]
                     let n = seen.len().max(1) as f64;
                     let mean = seen.iter().sum::<f64>() / n;
                     let var = seen.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;

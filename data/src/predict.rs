@@ -333,7 +333,6 @@ pub(crate) async fn run(ctx: JobContext, env: &Env) -> Result<(), JobError> {
     let pass = run.pass(None).await?;
     computed += pass.computed;
     let done = pass.done;
-    #[allow(clippy::cast_precision_loss)]
     let error_fraction = if done.rows == 0 {
         0.0
     } else {
@@ -495,11 +494,8 @@ impl Run<'_> {
 
 async fn report(ctx: &JobContext, done: u64, total: u64, began: Instant) {
     let elapsed = began.elapsed().as_secs_f64().max(1e-3);
-    #[allow(clippy::cast_precision_loss)]
     let (rate, fraction) = (done as f64 / elapsed, done as f64 / total.max(1) as f64);
-    #[allow(clippy::cast_precision_loss)]
     let eta = total.saturating_sub(done) as f64 / rate.max(1e-9);
-    #[allow(clippy::cast_possible_truncation)]
     ctx.progress_note(
         fraction as f32,
         format!("rows {done} of {total}, {rate:.0} rows/s, {eta:.0}s left"),

@@ -40,7 +40,6 @@ impl Rng {
 
     /// Uniform in [0, 1).
     fn unit(&mut self) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
         let x = (self.next() >> 11) as f64;
         x / (1u64 << 53) as f64
     }
@@ -210,7 +209,6 @@ impl Numeric {
         let xs: Vec<f64> = (0..self.features)
             .map(|f| {
                 let x = rng.normal();
-                #[allow(clippy::cast_precision_loss)]
                 let weight = if f % 2 == 0 { 0.5 } else { -0.3 } / (1.0 + f as f64 / 10.0);
                 z += weight * x;
                 // Six decimals, as the CSV has them: both files hold the same numbers.

@@ -181,13 +181,10 @@ impl ColumnSpec {
                     .parse()
                     .map_err(|_| format!("{t:?} is not a whole number"))?,
             ),
-            (ColumnType::Int, Raw::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 =>
-            {
-                #[allow(clippy::cast_possible_truncation)]
+            (ColumnType::Int, Raw::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
                 Value::Int(*f as i64)
             }
             (ColumnType::Float, Raw::Float(f)) => Value::Float(*f),
-            #[allow(clippy::cast_precision_loss)]
             (ColumnType::Float, Raw::Int(i)) => Value::Float(*i as f64),
             (ColumnType::Float, Raw::Text(t)) => Value::Float(
                 t.trim()
@@ -211,7 +208,6 @@ impl ColumnSpec {
     }
 
     fn bounds(&self, value: &Value) -> Result<(), String> {
-        #[allow(clippy::cast_precision_loss)]
         let number = match value {
             Value::Int(i) => Some(*i as f64),
             Value::Float(f) => {

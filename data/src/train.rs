@@ -649,7 +649,6 @@ fn logistic(
 ) -> Result<(Array1<f64>, f64), DataError> {
     let targets = Array1::from(y.to_vec());
     let data = Dataset::new(x.clone(), targets);
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let fitted = linfa_logistic::LogisticRegression::default()
         .alpha(1.0 / c)
         // scikit-learn stops L-BFGS at a gradient of `tol` = 1e-4 on the mean loss; this
