@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::redact;
+use crate::redact::redact;
 
 /// An address that names no backend jobfleet has.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -27,6 +27,7 @@
 //! - [`pipeline`]: multi-step job pipelines (steps in turn, fan-out steps whose results
 //!   the next step receives together).
 //! - [`trace`]: W3C trace context carried on a job, so its spans join the caller's trace.
+//! - [`redact`]: secrets out of URLs before they reach a log line or an error.
 //! - `testing` (the `testing` feature): where the test services are, fresh namespaces,
 //!   waits and route helpers the test harnesses share.
 
@@ -43,6 +44,7 @@ pub mod http;
 pub mod job;
 pub mod limits;
 pub mod pipeline;
+pub mod redact;
 pub mod retry;
 pub mod shutdown;
 pub mod store;

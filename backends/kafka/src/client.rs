@@ -12,7 +12,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 use jobfleet_common::broker::BrokerError;
-use jobfleet_common::config::{redact, KafkaConfig};
+use jobfleet_common::config::KafkaConfig;
+use jobfleet_common::redact::redact;
 
 /// How long a delivery report may take before a publish fails with a connection error.
 pub(super) const MESSAGE_TIMEOUT_MS: &str = "30000";

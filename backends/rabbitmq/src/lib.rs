@@ -43,8 +43,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use jobfleet_common::broker::{Broker, BrokerError, Consumer, Depth, Message, Route};
-use jobfleet_common::config::redact;
 use jobfleet_common::job::Priority;
+use jobfleet_common::redact::redact;
 
 use reconnect::{Link, Patience};
 use topology::Topology;

@@ -86,8 +86,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use jobfleet_common::clock::SharedClock;
-use jobfleet_common::config::{redact, RedisConfig};
+use jobfleet_common::config::RedisConfig;
 use jobfleet_common::job::JobId;
+use jobfleet_common::redact::redact;
 use jobfleet_common::store::{StoreError, StoreResult};
 
 use keys::Keys;

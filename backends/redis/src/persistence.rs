@@ -9,7 +9,8 @@
 use redis::aio::ConnectionManager;
 
 use super::{scrub_password, RedisConnectError};
-use jobfleet_common::config::{redact, RedisConfig};
+use jobfleet_common::config::RedisConfig;
+use jobfleet_common::redact::redact;
 use jobfleet_common::store::{Durability, StoreError};
 
 /// What the server told us about its persistence.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::{BrokerAddr, StoreAddr};
 use crate::limits::{humantime_serde_compat as hs, Limits};
 use crate::retry::RetryPolicy;
-pub use load::{redact, FILE_VAR};
+pub use load::FILE_VAR;
 pub use redis::{RedisConfig, MIN_RETENTION};
 
 /// A configuration problem: the key and what is wrong.
@@ -251,7 +251,7 @@ fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
         );
     }
     // A secret in the query (`?token=…`) is masked.
-    let shown = load::redact(endpoint);
+    let shown = crate::redact::redact(endpoint);
     let Some(rest) = endpoint.strip_prefix("http://") else {
         return Err(format!(
             "{shown:?} is not an http:// URL (e.g. http://127.0.0.1:4318; TLS is not built in: \
