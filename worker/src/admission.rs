@@ -10,7 +10,7 @@ use jobfleet_common::{ErrorKind, Job};
 use tokio::time::Instant;
 
 use crate::lease::Execution;
-use crate::pipeline::{millis_u64, running_record};
+use crate::ms::ms_u64;
 use crate::settle;
 use crate::state::Worker;
 
@@ -37,13 +37,13 @@ pub(crate) async fn preflight(
     let ttl = worker.config.worker.lease_ttl;
     let lease = LeaseRequest {
         holder: worker.execution_holder(job),
-        ttl_ms: millis_u64(ttl),
+        ttl_ms: ms_u64(ttl),
         max_crashes: job.max_attempts,
     };
     let waiting_since = Instant::now();
     loop {
         // Made anew on each try: its start time is when the job may actually start.
-        let running = write_running.then(|| running_record(worker, job));
+        let running = write_running.then(|| worker.running_record(job));
         let sent = Instant::now();
         let admission = match store.admit(job.id, running.as_ref(), &lease).await {
             Ok(admission) => admission,

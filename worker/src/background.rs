@@ -14,6 +14,7 @@ use jobfleet_common::telemetry;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::ms::ms_u64;
 use crate::running::StopReason;
 use crate::state::Worker;
 
@@ -26,7 +27,7 @@ pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
     let me = format!("worker {}", worker.id);
     // The embedded store has nothing to check; asking once is enough to know.
     let mut integrity_applies = true;
-    let ttl_ms = u64::try_from((every * 3).as_millis()).unwrap_or(u64::MAX);
+    let ttl_ms = ms_u64(every * 3);
     let store = &worker.backends.store;
     let mut tick = ticker(every);
     loop {

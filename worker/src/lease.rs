@@ -21,6 +21,7 @@ use jobfleet_common::store::{LockRequest, StoreResult};
 use jobfleet_common::{telemetry, JobId, Store};
 use tokio::time::Instant;
 
+use crate::ms::{ms_i64, ms_u64};
 use crate::running::{StopReason, Stopper};
 
 mod lapse;
@@ -85,7 +86,7 @@ impl Execution {
     pub async fn watch(&self, stopper: &Stopper) {
         let renew = || {
             self.store
-                .lease_renew(self.job, &self.holder, ttl_ms(self.ttl))
+                .lease_renew(self.job, &self.holder, ms_u64(self.ttl))
         };
         let lapse = keep(self.ttl, self.taken_at, renew, "lease_renew").await;
         tracing::warn!(
@@ -108,7 +109,7 @@ impl Execution {
         // By the store's clock, as incidents are stamped.
         let lookup = async {
             let now = self.store.store_time_ms().await?;
-            let since_ms = now.saturating_sub(millis_i64(self.taken_at.elapsed()));
+            let since_ms = now.saturating_sub(ms_i64(self.taken_at.elapsed()));
             data_lost_since(self.store.as_ref(), detected_by, since_ms).await
         };
         match tokio::time::timeout(self.ttl, lookup).await {
@@ -189,14 +190,6 @@ where
             }
         }
     }
-}
-
-fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn millis_i64(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

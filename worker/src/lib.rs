@@ -48,6 +48,7 @@
 //! - `background`: the heartbeat and the cancel poll.
 //! - `running`: the table of running attempts and how each is stopped.
 //! - `store_time`: the worker's clock, which follows the store's (Redis `TIME`).
+//! - `ms`: durations as the saturating integer milliseconds the store and records take.
 //! - `state`: the worker's identity and the state its tasks share.
 //! - `handler`: [`Handler`], [`Registry`], [`JobError`]; `context`: [`JobContext`];
 //!   `builtins`: the built-in kinds `echo`, `sleep`, `flaky`, `fail`.
@@ -71,6 +72,7 @@ mod follow_up;
 mod handler;
 mod job_trace;
 mod lease;
+mod ms;
 pub mod otel;
 mod pipeline;
 mod running;

@@ -7,7 +7,6 @@
 //! error at any step gives the delivery back so it is redelivered, never lost.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jobfleet_common::broker::{Delivery, Route};
 use jobfleet_common::job::{ConflictPolicy, TraceContext};
@@ -24,6 +23,7 @@ use crate::events;
 use crate::handler::Handler;
 use crate::job_trace;
 use crate::lease::{Execution, LockWatch};
+use crate::ms::{ms_i64, ms_u64};
 use crate::settle;
 use crate::state::Worker;
 use crate::ticket::{self, Hold, Ticket};
@@ -157,7 +157,7 @@ async fn execute(
         key: spec.key.clone(),
         mode: spec.mode,
         holder: worker.lock_holder(&job),
-        ttl_ms: millis_u64(worker.config.worker.lock_ttl),
+        ttl_ms: ms_u64(worker.config.worker.lock_ttl),
     });
     // Without a lock nothing stands between the checks and the `running` record, so one
     // store call does both; with one, the record waits until the lock is taken.
@@ -198,16 +198,6 @@ async fn execute(
         if let Err(e) = store.lock_release(request).await {
             telemetry::backend_error("worker", "lock_release", &e);
         }
-    }
-}
-
-/// The `running` record of this worker's attempt at `job`, starting now.
-pub(crate) fn running_record(worker: &Worker, job: &Job) -> JobRecord {
-    let now = worker.backends.clock.now_ms();
-    JobRecord {
-        started_at_ms: Some(now),
-        worker: Some(worker.id.to_string()),
-        ..JobRecord::of(job, JobState::Running, now)
     }
 }
 
@@ -254,7 +244,7 @@ async fn run_attempt(
     let record = match attempt.recorded {
         Some(record) => record,
         None => {
-            let record = running_record(worker, &job);
+            let record = worker.running_record(&job);
             if let Err(e) = store.put_records(std::slice::from_ref(&record)).await {
                 execution.release().await;
                 settle::give_back(worker, delivery, "put_records", &e).await;
@@ -346,7 +336,7 @@ async fn lock_conflict(worker: &Worker, mut job: Job, delivery: Delivery, key: &
     match policy {
         ConflictPolicy::Requeue => {
             let delay = worker.config.worker.lock_conflict_delay;
-            let run_at = worker.backends.clock.now_ms().saturating_add(millis(delay));
+            let run_at = worker.backends.clock.now_ms().saturating_add(ms_i64(delay));
             tracing::debug!(lock = key, run_at, "lock held; requeued for later");
             job.run_at_ms = Some(run_at);
             let message = settle::job_message(Route::Delayed, &job);
@@ -363,12 +353,4 @@ async fn lock_conflict(worker: &Worker, mut job: Job, delivery: Delivery, key: &
             }
         }
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn millis_u64(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use jobfleet_common::store::QueueTally;
+use jobfleet_common::store::{JobRecord, JobState, QueueTally};
 use jobfleet_common::{Backends, Config};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +65,16 @@ impl Worker {
 
     /// A delivery of `job` is settled with `outcome`: the log line, the metric, and the
     /// registry's settled hook.
+    /// The `running` record of this worker's attempt at `job`, starting now.
+    pub fn running_record(&self, job: &jobfleet_common::Job) -> JobRecord {
+        let now = self.backends.clock.now_ms();
+        JobRecord {
+            started_at_ms: Some(now),
+            worker: Some(self.id.to_string()),
+            ..JobRecord::of(job, JobState::Running, now)
+        }
+    }
+
     pub fn finished(&self, job: &jobfleet_common::Job, outcome: &'static str) {
         crate::events::finished(job, outcome);
         match outcome {

@@ -21,6 +21,8 @@ use jobfleet_common::broker::{BrokerError, Delivery};
 use jobfleet_common::store::ScheduledJob;
 use jobfleet_common::{telemetry, Job, JobId, SharedClock, Store};
 
+use crate::ms::ms_i64;
+
 /// A delivery, or a hold standing in for one.
 pub(crate) enum Ticket {
     /// The broker's delivery, unsettled.
@@ -121,7 +123,7 @@ impl Hold {
         lease: Duration,
         delivery: Delivery,
     ) -> Result<Self, (Delivery, SettleError)> {
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let lease_ms = ms_i64(lease);
         let entry = ScheduledJob {
             id: hold_id(job.id),
             queue: job.queue.clone(),
