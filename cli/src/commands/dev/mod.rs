@@ -12,6 +12,7 @@
 
 #[cfg(feature = "data")]
 pub mod data;
+pub mod summary;
 mod tally;
 pub mod workload;
 
@@ -26,7 +27,8 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-pub use tally::{DevSummary, Tally, Watcher};
+pub use summary::DevSummary;
+pub use tally::{Tally, Watcher};
 
 use crate::error::{Error, Result};
 use crate::parse;

@@ -1,5 +1,4 @@
-//! Where `jobfleet dev`'s jobs are, read from their state records in the store, and the
-//! summary printed at the end.
+//! Where `jobfleet dev`'s jobs are, read from their state records in the store.
 //!
 //! Only jobs not yet in a terminal state are read again on each poll, and those reads go
 //! out together (a bounded number in flight), so a poll costs one round of store calls
@@ -7,12 +6,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use jobfleet_common::store::{JobState, StoreResult};
 use jobfleet_common::{JobId, Store};
-use serde::{Deserialize, Serialize};
 
 /// Record reads in flight at once during a poll.
 const READS_IN_FLIGHT: usize = 64;
@@ -135,89 +132,6 @@ impl Watcher {
     }
 }
 
-/// What `jobfleet dev` did, printed at the end; the last line of the output is
-/// `summary: ` followed by this as JSON.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DevSummary {
-    /// Jobs enqueued.
-    pub total: u64,
-    /// Jobs completed.
-    pub completed: u64,
-    /// Jobs that finished (completed or dead) after more than one attempt.
-    pub retried: u64,
-    /// Jobs dead.
-    pub dead: u64,
-    /// Jobs cancelled or skipped.
-    pub cancelled: u64,
-    /// Jobs not in a terminal state when dev stopped.
-    pub unfinished: u64,
-    /// From start to the end of the run, in milliseconds.
-    pub elapsed_ms: u64,
-    /// Finished jobs per second of the run.
-    pub jobs_per_sec: f64,
-    /// Jobs the cron schedules fired during the run (the sample schedule's among them).
-    #[serde(default)]
-    pub schedule_fires: u64,
-    /// The state of the sample pipeline (`completed`, `running`, `failed`).
-    #[serde(default)]
-    pub pipeline: String,
-    /// The data demo (ingest → train → predict): its state, and the model's test
-    /// metrics once it completed.
-    #[serde(default)]
-    pub data: String,
-    /// The dashboard's URL (`off` when dev served none).
-    #[serde(default)]
-    pub dashboard: String,
-}
-
-impl DevSummary {
-    /// The summary of `tally` over `elapsed`.
-    pub fn new(tally: &Tally, elapsed: Duration) -> Self {
-        let secs = elapsed.as_secs_f64();
-        let rate = if secs > 0.0 {
-            tally.finished() as f64 / secs
-        } else {
-            0.0
-        };
-        Self {
-            total: tally.total,
-            completed: tally.completed,
-            retried: tally.retried,
-            dead: tally.dead,
-            cancelled: tally.cancelled,
-            unfinished: tally.total - tally.finished(),
-            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            jobs_per_sec: (rate * 10.0).round() / 10.0,
-            schedule_fires: 0,
-            pipeline: String::new(),
-            data: String::new(),
-            dashboard: String::new(),
-        }
-    }
-
-    /// The summary for people, then the `summary: {json}` line for machines.
-    pub fn render(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-        let elapsed = Duration::from_millis(self.elapsed_ms).as_secs_f64();
-        format!(
-            "total      {}\ncompleted  {}\nretried    {}\ndead       {}\ncancelled  {}\n\
-             unfinished {}\nelapsed    {elapsed:.2}s\njobs/s     {:.1}\nschedules  {} fires\n\
-             pipeline   {}\ndata       {}\ndashboard  {}\nsummary: {json}",
-            self.total,
-            self.completed,
-            self.retried,
-            self.dead,
-            self.cancelled,
-            self.unfinished,
-            self.jobs_per_sec,
-            self.schedule_fires,
-            self.pipeline,
-            self.data,
-            self.dashboard,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,22 +161,5 @@ mod tests {
         );
         assert_eq!((t.waiting, t.retrying, t.finished()), (1, 1, 4));
         assert!(!t.is_idle());
-    }
-
-    #[test]
-    fn summary_ends_with_parseable_json() {
-        let t = Tally {
-            total: 10,
-            completed: 8,
-            dead: 2,
-            retried: 3,
-            ..Tally::default()
-        };
-        let s = DevSummary::new(&t, Duration::from_secs(4));
-        assert_eq!((s.unfinished, s.jobs_per_sec), (0, 2.5));
-        let text = s.render();
-        let last = text.lines().last().expect("lines");
-        let json = last.strip_prefix("summary: ").expect("summary line");
-        assert_eq!(serde_json::from_str::<DevSummary>(json).expect("json"), s);
     }
 }
