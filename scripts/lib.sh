@@ -19,6 +19,22 @@ step() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# Waits up to 10 s for the redis-server on 127.0.0.1:PORT to answer PING; dies with its
+# LOG if it does not, or at once if PID (the server's, when given) has exited.
+await_redis() {
+  local port="$1" logfile="$2" pid="${3:-}"
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = "PONG" ] && return
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      die "redis-server exited; its log:
+$(cat "$logfile" 2>/dev/null)"
+    fi
+    sleep 0.1
+  done
+  die "redis-server on port $port did not answer PING within 10s; its log:
+$(cat "$logfile" 2>/dev/null)"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

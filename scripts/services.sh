@@ -60,14 +60,8 @@ redis_start() {
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
     --save "" --appendonly no --dir "$SERVICES_DIR/redis" \
     --logfile "$SERVICES_DIR/redis/redis.log" >&2
-  for _ in $(seq 1 50); do
-    redis_up && {
-      log "redis: started on 127.0.0.1:$REDIS_PORT (log: $SERVICES_DIR/redis/redis.log)"
-      return
-    }
-    sleep 0.2
-  done
-  die "Redis did not answer PING within 10s; see $SERVICES_DIR/redis/redis.log"
+  await_redis "$REDIS_PORT" "$SERVICES_DIR/redis/redis.log"
+  log "redis: started on 127.0.0.1:$REDIS_PORT (log: $SERVICES_DIR/redis/redis.log)"
 }
 
 redis_stop() {

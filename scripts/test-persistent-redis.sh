@@ -49,20 +49,11 @@ start_redis() {
   redis-server --port "$PORT" --bind 127.0.0.1 --dir "$DIR" --logfile "$DIR/redis.log" \
     --appendonly yes --appendfsync everysec >&2 &
   PID=$!
-  for _ in $(seq 1 100); do
-    if [ "$(redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" = "PONG" ]; then
-      local aof
-      aof="$(redis-cli -h 127.0.0.1 -p "$PORT" info persistence | tr -d '\r' | sed -n 's/^aof_enabled://p')"
-      [ "$aof" = "1" ] || die "the Redis on port $PORT answers but has no append-only file (aof_enabled:$aof)"
-      log "redis (append-only file): 127.0.0.1:$PORT, files in $DIR"
-      return
-    fi
-    kill -0 "$PID" 2>/dev/null || die "redis-server exited; its log:
-$(cat "$DIR/redis.log" 2>/dev/null)"
-    sleep 0.1
-  done
-  die "redis-server on port $PORT did not answer PING within 10s; its log:
-$(cat "$DIR/redis.log" 2>/dev/null)"
+  await_redis "$PORT" "$DIR/redis.log" "$PID"
+  local aof
+  aof="$(redis-cli -h 127.0.0.1 -p "$PORT" info persistence | tr -d '\r' | sed -n 's/^aof_enabled://p')"
+  [ "$aof" = "1" ] || die "the Redis on port $PORT answers but has no append-only file (aof_enabled:$aof)"
+  log "redis (append-only file): 127.0.0.1:$PORT, files in $DIR"
 }
 
 run_tests() {
