@@ -177,7 +177,7 @@ walkthroughs() {
 
 # The backends are cargo features (docs/architecture.md, "Crates and features"): a
 # producer built for RabbitMQ alone must not compile librdkafka, and a build without a
-# backend must refuse its address naming the feature (jobfleet-backends' own tests, run
+# backend must refuse its address naming the feature (jobfleet-connect' own tests, run
 # here without its default features; the main suite runs them with every backend).
 features() {
   local tree
@@ -186,7 +186,7 @@ features() {
     die "jobfleet-producer built with --features rabbitmq alone pulls in Kafka (above)"
   fi
   log "jobfleet-producer --features rabbitmq: $(sort -u <<<"$tree" | wc -l) packages, no rdkafka"
-  run_nextest -p jobfleet-backends --no-default-features
+  run_nextest -p jobfleet-connect --no-default-features
 }
 
 # Tests that stop a shared service (RabbitMQ's stop_app) and so must run alone, after

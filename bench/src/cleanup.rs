@@ -14,7 +14,7 @@ use crate::fleet::QUEUE;
 
 /// Deletes the run's routes and keys, reporting failures on stderr.
 pub(crate) async fn fleet(config: &Config) {
-    let backends = match jobfleet_backends::connect(config).await {
+    let backends = match jobfleet_connect::connect(config).await {
         Ok(backends) => backends,
         Err(e) => {
             eprintln!("bench: cleanup cannot connect: {e}");

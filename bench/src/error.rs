@@ -1,6 +1,6 @@
 //! Why a bench run failed.
 
-use jobfleet_backends::ConnectError;
+use jobfleet_connect::ConnectError;
 use jobfleet_producer::ProduceError;
 use jobfleet_worker::WorkerError;
 

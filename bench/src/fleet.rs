@@ -250,7 +250,7 @@ impl Rig {
             if embedded {
                 Ok::<_, Error>(Backends::embedded())
             } else {
-                Ok(jobfleet_backends::connect(config).await?)
+                Ok(jobfleet_connect::connect(config).await?)
             }
         };
         // The embedded backend only exists as one instance shared in-process.

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use jobfleet_backends::kafka::ClientSettings;
 use jobfleet_common::config::KafkaConfig;
+use jobfleet_connect::kafka::ClientSettings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -68,7 +68,7 @@ pub(crate) async fn measure(
     // Subscribed before its partitions have leaders, the consumer fails with
     // `UnknownTopicOrPartition` (as jobfleet's topics do, wait for them).
     let (led, topics) = (admin.clone(), vec![topic.clone()]);
-    tokio::task::spawn_blocking(move || jobfleet_backends::kafka::await_leaders(&led, &topics))
+    tokio::task::spawn_blocking(move || jobfleet_connect::kafka::await_leaders(&led, &topics))
         .await
         .map_err(|e| Error::Task(format!("baseline topic metadata: {e}")))?
         .map_err(|e| Error::Task(format!("baseline: {e}")))?;

@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use jobfleet_backends::ConnectError;
 use jobfleet_common::config::ConfigError;
 use jobfleet_common::shutdown::Interrupted;
 use jobfleet_common::StoreError;
+use jobfleet_connect::ConnectError;
 use jobfleet_producer::ProduceError;
 use jobfleet_scheduler::{OpsError, SchedulerError};
 use jobfleet_worker::WorkerError;

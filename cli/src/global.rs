@@ -88,7 +88,7 @@ pub async fn connect_shared(config: &Config, command: &'static str) -> Result<Ba
     if config.broker.is_embedded() || config.store.is_embedded() {
         return Err(Error::EmbeddedOnly { command });
     }
-    Ok(jobfleet_backends::connect(config).await?)
+    Ok(jobfleet_connect::connect(config).await?)
 }
 
 /// What a read-only command (`queues`, `workers`, `status`, `dlq list`, `dlq show`)

@@ -65,7 +65,7 @@ impl Skew {
     async fn job_runs_on_time(&self, due_in_ms: i64) {
         let library = libfaketime();
         let config = shared_config("skew");
-        let backends = match jobfleet_backends::connect(&config).await {
+        let backends = match jobfleet_connect::connect(&config).await {
             Ok(b) => b,
             Err(e) => panic!("{e}\nThis test needs RabbitMQ and Redis: {HOW_TO_START}"),
         };

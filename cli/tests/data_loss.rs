@@ -5,8 +5,8 @@
 //! is detected: the incident record is written, the loss counted, `/readyz` answers 503,
 //! `jobfleet queues` warns, and `jobfleet queues --ack-data-loss` clears it.
 
-use jobfleet_backends::redis::keys;
 use jobfleet_common::testing::http_get;
+use jobfleet_connect::redis::keys;
 use jobfleet_redis::testkit::RedisServer;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -106,7 +106,7 @@ async fn start_scheduler(
     };
     config.scheduler.http = Some(addr.clone());
     config.validate().expect("valid test config");
-    let backends = jobfleet_backends::connect(&config)
+    let backends = jobfleet_connect::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
     let shutdown = CancellationToken::new();
@@ -372,7 +372,7 @@ async fn a_worker_detects_a_lost_sentinel_with_its_heartbeat() {
     let ns = config.namespace.clone();
     config.worker.heartbeat = Duration::from_millis(100);
     config.validate().expect("valid test config");
-    let backends = jobfleet_backends::connect(&config)
+    let backends = jobfleet_connect::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
     let shutdown = CancellationToken::new();

@@ -73,7 +73,7 @@ fn run_measured(config: &Config, args: &[&str]) -> (String, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_junk_message_costs_a_bounded_dead_letter() {
     let config = shared_config("bigdead");
-    let backends = match jobfleet_backends::connect(&config).await {
+    let backends = match jobfleet_connect::connect(&config).await {
         Ok(b) => b,
         Err(e) => panic!("{e}\nThis test needs RabbitMQ and Redis: {HOW_TO_START}"),
     };
@@ -124,7 +124,7 @@ async fn a_100_mb_junk_message_costs_a_bounded_dead_letter() {
         .await
         .expect("Redis");
     let mut redis_bytes = 0u64;
-    for key in jobfleet_backends::redis::keys::dead(&config.namespace) {
+    for key in jobfleet_connect::redis::keys::dead(&config.namespace) {
         let used: Option<u64> = redis::cmd("MEMORY")
             .arg("USAGE")
             .arg(&key)

@@ -120,7 +120,7 @@ async fn running(backends: &Backends, id: JobId) -> JobRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_exit_hands_the_job_back_and_status_says_when_a_worker_is_gone() {
     let config = shared_config("forced");
-    let backends = jobfleet_backends::connect(&config)
+    let backends = jobfleet_connect::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}\nThis test needs RabbitMQ and Redis: {HOW_TO_START}"));
     let dir = std::env::temp_dir().join(format!("jobfleet-{}", config.namespace));
@@ -157,7 +157,7 @@ async fn a_forced_exit_hands_the_job_back_and_status_says_when_a_worker_is_gone(
         .get_multiplexed_async_connection()
         .await
         .expect("Redis");
-    let lease = jobfleet_backends::redis::keys::lease(&config.namespace, id);
+    let lease = jobfleet_connect::redis::keys::lease(&config.namespace, id);
     let holder: Option<String> = redis.hget(&lease, "holder").await.expect("HGET");
     println!("forced exit: the worker exited {took:?} after the second SIGINT");
     let log = std::fs::read_to_string(&logs[0]).unwrap_or_default();

@@ -40,7 +40,7 @@ async fn workers_status_watch_and_queues_watch_follow_a_running_fleet() {
     let queue = format!("{}-q", config.namespace);
     config.worker.queues = vec![queue.clone()];
     config.worker.heartbeat = Duration::from_millis(200);
-    let backends = match jobfleet_backends::connect(&config).await {
+    let backends = match jobfleet_connect::connect(&config).await {
         Ok(b) => b,
         Err(e) => panic!("{e}\nThese tests need RabbitMQ and Redis: {HOW_TO_START}"),
     };
@@ -210,7 +210,7 @@ fn operator_commands_print_nothing_on_stderr_on_success() {
     );
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let backends = jobfleet_backends::connect(&config)
+        let backends = jobfleet_connect::connect(&config)
             .await
             .unwrap_or_else(|e| panic!("{e}\n{HOW_TO_START}"));
         let _ = backends

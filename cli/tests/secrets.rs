@@ -481,7 +481,7 @@ async fn a_fleet_connected_with_canary_passwords_never_shows_them() {
     let config = jobfleet_common::testing::shared_config("unused");
     let mut config = config;
     config.namespace = namespace;
-    if let Ok(backends) = jobfleet_backends::connect(&config).await {
+    if let Ok(backends) = jobfleet_connect::connect(&config).await {
         let _ = backends
             .broker
             .delete_routes(&["default".to_string()])

@@ -1,5 +1,5 @@
 //! The broker, store and clock every role is started with. Connecting to the ones a
-//! configuration names is `jobfleet_backends::connect`, in the crate that knows the
+//! configuration names is `jobfleet_connect::connect`, in the crate that knows the
 //! backends; this crate has only the embedded one.
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! [`Broker`](broker::Broker) and [`Store`](store::Store) traits, the embedded backend, and
 //! the names of every metric. It depends on no broker or store client: the RabbitMQ, Kafka
 //! and Redis backends are crates of their own (`jobfleet-rabbitmq`, `jobfleet-kafka`,
-//! `jobfleet-redis`), and `jobfleet-backends` picks one by URL, behind cargo features.
+//! `jobfleet-redis`), and `jobfleet-connect` picks one by URL, behind cargo features.
 //!
 //! # Layout
 //!

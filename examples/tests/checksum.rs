@@ -25,7 +25,7 @@ fn config() -> Config {
 
 /// Waits until every job has a final state record; returns their states.
 async fn final_states(config: &Config, ids: &[JobId]) -> Vec<JobState> {
-    let backends = jobfleet_backends::connect(config)
+    let backends = jobfleet_connect::connect(config)
         .await
         .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -64,7 +64,7 @@ async fn checksum_jobs_run_on_a_worker_built_from_the_public_api() {
     let shutdown = CancellationToken::new();
     let worker = Worker::new(config.clone()).handler(KIND, Checksum);
     let running = tokio::spawn(worker.run(shutdown.clone()));
-    let scheduler_backends = jobfleet_backends::connect(&config)
+    let scheduler_backends = jobfleet_connect::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
     let scheduler = tokio::spawn(jobfleet_scheduler::run(
@@ -125,7 +125,7 @@ async fn checksum_jobs_run_on_a_worker_built_from_the_public_api() {
     producer.close().await;
 
     // Leave nothing behind on the shared services.
-    let backends = jobfleet_backends::connect(&config).await.expect("connect");
+    let backends = jobfleet_connect::connect(&config).await.expect("connect");
     backends
         .broker
         .delete_routes(&config.worker.queues)

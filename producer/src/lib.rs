@@ -35,6 +35,6 @@ mod producer;
 mod uniqueness;
 
 pub use error::ProduceError;
-pub use jobfleet_backends::ConnectError;
 pub use jobfleet_common::{Config, Job, JobId, Priority};
+pub use jobfleet_connect::ConnectError;
 pub use producer::{Enqueued, Producer};

@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use jobfleet_backends::ConnectError;
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::limits::Limits;
 use jobfleet_common::store::{JobRecord, JobState, JobStates};
 use jobfleet_common::SharedClock;
 use jobfleet_common::{telemetry, Backends, Broker, Config, Job, JobId, Message, Route};
+use jobfleet_connect::ConnectError;
 
 use crate::error::ProduceError;
 use crate::uniqueness;
@@ -60,7 +60,7 @@ impl Producer {
     /// producer with its limits: how a service of yours enqueues jobs. The embedded
     /// backend is refused: another process would not see the jobs.
     pub async fn connect(config: &Config) -> Result<Self, ConnectError> {
-        let backends = jobfleet_backends::connect_shared(config, "producer").await?;
+        let backends = jobfleet_connect::connect_shared(config, "producer").await?;
         Ok(Self::new(&backends, config))
     }
 

@@ -6,8 +6,8 @@
 //! the factory, one Kafka-only check: [`per_key_deliveries_never_overlap_and_keep_order`].
 
 use async_trait::async_trait;
-use jobfleet_backends::kafka::{band_of, KafkaBroker};
 use jobfleet_common::{Backends, Config, Priority};
+use jobfleet_connect::kafka::{band_of, KafkaBroker};
 
 use crate::harness::BackendFactory;
 use crate::services::purge_store;
@@ -46,7 +46,7 @@ impl BackendFactory for KafkaRedis {
         if kafka_url().is_none() {
             panic!("{KAFKA_VAR} is not set. The kafka+redis checks need Kafka: {HOW_TO_START}");
         }
-        match jobfleet_backends::connect(config).await {
+        match jobfleet_connect::connect(config).await {
             Ok(b) => b,
             Err(e) => panic!("{e}\nThe kafka+redis checks need both services: {HOW_TO_START}"),
         }

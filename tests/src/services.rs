@@ -30,14 +30,14 @@ impl BackendFactory for RabbitRedis {
     }
 
     async fn backends(&self, config: &Config) -> Backends {
-        match jobfleet_backends::connect(config).await {
+        match jobfleet_connect::connect(config).await {
             Ok(b) => b,
             Err(e) => panic!("{e}\nThe rabbitmq+redis checks need both services: {HOW_TO_START}"),
         }
     }
 
     async fn cleanup(&self, config: &Config, queues: &[String]) {
-        let Ok(backends) = jobfleet_backends::connect(config).await else {
+        let Ok(backends) = jobfleet_connect::connect(config).await else {
             return;
         };
         let _ = backends.broker.delete_routes(queues).await;
@@ -48,8 +48,7 @@ impl BackendFactory for RabbitRedis {
 
 /// Deletes every store key of the namespace `config` names (best effort: a cleanup).
 pub async fn purge_store(config: &Config) {
-    let Ok(store) =
-        jobfleet_backends::connect_store(config, jobfleet_common::clock::system()).await
+    let Ok(store) = jobfleet_connect::connect_store(config, jobfleet_common::clock::system()).await
     else {
         return;
     };
@@ -59,7 +58,7 @@ pub async fn purge_store(config: &Config) {
 /// Deletes the routes of `queues` and the shared routes on the broker `config` names (best
 /// effort: a cleanup).
 pub async fn delete_routes(config: &Config, queues: &[String]) {
-    let Ok(broker) = jobfleet_backends::connect_broker(config).await else {
+    let Ok(broker) = jobfleet_connect::connect_broker(config).await else {
         return;
     };
     let _ = broker.delete_routes(queues).await;

@@ -124,8 +124,8 @@ struct Frozen {
 async fn freeze_holding_a_lease(world: &mut World, scheduler: ProcId) -> Frozen {
     const SEARCH: Duration = Duration::from_millis(1_500);
     const LOOK: Duration = Duration::from_millis(150);
-    let releasing = jobfleet_backends::redis::keys::delayed_releasing(&world.config.namespace);
-    let waiting = jobfleet_backends::redis::keys::delayed_waiting(&world.config.namespace);
+    let releasing = jobfleet_connect::redis::keys::delayed_releasing(&world.config.namespace);
+    let waiting = jobfleet_connect::redis::keys::delayed_waiting(&world.config.namespace);
     let mut redis = world.redis();
     let started = Instant::now();
     let mut tries = 0;

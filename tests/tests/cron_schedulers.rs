@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobfleet_backends::redis::keys;
 use jobfleet_common::clock::{self, Clock};
 use jobfleet_common::cron::{fired_for, instant_job_id, MissedPolicy, ScheduleSpec};
 use jobfleet_common::store::{JobRecord, JobState, StoredSchedule};
 use jobfleet_common::testing::recv_job;
 use jobfleet_common::{Config, Job, Route};
+use jobfleet_connect::redis::keys;
 use jobfleet_tests::harness::wait_for;
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::{ProcId, Role};
@@ -451,7 +451,7 @@ async fn schedulers_with_skewed_clocks_fire_and_release_by_the_stores_clock() {
     let start = |skew: i64| {
         let config = config.clone();
         async move {
-            let mut backends = jobfleet_backends::connect(&config).await.expect("connect");
+            let mut backends = jobfleet_connect::connect(&config).await.expect("connect");
             backends.clock = Arc::new(Skewed(skew));
             let token = CancellationToken::new();
             let task = tokio::spawn(jobfleet_scheduler::run(config, backends, token.clone()));

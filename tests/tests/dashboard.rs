@@ -88,7 +88,7 @@ async fn the_dashboard_shows_the_brokers_depths_and_replays_a_dead_letter() {
     config.scheduler.http_token = Some(AccessToken::new(TOKEN));
     config.validate().expect("a valid config");
     let _cleanup = Cleanup(config.clone(), vec![work.clone(), idle.clone()]);
-    let backends = match jobfleet_backends::connect(&config).await {
+    let backends = match jobfleet_connect::connect(&config).await {
         Ok(b) => b,
         Err(e) => panic!("{e}\nThe dashboard test needs RabbitMQ and Redis: {HOW_TO_START}"),
     };

@@ -35,7 +35,7 @@ async fn a_file_cut_off_part_way_says_what_was_confirmed_and_leaves_no_pending_r
         .collect();
     std::fs::write(&path, text.join("\n")).expect("write the file");
 
-    let direct = jobfleet_backends::connect(&config)
+    let direct = jobfleet_connect::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
     let proxy = Proxy::for_url(config.broker.url())

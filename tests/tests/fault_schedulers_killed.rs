@@ -17,7 +17,7 @@
 //! run, and those jobs are delivered again when the release lease (2 s there) runs out,
 //! while they still run.
 
-use jobfleet_backends::redis::keys;
+use jobfleet_connect::redis::keys;
 use std::time::{Duration, Instant};
 
 use jobfleet_common::store::JobState;

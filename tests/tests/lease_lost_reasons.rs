@@ -55,7 +55,7 @@ impl Setup {
         config.worker.heartbeat = heartbeat;
         config.validate().expect("valid test config");
         let config = Arc::new(config);
-        let backends = jobfleet_backends::connect(&config)
+        let backends = jobfleet_connect::connect(&config)
             .await
             .unwrap_or_else(|e| panic!("{e}\nThis test needs RabbitMQ: {HOW_TO_START}"));
         let shutdown = CancellationToken::new();
@@ -220,7 +220,7 @@ async fn a_lease_key_removed_behind_the_workers_back_is_a_refusal() {
         .get_multiplexed_async_connection()
         .await
         .expect("the test's Redis");
-    let key = jobfleet_backends::redis::keys::lease(&setup.config.namespace, id);
+    let key = jobfleet_connect::redis::keys::lease(&setup.config.namespace, id);
     let removed: u64 = conn.del(&key).await.expect("DEL");
     assert_eq!(removed, 1, "{key} existed while the job ran");
 

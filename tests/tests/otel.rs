@@ -86,7 +86,7 @@ async fn a_workers_job_span_is_exported_as_a_child_of_the_producers_span() {
     let mut config = shared_config("otel");
     let queue = format!("{}-q", config.namespace);
     config.worker.queues = vec![queue.clone()];
-    let backends = match jobfleet_backends::connect(&config).await {
+    let backends = match jobfleet_connect::connect(&config).await {
         Ok(b) => b,
         Err(e) => panic!("{e}\nThis test needs RabbitMQ and Redis: {HOW_TO_START}"),
     };

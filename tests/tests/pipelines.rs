@@ -214,7 +214,7 @@ async fn a_pipeline_with_a_fan_out_step_runs_on_rabbitmq_and_redis() {
     let queue = jobfleet_common::testing::unique_namespace("q");
     config.worker.queues = vec![queue.clone()];
     config.scheduler.tick = Duration::from_millis(20);
-    let backends = jobfleet_backends::connect(&config)
+    let backends = jobfleet_connect::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
     check(config.clone(), backends).await;

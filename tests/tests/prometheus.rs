@@ -140,7 +140,7 @@ async fn prometheus_scrapes_a_worker_and_a_scheduler_and_answers_every_dashboard
     config.worker.queues = vec![queue.clone()];
     config.worker.heartbeat = Duration::from_millis(500);
     let (scheduler_addr, worker_addr) = (free_addr(), free_addr());
-    let backends = match jobfleet_backends::connect(&config).await {
+    let backends = match jobfleet_connect::connect(&config).await {
         Ok(b) => b,
         Err(e) => panic!("{e}\nThis test needs RabbitMQ and Redis: {HOW_TO_START}"),
     };

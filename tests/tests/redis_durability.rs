@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_backends::redis::{RedisConnectError, RedisStore};
 use jobfleet_common::clock;
 use jobfleet_common::config::RedisConfig;
 use jobfleet_common::store::{Integrity, IntegrityCheck};
 use jobfleet_common::{Config, Job, JobId};
+use jobfleet_connect::redis::{RedisConnectError, RedisStore};
 use jobfleet_producer::Producer;
 use jobfleet_redis::testkit::{RedisServer, VOLATILE};
 use jobfleet_tests::harness::{init_tracing, unique, wait_for};
@@ -54,7 +54,7 @@ async fn delayed_jobs_survive_a_kill_9_of_a_redis_with_aof_always() {
     config.scheduler.tick = Duration::from_millis(20);
     config.validate().expect("valid test config");
     let config = Arc::new(config);
-    let backends = jobfleet_backends::connect(&config)
+    let backends = jobfleet_connect::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}\nThis test needs RabbitMQ: {HOW_TO_START}"));
 

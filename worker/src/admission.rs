@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::lease::Execution;
 use crate::ms::ms_u64;
 use crate::settle;
-use crate::state::Worker;
+use crate::state::WorkerState;
 
 /// How often a delivery whose job runs elsewhere asks again, at most.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
@@ -28,7 +28,7 @@ const BUSY_RECHECK: Duration = Duration::from_secs(1);
 /// soon as that execution ends — or is a no-op if it completed. After waiting two lease
 /// TTLs (the other execution is long and alive) it is handed back to the broker.
 pub(crate) async fn preflight(
-    worker: &Worker,
+    worker: &WorkerState,
     job: &Job,
     delivery: Delivery,
     write_running: bool,

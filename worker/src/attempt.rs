@@ -1,7 +1,7 @@
 //! Running one attempt of a handler: its timeout, its panics, its cancellation from
 //! outside, and the watchdogs that keep its execution lease and lock alive.
 //!
-//! Whatever ends the attempt, the result is one [`Outcome`]; the pipeline turns that into
+//! Whatever ends the attempt, the result is one [`Outcome`]; the delivery's steps turn that into
 //! records, publishes and the ack. When the handler is stopped from outside, its token is
 //! cancelled and its future dropped at once: a stopped handler must not keep working on
 //! a job whose lock may already belong to someone else.

@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ms::ms_u64;
 use crate::running::StopReason;
-use crate::state::Worker;
+use crate::state::WorkerState;
 
 /// Reports the worker alive every `worker.heartbeat` for three intervals, and gone at the end.
 /// After each beat it checks the store's integrity: a store that lost its data logs,
 /// counts and records the loss itself (see `jobfleet_common::store::Integrity`).
-pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
+pub(crate) async fn heartbeat(worker: Arc<WorkerState>, stop: CancellationToken) {
     let every = worker.config.worker.heartbeat;
     // The id already names the host and pid.
     let me = format!("worker {}", worker.id);
@@ -87,7 +87,7 @@ pub(crate) async fn heartbeat(worker: Arc<Worker>, stop: CancellationToken) {
 
 /// Every `worker.cancel_poll`, asks the store in one call which running jobs were
 /// cancelled, and stops their handlers.
-pub(crate) async fn cancel_poll(worker: Arc<Worker>, stop: CancellationToken) {
+pub(crate) async fn cancel_poll(worker: Arc<WorkerState>, stop: CancellationToken) {
     let mut tick = ticker(worker.config.worker.cancel_poll);
     loop {
         tokio::select! {

@@ -33,7 +33,7 @@ impl std::fmt::Debug for JobContext {
     }
 }
 
-/// What an attempt is made of, gathered by the pipeline before the handler starts.
+/// What an attempt is made of, gathered by the delivery's steps before the handler starts.
 pub(crate) struct Parts {
     pub job: Job,
     pub cancelled: CancellationToken,
@@ -153,7 +153,7 @@ impl JobContext {
         Ok(())
     }
 
-    /// The result set so far, taken out (the pipeline's, once the attempt ends).
+    /// The result set so far, taken out (the delivery's, once the attempt ends).
     pub(crate) fn take_result(&self) -> Option<serde_json::Value> {
         self.inner
             .result

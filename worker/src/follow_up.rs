@@ -11,11 +11,11 @@ use jobfleet_common::pipeline::{enqueue_step, Member};
 use jobfleet_common::store::StoreError;
 use serde_json::Value;
 
-use crate::state::Worker;
+use crate::state::WorkerState;
 
 /// Records `result` as `member`'s and, if that completes its step, enqueues the next.
 pub(crate) async fn advance(
-    worker: &Worker,
+    worker: &WorkerState,
     member: Member,
     result: Option<&Value>,
 ) -> Result<(), StoreError> {

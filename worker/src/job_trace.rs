@@ -25,7 +25,8 @@ pub(crate) struct AttemptTrace {
 
 /// Opens the attempt's span under the job's trace context.
 pub(crate) fn attempt_span(job: &Job) -> AttemptTrace {
-    // The target the span always had: filters that name it keep working.
+    // The target the span always had (from when delivery.rs was pipeline.rs): filters
+    // that name it keep working.
     let span = tracing::info_span!(
         target: "jobfleet_worker::pipeline",
         "job",

@@ -36,7 +36,7 @@
 //! # Layout
 //!
 //! - `runtime`: [`run`]: consumers, the concurrency limit, the graceful drain.
-//! - `pipeline`: one delivery, step by step: size, decode, validate, kind, admission,
+//! - `delivery`: one delivery, step by step: size, decode, validate, kind, admission,
 //!   lock, `running` record, attempt.
 //! - `admission`: completion marker, cancel flag and execution lease in one store call;
 //!   waiting for a job that runs elsewhere; ending a job that crashes its workers.
@@ -66,6 +66,7 @@ mod attempt;
 mod background;
 pub mod builtins;
 mod context;
+mod delivery;
 mod error;
 mod events;
 mod follow_up;
@@ -74,7 +75,6 @@ mod job_trace;
 mod lease;
 mod ms;
 pub mod otel;
-mod pipeline;
 mod running;
 mod runtime;
 mod service;
@@ -86,7 +86,7 @@ mod ticket;
 pub use context::JobContext;
 pub use error::WorkerError;
 pub use handler::{Handler, JobError, Registry};
-pub use jobfleet_backends::ConnectError;
 pub use jobfleet_common::{Config, Job};
+pub use jobfleet_connect::ConnectError;
 pub use runtime::run;
 pub use service::{init_logging, Error, Worker};

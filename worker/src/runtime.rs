@@ -18,8 +18,8 @@ use tokio_util::task::TaskTracker;
 use crate::error::WorkerError;
 use crate::handler::Registry;
 use crate::running::StopReason;
-use crate::state::Worker;
-use crate::{background, pipeline, store_time};
+use crate::state::WorkerState;
+use crate::{background, delivery, store_time};
 
 /// How long to wait after a consumer reports a lost connection before reading it again.
 const CONSUME_PAUSE: Duration = Duration::from_secs(1);
@@ -78,7 +78,7 @@ pub async fn run(
         consumers.push(consumer);
     }
     // A child token: the worker can start its own drain when the consumers end.
-    let worker = Arc::new(Worker::new(
+    let worker = Arc::new(WorkerState::new(
         config,
         backends,
         registry,
@@ -132,7 +132,7 @@ pub async fn run(
 /// Takes deliveries and spawns a job task for each until shutdown; true if instead every
 /// consumer ended.
 async fn consume(
-    worker: &Arc<Worker>,
+    worker: &Arc<WorkerState>,
     consumers: &mut SelectAll<Consumer>,
     jobs: &TaskTracker,
 ) -> bool {
@@ -160,7 +160,7 @@ async fn consume(
             Some(Ok(delivery)) => {
                 let worker = worker.clone();
                 jobs.spawn(async move {
-                    pipeline::process(worker, delivery).await;
+                    delivery::process(worker, delivery).await;
                     drop(permit);
                 });
             }
@@ -178,7 +178,7 @@ async fn consume(
 /// Lets running jobs finish for the grace period, then stops the rest; their tasks hand
 /// the deliveries back themselves, as do tasks that had not started their handler yet.
 /// `forced` (a second signal) stops them at once, whatever is left of the grace period.
-async fn drain(worker: &Worker, jobs: &TaskTracker, forced: &CancellationToken) {
+async fn drain(worker: &WorkerState, jobs: &TaskTracker, forced: &CancellationToken) {
     worker.shutdown.cancel();
     jobs.close();
     let grace = worker.config.worker.grace_period;
@@ -198,7 +198,7 @@ async fn drain(worker: &Worker, jobs: &TaskTracker, forced: &CancellationToken) 
 }
 
 /// Stops every running job at once for a forced exit.
-fn force(worker: &Worker) {
+fn force(worker: &WorkerState) {
     tracing::warn!(
         running = worker.running.len(),
         "forced to exit: stopping the jobs still running and handing them back"

@@ -24,10 +24,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use jobfleet_backends::ConnectError;
 use jobfleet_common::config::{ConfigError, LogFormat};
 use jobfleet_common::shutdown::{self, Interrupted};
 use jobfleet_common::{Backends, Config};
+use jobfleet_connect::ConnectError;
 use tokio_util::sync::CancellationToken;
 
 use crate::otel::{self, OtelGuard};
@@ -146,7 +146,7 @@ impl Worker {
         let (backends, owned) = match self.backends {
             Some(backends) => (backends, false),
             None => (
-                jobfleet_backends::connect_shared(&self.config, "worker").await?,
+                jobfleet_connect::connect_shared(&self.config, "worker").await?,
                 true,
             ),
         };

@@ -14,7 +14,7 @@ use jobfleet_common::{dead, telemetry, ErrorKind, ErrorRecord, Job, JobId};
 
 use crate::attempt::{Interruption, Outcome};
 use crate::follow_up;
-use crate::state::Worker;
+use crate::state::WorkerState;
 use crate::ticket::Ticket;
 
 /// How long a delivery is held after a backend error before it is given back, so a store
@@ -42,7 +42,7 @@ pub(crate) async fn requeue(ticket: impl Into<Ticket>) {
 
 /// Logs a backend error and gives the delivery back after a pause (cut short by shutdown).
 pub(crate) async fn give_back(
-    worker: &Worker,
+    worker: &WorkerState,
     ticket: impl Into<Ticket>,
     op: &'static str,
     error: &(dyn std::fmt::Display + Sync),
@@ -58,7 +58,7 @@ pub(crate) async fn give_back(
 
 /// Publishes `message` with confirms, then acks; gives the delivery back if the publish fails.
 pub(crate) async fn publish_then_ack(
-    worker: &Worker,
+    worker: &WorkerState,
     ticket: impl Into<Ticket>,
     message: Message,
 ) -> Settled {
@@ -83,7 +83,7 @@ pub(crate) fn job_message(route: Route, job: &Job) -> Message {
 
 /// Writes a terminal `cancelled` record with `note`, frees the uniqueness key, acks.
 pub(crate) async fn cancelled(
-    worker: &Worker,
+    worker: &WorkerState,
     ticket: impl Into<Ticket>,
     record: JobRecord,
     unique_key: Option<&str>,
@@ -112,7 +112,7 @@ pub(crate) async fn cancelled(
 }
 
 /// Frees the job's uniqueness key; a failure is logged, since the key expires anyway.
-pub(crate) async fn release_unique(worker: &Worker, id: JobId, key: Option<&str>) {
+pub(crate) async fn release_unique(worker: &WorkerState, id: JobId, key: Option<&str>) {
     let Some(key) = key else { return };
     if let Err(e) = worker.backends.store.unique_release(key, id).await {
         telemetry::backend_error("worker", "unique_release", &e);
@@ -122,7 +122,7 @@ pub(crate) async fn release_unique(worker: &Worker, id: JobId, key: Option<&str>
 /// Sends `job` to the dead route with `kind` and `text` added to its error history (the
 /// scheduler files the body as it is), acks, and frees its uniqueness key.
 pub(crate) async fn dead(
-    worker: &Worker,
+    worker: &WorkerState,
     ticket: impl Into<Ticket>,
     job: &mut Job,
     kind: ErrorKind,
@@ -175,7 +175,7 @@ fn interruption_note(
 /// Settles an attempt that ended with `outcome`; `running` is the record it started with.
 /// Returns whether it was settled as intended (false: given back after a backend error).
 pub(crate) async fn outcome(
-    worker: &Worker,
+    worker: &WorkerState,
     ticket: Ticket,
     mut job: Job,
     running: JobRecord,

@@ -13,7 +13,7 @@ use crate::handler::Registry;
 use crate::running::Running;
 
 /// One worker process's shared state.
-pub(crate) struct Worker {
+pub(crate) struct WorkerState {
     /// `{host}-{pid}-{random}`, unique per run.
     pub id: Arc<str>,
     /// The host name in the id and the heartbeat.
@@ -37,7 +37,7 @@ pub(crate) struct Worker {
     pub by_queue: std::sync::Mutex<BTreeMap<String, QueueTally>>,
 }
 
-impl Worker {
+impl WorkerState {
     pub fn new(
         config: Arc<Config>,
         backends: Backends,
@@ -120,7 +120,7 @@ impl Worker {
     }
 }
 
-impl Worker {
+impl WorkerState {
     /// A fresh execution-lease holder id for one attempt at `job`: unique even within
     /// this worker, so a second delivery of a job it is running waits like any other.
     pub fn execution_holder(&self, job: &jobfleet_common::Job) -> String {

@@ -12,7 +12,7 @@ use super::world::World;
 /// Waits until the test's ready queue has `n` consumers (each worker process has one),
 /// so jobs enqueued next are spread over all of them.
 pub async fn wait_consumers(world: &mut World, n: u64, within: Duration) {
-    let prefix = jobfleet_backends::rabbitmq::ready_prefix(&world.config.namespace);
+    let prefix = jobfleet_connect::rabbitmq::ready_prefix(&world.config.namespace);
     let deadline = Instant::now() + within;
     loop {
         world.procs.assert_alive();

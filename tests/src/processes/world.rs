@@ -65,7 +65,7 @@ impl World {
         config.log.level = "info,lapin=warn".into();
         tweak(&mut config);
         config.validate().expect("the test's config is valid");
-        let backends = jobfleet_backends::connect(&config)
+        let backends = jobfleet_connect::connect(&config)
             .await
             .unwrap_or_else(|e| {
                 panic!("{e}\nThe crash tests need their broker and Redis: {HOW_TO_START}")
@@ -107,7 +107,7 @@ impl World {
         let members: Vec<Vec<u8>> = self.redis().zrange(key, 0, -1).await.expect("redis");
         members
             .iter()
-            .map(|m| jobfleet_backends::redis::keys::delayed_member_id(m).expect("a job id"))
+            .map(|m| jobfleet_connect::redis::keys::delayed_member_id(m).expect("a job id"))
             .collect()
     }
 

@@ -25,11 +25,11 @@ use crate::job_trace;
 use crate::lease::{Execution, LockWatch};
 use crate::ms::{ms_i64, ms_u64};
 use crate::settle;
-use crate::state::Worker;
+use crate::state::WorkerState;
 use crate::ticket::{self, Hold, Ticket};
 
 /// Handles one delivery from start to settlement.
-pub(crate) async fn process(worker: Arc<Worker>, delivery: Delivery) {
+pub(crate) async fn process(worker: Arc<WorkerState>, delivery: Delivery) {
     let Some((job, handler, delivery)) = admit(&worker, delivery).await else {
         return;
     };
@@ -40,7 +40,10 @@ pub(crate) async fn process(worker: Arc<Worker>, delivery: Delivery) {
 }
 
 /// Steps 1–2: a message that cannot become a runnable job goes to the dead route.
-async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Handler>, Delivery)> {
+async fn admit(
+    worker: &WorkerState,
+    delivery: Delivery,
+) -> Option<(Job, Arc<dyn Handler>, Delivery)> {
     let limits = &worker.config.limits;
     let max_body = limits.max_payload_bytes.saturating_add(ENVELOPE_ALLOWANCE);
     if delivery.body.len() > max_body {
@@ -107,7 +110,7 @@ async fn admit(worker: &Worker, delivery: Delivery) -> Option<(Job, Arc<dyn Hand
 /// A job that arrived on a ready route before its `run_at_ms` by the store's clock (a
 /// producer in another language published it there, or one whose clock runs ahead): it
 /// never starts early, it goes to the delayed route, whose scheduler releases it when due.
-async fn defer_early(worker: &Worker, job: Job, delivery: Delivery) {
+async fn defer_early(worker: &WorkerState, job: Job, delivery: Delivery) {
     tracing::debug!(
         job_id = %job.id,
         run_at_ms = job.run_at_ms,
@@ -121,7 +124,7 @@ async fn defer_early(worker: &Worker, job: Job, delivery: Delivery) {
 
 /// Sends the delivery as received to the dead route with the reason, then acks.
 async fn reject(
-    worker: &Worker,
+    worker: &WorkerState,
     delivery: Delivery,
     queue: Option<&str>,
     kind: ErrorKind,
@@ -146,7 +149,7 @@ async fn reject(
 
 /// Steps 3–7 for a job that can run.
 async fn execute(
-    worker: &Worker,
+    worker: &WorkerState,
     job: Job,
     handler: Arc<dyn Handler>,
     delivery: Delivery,
@@ -218,7 +221,7 @@ struct Attempt<'a> {
 /// outcome. The lease is released as soon as the handler has stopped, before the outcome
 /// is settled, so a retry or redelivery never waits for it.
 async fn run_attempt(
-    worker: &Worker,
+    worker: &WorkerState,
     job: Job,
     handler: Arc<dyn Handler>,
     delivery: Delivery,
@@ -306,7 +309,7 @@ async fn run_attempt(
 /// now (see [`crate::ticket`]); others keep their delivery. `None` if the delivery was
 /// given back after a store error.
 async fn hold_if_long(
-    worker: &Worker,
+    worker: &WorkerState,
     job: &Job,
     delivery: Delivery,
     execution: &Execution,
@@ -328,7 +331,7 @@ async fn hold_if_long(
 }
 
 /// Step 5's conflict policies: requeue through the delayed route, or skip as cancelled.
-async fn lock_conflict(worker: &Worker, mut job: Job, delivery: Delivery, key: &str) {
+async fn lock_conflict(worker: &WorkerState, mut job: Job, delivery: Delivery, key: &str) {
     let policy = job
         .lock
         .as_ref()
