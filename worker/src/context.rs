@@ -13,7 +13,7 @@ use jobfleet_common::{codec, telemetry, Job, SharedClock, Store};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::JobError;
+use crate::job_error::JobError;
 
 /// One attempt of one job, as its handler sees it. Cheap to clone.
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! What the application plugs in: [`Handler`]s, registered by job kind in a [`Registry`],
-//! and the [`JobError`] a handler returns to say whether another attempt can help.
+//! each returning a [`JobError`](crate::job_error::JobError) to say whether another attempt
+//! can help.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,6 +11,7 @@ use async_trait::async_trait;
 use jobfleet_common::Job;
 
 use crate::context::JobContext;
+use crate::job_error::JobError;
 
 /// Runs jobs of one kind.
 ///
@@ -27,57 +29,6 @@ pub trait Handler: Send + Sync {
     /// job's own `lock`, when set, wins. None by default.
     fn lock(&self, _job: &Job) -> Option<jobfleet_common::LockSpec> {
         None
-    }
-}
-
-/// Why a handler failed, and whether another attempt could succeed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobError {
-    message: String,
-    permanent: bool,
-}
-
-impl JobError {
-    /// A failure worth retrying (a timeout upstream, a busy resource): the scheduler
-    /// retries the job with backoff until its attempts run out.
-    pub fn retryable(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            permanent: false,
-        }
-    }
-
-    /// A failure no retry can fix (bad input): the job goes straight to the dead letters.
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            permanent: true,
-        }
-    }
-
-    /// Whether retrying is pointless.
-    pub fn is_permanent(&self) -> bool {
-        self.permanent
-    }
-
-    /// The handler's message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for JobError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for JobError {}
-
-/// A payload that does not parse will not parse on the next attempt either: permanent.
-impl From<serde_json::Error> for JobError {
-    fn from(e: serde_json::Error) -> Self {
-        Self::permanent(format!("payload is not the expected JSON: {e}"))
     }
 }
 
@@ -104,13 +55,6 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A registry with the built-in kinds `echo`, `sleep`, `flaky` and `fail`.
-    pub fn with_builtins() -> Self {
-        let mut registry = Self::new();
-        crate::builtins::register(&mut registry);
-        registry
     }
 
     /// Registers `handler` for `kind`, replacing any handler registered before for it.
@@ -215,22 +159,5 @@ mod tests {
         assert_eq!(registry.kinds(), ["a", "b"]);
         assert!(registry.get("a").is_some());
         assert!(registry.get("c").is_none());
-        assert_eq!(
-            Registry::with_builtins().kinds(),
-            ["echo", "fail", "flaky", "sleep"]
-        );
-    }
-
-    #[test]
-    fn job_errors_say_whether_to_retry() {
-        let e = JobError::retryable("busy");
-        assert!(!e.is_permanent());
-        assert_eq!(e.to_string(), "busy");
-        assert!(JobError::permanent("bad").is_permanent());
-        let parse: JobError = serde_json::from_str::<u32>("x")
-            .expect_err("not json")
-            .into();
-        assert!(parse.is_permanent());
-        assert!(parse.message().contains("expected JSON"), "{parse}");
     }
 }

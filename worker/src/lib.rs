@@ -50,8 +50,10 @@
 //! - `store_time`: the worker's clock, which follows the store's (Redis `TIME`).
 //! - `ms`: durations as the saturating integer milliseconds the store and records take.
 //! - `state`: the worker's identity and the state its tasks share.
-//! - `handler`: [`Handler`], [`Registry`], [`JobError`]; `context`: [`JobContext`];
-//!   `builtins`: the built-in kinds `echo`, `sleep`, `flaky`, `fail`.
+//! - `job_error`: [`JobError`], what a failing handler returns (below `handler` and
+//!   `context`, which both speak of it); `handler`: [`Handler`], [`Registry`];
+//!   `context`: [`JobContext`]; `builtins`: the built-in kinds `echo`, `sleep`, `flaky`,
+//!   `fail`, and [`Registry::with_builtins`].
 //! - `events`: log lines and metrics, recorded together.
 //! - `follow_up`: the next step of a pipeline, enqueued by the worker that completes a
 //!   step's last job.
@@ -71,6 +73,7 @@ mod error;
 mod events;
 mod follow_up;
 mod handler;
+mod job_error;
 mod job_trace;
 mod lease;
 mod ms;
@@ -85,7 +88,8 @@ mod ticket;
 
 pub use context::JobContext;
 pub use error::WorkerError;
-pub use handler::{Handler, JobError, Registry};
+pub use handler::{Handler, Registry};
+pub use job_error::JobError;
 pub use jobfleet_common::{Config, Job};
 pub use jobfleet_connect::ConnectError;
 pub use runtime::run;
