@@ -173,7 +173,7 @@ async fn sample_game_logs_go_through_ingest_train_and_predict() {
     // some of it (a coin would score 0.5).
     let auc = result["metrics"]["roc_auc"].as_f64().unwrap_or(0.0);
     assert!(auc > 0.6, "ROC AUC {auc}: {result}");
-    let (_, model): (u64, jobfleet_data::train::ModelManifest) =
+    let (_, model): (u64, jobfleet_data::manifest::ModelManifest) =
         catalog::load(&dir.storage(), Kind::Model, "model", "win", None)
             .await
             .expect("the model is in the registry");

@@ -23,20 +23,35 @@
 //!
 //! # Layout
 //!
+//! The kinds, each a folder, depend only on the modules below them, never on each other:
+//!
 //! - [`ingest`], [`train`], [`predict`]: the three kinds, each its payload and its run.
+//!
+//! What they share:
+//!
+//! - [`manifest`]: what a published dataset or model version says.
+//! - [`catalog`]: versions published once; `fencing`: the lock's token and the store's
+//!   fence before publishing.
 //! - [`schema`]: a dataset's columns, their types and the values each accepts.
 //! - [`model`]: columns into a feature matrix, the train/test split, the linear models.
 //! - [`metrics`]: classification and regression metrics, each a value or the reason.
-//! - [`storage`]: the object store under `[data] url`; [`catalog`]: versions published
-//!   once.
+//! - [`parquet_out`]: the writer settings of every Parquet file written; `digest`:
+//!   SHA-256 of files, hex.
+//! - [`storage`]: the object store under `[data] url`; `env`: the storage and `[data]`
+//!   the kinds run with.
 //! - [`sample`]: `jobfleet sample-data`'s synthetic dataset.
 //! - `error`: [`DataError`].
 
 pub mod catalog;
+mod digest;
+mod env;
 mod error;
+mod fencing;
 pub mod ingest;
+pub mod manifest;
 pub mod metrics;
 pub mod model;
+pub mod parquet_out;
 pub mod predict;
 pub mod sample;
 pub mod schema;
@@ -46,7 +61,6 @@ pub mod train;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use jobfleet_common::config::DataConfig;
 use jobfleet_common::job::ConflictPolicy;
 use jobfleet_common::{Job, LockMode, LockSpec};
@@ -55,6 +69,8 @@ use jobfleet_worker::{Handler, JobContext, JobError, Registry};
 pub use catalog::Kind;
 pub use error::DataError;
 pub use storage::Storage;
+
+use env::Env;
 
 /// The kinds this crate adds.
 pub const KINDS: [&str; 3] = ["ingest", "train", "predict"];
@@ -71,13 +87,6 @@ pub fn check_payload(kind: &str, payload: &[u8]) -> Option<Result<(), JobError>>
         "predict" => predict::PredictSpec::parse(payload).map(drop),
         _ => return None,
     })
-}
-
-/// What the data kinds share: the storage and `[data]`.
-#[derive(Debug)]
-pub(crate) struct Env {
-    pub storage: Storage,
-    pub config: DataConfig,
 }
 
 /// Registers `ingest`, `train` and `predict` on `registry`, with storage at
@@ -148,13 +157,10 @@ impl Handler for DataHandler {
             DataKind::Train => Kind::Model.lock_key(name("model")?),
             DataKind::Predict => {
                 let output = payload["output"].as_str()?;
-                output_key(output).ok()?;
-                match payload["shard"]["index"].as_u64() {
-                    // A parallel prediction's parent holds the output's lock; each child
-                    // holds its shard's.
-                    Some(shard) => format!("{}:shard:{shard}", predict_lock(output)),
-                    None => predict_lock(output),
-                }
+                predict::output_key(output).ok()?;
+                // A parallel prediction's parent holds the output's lock; each child
+                // holds its shard's.
+                predict::lock_key(output, payload["shard"]["index"].as_u64())
             }
         };
         Some(LockSpec {
@@ -162,83 +168,5 @@ impl Handler for DataHandler {
             mode: LockMode::Exclusive,
             on_conflict: ConflictPolicy::Requeue,
         })
-    }
-}
-
-/// The lock (and fenced resource) of a prediction's output.
-pub(crate) fn predict_lock(output: &str) -> String {
-    format!("predict:{output}")
-}
-
-/// The fencing token of the job's exclusive lock `key`; a job holding another lock (its
-/// producer set one) is refused, since its token says nothing about what it writes.
-pub(crate) fn lock_token(ctx: &JobContext, key: &str) -> Result<u64, DataError> {
-    match (ctx.job().lock.as_ref(), ctx.fence()) {
-        (Some(lock), Some(token)) if lock.key == key && lock.mode == LockMode::Exclusive => {
-            Ok(token)
-        }
-        _ => Err(DataError::invalid(
-            "lock",
-            format!(
-                "this kind writes under the exclusive lock {key:?}; leave the job's lock \
-                 unset and the worker takes it"
-            ),
-        )),
-    }
-}
-
-/// Passes the store's fence at `data:{key}` with the job's token for the lock `key`,
-/// recording `value`: [`DataError::Stale`] if a holder with a newer token passed first.
-pub(crate) async fn fence(ctx: &JobContext, key: &str, value: u64) -> Result<(), DataError> {
-    lock_token(ctx, key)?;
-    match ctx
-        .fenced_write(&format!("data:{key}"), Bytes::from(value.to_string()))
-        .await
-    {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(DataError::Stale(format!(
-            "a newer holder of {key:?} published first; this attempt lost its lock"
-        ))),
-        Err(e) => Err(DataError::Io(e.to_string())),
-    }
-}
-
-/// Checks a prediction's output key: relative, no `.`/`..` parts, not among the
-/// versions (`datasets/`, `models/`) nor another prediction's checkpoints (`*.parts`),
-/// at most 512 bytes.
-pub(crate) fn output_key(key: &str) -> Result<(), DataError> {
-    storage_key("output", key)?;
-    let reserved = key.starts_with("datasets/")
-        || key.starts_with("models/")
-        || key.split('/').any(|p| p.ends_with(".parts"))
-        || key.len() > 512;
-    if reserved {
-        return Err(DataError::invalid(
-            "output",
-            format!(
-                "{key:?} is reserved (datasets/, models/, *.parts) or over 512 bytes: use \
-                 e.g. predictions/games.parquet"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a key under the data URL that a payload names.
-pub(crate) fn storage_key(field: &str, key: &str) -> Result<(), DataError> {
-    let ok = !key.is_empty()
-        && !key.starts_with('/')
-        && key
-            .split('/')
-            .all(|p| !p.is_empty() && p != "." && p != "..");
-    if ok {
-        Ok(())
-    } else {
-        Err(DataError::invalid(
-            field,
-            format!(
-                "{key:?}: a relative key like predictions/games.parquet, without . or .. parts"
-            ),
-        ))
     }
 }

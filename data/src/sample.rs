@@ -114,55 +114,8 @@ pub fn write(dir: &Path, rows: usize, seed: u64) -> Result<SampleFiles, DataErro
     let mut broken = 0;
     let mut line = String::new();
     for i in 0..rows {
-        line.clear();
-        let player = rng.below(150);
-        let position = ["G", "F", "C"][usize::try_from(player % 3).unwrap_or(0)];
-        let home = rng.unit() < 0.5;
-        let rest = rng.below(5);
-        let opponent = rng.unit();
-        let minutes = (28.0 + 8.0 * rng.normal()).clamp(4.0, 48.0);
-        let per_minute = 0.45 + 0.12 * rng.normal();
-        let points = (minutes * per_minute.max(0.05) + 2.0 * rng.normal())
-            .round()
-            .max(0.0);
-        let rebounds = (minutes / 48.0 * if position == "C" { 11.0 } else { 6.0 }
-            + 2.0 * rng.normal())
-        .round()
-        .max(0.0);
-        let assists = (minutes / 48.0 * if position == "G" { 8.0 } else { 3.0 }
-            + 1.5 * rng.normal())
-        .round()
-        .max(0.0);
-        let fg = (0.46 + 0.08 * rng.normal()).clamp(0.1, 0.9);
-        let three = (0.35 + 0.1 * rng.normal()).clamp(0.0, 0.8);
-        let logit = 0.06 * (points - 14.0)
-            + 0.12 * (assists - 3.0)
-            + 0.08 * (rebounds - 5.0)
-            + 0.45 * f64::from(u8::from(home))
-            + 0.12 * (f64::from(u32::try_from(rest).unwrap_or(0)) - 2.0)
-            - 3.0 * (opponent - 0.5)
-            + 2.5 * (fg - 0.46);
-        let win = rng.unit() < sigmoid(logit);
-        // Some shooting figures are missing, as in real box scores (no attempts).
-        let fg_text = if rng.below(50) == 0 {
-            String::new()
-        } else {
-            format!("{fg:.3}")
-        };
-        let game = i / 10;
-        let _ = write!(
-            line,
-            "g{game:07},p{player:03},{position},{home},{rest},{opponent:.3},{minutes:.1},\
-             {points},{rebounds},{assists},{fg_text},{three:.3},{win}"
-        );
-        if rng.below(200) == 0 {
+        if game_row(&mut rng, i, &mut line) {
             broken += 1;
-            line = match rng.below(4) {
-                0 => line.replacen(&format!(",{minutes:.1},"), ",-5.0,", 1),
-                1 => line.replacen(&format!(",{points},{rebounds},"), ",DNP,0,", 1),
-                2 => line.replacen(&format!(",{position},"), ",Q,", 1),
-                _ => line.replacen(&format!(",p{player:03},"), ",,", 1),
-            };
         }
         writeln!(out, "{line}").map_err(io)?;
     }
@@ -173,6 +126,60 @@ pub fn write(dir: &Path, rows: usize, seed: u64) -> Result<SampleFiles, DataErro
         rows,
         broken,
     })
+}
+
+/// Draws row `i` of the game logs (a line of game `i / 10`) into `line`; true if it was
+/// broken on purpose.
+fn game_row(rng: &mut Rng, i: usize, line: &mut String) -> bool {
+    line.clear();
+    let player = rng.below(150);
+    let position = ["G", "F", "C"][usize::try_from(player % 3).unwrap_or(0)];
+    let home = rng.unit() < 0.5;
+    let rest = rng.below(5);
+    let opponent = rng.unit();
+    let minutes = (28.0 + 8.0 * rng.normal()).clamp(4.0, 48.0);
+    let per_minute = 0.45 + 0.12 * rng.normal();
+    let points = (minutes * per_minute.max(0.05) + 2.0 * rng.normal())
+        .round()
+        .max(0.0);
+    let rebounds = (minutes / 48.0 * if position == "C" { 11.0 } else { 6.0 } + 2.0 * rng.normal())
+        .round()
+        .max(0.0);
+    let assists = (minutes / 48.0 * if position == "G" { 8.0 } else { 3.0 } + 1.5 * rng.normal())
+        .round()
+        .max(0.0);
+    let fg = (0.46 + 0.08 * rng.normal()).clamp(0.1, 0.9);
+    let three = (0.35 + 0.1 * rng.normal()).clamp(0.0, 0.8);
+    let logit = 0.06 * (points - 14.0)
+        + 0.12 * (assists - 3.0)
+        + 0.08 * (rebounds - 5.0)
+        + 0.45 * f64::from(u8::from(home))
+        + 0.12 * (f64::from(u32::try_from(rest).unwrap_or(0)) - 2.0)
+        - 3.0 * (opponent - 0.5)
+        + 2.5 * (fg - 0.46);
+    let win = rng.unit() < sigmoid(logit);
+    // Some shooting figures are missing, as in real box scores (no attempts).
+    let fg_text = if rng.below(50) == 0 {
+        String::new()
+    } else {
+        format!("{fg:.3}")
+    };
+    let game = i / 10;
+    let _ = write!(
+        line,
+        "g{game:07},p{player:03},{position},{home},{rest},{opponent:.3},{minutes:.1},\
+         {points},{rebounds},{assists},{fg_text},{three:.3},{win}"
+    );
+    let broken = rng.below(200) == 0;
+    if broken {
+        *line = match rng.below(4) {
+            0 => line.replacen(&format!(",{minutes:.1},"), ",-5.0,", 1),
+            1 => line.replacen(&format!(",{points},{rebounds},"), ",DNP,0,", 1),
+            2 => line.replacen(&format!(",{position},"), ",Q,", 1),
+            _ => line.replacen(&format!(",p{player:03},"), ",,", 1),
+        };
+    }
+    broken
 }
 
 /// The numeric table of the data benchmarks: `id` (text), `x0`…`x{features-1}` (floats,
@@ -237,13 +244,7 @@ impl Numeric {
     ) -> Result<(), DataError> {
         use crate::schema::{Batcher, Value};
         let schema = self.schema();
-        let file = std::fs::File::create(path)
-            .map_err(|e| DataError::Io(format!("{}: {e}", path.display())))?;
-        let mut writer = parquet::arrow::ArrowWriter::try_new(
-            file,
-            schema.arrow(),
-            Some(crate::ingest::writer_properties(chunk_rows)),
-        )?;
+        let mut writer = crate::parquet_out::create(path, schema.arrow(), chunk_rows)?;
         let mut batcher = Batcher::new(&schema);
         for i in 0..rows {
             let (id, xs, label) = self.values(i);

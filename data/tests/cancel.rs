@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use jobfleet_data::ingest::{DatasetManifest, Mode};
+use jobfleet_data::manifest::{DatasetManifest, Mode};
 use jobfleet_data::sample::Numeric;
 use jobfleet_data::storage::Scratch;
 use jobfleet_data::train::{self, TrainSpec};

@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use jobfleet_data::ingest::{self, DatasetManifest, Format, Mode};
+use jobfleet_data::ingest::{self, Format};
+use jobfleet_data::manifest::{Algorithm, DatasetManifest, Mode};
 use jobfleet_data::schema::{ColumnSpec, ColumnType, Schema};
 use jobfleet_data::storage::Scratch;
-use jobfleet_data::train::{self, Algorithm, TrainSpec};
+use jobfleet_data::train::{self, TrainSpec};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {

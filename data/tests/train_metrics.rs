@@ -3,11 +3,12 @@
 //! training split's, labelled as such; a metric the test rows cannot give (ROC AUC over a
 //! one-row test split, R² over a constant one) is `null` with its reason beside it.
 
-use jobfleet_data::ingest::{self, DatasetManifest, Format, Mode};
+use jobfleet_data::ingest::{self, Format};
+use jobfleet_data::manifest::{DatasetManifest, Mode, ModelManifest};
 use jobfleet_data::sample::Numeric;
 use jobfleet_data::schema::{ColumnSpec, ColumnType, Schema};
 use jobfleet_data::storage::Scratch;
-use jobfleet_data::train::{self, ModelManifest, TrainSpec};
+use jobfleet_data::train::{self, TrainSpec};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use jobfleet_common::pipeline::PipelineSpec;
 use jobfleet_data::catalog::{self, Kind};
-use jobfleet_data::train::ModelManifest;
+use jobfleet_data::manifest::ModelManifest;
 use jobfleet_data::Storage;
 
 use super::workload::QUEUE;
