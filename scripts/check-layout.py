@@ -49,7 +49,7 @@ def named(module: str, section: str) -> bool:
 
 def main() -> int:
     tracked = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "*lib.rs", "*mod.rs"],
+        ["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard", "*lib.rs", "*mod.rs"],
         check=True,
         capture_output=True,
         text=True,

@@ -5,10 +5,10 @@
 # on a free loopback port in a temporary directory, exported as TEST_REDIS_URL and
 # stopped (its directory removed) on exit. RabbitMQ is the usual one (TEST_AMQP_URL).
 #
-# The tests: every test of jobfleet-redis (its store checks, the persistence check and
-# the data-loss sentinel), cli/tests/data_loss.rs and tests/tests/redis_durability.rs.
-# Tests that need a volatile Redis start one of their own
-# (jobfleet_redis::testkit::RedisServer).
+# The tests: every test of jobfleet-redis (its own store checks, the persistence check and
+# the data-loss sentinel), the store conformance suite on Redis (testkit/tests/stores.rs),
+# cli/tests/data_loss.rs and tests/tests/redis_durability.rs. Tests that need a volatile
+# Redis start one of their own (jobfleet_testkit::RedisServer).
 #
 # Usage: scripts/test-persistent-redis.sh [more cargo-nextest arguments]
 #   NEXTEST_PROFILE   the nextest profile (default: default; scripts/test.sh uses ci in CI)
@@ -21,6 +21,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 . "$ROOT/scripts/lib.sh"
 
 FILTER='package(jobfleet-redis)
+  | (package(jobfleet-testkit) & binary(stores) & test(/^redis::/))
   | (package(jobfleet) & binary(data_loss))
   | (package(jobfleet-tests) & binary(redis_durability))'
 

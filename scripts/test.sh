@@ -17,7 +17,8 @@
 # tests/tests/redis_durability.rs, for one, starts redis-server with an append-only file.
 #
 # Steps: services, rustfmt, module layouts (every crate's `# Layout` docs name each of its
-# modules: scripts/check-layout.py), clippy, cargo-deny, deployment files, nextest (profile `ci`
+# modules: scripts/check-layout.py), import circles (no two modules of a crate need each
+# other: scripts/check-imports.py), clippy, cargo-deny, deployment files, nextest (profile `ci`
 # when CI=true), the README's data walkthrough run as written with the binary nextest
 # built (scripts/check-walkthrough.sh), the backend-feature checks, the Redis persistence
 # tests again on a Redis with an append-only file (scripts/test-persistent-redis.sh), then
@@ -220,11 +221,17 @@ disk() {
   log "disk: $(df -h --output=avail "$ROOT" | tail -1 | tr -d ' ') free; build directory $(du -sh "$target" 2>/dev/null | cut -f1 || echo none)"
 }
 
+# The import-circle check, after its own self-test (a synthetic crate with one circle).
+imports() {
+  python3 scripts/check-imports.py --self-test && python3 scripts/check-imports.py "$ROOT"
+}
+
 total_started=$SECONDS
 disk
 step "services" ensure_services
 step "rustfmt" cargo fmt --all -- --check
 step "module layouts" python3 scripts/check-layout.py "$ROOT"
+step "import circles" imports
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo deny" deny
 step "deployment files" deploy_checks

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use jobfleet_common::{Config, Job};
+use jobfleet_worker::Settlement;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -59,7 +60,7 @@ impl Hooks for Lateness {
             .push(wall_ms() - due);
     }
 
-    fn settled(&self, _job: &Job, _outcome: &str) {
+    fn settled(&self, _job: &Job, _outcome: Settlement) {
         self.settled.tick();
     }
 }

@@ -17,10 +17,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use jobfleet_common::{Backends, Config, Job, SharedClock};
+use jobfleet_fleet::{Fleet, Role, RoleError, RoleFailure};
 use jobfleet_producer::Producer;
-use jobfleet_worker::Registry;
+use jobfleet_worker::{Registry, Settlement};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -71,12 +71,24 @@ impl Hooks for Probe {
             .push(waited as f64);
     }
 
-    fn settled(&self, _job: &Job, outcome: &str) {
-        if outcome != "completed" {
-            self.other.fetch_add(1, Ordering::Relaxed);
-            return;
+    fn settled(&self, _job: &Job, outcome: Settlement) {
+        match outcome {
+            Settlement::Completed => self.completed.tick(),
+            // Never expected of `noop` jobs on a healthy fleet: counted and reported.
+            Settlement::Failed
+            | Settlement::Timeout
+            | Settlement::Panic
+            | Settlement::LockLost
+            | Settlement::Permanent
+            | Settlement::WorkerCrashed
+            | Settlement::Cancelled
+            | Settlement::Skipped
+            | Settlement::Duplicate
+            | Settlement::Requeued
+            | Settlement::Busy => {
+                self.other.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        self.completed.tick();
     }
 }
 
@@ -214,7 +226,7 @@ pub(crate) trait Hooks: Send + Sync + 'static {
     /// The `noop` handler of `job` started.
     fn started(&self, job: &Job);
     /// `job`'s outcome was recorded and its delivery acked.
-    fn settled(&self, job: &Job, outcome: &str);
+    fn settled(&self, job: &Job, outcome: Settlement);
 }
 
 /// Hooks that see nothing, until a measurement installs its own.
@@ -222,12 +234,13 @@ struct Unset;
 
 impl Hooks for Unset {
     fn started(&self, _: &Job) {}
-    fn settled(&self, _: &Job, _: &str) {}
+    fn settled(&self, _: &Job, _: Settlement) {}
 }
 
 /// A worker (and, for delayed jobs, a scheduler) on the configured backends, running the
 /// `noop` kind, and a producer on connections of its own, as separate processes would
-/// have; warm when [`Rig::start`] returns.
+/// have; warm when [`Rig::start`] returns. The roles run in a [`Fleet`], the in-process
+/// launcher `jobfleet dev` and the tests use too.
 pub(crate) struct Rig {
     pub producer: Arc<Producer>,
     pub clock: SharedClock,
@@ -235,9 +248,7 @@ pub(crate) struct Rig {
     /// The producer's backends (the worker and the scheduler have their own).
     pub backends: Backends,
     hooks: Arc<std::sync::RwLock<Arc<dyn Hooks>>>,
-    shutdown: CancellationToken,
-    workers: Vec<JoinHandle<Result<(), jobfleet_worker::WorkerError>>>,
-    scheduler: Option<JoinHandle<Result<(), jobfleet_scheduler::SchedulerError>>>,
+    fleet: Fleet,
     to_close: Vec<Arc<dyn jobfleet_common::Broker>>,
 }
 
@@ -293,36 +304,22 @@ impl Rig {
                     read(&on_settled).settled(job, outcome);
                 }
             });
-        let shutdown = CancellationToken::new();
         let config = Arc::new(config.clone());
         let registry = Arc::new(registry);
-        let workers = worker_sides
-            .into_iter()
-            .map(|side| {
-                tokio::spawn(jobfleet_worker::run(
-                    config.clone(),
-                    side,
-                    registry.clone(),
-                    shutdown.clone(),
-                ))
-            })
-            .collect();
-        let scheduler = scheduler_side.map(|side| {
-            tokio::spawn(jobfleet_scheduler::run(
-                config.clone(),
-                side,
-                shutdown.clone(),
-            ))
-        });
+        let fleet = Fleet::new(config.clone(), CancellationToken::new());
+        for side in worker_sides {
+            fleet.start_worker(side, registry.clone());
+        }
+        if let Some(side) = scheduler_side {
+            fleet.start_scheduler(side);
+        }
         let rig = Self {
             producer: Arc::new(Producer::new(&producer_side, &config)),
             clock: producer_side.clock.clone(),
             broker: producer_side.broker.name(),
             backends: producer_side,
             hooks,
-            shutdown,
-            workers,
-            scheduler,
+            fleet,
             to_close,
         };
         let warm = async {
@@ -355,22 +352,7 @@ impl Rig {
 
     /// Stops the roles and closes every connection.
     pub(crate) async fn stop(self) -> Result<()> {
-        self.shutdown.cancel();
-        let mut stopped = Vec::with_capacity(self.workers.len());
-        for worker in self.workers {
-            stopped.push(
-                worker
-                    .await
-                    .map_err(|e| Error::Task(format!("a bench worker panicked: {e}"))),
-            );
-        }
-        let scheduler = match self.scheduler {
-            Some(task) => Some(
-                task.await
-                    .map_err(|e| Error::Task(format!("the bench scheduler panicked: {e}"))),
-            ),
-            None => None,
-        };
+        let stopped = self.fleet.stop().await;
         let embedded = self.backends.broker.name() == "embedded";
         drop(self.producer);
         drop(self.backends);
@@ -380,20 +362,14 @@ impl Rig {
                 broker.close().await;
             }
         }
-        for worker in stopped {
-            worker??;
-        }
-        if let Some(scheduler) = scheduler {
-            scheduler?.map_err(|e| Error::Task(format!("the bench scheduler: {e}")))?;
-        }
-        Ok(())
+        stopped.map_err(role_failure)
     }
 
     /// Waits until the worker heartbeats, which it does once its consumers are open, so
     /// no clock includes the worker's start-up.
     async fn wait_for_worker(&self) -> Result<()> {
         let deadline = Instant::now() + WORKER_START;
-        while self.backends.store.workers().await?.len() < self.workers.len() {
+        while self.backends.store.workers().await?.len() < self.fleet.workers() {
             if Instant::now() >= deadline {
                 return Err(Error::Task(format!(
                     "the bench worker did not start within {WORKER_START:?}"
@@ -402,6 +378,19 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+}
+
+/// A role's failure as the bench's: a worker's error keeps its kind.
+fn role_failure(RoleFailure { role, error }: RoleFailure) -> Error {
+    let who = match role {
+        Role::Worker(_) => "a bench worker",
+        Role::Scheduler(_) => "the bench scheduler",
+    };
+    match error {
+        RoleError::Worker(e) => Error::Worker(e),
+        RoleError::Panicked(message) => Error::Task(format!("{who} panicked: {message}")),
+        e => Error::Task(format!("{who}: {e}")),
     }
 }
 

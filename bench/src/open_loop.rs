@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jobfleet_common::{Config, Job};
+use jobfleet_worker::Settlement;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -86,7 +87,7 @@ impl Hooks for Timings {
             .push(ms);
     }
 
-    fn settled(&self, job: &Job, _outcome: &str) {
+    fn settled(&self, job: &Job, _outcome: Settlement) {
         let ms = self.since_intended(job);
         self.done_ms
             .lock()

@@ -1,11 +1,11 @@
 //! What `jobfleet dev` reports at the end (and what `--until-idle` carries in its error
-//! when time runs out): the counts of a [`Tally`], for people and as one JSON line.
+//! when time runs out): the counts of its tally, for people and as one JSON line. Plain
+//! data below both [`crate::error`] (whose `NotIdle` carries it) and the `dev` command
+//! (which makes it from its tally: `Tally::summary`).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use super::tally::Tally;
 
 /// What `jobfleet dev` did, printed at the end; the last line of the output is
 /// `summary: ` followed by this as JSON.
@@ -43,30 +43,6 @@ pub struct DevSummary {
 }
 
 impl DevSummary {
-    /// The summary of `tally` over `elapsed`.
-    pub fn new(tally: &Tally, elapsed: Duration) -> Self {
-        let secs = elapsed.as_secs_f64();
-        let rate = if secs > 0.0 {
-            tally.finished() as f64 / secs
-        } else {
-            0.0
-        };
-        Self {
-            total: tally.total,
-            completed: tally.completed,
-            retried: tally.retried,
-            dead: tally.dead,
-            cancelled: tally.cancelled,
-            unfinished: tally.total - tally.finished(),
-            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            jobs_per_sec: (rate * 10.0).round() / 10.0,
-            schedule_fires: 0,
-            pipeline: String::new(),
-            data: String::new(),
-            dashboard: String::new(),
-        }
-    }
-
     /// The summary for people, then the `summary: {json}` line for machines.
     pub fn render(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
@@ -96,15 +72,20 @@ mod tests {
 
     #[test]
     fn summary_ends_with_parseable_json() {
-        let t = Tally {
+        let s = DevSummary {
             total: 10,
             completed: 8,
-            dead: 2,
             retried: 3,
-            ..Tally::default()
+            dead: 2,
+            cancelled: 0,
+            unfinished: 0,
+            elapsed_ms: 4000,
+            jobs_per_sec: 2.5,
+            schedule_fires: 1,
+            pipeline: "completed".into(),
+            data: "off".into(),
+            dashboard: "off".into(),
         };
-        let s = DevSummary::new(&t, Duration::from_secs(4));
-        assert_eq!((s.unfinished, s.jobs_per_sec), (0, 2.5));
         let text = s.render();
         let last = text.lines().last().expect("lines");
         let json = last.strip_prefix("summary: ").expect("summary line");

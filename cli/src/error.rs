@@ -16,7 +16,7 @@ use jobfleet_producer::ProduceError;
 use jobfleet_scheduler::{OpsError, SchedulerError};
 use jobfleet_worker::WorkerError;
 
-use crate::commands::dev::summary::DevSummary;
+use crate::dev_summary::DevSummary;
 
 /// What the embedded backend cannot do, said once so every command refuses alike.
 pub const EMBEDDED_HINT: &str =

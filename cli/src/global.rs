@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use jobfleet_common::store::{DataLossIncident, Durability};
-use jobfleet_common::{Backends, Config};
+use jobfleet_common::{Backends, Config, OperatorBackends};
 
 use crate::error::{Error, Result};
 use crate::parse::toml_string;
@@ -74,10 +74,11 @@ impl GlobalArgs {
 
     /// Loads the configuration: defaults, `--config` file, `JOBFLEET_*`, then these flags.
     pub fn load_config(&self) -> Result<Config> {
-        Ok(Config::load_from_env(
-            self.config.as_deref(),
-            &self.overrides(),
-        )?)
+        let config = Config::load_from_env(self.config.as_deref(), &self.overrides())?;
+        // A schedule whose expression or time zone does not read would never fire:
+        // refused here, with its key, before any command or role starts.
+        jobfleet_cron::check_config(&config)?;
+        Ok(config)
     }
 }
 
@@ -94,8 +95,8 @@ pub async fn connect_shared(config: &Config, command: &'static str) -> Result<Ba
 /// What a read-only command (`queues`, `workers`, `status`, `dlq list`, `dlq show`)
 /// looks through: the backends, and what is wrong with the store, to lead the answer.
 pub struct Look {
-    /// The connected backends.
-    pub backends: Backends,
+    /// The connected backends, as an operator may use them.
+    pub backends: OperatorBackends,
     /// What the store's server keeps across its restart (`None`: not asked, or not
     /// applicable).
     pub durability: Option<Durability>,
@@ -164,10 +165,20 @@ pub async fn connect_to_look(config: &Config, command: &'static str) -> Result<L
 
 /// Connects like [`connect_shared`], but to a store whatever it keeps across a restart:
 /// for commands that report what it keeps themselves (`queues`, [`connect_to_look`]).
-pub async fn connect_on_any_store(config: &Config, command: &'static str) -> Result<Backends> {
+pub async fn connect_on_any_store(
+    config: &Config,
+    command: &'static str,
+) -> Result<OperatorBackends> {
     let mut lenient = config.clone();
     lenient.redis.require_persistence = false;
-    connect_shared(&lenient, command).await
+    Ok(connect_shared(&lenient, command).await?.operator())
+}
+
+/// Connects like [`connect_shared`] for an operator command that changes something
+/// (`cancel`, `dlq replay|purge`, `schedule`, `pipeline`): the store narrowed to what
+/// operators may touch, so the command's types say it takes no lock and no lease.
+pub async fn connect_operator(config: &Config, command: &'static str) -> Result<OperatorBackends> {
+    Ok(connect_shared(config, command).await?.operator())
 }
 
 #[cfg(test)]

@@ -15,8 +15,11 @@
 //! - [`progress`]: the progress bar, or plain lines when stderr is not a terminal.
 //! - [`parse`]: flag values clap does not know (durations, priorities, JSON payloads).
 //! - [`error`]: every failure with its exit code.
+//! - [`dev_summary`]: what `jobfleet dev` reports at the end, as plain data below `error`
+//!   (whose `NotIdle` carries it) and the `dev` command.
 
 pub mod commands;
+pub mod dev_summary;
 pub mod error;
 pub mod global;
 pub mod kinds;

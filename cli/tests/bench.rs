@@ -13,7 +13,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use jobfleet_common::testing::{amqp_url, redis_url, require_kafka_url};
+use jobfleet_testkit::{amqp_url, redis_url, require_kafka_url};
 
 /// The Kafka bootstrap servers (`host:port`), or a panic that says how to start Kafka.
 fn kafka_brokers() -> String {

@@ -154,7 +154,7 @@ fn purging_everything_needs_all() {
 #[test]
 fn a_canary_password_never_shows_in_errors() {
     const CANARY: &str = "S3cretCanary";
-    let redis = jobfleet_common::testing::redis_url();
+    let redis = jobfleet_testkit::redis_url();
     let brokers = [
         format!("kafka://u:{CANARY}@127.0.0.1:1"),
         format!("kafka://127.0.0.1:1?password={CANARY}"),

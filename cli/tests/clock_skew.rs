@@ -17,8 +17,8 @@ use std::time::Duration;
 use jobfleet_common::broker::{Message, Route};
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::{JobRecord, JobState, Store};
-use jobfleet_common::testing::{shared_config, wait_for, HOW_TO_START};
 use jobfleet_common::{Config, Job, JobId};
+use jobfleet_testkit::{shared_config, wait_for, HOW_TO_START};
 use support::Process;
 
 mod support;

@@ -5,9 +5,9 @@
 //! is detected: the incident record is written, the loss counted, `/readyz` answers 503,
 //! `jobfleet queues` warns, and `jobfleet queues --ack-data-loss` clears it.
 
-use jobfleet_common::testing::http_get;
 use jobfleet_connect::redis::keys;
-use jobfleet_redis::testkit::RedisServer;
+use jobfleet_testkit::http_get;
+use jobfleet_testkit::RedisServer;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,9 +18,7 @@ use redis::AsyncCommands;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use jobfleet_common::testing::{
-    amqp_url, redis_url, shared_config, unique_namespace, HOW_TO_START,
-};
+use jobfleet_testkit::{amqp_url, redis_url, shared_config, unique_namespace, HOW_TO_START};
 
 fn namespace() -> String {
     unique_namespace("dataloss")

@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use jobfleet_common::broker::{Message, Route};
 use jobfleet_common::store::DeadFilter;
-use jobfleet_common::testing::{redis_url, shared_config, wait_for, HOW_TO_START};
 use jobfleet_common::{Config, Priority};
+use jobfleet_testkit::{redis_url, shared_config, wait_for, HOW_TO_START};
 
 const BODY_BYTES: usize = 100 * 1024 * 1024;
 /// Far below one copy of the body; far above a process's ~20-60 MB at rest.

@@ -1,7 +1,7 @@
 //! `jobfleet dev` called as a library function, the way other tests can start a whole
 //! fleet: small workloads, an interrupted run, and flags that make no sense.
 
-use jobfleet_common::testing::{free_addr, http_get};
+use jobfleet_testkit::{free_addr, http_get};
 use std::time::Duration;
 
 use jobfleet::commands::dev::{self, DevOptions};

@@ -14,9 +14,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jobfleet_common::store::{JobRecord, JobState};
-use jobfleet_common::testing::{redis_url, shared_config, wait_state, HOW_TO_START};
 use jobfleet_common::{Backends, Config, Job, JobId};
 use jobfleet_producer::Producer;
+use jobfleet_testkit::{redis_url, shared_config, wait_state, HOW_TO_START};
 use redis::AsyncCommands;
 
 mod support;

@@ -8,9 +8,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_common::testing::{shared_config, HOW_TO_START};
 use jobfleet_common::{Config, Job};
 use jobfleet_producer::Producer;
+use jobfleet_testkit::{shared_config, HOW_TO_START};
 use jobfleet_worker::Registry;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -192,7 +192,7 @@ fn operator_commands_print_nothing_on_stderr_on_success() {
     }
     // On a namespace nobody declared, the depth probe's expected NOT_FOUND makes lapin
     // log an ERROR: left out, unless --verbose lets the client libraries' lines through.
-    let fresh = jobfleet_common::testing::unique_namespace("verbose");
+    let fresh = jobfleet_testkit::unique_namespace("verbose");
     let queues = |verbose: bool| {
         let mut args = vec!["queues"];
         args.extend(verbose.then_some("--verbose"));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use jobfleet_common::testing::{free_addr, http_get, redis_url, unique_namespace, HOW_TO_START};
+use jobfleet_testkit::{free_addr, http_get, redis_url, unique_namespace, HOW_TO_START};
 use support::Process;
 
 mod support;
@@ -295,7 +295,7 @@ impl CanaryUsers {
             name: name.to_string(),
         };
         // On the virtual host the test URL names, which need not be the default `/`.
-        let vhost = jobfleet_common::testing::amqp_url()
+        let vhost = jobfleet_testkit::amqp_url()
             .parse::<lapin::uri::AMQPUri>()
             .expect("TEST_AMQP_URL is an AMQP URL")
             .vhost;
@@ -350,7 +350,7 @@ async fn a_fleet_connected_with_canary_passwords_never_shows_them() {
         .and_then(|r| r.split_once('/'))
         .expect("a redis:// URL");
     let store = format!("redis://{user}:{CANARY}@{host}/{rest}");
-    let amqp = jobfleet_common::testing::amqp_url();
+    let amqp = jobfleet_testkit::amqp_url();
     let broker_host = amqp
         .split_once('@')
         .map_or_else(|| amqp.trim_start_matches("amqp://"), |(_, h)| h)
@@ -478,7 +478,7 @@ async fn a_fleet_connected_with_canary_passwords_never_shows_them() {
         seen.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
-    let config = jobfleet_common::testing::shared_config("unused");
+    let config = jobfleet_testkit::shared_config("unused");
     let mut config = config;
     config.namespace = namespace;
     if let Ok(backends) = jobfleet_connect::connect(&config).await {

@@ -1,5 +1,5 @@
 //! `amqps://` and `rediss://` against real TLS listeners: a RabbitMQ node and a Redis
-//! server of the test's own (`jobfleet_redis::testkit::RedisServer`), started with
+//! server of the test's own (`jobfleet_testkit::RedisServer`), started with
 //! certificates signed by a throwaway CA (made with the `openssl` command). With the CA
 //! trusted (`SSL_CERT_FILE`, which both clients' trust stores honour), `jobfleet
 //! enqueue`, a `jobfleet worker` process and `jobfleet status` run a job end to end over
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use jobfleet_common::testing::free_addr;
-use jobfleet_redis::testkit::{RedisServer, VOLATILE};
+use jobfleet_testkit::free_addr;
+use jobfleet_testkit::{RedisServer, VOLATILE};
 use support::Process;
 
 mod support;
@@ -286,8 +286,8 @@ fn a_job_runs_over_amqps_and_rediss_and_an_untrusted_certificate_is_refused() {
     drop(worker);
 
     // Untrusted (the system's store only): each client refuses the certificate.
-    let plain_redis = jobfleet_common::testing::redis_url();
-    let plain_amqp = jobfleet_common::testing::amqp_url();
+    let plain_redis = jobfleet_testkit::redis_url();
+    let plain_amqp = jobfleet_testkit::amqp_url();
     for (broker, store, which) in [
         (broker.as_str(), plain_redis.as_str(), "broker"),
         (plain_amqp.as_str(), store.as_str(), "store"),

@@ -3,6 +3,8 @@
 //! the names of every metric. It depends on no broker or store client: the RabbitMQ, Kafka
 //! and Redis backends are crates of their own (`jobfleet-rabbitmq`, `jobfleet-kafka`,
 //! `jobfleet-redis`), and `jobfleet-connect` picks one by URL, behind cargo features.
+//! Nor does it build an HTTP server or a cron parser: the probes and metrics endpoint
+//! every role serves is `jobfleet-http`, and `jobfleet-cron` reads cron expressions.
 //!
 //! # Layout
 //!
@@ -12,24 +14,23 @@
 //! - [`retry`]: retry timing (exponential backoff, full jitter, cap), a pure function.
 //! - [`clock`]: "now" as the roles see it, pausable in tests.
 //! - [`broker`]: the `Broker` trait: routes, publish with confirms, consume, ack.
-//! - [`store`]: the `Store` traits: delayed set, locks, job states, dead letters, heartbeats,
-//!   integrity (detecting a store that lost its data).
+//! - [`store`]: the `Store` traits: delayed set, locks, job states, execution leases, dead
+//!   letters, heartbeats, schedules, pipelines, integrity (detecting a store that lost its
+//!   data), the store's clock; and each role's bundle of them (`WorkerStore`,
+//!   `SchedulerStore`, `OperatorStore`).
 //! - [`embedded`]: the in-process broker and store, for `jobfleet dev` and fast tests.
-//! - [`http`]: the endpoint every process serves: `/healthz`, `/readyz`, `/metrics`.
 //! - [`address`]: the broker and store addresses a configuration names, parsed once.
 //! - [`backends`]: the broker, store and clock a role is started with.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 //! - [`dead`]: the dead route's reason header and dead letters made from messages.
 //! - [`config`]: the typed configuration (file, `JOBFLEET_*` environment, flags).
 //! - [`telemetry`]: metric names and the events that log and count together.
-//! - [`cron`]: cron schedules: the spec, its compiled form, due instants and each
-//!   instant's job.
+//! - [`cron`]: cron schedules as data: the spec and its policies, the checks that need no
+//!   cron parser, each instant's job (`jobfleet-cron` reads the expressions).
 //! - [`pipeline`]: multi-step job pipelines (steps in turn, fan-out steps whose results
 //!   the next step receives together).
 //! - [`trace`]: W3C trace context carried on a job, so its spans join the caller's trace.
 //! - [`redact`]: secrets out of URLs before they reach a log line or an error.
-//! - `testing` (the `testing` feature): where the test services are, fresh namespaces,
-//!   waits and route helpers the test harnesses share.
 
 pub mod address;
 pub mod backends;
@@ -40,7 +41,6 @@ pub mod config;
 pub mod cron;
 pub mod dead;
 pub mod embedded;
-pub mod http;
 pub mod job;
 pub mod limits;
 pub mod pipeline;
@@ -49,14 +49,12 @@ pub mod retry;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod trace;
 
 pub use address::{BrokerAddr, StoreAddr};
-pub use backends::Backends;
+pub use backends::{Backends, OperatorBackends};
 pub use broker::{Broker, BrokerError, Delivery, Message, Route};
 pub use clock::{Clock, SharedClock};
 pub use config::Config;
 pub use job::{ErrorKind, ErrorRecord, Job, JobId, LockMode, LockSpec, Priority};
-pub use store::{Store, StoreError};
+pub use store::{OperatorStore, SchedulerStore, Store, StoreError, WorkerStore};

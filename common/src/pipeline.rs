@@ -204,43 +204,6 @@ impl PipelineSpec {
     }
 }
 
-/// Enqueues step `step` of pipeline `id` (given the previous step's result): its jobs'
-/// `scheduled` records, then the jobs into the delayed set due at `now_ms`, for a
-/// scheduler to release. Enqueueing a step again enqueues the same job ids.
-pub async fn enqueue_step(
-    store: &dyn crate::store::Store,
-    id: JobId,
-    spec: &PipelineSpec,
-    step: usize,
-    previous: Option<Value>,
-    now_ms: i64,
-) -> Result<usize, crate::store::StoreError> {
-    use crate::codec::{self, Format};
-    use crate::store::{JobRecord, JobState, ScheduledJob};
-    let jobs = spec.jobs(id, step, previous, now_ms);
-    let name = spec.steps.get(step).map_or("", |s| s.name.as_str());
-    let records: Vec<JobRecord> = jobs
-        .iter()
-        .map(|job| {
-            let mut record = JobRecord::of(job, JobState::Scheduled, now_ms);
-            record.note = Some(format!("pipeline {id} step {step} ({name})"));
-            record
-        })
-        .collect();
-    store.put_records(&records).await?;
-    let scheduled = jobs
-        .iter()
-        .map(|job| ScheduledJob {
-            id: job.id,
-            queue: job.queue.clone(),
-            due_ms: now_ms,
-            body: codec::encode(job, Format::Binary),
-        })
-        .collect();
-    store.schedule(scheduled).await?;
-    Ok(jobs.len())
-}
-
 fn unique_key(id: JobId, step: usize, child: usize) -> String {
     format!("pipeline:{id}:{step}:{child}")
 }

@@ -146,9 +146,10 @@ pub fn store_data_lost(namespace: &str, detected_by: &str, lost: &str) {
     metrics::counter!(STORE_DATA_LOST).increment(1);
 }
 
-/// Sets the persistence gauge from what the store's server keeps now.
-pub fn store_persisting(durability: &crate::store::Durability) {
-    let persisting = if durability.persisting { 1.0 } else { 0.0 };
+/// Sets the persistence gauge: whether the store's server persists its writes now
+/// (`Durability::persisting`).
+pub fn store_persisting(persisting: bool) {
+    let persisting = if persisting { 1.0 } else { 0.0 };
     metrics::gauge!(STORE_PERSISTING).set(persisting);
 }
 

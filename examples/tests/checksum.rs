@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::store::JobState;
-use jobfleet_common::testing::{shared_config, HOW_TO_START};
 use jobfleet_common::{Config, Job, JobId};
 use jobfleet_examples::{checksum_path, Checksum, KIND};
 use jobfleet_producer::Producer;
+use jobfleet_testkit::{shared_config, HOW_TO_START};
 use jobfleet_worker::Worker;
 use tokio_util::sync::CancellationToken;
 

@@ -34,7 +34,7 @@ pub struct Enqueued {
 /// Publishes jobs. Cheap to share behind an `Arc`; every method takes `&self`.
 ///
 /// Of the store it needs only [`JobStates`] (state records and uniqueness keys): a test
-/// double implements those eight methods, not the whole store.
+/// double implements that one capability, not the whole store.
 pub struct Producer {
     broker: Arc<dyn Broker>,
     store: Arc<dyn JobStates>,

@@ -65,7 +65,7 @@ pub(crate) async fn consume<H: RouteHandler>(
 ) {
     let mut pause = Pause::new();
     while !shutdown.is_cancelled() {
-        let mut stream = match ctx.backends.broker.consume(&route, PREFETCH).await {
+        let mut stream = match ctx.broker.consume(&route, PREFETCH).await {
             Ok(stream) => stream,
             Err(e) => {
                 telemetry::backend_error("scheduler", "consume", &e);

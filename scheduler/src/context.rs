@@ -1,21 +1,27 @@
-//! What the scheduler's tasks share: configuration, backends, the queues already declared
-//! and the wake-up the intake gives the release loop.
+//! What the scheduler's tasks share: configuration, the broker, the store narrowed to a
+//! [`SchedulerStore`], the clock, the queues already declared and the wake-up the intake
+//! gives the release loop.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use jobfleet_common::broker::Broker;
 use jobfleet_common::codec::{self, BINARY_MAGIC};
-use jobfleet_common::{Backends, BrokerError, Config};
+use jobfleet_common::store::SchedulerStore;
+use jobfleet_common::{Backends, BrokerError, Config, SharedClock};
 use tokio::sync::Notify;
 
 /// Shared by every task of one running scheduler.
-#[derive(Debug)]
 pub(crate) struct Context {
     /// The configuration it was started with.
     pub(crate) config: Arc<Config>,
-    /// Broker, store and clock.
-    pub(crate) backends: Backends,
+    /// Where jobs travel.
+    pub(crate) broker: Arc<dyn Broker>,
+    /// The store as the scheduler's loops may use it: their bundle, not the whole store.
+    pub(crate) store: Arc<dyn SchedulerStore>,
+    /// "Now", from the injected clock.
+    pub(crate) clock: SharedClock,
     /// Ready routes declared so far: each is declared once per process.
     declared: Mutex<HashSet<String>>,
     /// Poked when jobs enter the delayed set, so one due now is released without waiting
@@ -25,12 +31,29 @@ pub(crate) struct Context {
     pub(crate) id: String,
 }
 
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.id)
+            .field("broker", &self.broker.name())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Context {
-    /// A context for one scheduler.
+    /// A context for one scheduler started on `backends`, whose store it keeps narrowed
+    /// to a [`SchedulerStore`].
     pub(crate) fn new(config: Arc<Config>, backends: Backends) -> Self {
+        let Backends {
+            broker,
+            store,
+            clock,
+        } = backends;
         Self {
             config,
-            backends,
+            broker,
+            store,
+            clock,
             declared: Mutex::new(HashSet::new()),
             wake: Notify::new(),
             id: scheduler_id(),
@@ -39,7 +62,7 @@ impl Context {
 
     /// Now, from the injected clock.
     pub(crate) fn now_ms(&self) -> i64 {
-        self.backends.clock.now_ms()
+        self.clock.now_ms()
     }
 
     /// Declares the ready routes of `queues` not declared before by this process.
@@ -61,7 +84,7 @@ impl Context {
         if fresh.is_empty() {
             return Ok(());
         }
-        self.backends.broker.declare(&fresh).await?;
+        self.broker.declare(&fresh).await?;
         let mut declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
         declared.extend(fresh);
         Ok(())

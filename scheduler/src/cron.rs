@@ -7,25 +7,26 @@
 //! that holder and token still own the lock ([`Schedules::cron_step`]): a leader that
 //! was paused or cut off past its lease cannot fire, even before it notices.
 //!
-//! Time is the store's ([`Schedules::store_time_ms`]): what is due is judged on one
-//! clock, whatever the schedulers' own clocks say. Each round the leader reads every
-//! schedule and, for each, the instants after its watermark up to now; it fires them
-//! (or skips, coalesces, catches up or owes them, as the schedule's policies say) one
-//! atomic step each, then sleeps until the next instant of any schedule, a third of the
-//! lease at most. A fired job goes into the delayed set due at once, and the release
-//! loop publishes it like any delayed job.
+//! Time is the store's ([`StoreTime`](jobfleet_common::store::StoreTime)): what is due
+//! is judged on one clock, whatever the schedulers' own clocks say. Each round the
+//! leader reads every schedule and, for each, the instants after its watermark up to
+//! now; it fires them (or skips, coalesces, catches up or owes them, as the schedule's
+//! policies say) one atomic step each, then sleeps until the next instant of any
+//! schedule, a third of the lease at most. A fired job goes into the delayed set due at
+//! once, and the release loop publishes it like any delayed job.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::codec::{self, Format};
-use jobfleet_common::cron::{rfc3339, MissedPolicy, OverlapPolicy, Schedule};
+use jobfleet_common::cron::{rfc3339, MissedPolicy, OverlapPolicy};
 use jobfleet_common::store::{
     CronAction, CronFire, CronOutcome, CronStep, JobRecord, JobState, Leadership, LockRequest,
     ScheduledJob, StoreError, LEADER_LOCK,
 };
 use jobfleet_common::telemetry::{self, Leadership as Change};
 use jobfleet_common::{JobId, LockMode};
+use jobfleet_cron::Schedule;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
@@ -49,7 +50,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         let mut floor = Duration::ZERO;
         let wait = match &leader {
             None => {
-                match ctx.backends.store.lock_acquire(&request).await {
+                match ctx.store.lock_acquire(&request).await {
                     Ok(Some(token)) => {
                         renewed = tokio::time::Instant::now();
                         leader = Some(Leadership {
@@ -66,7 +67,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             }
             Some(current) => {
                 if renewed.elapsed() >= period {
-                    match ctx.backends.store.lock_renew(&request).await {
+                    match ctx.store.lock_renew(&request).await {
                         Ok(true) => renewed = tokio::time::Instant::now(),
                         Ok(false) => {
                             telemetry::leadership(&ctx.id, Change::Lost, current.token);
@@ -106,7 +107,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
     }
     if let Some(current) = leader {
-        if let Err(e) = ctx.backends.store.lock_release(&request).await {
+        if let Err(e) = ctx.store.lock_release(&request).await {
             telemetry::backend_error("scheduler", "leader_release", &e);
         }
         telemetry::leadership(&ctx.id, Change::Released, current.token);
@@ -131,7 +132,7 @@ impl From<StoreError> for Stop {
 /// error on one schedule is logged and the others go on; only a deposition ends the
 /// round early.
 async fn round(ctx: &Context, leader: &Leadership) -> Result<Duration, Stop> {
-    let store = &ctx.backends.store;
+    let store = &ctx.store;
     let began = tokio::time::Instant::now();
     let now = store.store_time_ms().await?;
     let mut next: Option<i64> = None;
@@ -280,7 +281,7 @@ impl Firing<'_> {
         let Some(id) = self.last_job else {
             return Ok(false);
         };
-        let record = self.ctx.backends.store.record(id).await?;
+        let record = self.ctx.store.record(id).await?;
         Ok(record.is_some_and(|r| !r.state.is_terminal()))
     }
 
@@ -338,7 +339,7 @@ impl Firing<'_> {
             watermark_ms: watermark,
             action,
         };
-        match self.ctx.backends.store.cron_step(&step).await? {
+        match self.ctx.store.cron_step(&step).await? {
             CronOutcome::Applied => {
                 self.watermark = watermark;
                 Ok(Stepped::Applied)
@@ -381,7 +382,7 @@ fn plan(
     max_catch_up: u32,
     grace: Duration,
     now: i64,
-    due: &jobfleet_common::cron::Due,
+    due: &jobfleet_cron::Due,
 ) -> Plan {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let on_time: Vec<i64> = due
@@ -424,7 +425,7 @@ fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jobfleet_common::cron::Due;
+    use jobfleet_cron::Due;
 
     const S: i64 = 1_000;
 

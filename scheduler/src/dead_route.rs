@@ -28,7 +28,7 @@ impl RouteHandler for DeadIntake {
 
     async fn handle(&self, ctx: &Context, batch: &[Incoming]) -> Result<(), SchedulerError> {
         let now = ctx.now_ms();
-        let store = &ctx.backends.store;
+        let store = &ctx.store;
         let mut records = Vec::new();
         let mut unique_keys = Vec::new();
         let limits = &ctx.config.limits;

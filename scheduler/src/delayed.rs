@@ -38,7 +38,7 @@ impl RouteHandler for DelayedIntake {
 
     async fn handle(&self, ctx: &Context, batch: &[Incoming]) -> Result<(), SchedulerError> {
         let now = ctx.now_ms();
-        let store = &ctx.backends.store;
+        let store = &ctx.store;
         let mut jobs = Vec::with_capacity(batch.len());
         let mut plan = Plan::default();
         for delivery in batch {
@@ -73,7 +73,7 @@ impl RouteHandler for DelayedIntake {
         // same rejected message twice.
         if !plan.dead.is_empty() {
             let messages = plan.dead.iter().map(|r| r.message.clone()).collect();
-            ctx.backends.broker.publish(messages).await?;
+            ctx.broker.publish(messages).await?;
             plan.dead.iter().for_each(|r| r.published());
         }
         Ok(())

@@ -4,11 +4,16 @@
 //! them, back off and go on. They surface here only from the operator functions in
 //! [`crate::ops`], and as the causes inside a loop's own step results.
 
+use jobfleet_common::config::ConfigError;
 use jobfleet_common::{BrokerError, StoreError};
 
 /// Why the scheduler could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
+    /// The configuration holds a schedule that does not compile (a cron expression or
+    /// time zone `Config::validate` cannot read without a cron parser); names the key.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A broker call failed.
     #[error(transparent)]
     Broker(#[from] BrokerError),
@@ -31,6 +36,7 @@ impl SchedulerError {
         match self {
             Self::Broker(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
+            Self::Config(_) => false,
             // The address is taken or not ours: a configuration problem, not a transient one.
             Self::Http { .. } => false,
         }

@@ -63,7 +63,7 @@ impl RouteHandler for FailedIntake {
 
     async fn handle(&self, ctx: &Context, batch: &[Incoming]) -> Result<(), SchedulerError> {
         let now = ctx.now_ms();
-        let store = &ctx.backends.store;
+        let store = &ctx.store;
         let mut scheduled = Vec::new();
         let mut records = Vec::new();
         let mut rejected = Vec::new();
@@ -118,7 +118,7 @@ impl RouteHandler for FailedIntake {
         }
         if !rejected.is_empty() {
             let messages = rejected.iter().map(|r| r.message.clone()).collect();
-            ctx.backends.broker.publish(messages).await?;
+            ctx.broker.publish(messages).await?;
             rejected.iter().for_each(|r| r.published());
         }
         for queue in retries {

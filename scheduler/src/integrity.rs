@@ -27,7 +27,7 @@ pub(crate) const DURABILITY_EVERY: u32 = 10;
 pub(crate) async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
     let me = format!("scheduler on {} (pid {})", host_name(), std::process::id());
     let required = ctx.config.redis.require_persistence;
-    store::announce_durability(ctx.backends.store.as_ref(), "scheduler", required).await;
+    store::announce_durability(ctx.store.as_ref(), "scheduler", required).await;
     let mut persisting = None;
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -41,7 +41,7 @@ pub(crate) async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
             let asked = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
-                asked = ctx.backends.store.durability() => asked,
+                asked = ctx.store.durability() => asked,
             };
             match asked {
                 Ok(Some(now)) => persisting = Some(changed(persisting, &now, required)),
@@ -52,7 +52,7 @@ pub(crate) async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
         let checked = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            checked = ctx.backends.store.check_integrity(&me) => checked,
+            checked = ctx.store.check_integrity(&me) => checked,
         };
         match checked {
             Ok(IntegrityCheck::NotApplicable) => return,
@@ -65,7 +65,7 @@ pub(crate) async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
 /// Sets the gauge and logs a change of the server's persistence from `before`; returns
 /// whether it persists now.
 fn changed(before: Option<bool>, now: &Durability, required: bool) -> bool {
-    telemetry::store_persisting(now);
+    telemetry::store_persisting(now.persisting);
     match (before, now.persisting) {
         (Some(true), false) => match now.alarm(required) {
             Some(alarm) => tracing::error!("{alarm}"),

@@ -20,7 +20,8 @@
 //!   file's schedules into the store at start-up.
 //! - `integrity`: the periodic check that the store has not lost its data.
 //! - `http`: the optional HTTP endpoint: probes, metrics, the JSON API and the dashboard.
-//! - `context`, `pause`: what the tasks share, and backing off after errors.
+//! - `context`, `pause`: what the tasks share (the store as a `SchedulerStore`: the
+//!   capabilities the loops use, no more), and backing off after errors.
 //! - [`ops`]: operator functions.
 //! - `error`: [`SchedulerError`] and [`OpsError`].
 
@@ -42,6 +43,7 @@ mod schedules;
 use std::sync::Arc;
 
 use jobfleet_common::{telemetry, Backends, Config, Route};
+use jobfleet_http::BackendsProbe;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,9 +54,9 @@ use pause::Pause;
 
 /// Runs a scheduler until `shutdown` is cancelled and all its tasks have finished.
 ///
-/// With `scheduler.http` set it also serves health, metrics and queue depths there; an
-/// address it cannot listen on is the one error that stops it (at once, before anything
-/// else starts). Backend errors never end it: every task logs them, backs off and
+/// With `scheduler.http` set it also serves health, metrics and queue depths there. A
+/// schedule in the configuration that does not compile, or an address it cannot listen
+/// on, stops it at once, before anything else starts. Backend errors never end it: every task logs them, backs off and
 /// carries on.
 pub async fn run(
     config: Arc<Config>,
@@ -70,22 +72,33 @@ pub async fn run(
 
 /// [`run`], serving the HTTP endpoint on `listener` (bound by the caller, which then
 /// knows its address) instead of on `scheduler.http`.
+///
+/// `backends` is narrowed here, once: the loops keep a [`SchedulerStore`] in their
+/// context, the HTTP API an [`OperatorStore`]; only the readiness probe sees the whole
+/// store.
+///
+/// [`SchedulerStore`]: jobfleet_common::store::SchedulerStore
+/// [`OperatorStore`]: jobfleet_common::store::OperatorStore
 pub async fn run_serving(
     config: Arc<Config>,
     backends: Backends,
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
+    // `Config::validate` cannot read cron expressions (common has no parser): a library
+    // caller that skipped the CLI's check still gets the refusal, with the key.
+    jobfleet_cron::check_config(&config)?;
+    let names = (backends.broker.name(), backends.store.name());
+    let endpoint = listener.map(|listener| endpoint(listener, &config, &backends));
     let ctx = Arc::new(Context::new(config, backends));
     if !declare_routes(&ctx, &shutdown).await {
         return Ok(());
     }
     let tracker = TaskTracker::new();
     let (ctx_cron, shutdown_cron) = (ctx.clone(), shutdown.clone());
-    if let Some(listener) = listener {
-        let (config, backends) = (ctx.config.clone(), ctx.backends.clone());
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move { http::serve(listener, &config, backends, shutdown).await });
+    if let Some(endpoint) = endpoint {
+        let (config, shutdown) = (ctx.config.clone(), shutdown.clone());
+        tracker.spawn(async move { http::serve(endpoint, &config, shutdown).await });
     }
     tracker.spawn(consumer::consume(
         ctx.clone(),
@@ -114,21 +127,32 @@ pub async fn run_serving(
     });
     tracker.spawn(integrity::watch(ctx.clone(), shutdown.clone()));
     tracker.close();
-    tracing::info!(
-        broker = ctx.backends.broker.name(),
-        store = ctx.backends.store.name(),
-        "scheduler running"
-    );
+    tracing::info!(broker = names.0, store = names.1, "scheduler running");
     tracker.wait().await;
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+/// The HTTP endpoint on `listener`: its readiness probe gets the whole `backends`, the
+/// API and `/metrics` the store narrowed to an `OperatorStore`.
+fn endpoint(
+    listener: tokio::net::TcpListener,
+    config: &Config,
+    backends: &Backends,
+) -> http::Endpoint {
+    let required = config.redis.require_persistence;
+    http::Endpoint {
+        listener,
+        ready: BackendsProbe::new(backends.clone(), Route::Dead, required),
+        backends: backends.operator(),
+    }
 }
 
 /// Declares the shared routes, retrying until it works; false if shut down first.
 async fn declare_routes(ctx: &Context, shutdown: &CancellationToken) -> bool {
     let mut pause = Pause::new();
     while !shutdown.is_cancelled() {
-        match ctx.backends.broker.declare(&[]).await {
+        match ctx.broker.declare(&[]).await {
             Ok(()) => return true,
             Err(e) => {
                 telemetry::backend_error("scheduler", "declare", &e);

@@ -1,6 +1,6 @@
 //! The release loop: due jobs leave the delayed set for their ready routes.
 //!
-//! What is due is judged by the store's clock (`Schedules::store_time_ms`, Redis `TIME`),
+//! What is due is judged by the store's clock (`StoreTime::store_time_ms`, Redis `TIME`),
 //! so schedulers whose clocks disagree release each job at the same time.
 //!
 //! Each round claims up to `scheduler.release_batch` due jobs under a lease of
@@ -30,7 +30,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         // Due is judged by the store's clock, as cron is: a scheduler whose own clock
         // runs ahead must not release jobs early.
-        let claimed_at = match ctx.backends.store.store_time_ms().await {
+        let claimed_at = match ctx.store.store_time_ms().await {
             Ok(now) => now,
             Err(e) => {
                 telemetry::backend_error("scheduler", "store_time", &e);
@@ -38,12 +38,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 continue;
             }
         };
-        let claimed = match ctx
-            .backends
-            .store
-            .claim_due(claimed_at, limit, lease_ms)
-            .await
-        {
+        let claimed = match ctx.store.claim_due(claimed_at, limit, lease_ms).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 telemetry::backend_error("scheduler", "claim_due", &e);
@@ -77,7 +72,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
 
 /// How long to sleep: until the next due time, a tick at most.
 async fn until_next(ctx: &Context, claimed_at: i64, tick: Duration) -> Duration {
-    match ctx.backends.store.next_due_ms().await {
+    match ctx.store.next_due_ms().await {
         // Due by the time we claimed yet not claimed: another scheduler holds its lease.
         Ok(Some(due)) if due <= claimed_at => tick,
         Ok(Some(due)) => {
@@ -99,7 +94,7 @@ async fn release(
     claimed: Vec<ScheduledJob>,
     now: i64,
 ) -> Result<(), SchedulerError> {
-    let store = &ctx.backends.store;
+    let store = &ctx.store;
     let ids: Vec<JobId> = claimed.iter().map(|s| s.id).collect();
     let cancelled = store.cancel_requested(&ids).await?;
     let mut messages = Vec::with_capacity(claimed.len());
@@ -149,7 +144,7 @@ async fn release(
         store.put_records(&records).await?;
     }
     if !messages.is_empty() {
-        ctx.backends.broker.publish(messages).await?;
+        ctx.broker.publish(messages).await?;
     }
     store.release_done(&ids).await?;
     for (queue, late_ms) in released {

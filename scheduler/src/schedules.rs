@@ -30,7 +30,7 @@ pub(crate) async fn apply_config(ctx: &Context, shutdown: &CancellationToken) ->
 }
 
 async fn apply(ctx: &Context) -> Result<(), jobfleet_common::StoreError> {
-    let store = &ctx.backends.store;
+    let store = &ctx.store;
     let stored = store.schedule_list().await?;
     for (name, spec) in &ctx.config.schedules {
         let current = stored.iter().find(|s| &s.name == name);

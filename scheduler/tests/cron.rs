@@ -157,13 +157,13 @@ async fn a_paused_schedule_fires_nothing_and_resumes_without_catching_up() {
     let mut fleet = Fleet::with_config(config(&q, OverlapPolicy::Allow));
     fleet.start_scheduler();
     sleep_ms(1_500).await;
-    assert!(ops::schedule_pause(&fleet.backends, NAME, true)
+    assert!(ops::schedule_pause(&*fleet.backends.store, NAME, true)
         .await
         .expect("store"));
     let before = schedule(&fleet).await.state.fires;
     sleep_ms(5_000).await;
     assert_eq!(schedule(&fleet).await.state.fires, before, "paused");
-    assert!(ops::schedule_pause(&fleet.backends, NAME, false)
+    assert!(ops::schedule_pause(&*fleet.backends.store, NAME, false)
         .await
         .expect("store"));
     sleep_ms(2_100).await;
@@ -185,7 +185,7 @@ async fn a_trigger_fires_once_now_outside_the_instants() {
     fleet.start_scheduler();
     let mut ready = fleet.ready(&q).await;
     sleep_ms(2_000).await;
-    let id = ops::schedule_trigger(&fleet.backends, NAME)
+    let id = ops::schedule_trigger(&*fleet.backends.store, NAME)
         .await
         .expect("store")
         .expect("the schedule exists");
@@ -210,7 +210,7 @@ async fn a_trigger_fires_once_now_outside_the_instants() {
     );
     assert!(recv(&mut ready, Duration::from_secs(2)).await.is_none());
     assert_eq!(
-        ops::schedule_trigger(&fleet.backends, "nope")
+        ops::schedule_trigger(&*fleet.backends.store, "nope")
             .await
             .expect("store"),
         None
@@ -227,10 +227,10 @@ async fn the_config_file_wins_over_a_runtime_edit_at_start_up_and_the_state_stay
     let mut edited = schedule(&fleet).await.spec;
     edited.kind = "edited".into();
     let limits = fleet.config.limits.clone();
-    ops::schedule_add(&fleet.backends, &limits, NAME, &edited, true)
+    ops::schedule_add(&*fleet.backends.store, &limits, NAME, &edited, true)
         .await
         .expect("replaced");
-    let refused = ops::schedule_add(&fleet.backends, &limits, NAME, &edited, false).await;
+    let refused = ops::schedule_add(&*fleet.backends.store, &limits, NAME, &edited, false).await;
     assert!(
         refused.is_err_and(|e| e.to_string().contains("exists")),
         "a taken name needs --replace"
@@ -261,10 +261,32 @@ async fn the_config_file_wins_over_a_runtime_edit_at_start_up_and_the_state_stay
         "{before:?} → {s:?}"
     );
 
-    assert!(ops::schedule_list(&fleet.backends)
+    assert!(ops::schedule_list(&*fleet.backends.store)
         .await
         .expect("store")
         .iter()
         .all(|v| v.next_fire_ms.is_some()));
     fleet.stop().await;
+}
+
+/// `Config::validate` cannot read a cron expression (common has no cron parser), so the
+/// scheduler's own entry point refuses one that does not compile, naming the key, before
+/// it starts anything: a library caller that skipped the CLI's check is still told.
+#[tokio::test]
+async fn a_schedule_that_does_not_compile_stops_the_scheduler_at_start_with_its_key() {
+    let mut config = config("cron-bad", OverlapPolicy::Skip);
+    if let Some(spec) = config.schedules.get_mut(NAME) {
+        spec.cron = "61 * * * *".into();
+    }
+    let backends = jobfleet_common::Backends::embedded();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = jobfleet_scheduler::run(std::sync::Arc::new(config), backends, stop);
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the scheduler returns at start instead of running");
+    let error = result.expect_err("an invalid cron expression is refused");
+    assert!(
+        matches!(&error, jobfleet_scheduler::SchedulerError::Config(e) if e.key == "schedules.every-second.cron"),
+        "{error}"
+    );
 }

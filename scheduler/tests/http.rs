@@ -3,7 +3,7 @@
 
 mod support;
 
-use jobfleet_common::testing::{free_addr, http_get};
+use jobfleet_testkit::{free_addr, http_get};
 use std::sync::Arc;
 use std::time::Duration;
 

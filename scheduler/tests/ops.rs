@@ -53,7 +53,9 @@ async fn cancelling_a_waiting_job_removes_it_and_records_cancelled() {
         .wait_for_state(job.id, JobState::Scheduled, Duration::from_secs(1))
         .await;
 
-    let outcome = ops::cancel(&fleet.backends, job.id).await.expect("cancel");
+    let outcome = ops::cancel(&*fleet.backends.store, &*fleet.backends.clock, job.id)
+        .await
+        .expect("cancel");
     assert_eq!(outcome, CancelOutcome::WasWaiting);
     let record = fleet.record(job.id).await.expect("record");
     assert_eq!(record.state, JobState::Cancelled);
@@ -70,7 +72,9 @@ async fn cancel_reports_where_the_job_was() {
     let now = fleet.now();
     let unknown = JobId::new();
     assert_eq!(
-        ops::cancel(&fleet.backends, unknown).await.expect("cancel"),
+        ops::cancel(&*fleet.backends.store, &*fleet.backends.clock, unknown)
+            .await
+            .expect("cancel"),
         CancelOutcome::Unknown
     );
     let flags = fleet
@@ -93,11 +97,13 @@ async fn cancel_reports_where_the_job_was() {
         .put_records(&records)
         .await
         .expect("records");
-    let outcome = ops::cancel(&fleet.backends, pending.id)
+    let outcome = ops::cancel(&*fleet.backends.store, &*fleet.backends.clock, pending.id)
         .await
         .expect("cancel");
     assert_eq!(outcome, CancelOutcome::Requested);
-    let outcome = ops::cancel(&fleet.backends, done.id).await.expect("cancel");
+    let outcome = ops::cancel(&*fleet.backends.store, &*fleet.backends.clock, done.id)
+        .await
+        .expect("cancel");
     assert_eq!(outcome, CancelOutcome::AlreadyFinished(JobState::Completed));
 }
 
@@ -118,7 +124,9 @@ async fn replay_republishes_dead_jobs_as_first_attempts_and_keeps_junk() {
 
     let filter = DeadFilter::default();
     let report = ops::dlq_replay(
-        &fleet.backends,
+        &*fleet.backends.store,
+        &*fleet.backends.broker,
+        &*fleet.backends.clock,
         &Limits::default(),
         &filter,
         &[job.id, junk.id, missing],
@@ -170,9 +178,17 @@ async fn replay_by_filter_takes_only_matching_letters_up_to_the_limit() {
         queue: Some(a.clone()),
         ..DeadFilter::default()
     };
-    let report = ops::dlq_replay(&fleet.backends, &Limits::default(), &filter, &[], 2)
-        .await
-        .expect("replay");
+    let report = ops::dlq_replay(
+        &*fleet.backends.store,
+        &*fleet.backends.broker,
+        &*fleet.backends.clock,
+        &Limits::default(),
+        &filter,
+        &[],
+        2,
+    )
+    .await
+    .expect("replay");
     assert_eq!(report.replayed.len(), 2);
     assert!(report
         .replayed
@@ -201,7 +217,7 @@ async fn purge_removes_by_filter_or_by_id() {
         ..DeadFilter::default()
     };
     assert_eq!(
-        ops::dlq_purge(&fleet.backends, &only_a, &[])
+        ops::dlq_purge(&*fleet.backends.store, &only_a, &[])
             .await
             .expect("purge"),
         3
@@ -215,19 +231,19 @@ async fn purge_removes_by_filter_or_by_id() {
         ..DeadFilter::default()
     };
     assert_eq!(
-        ops::dlq_purge(&fleet.backends, &only_b, &[junk.id])
+        ops::dlq_purge(&*fleet.backends.store, &only_b, &[junk.id])
             .await
             .expect("purge"),
         0
     );
     let everything = DeadFilter::default();
     assert_eq!(
-        ops::dlq_purge(&fleet.backends, &everything, &[junk.id])
+        ops::dlq_purge(&*fleet.backends.store, &everything, &[junk.id])
             .await
             .expect("purge"),
         1
     );
-    let list = ops::dlq_list(&fleet.backends, &everything, 10)
+    let list = ops::dlq_list(&*fleet.backends.store, &everything, 10)
         .await
         .expect("list");
     assert_eq!(list.len(), 2);
@@ -266,9 +282,14 @@ async fn queue_depths_count_ready_delayed_and_dead_jobs() {
         .await
         .expect("put");
 
-    let depths = ops::queue_depths(&fleet.backends, std::slice::from_ref(&ready_q))
-        .await
-        .expect("depths");
+    let depths = ops::queue_depths(
+        &*fleet.backends.store,
+        &*fleet.backends.broker,
+        &*fleet.backends.clock,
+        std::slice::from_ref(&ready_q),
+    )
+    .await
+    .expect("depths");
     let row = |q: &str| depths.iter().find(|d| d.queue == q).cloned().expect("row");
     assert_eq!((row(&ready_q).ready, row(&ready_q).delayed), (Some(2), 0));
     assert_eq!(
@@ -289,7 +310,9 @@ async fn replay_keeps_a_letter_whose_job_breaks_the_limits() {
         .await
         .expect("put");
     let report = ops::dlq_replay(
-        &fleet.backends,
+        &*fleet.backends.store,
+        &*fleet.backends.broker,
+        &*fleet.backends.clock,
         &Limits::default(),
         &DeadFilter::default(),
         &[stranded.id],
@@ -326,7 +349,9 @@ async fn cancelling_a_waiting_job_frees_its_uniqueness_key() {
     fleet
         .wait_for_state(job.id, JobState::Scheduled, Duration::from_secs(1))
         .await;
-    let outcome = ops::cancel(&fleet.backends, job.id).await.expect("cancel");
+    let outcome = ops::cancel(&*fleet.backends.store, &*fleet.backends.clock, job.id)
+        .await
+        .expect("cancel");
     assert_eq!(outcome, CancelOutcome::WasWaiting);
     let next = JobId::new();
     assert_eq!(
@@ -362,9 +387,17 @@ async fn replay_takes_the_uniqueness_key_again_or_leaves_the_letter() {
     );
     let filter = DeadFilter::default();
     let limits = Limits::default();
-    let report = ops::dlq_replay(&fleet.backends, &limits, &filter, &[dead.id], 10)
-        .await
-        .expect("replay");
+    let report = ops::dlq_replay(
+        &*fleet.backends.store,
+        &*fleet.backends.broker,
+        &*fleet.backends.clock,
+        &limits,
+        &filter,
+        &[dead.id],
+        10,
+    )
+    .await
+    .expect("replay");
     assert!(report.replayed.is_empty(), "{report:?}");
     assert!(
         report.not_replayable[0].1.contains("held by job"),
@@ -372,9 +405,17 @@ async fn replay_takes_the_uniqueness_key_again_or_leaves_the_letter() {
     );
     // Free again: the replayed job holds the key.
     store.unique_release(&key, other).await.expect("release");
-    let report = ops::dlq_replay(&fleet.backends, &limits, &filter, &[dead.id], 10)
-        .await
-        .expect("replay");
+    let report = ops::dlq_replay(
+        &*fleet.backends.store,
+        &*fleet.backends.broker,
+        &*fleet.backends.clock,
+        &limits,
+        &filter,
+        &[dead.id],
+        10,
+    )
+    .await
+    .expect("replay");
     assert_eq!(report.replayed, [dead.id]);
     assert_eq!(
         store

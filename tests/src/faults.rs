@@ -13,7 +13,7 @@ use jobfleet_common::store::{
     Admission, CronOutcome, CronStep, DataLossIncident, DeadFilter, DeadLetter, DeadLetters,
     DeadSummary, DelayedSet, Executions, Heartbeats, Integrity, IntegrityCheck, JobRecord,
     JobStates, LeaseRequest, LockRequest, Locks, ScheduleSource, ScheduledJob, Schedules, Store,
-    StoreResult, StoredSchedule, WorkerInfo,
+    StoreResult, StoreTime, StoredSchedule, WorkerInfo,
 };
 use jobfleet_common::store::{Pipelines, StoredPipeline};
 use jobfleet_common::JobId;
@@ -234,6 +234,10 @@ impl Schedules for FaultyStore {
     async fn cron_step(&self, step: &CronStep) -> StoreResult<CronOutcome> {
         self.inner.cron_step(step).await
     }
+}
+
+#[async_trait]
+impl StoreTime for FaultyStore {
     async fn store_time_ms(&self) -> StoreResult<i64> {
         self.inner.store_time_ms().await
     }

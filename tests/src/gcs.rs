@@ -44,7 +44,7 @@ impl GcsServer {
     /// Panics with how to get the binary if there is none.
     pub fn start(bucket: &str) -> Self {
         let binary = binary();
-        let addr = jobfleet_common::testing::free_addr();
+        let addr = jobfleet_testkit::free_addr();
         let port = addr.rsplit_once(':').expect("host:port").1;
         let mut command = Command::new(&binary);
         command.args(["-scheme", "http", "-host", "127.0.0.1", "-port", port]);

@@ -1,71 +1,12 @@
-//! Kafka as the broker, Redis as the store: a Kafka-compatible server wherever
-//! `TEST_KAFKA_BROKERS` points (`host:port`; `scripts/test.sh` starts one) and Redis as
-//! in [`services`](crate::services).
+//! The Kafka-only check: per-key order on a Kafka-compatible server wherever
+//! `TEST_KAFKA_BROKERS` points (`host:port`; `scripts/test.sh` starts one). The Kafka +
+//! Redis factory the conformance suite runs on is `jobfleet_testkit::KafkaRedis`.
 //!
-//! A check that cannot reach either fails with how to start it; none is skipped. Besides
-//! the factory, one Kafka-only check: [`per_key_deliveries_never_overlap_and_keep_order`].
+//! A check that cannot reach Kafka fails with how to start it; none is skipped.
 
-use async_trait::async_trait;
-use jobfleet_common::{Backends, Config, Priority};
-use jobfleet_connect::kafka::{band_of, KafkaBroker};
-
-use crate::harness::BackendFactory;
-use crate::services::purge_store;
-pub use jobfleet_common::testing::{kafka_url, KAFKA_VAR};
-
-/// How to start the services, for failure messages.
-pub const HOW_TO_START: &str = jobfleet_common::testing::HOW_TO_START_KAFKA;
-
-/// Kafka as the broker, Redis as the store.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KafkaRedis;
-
-#[async_trait]
-impl BackendFactory for KafkaRedis {
-    fn name(&self) -> &'static str {
-        "kafka+redis"
-    }
-
-    fn configure(&self, config: &mut Config) {
-        // Unset, the URL stays invalid and `backends` fails with how to set it.
-        // Unset, `backends` fails with how to set it.
-        config.broker = kafka_url()
-            .unwrap_or_else(|| "kafka://".into())
-            .parse()
-            .expect("a kafka:// URL");
-        config.store = crate::services::redis_url().parse().expect("a Redis URL");
-        // The test Redis keeps nothing on disk (scripts/test.sh starts it so).
-        config.redis.require_persistence = false;
-        // librdkafka's own batching, as in production. Members learn of a rebalance from
-        // their heartbeat; the default 3 s makes a join or leave slower than a whole check.
-        let props = &mut config.kafka.properties;
-        props.insert("heartbeat.interval.ms".into(), "100".into());
-    }
-
-    async fn backends(&self, config: &Config) -> Backends {
-        if kafka_url().is_none() {
-            panic!("{KAFKA_VAR} is not set. The kafka+redis checks need Kafka: {HOW_TO_START}");
-        }
-        match jobfleet_connect::connect(config).await {
-            Ok(b) => b,
-            Err(e) => panic!("{e}\nThe kafka+redis checks need both services: {HOW_TO_START}"),
-        }
-    }
-
-    fn priority_band(&self, config: &Config, priority: u8) -> u8 {
-        let priority = Priority::new(priority).expect("a level 0-9");
-        band_of(priority, config.kafka.bands)
-    }
-
-    /// Deletes the check's Redis keys. Its topics are left to the server: librdkafka
-    /// can crash (librdkafka issue #5093) when a topic is deleted while a client of the
-    /// same process still has it in its metadata, and the check's clients (consumers
-    /// closing in the background, the producer) are still alive at cleanup. Every check
-    /// uses its own namespace, and `scripts/test.sh` starts a Kafka of the run's own.
-    async fn cleanup(&self, config: &Config, _queues: &[String]) {
-        purge_store(config).await;
-    }
-}
+use jobfleet_common::Priority;
+use jobfleet_connect::kafka::KafkaBroker;
+use jobfleet_testkit::{kafka_url, HOW_TO_START_KAFKA, KAFKA_VAR};
 
 /// Jobs with one ordering key never run at the same time and start in publish order,
 /// while jobs with other keys run beside them (the broker alone: a stream with room for
@@ -82,13 +23,13 @@ pub async fn per_key_deliveries_never_overlap_and_keep_order() {
     const KEYS: usize = 4;
     const PER_KEY: usize = 15;
     let Some(url) = kafka_url() else {
-        panic!("{KAFKA_VAR} is not set: {HOW_TO_START}");
+        panic!("{KAFKA_VAR} is not set: {HOW_TO_START_KAFKA}");
     };
-    let namespace = crate::harness::unique("t");
+    let namespace = jobfleet_testkit::unique("t");
     let config = jobfleet_common::config::KafkaConfig::default();
     let broker = KafkaBroker::connect(&url, &namespace, &config)
         .await
-        .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
+        .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START_KAFKA}"));
     let route = Route::Ready("ordered".into());
     let batch = (0..PER_KEY)
         .flat_map(|seq| (0..KEYS).map(move |key| (key, seq)))

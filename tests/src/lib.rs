@@ -1,15 +1,15 @@
-//! jobfleet's conformance suite and the harness it runs on.
+//! jobfleet's conformance suite, and the end-to-end tests' helpers that only they use.
 //!
-//! The suite is a set of async functions generic over a [`BackendFactory`]; the
-//! [`conformance_suite!`] macro turns them into `#[tokio::test]`s for one backend, so a new
-//! backend joins with one file under `tests/tests/` and one macro call.
+//! The suite is a set of async functions generic over a backend factory
+//! ([`jobfleet_testkit::BackendFactory`]); the [`conformance_suite!`] macro turns them
+//! into `#[tokio::test]`s for one backend, so a new backend joins with one file under
+//! `tests/tests/` and one macro call. What the checks run on (the factories, the
+//! in-process fleet and each check's world, `Ctx`, the service URLs and waits) is the
+//! test-support crate's, `jobfleet-testkit`.
 //!
 //! # Layout
 //!
-//! - [`harness`]: backend factories, a test [`harness::Fleet`] (scheduler and workers
-//!   started in-process through their public entry points), waiting helpers, probes.
-//! - [`services`]: the RabbitMQ + Redis factory and the cleanup of what checks leave there.
-//! - [`kafka`]: the Kafka + Redis factory, and the Kafka-only per-key order check.
+//! - [`kafka`]: the Kafka-only per-key order check.
 //! - [`faults`]: a store wrapper that injects faults (lost lock renewals) into any backend.
 //! - [`proxy`]: a TCP proxy that resets or partitions one process's connection to a
 //!   service.
@@ -26,18 +26,16 @@ pub mod conformance;
 pub mod emulator;
 pub mod faults;
 pub mod gcs;
-pub mod harness;
 pub mod kafka;
 pub mod processes;
 pub mod proxy;
 pub mod python;
 pub mod s3;
-pub mod services;
-
-pub use harness::BackendFactory;
 
 /// Expands to one `#[tokio::test]` per conformance check, each building its backends with
-/// `$factory` (an expression of a type implementing [`BackendFactory`]).
+/// `$factory` (an expression of a type implementing
+/// [`BackendFactory`](jobfleet_testkit::BackendFactory)).
+/// The crate that expands it depends on `jobfleet-testkit`.
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:expr) => {
@@ -68,8 +66,8 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::harness::init_tracing();
-                let factory: $crate::harness::Factory = ::std::sync::Arc::new($factory);
+                ::jobfleet_testkit::init_tracing();
+                let factory: ::jobfleet_testkit::Factory = ::std::sync::Arc::new($factory);
                 $crate::conformance::$name(&factory).await;
             }
         )*

@@ -16,7 +16,7 @@
 //! - [`audit`]: the end state a test checks: effects, markers, records, empty routes.
 //! - [`executions`]: every execution of the tracked kinds, and the check that no job ran
 //!   twice at the same time.
-//! - [`kinds`]: the job kinds those processes run, and where they record side effects.
+//! - [`kinds`]: the job kinds those processes run; [`keys`]: where they record side effects.
 //! - [`steps`]: steps the fault tests share (consumers, running jobs, executions).
 //! - [`rabbitmqctl`]: asking RabbitMQ what AMQP cannot (unacknowledged counts) and
 //!   closing connections.
@@ -25,6 +25,7 @@
 
 pub mod audit;
 pub mod executions;
+pub mod keys;
 pub mod kinds;
 pub mod rabbitmqctl;
 pub mod steps;

@@ -24,7 +24,7 @@ impl S3Server {
     /// Starts moto on a free port, waits until it answers and creates `bucket`.
     pub fn start(bucket: &str) -> Self {
         let python = crate::python::venv_python();
-        let addr = jobfleet_common::testing::free_addr();
+        let addr = jobfleet_testkit::free_addr();
         let port = addr.rsplit_once(':').expect("host:port").1.to_owned();
         let mut command = Command::new(&python);
         command.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port]);

@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use jobfleet_common::{Job, Route};
-use jobfleet_tests::kafka::{kafka_url, HOW_TO_START, KAFKA_VAR};
+use jobfleet_testkit::{kafka_url, HOW_TO_START_KAFKA, KAFKA_VAR};
 use jobfleet_tests::processes::kinds::EffectPayload;
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::{ProcId, Role};
@@ -80,7 +80,7 @@ async fn killed_dynamic_members_lose_no_job_and_commit_no_unfinished_offset() {
 async fn kill_workers_mid_run(membership: Membership) {
     let began = Instant::now();
     let Some(broker) = kafka_url() else {
-        panic!("{KAFKA_VAR} is not set: {HOW_TO_START}");
+        panic!("{KAFKA_VAR} is not set: {HOW_TO_START_KAFKA}");
     };
     let mut world = World::new(env!("CARGO_BIN_EXE_testfleet"), |c| {
         c.broker = broker.parse().expect("a kafka:// URL");

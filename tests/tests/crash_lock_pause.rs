@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use jobfleet_common::store::JobState;
 use jobfleet_common::{ErrorKind, JobId};
-use jobfleet_tests::harness::wait_for;
+use jobfleet_testkit::wait_for;
 use jobfleet_tests::processes::kinds::FencedPayload;
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::Role;

@@ -43,7 +43,7 @@ async fn a_scheduler_killed_mid_release_loses_no_delayed_job() {
         payload.job(&world.queue).with_run_at_ms(due)
     });
     let ids = world.enqueue_all(jobs.collect()).await;
-    let filed = jobfleet_tests::harness::wait_for(Duration::from_millis(2_500), || async {
+    let filed = jobfleet_testkit::wait_for(Duration::from_millis(2_500), || async {
         let counts = world.backends.store.delayed_counts().await.expect("store");
         counts.get(&world.queue).copied() == Some(JOBS as u64)
     });

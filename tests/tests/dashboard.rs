@@ -14,15 +14,13 @@ use std::time::Duration;
 
 use jobfleet_common::config::AccessToken;
 use jobfleet_common::store::JobState;
-use jobfleet_common::testing::{shared_config, wait_state};
 use jobfleet_common::{Config, Job};
 use jobfleet_producer::Producer;
 use jobfleet_scheduler::ops;
+use jobfleet_testkit::{delete_routes, purge_store, Fleet, HOW_TO_START};
+use jobfleet_testkit::{shared_config, wait_state};
 use jobfleet_tests::browser::{http, Browser};
-use jobfleet_tests::services::{delete_routes, purge_store, HOW_TO_START};
 use jobfleet_worker::{JobError, Registry};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "dashboard-canary-token-7f3a9c";
 const WAIT: Duration = Duration::from_secs(30);
@@ -107,18 +105,9 @@ async fn the_dashboard_shows_the_brokers_depths_and_replays_a_dead_letter() {
             }
         }
     });
-    let fleet = CancellationToken::new();
-    let shared = Arc::new(config.clone());
-    let mut roles = JoinSet::new();
-    let (c, b, t) = (shared.clone(), backends.clone(), fleet.clone());
-    roles.spawn(async move { jobfleet_scheduler::run(c, b, t).await.expect("scheduler") });
-    let (c, b, r, t) = (
-        shared.clone(),
-        backends.clone(),
-        Arc::new(registry),
-        fleet.clone(),
-    );
-    roles.spawn(async move { jobfleet_worker::run(c, b, r, t).await.expect("worker") });
+    let mut fleet = Fleet::new(config.clone(), backends.clone());
+    fleet.start_scheduler();
+    fleet.start_worker(registry);
 
     let producer = Producer::new(&backends, &config);
     let waiting: Vec<Job> = (0..7)
@@ -186,9 +175,14 @@ async fn the_dashboard_shows_the_brokers_depths_and_replays_a_dead_letter() {
     // The depth the page shows is the broker's.
     let ready_cell = format!("#queues tr[data-queue=\"{idle}\"] td.ready");
     let shown = browser.wait_text(&ready_cell, WAIT, |t| t == "7").await;
-    let depths = ops::queue_depths(&backends, std::slice::from_ref(&idle))
-        .await
-        .expect("depths");
+    let depths = ops::queue_depths(
+        &*backends.store,
+        &*backends.broker,
+        &*backends.clock,
+        std::slice::from_ref(&idle),
+    )
+    .await
+    .expect("depths");
     assert_eq!(depths[0].ready.map(|d| d.to_string()), Some(shown));
     browser
         .wait_text("#total-workers", WAIT, |t| t == "1")
@@ -303,17 +297,8 @@ async fn the_dashboard_shows_the_brokers_depths_and_replays_a_dead_letter() {
     }
 
     drop(browser);
-    fleet.cancel();
-    let stopped = tokio::time::timeout(WAIT, async {
-        while let Some(role) = roles.join_next().await {
-            role.expect("no role panicked");
-        }
-    })
-    .await;
-    assert!(
-        stopped.is_ok(),
-        "the scheduler and worker did not stop within {WAIT:?}"
-    );
+    // Fails the test if the scheduler or the worker does not stop cleanly within 20 s.
+    fleet.stop_roles().await;
     let closed = tokio::time::timeout(WAIT, backends.broker.close()).await;
     assert!(
         closed.is_ok(),

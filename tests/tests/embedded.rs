@@ -1,3 +1,3 @@
 //! The conformance suite on the embedded (in-process) broker and store.
 
-jobfleet_tests::conformance_suite!(jobfleet_tests::harness::Embedded);
+jobfleet_tests::conformance_suite!(jobfleet_testkit::Embedded);

@@ -12,16 +12,16 @@ use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::JobState;
 use jobfleet_common::{Config, Job};
 use jobfleet_producer::Producer;
-use jobfleet_tests::harness::{fast_config, unique, wait_for, BackendFactory};
+use jobfleet_testkit::{fast_config, unique, wait_for, BackendFactory};
+use jobfleet_testkit::{RabbitRedis, HOW_TO_START};
 use jobfleet_tests::proxy::Proxy;
-use jobfleet_tests::services::{RabbitRedis, HOW_TO_START};
 
 /// Eight batches: the cut lands inside the file.
 const JOBS: usize = 8 * BATCH;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_cut_off_part_way_says_what_was_confirmed_and_leaves_no_pending_record() {
-    jobfleet_tests::harness::init_tracing();
+    jobfleet_testkit::init_tracing();
     let queue = unique("q");
     let mut config = fast_config(&queue);
     RabbitRedis.configure(&mut config);

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use jobfleet_tests::harness::wait_for;
+use jobfleet_testkit::wait_for;
 use jobfleet_tests::processes::executions::{set_lease_ttl, TrackedPayload};
 use jobfleet_tests::processes::steps::{quiet_executions, wait_consumers, wait_running};
 use jobfleet_tests::processes::world::World;

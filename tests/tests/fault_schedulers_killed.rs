@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use jobfleet_common::store::JobState;
 use jobfleet_common::{Config, Job, JobId};
-use jobfleet_tests::harness::wait_for;
+use jobfleet_testkit::amqp_url;
+use jobfleet_testkit::wait_for;
 use jobfleet_tests::processes::executions::{set_lease_ttl, TrackedPayload};
 use jobfleet_tests::processes::steps::{executions, quiet_executions};
 use jobfleet_tests::processes::world::World;
 use jobfleet_tests::processes::{ProcId, Role};
 use jobfleet_tests::proxy::Proxy;
-use jobfleet_tests::services::amqp_url;
 use redis::AsyncCommands;
 
 /// Short delayed jobs.

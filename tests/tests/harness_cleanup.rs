@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use jobfleet_common::Job;
-use jobfleet_tests::harness::{Ctx, Factory};
-use jobfleet_tests::services::{amqp_url, redis_url, RabbitRedis, HOW_TO_START};
+use jobfleet_testkit::{amqp_url, redis_url, RabbitRedis, HOW_TO_START};
+use jobfleet_testkit::{Ctx, Factory};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 

@@ -15,8 +15,8 @@ use futures::StreamExt;
 use jobfleet_common::broker::Route;
 use jobfleet_common::store::JobState;
 use jobfleet_common::{Job, JobId};
-use jobfleet_tests::harness::{init_tracing, wait_for, Ctx, Factory};
-use jobfleet_tests::kafka::KafkaRedis;
+use jobfleet_testkit::KafkaRedis;
+use jobfleet_testkit::{init_tracing, wait_for, Ctx, Factory};
 use jobfleet_worker::{JobContext, Registry};
 use rand::Rng;
 

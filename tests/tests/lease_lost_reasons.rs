@@ -20,13 +20,11 @@ use jobfleet_common::broker::Route;
 use jobfleet_common::store::JobState;
 use jobfleet_common::{Backends, Config, ErrorKind, ErrorRecord, Job, JobId};
 use jobfleet_producer::Producer;
-use jobfleet_redis::testkit::RedisServer;
-use jobfleet_testkit::{fast_config, init_tracing, recv_job, unique, wait_for, wait_state};
-use jobfleet_tests::services::{amqp_url, delete_routes, HOW_TO_START};
+use jobfleet_testkit::RedisServer;
+use jobfleet_testkit::{amqp_url, delete_routes, HOW_TO_START};
+use jobfleet_testkit::{fast_config, init_tracing, recv_job, unique, wait_for, wait_state, Fleet};
 use jobfleet_worker::Registry;
 use redis::AsyncCommands;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// How long the worker may take to notice and the scheduler to record.
 const WITHIN: Duration = Duration::from_secs(20);
@@ -40,8 +38,7 @@ struct Setup {
     config: Arc<Config>,
     backends: Backends,
     queue: String,
-    shutdown: CancellationToken,
-    roles: Vec<JoinHandle<()>>,
+    fleet: Fleet,
 }
 
 impl Setup {
@@ -58,27 +55,16 @@ impl Setup {
         let backends = jobfleet_connect::connect(&config)
             .await
             .unwrap_or_else(|e| panic!("{e}\nThis test needs RabbitMQ: {HOW_TO_START}"));
-        let shutdown = CancellationToken::new();
-        let mut roles = Vec::new();
+        let mut fleet = Fleet::new(config.as_ref().clone(), backends.clone());
         if scheduler {
-            let (c, b, t) = (config.clone(), backends.clone(), shutdown.clone());
-            roles.push(tokio::spawn(async move {
-                jobfleet_scheduler::run(c, b, t).await.expect("scheduler");
-            }));
+            fleet.start_scheduler();
         }
-        let (c, b, t) = (config.clone(), backends.clone(), shutdown.clone());
-        roles.push(tokio::spawn(async move {
-            let registry = Arc::new(Registry::with_builtins());
-            jobfleet_worker::run(c, b, registry, t)
-                .await
-                .expect("worker");
-        }));
+        fleet.start_worker(Registry::with_builtins());
         Self {
             config,
             backends,
             queue,
-            shutdown,
-            roles,
+            fleet,
         }
     }
 
@@ -92,14 +78,9 @@ impl Setup {
         id
     }
 
-    async fn stop(self) {
-        self.shutdown.cancel();
-        for role in self.roles {
-            tokio::time::timeout(WITHIN, role)
-                .await
-                .expect("stops within 20 s")
-                .expect("no panic");
-        }
+    async fn stop(mut self) {
+        // Fails the test unless every role stops cleanly within 20 s.
+        self.fleet.stop_roles().await;
         delete_routes(&self.config, std::slice::from_ref(&self.queue)).await;
     }
 }

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use axum::routing::post;
 use jobfleet_common::store::JobState;
-use jobfleet_common::testing::{shared_config, wait_state};
 use jobfleet_common::Job;
 use jobfleet_producer::Producer;
+use jobfleet_testkit::{delete_routes, purge_store, HOW_TO_START};
+use jobfleet_testkit::{shared_config, wait_state};
 use jobfleet_tests::processes::{Processes, Role};
-use jobfleet_tests::services::{delete_routes, purge_store, HOW_TO_START};
 use serde_json::Value;
 
 /// An OTLP/HTTP receiver: every JSON body posted to `/v1/traces`.

@@ -9,18 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::pipeline::{step_job_id, PipelineSpec};
-use jobfleet_common::testing::shared_config;
 use jobfleet_common::{Backends, Config, JobId};
 use jobfleet_scheduler::ops::{self, PipelineView};
-use jobfleet_tests::services::{delete_routes, purge_store, HOW_TO_START};
+use jobfleet_testkit::shared_config;
+use jobfleet_testkit::{delete_routes, purge_store, Fleet, HOW_TO_START};
 use jobfleet_worker::{JobError, Registry};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 /// The built-in kinds and the test's; `sums` counts runs of `sum`.
-fn registry(sums: Arc<AtomicUsize>) -> Arc<Registry> {
+fn registry(sums: Arc<AtomicUsize>) -> Registry {
     #[derive(Deserialize)]
     struct Numbers {
         n: i64,
@@ -54,7 +52,7 @@ fn registry(sums: Arc<AtomicUsize>) -> Arc<Registry> {
                 Ok::<(), JobError>(())
             }
         });
-    Arc::new(registry)
+    registry
 }
 
 /// numbers → `middle` fanned out over 1..=`width` → sum.
@@ -87,37 +85,20 @@ kind = "sum"
     .expect("parses")
 }
 
-/// A scheduler and two workers on `backends` until the token is cancelled.
-fn fleet(
-    config: &Config,
-    backends: &Backends,
-    sums: &Arc<AtomicUsize>,
-) -> (CancellationToken, JoinSet<()>) {
-    let token = CancellationToken::new();
-    let config = Arc::new(config.clone());
-    let mut roles = JoinSet::new();
-    let (c, b, t) = (config.clone(), backends.clone(), token.clone());
-    roles.spawn(async move {
-        jobfleet_scheduler::run(c, b, t).await.expect("scheduler");
-    });
+/// A scheduler and two workers on `backends`, until [`Fleet::stop_roles`].
+fn fleet(config: &Config, backends: &Backends, sums: &Arc<AtomicUsize>) -> Fleet {
+    let mut fleet = Fleet::new(config.clone(), backends.clone());
+    fleet.start_scheduler();
     for _ in 0..2 {
-        let (c, b, r, t) = (
-            config.clone(),
-            backends.clone(),
-            registry(sums.clone()),
-            token.clone(),
-        );
-        roles.spawn(async move {
-            jobfleet_worker::run(c, b, r, t).await.expect("worker");
-        });
+        fleet.start_worker(registry(sums.clone()));
     }
-    (token, roles)
+    fleet
 }
 
 async fn settled(backends: &Backends, id: JobId) -> PipelineView {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let view = ops::pipeline_status(backends, id)
+        let view = ops::pipeline_status(&*backends.store, id)
             .await
             .expect("store")
             .expect("the pipeline exists");
@@ -135,11 +116,16 @@ async fn settled(backends: &Backends, id: JobId) -> PipelineView {
 async fn check(config: Config, backends: Backends) {
     let queue = config.worker.queues[0].clone();
     let sums = Arc::new(AtomicUsize::new(0));
-    let (token, mut roles) = fleet(&config, &backends, &sums);
+    let mut fleet = fleet(&config, &backends, &sums);
 
-    let id = ops::pipeline_submit(&backends, &config.limits, pipeline(&queue, "square", 4))
-        .await
-        .expect("submitted");
+    let id = ops::pipeline_submit(
+        &*backends.store,
+        &*backends.clock,
+        &config.limits,
+        pipeline(&queue, "square", 4),
+    )
+    .await
+    .expect("submitted");
     let view = settled(&backends, id).await;
     assert_eq!(view.state, "completed", "{view:?}");
     assert_eq!(view.result, Some(json!({ "sum": 30, "of": [1, 4, 9, 16] })));
@@ -163,9 +149,14 @@ async fn check(config: Config, backends: Backends) {
     assert_eq!(sums.load(Ordering::SeqCst), 1);
 
     // Wide: 64 children finishing together on two workers; the final step runs once.
-    let wide = ops::pipeline_submit(&backends, &config.limits, pipeline(&queue, "square", 64))
-        .await
-        .expect("submitted");
+    let wide = ops::pipeline_submit(
+        &*backends.store,
+        &*backends.clock,
+        &config.limits,
+        pipeline(&queue, "square", 64),
+    )
+    .await
+    .expect("submitted");
     let view = settled(&backends, wide).await;
     assert_eq!(view.state, "completed", "{view:?}");
     let expected: i64 = (1..=64).map(|i| i * i).sum();
@@ -180,9 +171,14 @@ async fn check(config: Config, backends: Backends) {
     );
 
     // A step that fails stops the pipeline there: the next step is never enqueued.
-    let failing = ops::pipeline_submit(&backends, &config.limits, pipeline(&queue, "fail", 4))
-        .await
-        .expect("submitted");
+    let failing = ops::pipeline_submit(
+        &*backends.store,
+        &*backends.clock,
+        &config.limits,
+        pipeline(&queue, "fail", 4),
+    )
+    .await
+    .expect("submitted");
     let view = settled(&backends, failing).await;
     assert_eq!(view.state, "failed", "{view:?}");
     let failure = view.failure.clone().expect("a failure");
@@ -194,10 +190,7 @@ async fn check(config: Config, backends: Backends) {
     let states: Vec<&str> = view.steps.iter().map(|s| s.state).collect();
     assert_eq!(states, ["completed", "failed", "waiting"], "{view:?}");
 
-    token.cancel();
-    while let Some(ended) = roles.join_next().await {
-        ended.expect("no role panicked");
-    }
+    fleet.stop_roles().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +204,7 @@ async fn a_pipeline_with_a_fan_out_step_runs_on_the_embedded_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_with_a_fan_out_step_runs_on_rabbitmq_and_redis() {
     let mut config = shared_config("pipeline");
-    let queue = jobfleet_common::testing::unique_namespace("q");
+    let queue = jobfleet_testkit::unique_namespace("q");
     config.worker.queues = vec![queue.clone()];
     config.scheduler.tick = Duration::from_millis(20);
     let backends = jobfleet_connect::connect(&config)

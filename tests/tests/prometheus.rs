@@ -5,18 +5,18 @@
 //! PromQL that Prometheus answers, the ones the autoscaler and the main panels need with
 //! data.
 
-use jobfleet_common::testing::free_addr;
+use jobfleet_testkit::free_addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use jobfleet_common::config::AccessToken;
-use jobfleet_common::testing::shared_config;
 use jobfleet_common::Job;
 use jobfleet_producer::Producer;
+use jobfleet_testkit::shared_config;
+use jobfleet_testkit::{delete_routes, purge_store, HOW_TO_START};
 use jobfleet_tests::browser::http;
 use jobfleet_tests::processes::{Processes, Role};
-use jobfleet_tests::services::{delete_routes, purge_store, HOW_TO_START};
 use serde_json::Value;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";

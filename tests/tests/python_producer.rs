@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jobfleet_common::store::{DeadFilter, JobState};
-use jobfleet_common::testing::recv_job;
 use jobfleet_common::{ErrorKind, JobId, Route};
-use jobfleet_tests::harness::{init_tracing, wait_for, Ctx, Factory, Probe};
+use jobfleet_testkit::recv_job;
+use jobfleet_testkit::RabbitRedis;
+use jobfleet_testkit::{init_tracing, wait_for, Ctx, Factory, Probe};
 use jobfleet_tests::python::{repo_root, show};
-use jobfleet_tests::services::RabbitRedis;
 use jobfleet_worker::{JobContext, Registry};
 use serde_json::{json, Value};
 use tokio::process::Command;
@@ -76,7 +76,7 @@ async fn publish_with(
     payload: Option<&str>,
     extra: &[&str],
 ) -> Vec<JobId> {
-    let amqp = jobfleet_tests::services::amqp_url();
+    let amqp = jobfleet_testkit::amqp_url();
     let count = count.to_string();
     let mut args = vec![
         "examples/python_producer.py",
@@ -221,7 +221,7 @@ print(too_high["id"])
 async fn malformed_python_jobs_are_dead_lettered() {
     let python = venv_python().await;
     let (mut cx, runs) = fleet().await;
-    let amqp = jobfleet_tests::services::amqp_url();
+    let amqp = jobfleet_testkit::amqp_url();
     let args = ["-c", MALFORMED, &amqp, &cx.config.namespace, &cx.queue];
     let stdout = run_python(&python, &args).await;
     let too_high: JobId = stdout.trim().parse().expect("the script prints an id");
@@ -358,7 +358,7 @@ async fn the_docs_python_examples_publish_valid_jobs_to_the_routes_they_name() {
     )
     .replace(
         "amqp://guest:guest@localhost:5672/%2f",
-        &jobfleet_tests::services::amqp_url(),
+        &jobfleet_testkit::amqp_url(),
     )
     .replace("\"jobfleet.", &format!("\"{}.", cx.config.namespace));
     run_python(&python, &["-c", &script]).await;

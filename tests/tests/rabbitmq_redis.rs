@@ -1,4 +1,4 @@
 //! The conformance suite on RabbitMQ (broker) and Redis (store), both real services on
 //! this machine.
 
-jobfleet_tests::conformance_suite!(jobfleet_tests::services::RabbitRedis);
+jobfleet_tests::conformance_suite!(jobfleet_testkit::RabbitRedis);

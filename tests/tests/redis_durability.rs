@@ -17,11 +17,10 @@ use jobfleet_common::store::{Integrity, IntegrityCheck};
 use jobfleet_common::{Config, Job, JobId};
 use jobfleet_connect::redis::{RedisConnectError, RedisStore};
 use jobfleet_producer::Producer;
-use jobfleet_redis::testkit::{RedisServer, VOLATILE};
-use jobfleet_tests::harness::{init_tracing, unique, wait_for};
-use jobfleet_tests::services::{amqp_url, delete_routes, HOW_TO_START};
+use jobfleet_testkit::{amqp_url, delete_routes, HOW_TO_START};
+use jobfleet_testkit::{init_tracing, unique, wait_for, Fleet};
+use jobfleet_testkit::{RedisServer, VOLATILE};
 use jobfleet_worker::{JobContext, Registry};
-use tokio_util::sync::CancellationToken;
 
 /// Delayed jobs waiting in Redis when it is killed.
 const JOBS: usize = 500;
@@ -53,7 +52,6 @@ async fn delayed_jobs_survive_a_kill_9_of_a_redis_with_aof_always() {
     config.worker.heartbeat = Duration::from_millis(200);
     config.scheduler.tick = Duration::from_millis(20);
     config.validate().expect("valid test config");
-    let config = Arc::new(config);
     let backends = jobfleet_connect::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}\nThis test needs RabbitMQ: {HOW_TO_START}"));
@@ -68,18 +66,9 @@ async fn delayed_jobs_survive_a_kill_9_of_a_redis_with_aof_always() {
             Ok(())
         }
     });
-    let shutdown = CancellationToken::new();
-    let scheduler = tokio::spawn(jobfleet_scheduler::run(
-        config.clone(),
-        backends.clone(),
-        shutdown.clone(),
-    ));
-    let worker = tokio::spawn(jobfleet_worker::run(
-        config.clone(),
-        backends.clone(),
-        Arc::new(registry),
-        shutdown.clone(),
-    ));
+    let mut fleet = Fleet::new(config.clone(), backends.clone());
+    fleet.start_scheduler();
+    fleet.start_worker(registry);
 
     let producer = Producer::new(&backends, &config);
     let due = producer.now_ms() + i64::try_from(DUE_IN.as_millis()).unwrap_or(i64::MAX);
@@ -144,19 +133,8 @@ async fn delayed_jobs_survive_a_kill_9_of_a_redis_with_aof_always() {
     let integrity = store.check_integrity("redis_durability test").await;
     let incident = store.data_loss_incident().await;
 
-    shutdown.cancel();
-    for handle in [scheduler] {
-        let stopped = tokio::time::timeout(Duration::from_secs(20), handle).await;
-        assert!(
-            matches!(stopped, Ok(Ok(Ok(())))),
-            "scheduler stops cleanly: {stopped:?}"
-        );
-    }
-    let stopped = tokio::time::timeout(Duration::from_secs(20), worker).await;
-    assert!(
-        matches!(stopped, Ok(Ok(Ok(())))),
-        "worker stops cleanly: {stopped:?}"
-    );
+    // Fails the test unless the scheduler and the worker stop cleanly within 20 s.
+    fleet.stop_roles().await;
     delete_routes(&config, std::slice::from_ref(&queue)).await;
     drop(redis);
 

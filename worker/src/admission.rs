@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::lease::Execution;
 use crate::ms::ms_u64;
 use crate::settle;
+use crate::settlement::Settlement;
 use crate::state::WorkerState;
 
 /// How often a delivery whose job runs elsewhere asks again, at most.
@@ -33,7 +34,7 @@ pub(crate) async fn preflight(
     delivery: Delivery,
     write_running: bool,
 ) -> Option<(Delivery, Execution, Option<JobRecord>)> {
-    let store = &worker.backends.store;
+    let store = &worker.store;
     let ttl = worker.config.worker.lease_ttl;
     let lease = LeaseRequest {
         holder: worker.execution_holder(job),
@@ -68,16 +69,16 @@ pub(crate) async fn preflight(
             Admission::Busy { remaining_ms } => remaining_ms,
             Admission::Completed => {
                 settle::ack(delivery).await;
-                worker.finished(job, "duplicate");
+                worker.finished(job, Settlement::Duplicate);
                 return None;
             }
             Admission::CancelRequested => {
-                let now = worker.backends.clock.now_ms();
+                let now = worker.clock.now_ms();
                 let record = JobRecord::of(job, JobState::Cancelled, now);
                 let note = "cancel requested before it started".to_string();
                 let key = job.unique_key.as_deref();
                 if settle::cancelled(worker, delivery, record, key, note).await {
-                    worker.finished(job, "cancelled");
+                    worker.finished(job, Settlement::Cancelled);
                 }
                 return None;
             }
@@ -89,7 +90,7 @@ pub(crate) async fn preflight(
                 );
                 let mut job = job.clone();
                 if settle::dead(worker, delivery, &mut job, ErrorKind::WorkerCrashed, text).await {
-                    worker.finished(&job, ErrorKind::WorkerCrashed.as_str());
+                    worker.finished(&job, Settlement::WorkerCrashed);
                 }
                 return None;
             }
@@ -97,7 +98,7 @@ pub(crate) async fn preflight(
         if waiting_since.elapsed() >= ttl * 2 {
             tracing::info!(job_id = %job.id, "job still running elsewhere; delivery handed back");
             settle::requeue(delivery).await;
-            worker.finished(job, "busy");
+            worker.finished(job, Settlement::Busy);
             return None;
         }
         let pause =

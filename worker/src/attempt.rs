@@ -2,7 +2,7 @@
 //! outside, and the watchdogs that keep its execution lease and lock alive.
 //!
 //! Whatever ends the attempt, the result is one [`Outcome`]; the delivery's steps turn that into
-//! records, publishes and the ack. When the handler is stopped from outside, its token is
+//! records, publishes and the ack, and report it as its [`Settlement`]. When the handler is stopped from outside, its token is
 //! cancelled and its future dropped at once: a stopped handler must not keep working on
 //! a job whose lock may already belong to someone else.
 
@@ -19,14 +19,16 @@ use crate::context::JobContext;
 use crate::handler::Handler;
 use crate::lease::{Execution, LockWatch};
 use crate::running::{StopReason, Stopper};
+use crate::settlement::Settlement;
 
-/// How an attempt ended.
+/// How an attempt ended, with what its settling needs (the error's text, which shutdown).
+/// [`Outcome::settlement`] is what it is reported as once settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// The handler returned Ok.
     Completed,
-    /// A retryable failure: `Failed`, `Timeout`, `Panic` or `LockLost`.
-    Failed { kind: ErrorKind, message: String },
+    /// A retryable failure.
+    Failed { kind: Retryable, message: String },
     /// The handler returned a permanent error.
     Permanent(String),
     /// Stopped by a cancel request.
@@ -46,15 +48,51 @@ pub(crate) enum Interruption {
     Unexplained,
 }
 
-impl Outcome {
-    /// The `outcome` label of the attempts metric.
-    pub fn label(&self) -> &'static str {
+/// The ways an attempt fails that another attempt may mend: the retryable subset of
+/// [`ErrorKind`], so an attempt's failure cannot name a kind only admission gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retryable {
+    /// The handler returned a retryable error.
+    Failed,
+    /// The handler ran past the job's timeout.
+    Timeout,
+    /// The handler panicked.
+    Panic,
+    /// The job's lock or execution lease was lost mid-run.
+    LockLost,
+}
+
+impl Retryable {
+    /// The kind the job's error history records.
+    pub fn error_kind(self) -> ErrorKind {
         match self {
-            Self::Completed => "completed",
-            Self::Failed { kind, .. } => kind.as_str(),
-            Self::Permanent(_) => ErrorKind::Permanent.as_str(),
-            Self::Cancelled => "cancelled",
-            Self::Interrupted(_) => "requeued",
+            Self::Failed => ErrorKind::Failed,
+            Self::Timeout => ErrorKind::Timeout,
+            Self::Panic => ErrorKind::Panic,
+            Self::LockLost => ErrorKind::LockLost,
+        }
+    }
+
+    fn settlement(self) -> Settlement {
+        match self {
+            Self::Failed => Settlement::Failed,
+            Self::Timeout => Settlement::Timeout,
+            Self::Panic => Settlement::Panic,
+            Self::LockLost => Settlement::LockLost,
+        }
+    }
+}
+
+impl Outcome {
+    /// How the delivery is reported once this outcome is settled.
+    pub fn settlement(&self) -> Settlement {
+        match self {
+            Self::Completed => Settlement::Completed,
+            Self::Failed { kind, .. } => kind.settlement(),
+            Self::Permanent(_) => Settlement::Permanent,
+            Self::Cancelled => Settlement::Cancelled,
+            // Handed back to the broker: the attempt does not count.
+            Self::Interrupted(_) => Settlement::Requeued,
         }
     }
 }
@@ -119,13 +157,13 @@ pub(crate) async fn run(
         None => from_stop(None, lock_key.as_deref()),
         Some(Err(_elapsed)) => timed_out(timeout_ms),
         Some(Ok(Err(panic))) => Outcome::Failed {
-            kind: ErrorKind::Panic,
+            kind: Retryable::Panic,
             message: format!("handler panicked: {}", panic_message(panic.as_ref())),
         },
         Some(Ok(Ok(Ok(())))) => Outcome::Completed,
         Some(Ok(Ok(Err(e)))) if e.is_permanent() => Outcome::Permanent(e.message().to_string()),
         Some(Ok(Ok(Err(e)))) => Outcome::Failed {
-            kind: ErrorKind::Failed,
+            kind: Retryable::Failed,
             message: e.message().to_string(),
         },
     }
@@ -133,7 +171,7 @@ pub(crate) async fn run(
 
 fn timed_out(timeout_ms: u64) -> Outcome {
     Outcome::Failed {
-        kind: ErrorKind::Timeout,
+        kind: Retryable::Timeout,
         message: format!("ran past its timeout of {timeout_ms} ms"),
     }
 }
@@ -142,7 +180,7 @@ fn from_stop(reason: Option<StopReason>, lock_key: Option<&str>) -> Outcome {
     match reason {
         Some(StopReason::CancelRequested) => Outcome::Cancelled,
         Some(StopReason::LockLost(lapse)) => Outcome::Failed {
-            kind: ErrorKind::LockLost,
+            kind: Retryable::LockLost,
             message: format!(
                 "lock {} lost mid-run: {}",
                 lock_key.unwrap_or("?"),
@@ -152,7 +190,7 @@ fn from_stop(reason: Option<StopReason>, lock_key: Option<&str>) -> Outcome {
         // Counted like a lost lock: a job that keeps its worker from renewing (one that
         // blocks the executor, say) must run out of attempts, not loop.
         Some(StopReason::LeaseLost(lapse)) => Outcome::Failed {
-            kind: ErrorKind::LockLost,
+            kind: Retryable::LockLost,
             message: format!(
                 "execution lease lost mid-run: {}",
                 lapse.describe("the lease key", "worker.lease_ttl")
@@ -179,7 +217,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Lapse;
+    use crate::lapse::Lapse;
 
     #[test]
     fn panic_messages_are_read_from_either_string_type() {
@@ -211,18 +249,42 @@ mod tests {
         };
         let lease = from_stop(Some(StopReason::LeaseLost(lapse)), None);
         assert!(
-            matches!(&lease, Outcome::Failed { kind: ErrorKind::LockLost, message }
+            matches!(&lease, Outcome::Failed { kind: Retryable::LockLost, message }
                 if message.starts_with("execution lease lost mid-run: the lease key is gone \
                     because the store lost its data")),
             "{lease:?}"
         );
         let lost = from_stop(Some(StopReason::LockLost(Lapse::Refused)), Some("k"));
         assert!(
-            matches!(&lost, Outcome::Failed { kind: ErrorKind::LockLost, message }
+            matches!(&lost, Outcome::Failed { kind: Retryable::LockLost, message }
                 if message == "lock k lost mid-run: the store refused its renewal: the lock \
                     key is gone or another holder has it"),
             "{lost:?}"
         );
-        assert_eq!(lost.label(), "lock_lost");
+        assert_eq!(lost.settlement(), Settlement::LockLost);
+    }
+
+    #[test]
+    fn outcomes_settle_under_their_error_kinds_name() {
+        for kind in [
+            Retryable::Failed,
+            Retryable::Timeout,
+            Retryable::Panic,
+            Retryable::LockLost,
+        ] {
+            let failed = Outcome::Failed {
+                kind,
+                message: String::new(),
+            };
+            assert_eq!(failed.settlement().as_str(), kind.error_kind().as_str());
+        }
+        assert_eq!(
+            Outcome::Permanent(String::new()).settlement().as_str(),
+            ErrorKind::Permanent.as_str()
+        );
+        let interrupted = Outcome::Interrupted(Interruption::ForcedExit);
+        assert_eq!(interrupted.settlement(), Settlement::Requeued);
+        assert_eq!(Outcome::Cancelled.settlement(), Settlement::Cancelled);
+        assert_eq!(Outcome::Completed.settlement(), Settlement::Completed);
     }
 }

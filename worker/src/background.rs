@@ -28,7 +28,7 @@ pub(crate) async fn heartbeat(worker: Arc<WorkerState>, stop: CancellationToken)
     // The embedded store has nothing to check; asking once is enough to know.
     let mut integrity_applies = true;
     let ttl_ms = ms_u64(every * 3);
-    let store = &worker.backends.store;
+    let store = &worker.store;
     let mut tick = ticker(every);
     loop {
         tokio::select! {
@@ -44,7 +44,7 @@ pub(crate) async fn heartbeat(worker: Arc<WorkerState>, stop: CancellationToken)
             concurrency: worker.config.worker.concurrency,
             running: worker.running.len(),
             started_at_ms: worker.started_at_ms,
-            last_seen_ms: worker.backends.clock.now_ms(),
+            last_seen_ms: worker.clock.now_ms(),
             running_jobs: {
                 let mut ids = worker.running.ids();
                 ids.truncate(WorkerInfo::MAX_LISTED);
@@ -102,7 +102,7 @@ pub(crate) async fn cancel_poll(worker: Arc<WorkerState>, stop: CancellationToke
         let flags = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            result = worker.backends.store.cancel_requested(&ids) => result,
+            result = worker.store.cancel_requested(&ids) => result,
         };
         match flags {
             Ok(flags) => {

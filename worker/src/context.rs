@@ -8,8 +8,8 @@ use bytes::Bytes;
 use jobfleet_common::job::TraceContext;
 use jobfleet_common::limits::Limits;
 use jobfleet_common::pipeline::step_job_id;
-use jobfleet_common::store::{JobRecord, JobState, ScheduledJob, MAX_RESULT_BYTES};
-use jobfleet_common::{codec, telemetry, Job, SharedClock, Store};
+use jobfleet_common::store::{JobRecord, JobState, ScheduledJob, WorkerStore, MAX_RESULT_BYTES};
+use jobfleet_common::{codec, telemetry, Job, SharedClock};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +40,7 @@ pub(crate) struct Parts {
     pub lease_token: u64,
     pub fence: Option<u64>,
     pub worker_id: Arc<str>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn WorkerStore>,
     pub clock: SharedClock,
     /// Bounds on the jobs [`JobContext::spawn`] enqueues.
     pub limits: Limits,

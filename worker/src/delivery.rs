@@ -25,6 +25,7 @@ use crate::job_trace;
 use crate::lease::{Execution, LockWatch};
 use crate::ms::{ms_i64, ms_u64};
 use crate::settle;
+use crate::settlement::Settlement;
 use crate::state::WorkerState;
 use crate::ticket::{self, Hold, Ticket};
 
@@ -70,7 +71,7 @@ async fn admit(
     };
     // A bad trace header costs the trace, never the job (the W3C recommendation).
     jobfleet_common::trace::drop_invalid(&mut job);
-    if let Err(e) = limits.validate(&job, worker.backends.clock.now_ms()) {
+    if let Err(e) = limits.validate(&job, worker.clock.now_ms()) {
         let kind = if e.field == "payload" {
             ErrorKind::Oversized
         } else {
@@ -94,10 +95,7 @@ async fn admit(
     };
     // The worker's clock is the store's (see `store_time`), the one the scheduler
     // releases by: a worker whose own clock runs ahead never starts a job early.
-    if job
-        .run_at_ms
-        .is_some_and(|due| due > worker.backends.clock.now_ms())
-    {
+    if job.run_at_ms.is_some_and(|due| due > worker.clock.now_ms()) {
         defer_early(worker, job, delivery).await;
         return None;
     }
@@ -118,7 +116,7 @@ async fn defer_early(worker: &WorkerState, job: Job, delivery: Delivery) {
     );
     let message = settle::job_message(Route::Delayed, &job);
     if settle::publish_then_ack(worker, delivery, message).await {
-        worker.finished(&job, "requeued");
+        worker.finished(&job, Settlement::Requeued);
     }
 }
 
@@ -155,7 +153,7 @@ async fn execute(
     delivery: Delivery,
     trace: Option<TraceContext>,
 ) {
-    let store = &worker.backends.store;
+    let store = &worker.store;
     let lock = job.lock.as_ref().map(|spec| LockRequest {
         key: spec.key.clone(),
         mode: spec.mode,
@@ -227,7 +225,7 @@ async fn run_attempt(
     delivery: Delivery,
     attempt: Attempt<'_>,
 ) {
-    let store = &worker.backends.store;
+    let store = &worker.store;
     let execution = attempt.execution;
     // Registered before the shutdown check, so a drain that ends now cannot miss it.
     let guard = worker.running.enter(job.id);
@@ -235,7 +233,7 @@ async fn run_attempt(
         // Received but not started when the drain began: hand it back, saying `pending`
         // again if its `running` record is already written.
         if attempt.recorded.is_some() {
-            let now = worker.backends.clock.now_ms();
+            let now = worker.clock.now_ms();
             let pending = JobRecord::of(&job, JobState::Pending, now);
             if let Err(e) = store.put_records(&[pending]).await {
                 telemetry::backend_error("worker", "put_records", &e);
@@ -266,7 +264,7 @@ async fn run_attempt(
         fence: attempt.fence.map(|(token, _)| token),
         worker_id: worker.id.clone(),
         store: store.clone(),
-        clock: worker.backends.clock.clone(),
+        clock: worker.clock.clone(),
         limits: worker.config.limits.clone(),
         record: record.clone(),
         result: std::sync::Mutex::new(None),
@@ -281,7 +279,7 @@ async fn run_attempt(
             request: request.clone(),
             taken_at,
         });
-    let now = worker.backends.clock.now_ms();
+    let now = worker.clock.now_ms();
     events::started(&job, events::wait_of(&job, now));
     let began = Instant::now();
     let outcome = attempt::run(handler, ctx, guard.stopper(), execution, watch);
@@ -318,7 +316,7 @@ async fn hold_if_long(
     if !Hold::wanted(job, settings.ack_early_after) {
         return Some(delivery.into());
     }
-    let (store, clock) = (worker.backends.store.clone(), worker.backends.clock.clone());
+    let (store, clock) = (worker.store.clone(), worker.clock.clone());
     let body = settle::job_message(Route::Ready(job.queue.clone()), job).body;
     match Hold::take(store, clock, job, body, settings.hold_lease, delivery).await {
         Ok(hold) => Some(Ticket::Held(hold)),
@@ -339,20 +337,20 @@ async fn lock_conflict(worker: &WorkerState, mut job: Job, delivery: Delivery, k
     match policy {
         ConflictPolicy::Requeue => {
             let delay = worker.config.worker.lock_conflict_delay;
-            let run_at = worker.backends.clock.now_ms().saturating_add(ms_i64(delay));
+            let run_at = worker.clock.now_ms().saturating_add(ms_i64(delay));
             tracing::debug!(lock = key, run_at, "lock held; requeued for later");
             job.run_at_ms = Some(run_at);
             let message = settle::job_message(Route::Delayed, &job);
             if settle::publish_then_ack(worker, delivery, message).await {
-                worker.finished(&job, "requeued");
+                worker.finished(&job, Settlement::Requeued);
             }
         }
         ConflictPolicy::Skip => {
-            let now = worker.backends.clock.now_ms();
+            let now = worker.clock.now_ms();
             let record = JobRecord::of(&job, JobState::Cancelled, now);
             let note = format!("skipped: lock {key} held");
             if settle::cancelled(worker, delivery, record, job.unique_key.as_deref(), note).await {
-                worker.finished(&job, "skipped");
+                worker.finished(&job, Settlement::Skipped);
             }
         }
     }

@@ -32,7 +32,7 @@ pub enum WorkerError {
     ConsumersClosed,
     /// The HTTP endpoint (`worker.http`) could not listen on its address.
     #[error(transparent)]
-    Http(#[from] jobfleet_common::http::BindError),
+    Http(#[from] jobfleet_http::BindError),
     /// The store did not tell its time at start-up: the worker keeps time by the store's
     /// clock, so it cannot judge a job due without it.
     #[error("cannot read the store's clock: {0}")]

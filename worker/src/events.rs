@@ -6,8 +6,12 @@ use std::time::Duration;
 use jobfleet_common::telemetry::{ATTEMPTS, RUNNING, RUN_SECONDS, WAIT_SECONDS};
 use jobfleet_common::Job;
 
-/// An attempt (or a delivery that never became one) ended with `outcome`.
-pub(crate) fn finished(job: &Job, outcome: &'static str) {
+use crate::settlement::Settlement;
+
+/// An attempt (or a delivery that never became one) ended with `outcome`: the log field
+/// and the metric label are both [`Settlement::as_str`].
+pub(crate) fn finished(job: &Job, outcome: Settlement) {
+    let outcome = outcome.as_str();
     tracing::info!(outcome, "job attempt finished");
     metrics::counter!(
         ATTEMPTS,

@@ -7,7 +7,8 @@
 //! twice. The next step's jobs go into the delayed set due at once, and a scheduler
 //! releases them to their queues like any delayed job.
 
-use jobfleet_common::pipeline::{enqueue_step, Member};
+use jobfleet_common::pipeline::Member;
+use jobfleet_common::store::enqueue_step;
 use jobfleet_common::store::StoreError;
 use serde_json::Value;
 
@@ -19,7 +20,7 @@ pub(crate) async fn advance(
     member: Member,
     result: Option<&Value>,
 ) -> Result<(), StoreError> {
-    let store = &worker.backends.store;
+    let store = &worker.store;
     let Some(pipeline) = store.pipeline_get(member.pipeline).await? else {
         tracing::warn!(pipeline = %member.pipeline, "pipeline not found (expired?): no next step");
         return Ok(());
@@ -42,7 +43,7 @@ pub(crate) async fn advance(
         .map(|r| serde_json::from_str(r).unwrap_or(Value::Null))
         .collect();
     let previous = spec.previous(member.step, values);
-    let now = worker.backends.clock.now_ms();
+    let now = worker.clock.now_ms();
     let jobs = enqueue_step(&**store, member.pipeline, spec, next, Some(previous), now).await?;
     tracing::info!(
         pipeline = %member.pipeline,

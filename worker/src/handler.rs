@@ -12,6 +12,7 @@ use jobfleet_common::Job;
 
 use crate::context::JobContext;
 use crate::job_error::JobError;
+use crate::settlement::Settlement;
 
 /// Runs jobs of one kind.
 ///
@@ -32,8 +33,8 @@ pub trait Handler: Send + Sync {
     }
 }
 
-/// What [`Registry::on_settled`] calls: the job and its outcome label.
-type SettledHook = Arc<dyn Fn(&Job, &'static str) + Send + Sync>;
+/// What [`Registry::on_settled`] calls: the job and how its delivery was settled.
+type SettledHook = Arc<dyn Fn(&Job, Settlement) + Send + Sync>;
 
 /// Handlers by job kind, and an optional observer of settled jobs.
 #[derive(Clone, Default)]
@@ -88,10 +89,39 @@ impl Registry {
 
     /// Calls `hook` each time the worker is done with a job's delivery: after the outcome
     /// was recorded (completion marker, `cancelled` record, publish to the failed, dead or
-    /// delayed route) and the delivery acked — or, for `requeued` on shutdown, handed
-    /// back. It gets the job and the outcome label of the attempts metric: `completed`,
-    /// `duplicate`, `cancelled`, `skipped`, `requeued`, `permanent`, or the retryable
-    /// error kind (`failed`, `timeout`, `panic`, `lock_lost`).
+    /// delayed route) and the delivery acked — or, for [`Settlement::Requeued`] on
+    /// shutdown and [`Settlement::Busy`], handed back. It gets the job and the
+    /// [`Settlement`]; [`Settlement::as_str`] is the `outcome` label of the attempts
+    /// metric (`completed`, `duplicate`, `failed`, …). Match on the variants, without a
+    /// catch-all arm where each one matters (counting, say), and the compiler points at
+    /// the hook when a new way to settle a delivery appears. (The hook took the label as a
+    /// `&'static str` before; `outcome.as_str()` is that same string.)
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use jobfleet_worker::{Registry, Settlement};
+    ///
+    /// let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    /// let (d, f) = (done.clone(), failed.clone());
+    /// let mut registry = Registry::new();
+    /// registry.on_settled(move |_job, outcome| match outcome {
+    ///     Settlement::Completed | Settlement::Duplicate => {
+    ///         d.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    ///     Settlement::Permanent | Settlement::WorkerCrashed => {
+    ///         f.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    ///     // Comes again: retried by the scheduler, or handed back to the broker.
+    ///     Settlement::Failed
+    ///     | Settlement::Timeout
+    ///     | Settlement::Panic
+    ///     | Settlement::LockLost
+    ///     | Settlement::Requeued
+    ///     | Settlement::Busy => {}
+    ///     Settlement::Cancelled | Settlement::Skipped => {}
+    /// });
+    /// ```
     ///
     /// Not called for deliveries that never decoded into a runnable job (they go to the
     /// dead route without a [`Job`]) nor for deliveries given back after a backend error
@@ -101,14 +131,14 @@ impl Registry {
     /// first hook.
     pub fn on_settled<F>(&mut self, hook: F) -> &mut Self
     where
-        F: Fn(&Job, &'static str) + Send + Sync + 'static,
+        F: Fn(&Job, Settlement) + Send + Sync + 'static,
     {
         self.on_settled = Some(Arc::new(hook));
         self
     }
 
     /// Tells the settled hook, if any, that `job` ended with `outcome`.
-    pub(crate) fn settled(&self, job: &Job, outcome: &'static str) {
+    pub(crate) fn settled(&self, job: &Job, outcome: Settlement) {
         if let Some(hook) = &self.on_settled {
             hook(job, outcome);
         }

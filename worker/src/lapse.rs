@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use jobfleet_common::cron;
-use jobfleet_common::store::{DataLossIncident, IntegrityCheck, StoreResult};
-use jobfleet_common::Store;
+use jobfleet_common::store::{DataLossIncident, Integrity, IntegrityCheck, StoreResult};
 
 /// Why a lease or lock could not be kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +85,7 @@ fn millis_only(d: Duration) -> Duration {
 /// check detects, or an open one detected since (by another process, or by this one's
 /// heartbeat, which re-armed the check).
 pub(super) async fn data_lost_since(
-    store: &dyn Store,
+    store: &dyn Integrity,
     detected_by: &str,
     since_ms: i64,
 ) -> StoreResult<Option<DataLossIncident>> {

@@ -9,7 +9,7 @@
 //! no successful renewal by that deadline (store unreachable, process paused), stops the
 //! attempt at once.
 //!
-//! The attempt's error then says which of those it was (a [`Lapse`], in `lapse`): an
+//! The attempt's error then says which of those it was (a [`Lapse`], in `crate::lapse`): an
 //! operator reading "lease lost" must learn whether to look at the store, at the network
 //! or at the worker.
 
@@ -17,21 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_common::store::{LockRequest, StoreResult};
-use jobfleet_common::{telemetry, JobId, Store};
+use jobfleet_common::store::{LockRequest, Locks, StoreResult, WorkerStore};
+use jobfleet_common::{telemetry, JobId};
 use tokio::time::Instant;
 
+use crate::lapse::{data_lost_since, Lapse};
 use crate::ms::{ms_i64, ms_u64};
 use crate::running::{StopReason, Stopper};
 
-mod lapse;
-
-use lapse::data_lost_since;
-pub(crate) use lapse::Lapse;
-
 /// One attempt's execution lease, from admission to release.
 pub(crate) struct Execution {
-    store: Arc<dyn Store>,
+    /// The lease itself, and (to explain losing it) the store's clock and integrity.
+    store: Arc<dyn WorkerStore>,
     job: JobId,
     /// Unique per execution.
     pub holder: String,
@@ -46,7 +43,7 @@ pub(crate) struct Execution {
 impl Execution {
     /// The lease `holder` took on `job` with an admission sent at `taken_at`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn WorkerStore>,
         job: JobId,
         holder: String,
         ttl: Duration,
@@ -128,7 +125,7 @@ impl Execution {
 
 /// The lock an attempt holds, and how to keep it.
 pub(crate) struct LockWatch {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Locks>,
     pub request: LockRequest,
     /// When the acquisition was sent.
     pub taken_at: Instant,

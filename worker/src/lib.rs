@@ -42,14 +42,19 @@
 //!   waiting for a job that runs elsewhere; ending a job that crashes its workers.
 //! - `lease`: the execution lease an attempt holds, and the watchdog that keeps it and
 //!   the job's lock alive.
+//! - `lapse`: why a lease or lock could not be kept, in the words the attempt's error
+//!   keeps (below `lease`, which finds it out, and `running`, which stops on it).
 //! - `attempt`: one handler run: timeout, panic, stop from outside, lock watchdog.
 //! - `settle`: publish-then-ack, giving deliveries back on backend errors, outcomes.
+//! - `settlement`: [`Settlement`], how a delivery was settled: the `outcome` of the log
+//!   line and the attempts metric, and what [`Registry::on_settled`] is called with.
 //! - `ticket`: what is settled: the delivery, or the store hold of a long job acked early.
 //! - `background`: the heartbeat and the cancel poll.
 //! - `running`: the table of running attempts and how each is stopped.
 //! - `store_time`: the worker's clock, which follows the store's (Redis `TIME`).
 //! - `ms`: durations as the saturating integer milliseconds the store and records take.
-//! - `state`: the worker's identity and the state its tasks share.
+//! - `state`: the worker's identity and the state its tasks share, the store among it as
+//!   a `WorkerStore`: the capabilities a worker uses, no more (docs/architecture.md).
 //! - `job_error`: [`JobError`], what a failing handler returns (below `handler` and
 //!   `context`, which both speak of it); `handler`: [`Handler`], [`Registry`];
 //!   `context`: [`JobContext`]; `builtins`: the built-in kinds `echo`, `sleep`, `flaky`,
@@ -75,6 +80,7 @@ mod follow_up;
 mod handler;
 mod job_error;
 mod job_trace;
+mod lapse;
 mod lease;
 mod ms;
 pub mod otel;
@@ -82,6 +88,7 @@ mod running;
 mod runtime;
 mod service;
 mod settle;
+mod settlement;
 mod state;
 mod store_time;
 mod ticket;
@@ -94,3 +101,4 @@ pub use jobfleet_common::{Config, Job};
 pub use jobfleet_connect::ConnectError;
 pub use runtime::run;
 pub use service::{init_logging, Error, Worker};
+pub use settlement::Settlement;

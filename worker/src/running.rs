@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use jobfleet_common::JobId;
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::Lapse;
+use crate::lapse::Lapse;
 
 /// Why an attempt was stopped from outside.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures::stream::{SelectAll, StreamExt};
 use jobfleet_common::broker::{Consumer, Route};
-use jobfleet_common::{http, store, telemetry, Backends, Config};
+use jobfleet_common::{store, telemetry, Backends, Config};
+use jobfleet_http as http;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,7 +63,9 @@ pub async fn run(
         telemetry::backend_error("worker", "queues_add", &e);
     }
     // From here on "now" is the store's time (see `store_time`).
-    let (backends, store_clock) = store_time::follow(backends).await?;
+    let local = backends.clock.clone();
+    let (clock, store_clock) = store_time::follow(backends.store.clone(), local).await?;
+    let backends = Backends { clock, ..backends };
     let prefetch = config.worker.effective_prefetch();
     let mut consumers = SelectAll::new();
     for queue in &queues {
@@ -77,16 +80,18 @@ pub async fn run(
             })?;
         consumers.push(consumer);
     }
-    // A child token: the worker can start its own drain when the consumers end.
+    // A child token: the worker can start its own drain when the consumers end. From
+    // here on the worker holds the store narrowed to its bundle; only the probe below
+    // keeps the whole (it answers for the process, as every role's does).
     let worker = Arc::new(WorkerState::new(
         config,
-        backends,
+        backends.clone(),
         registry,
         shutdown.child_token(),
     ));
     tracing::info!(worker = %worker.id, ?queues, prefetch, "worker started");
     let required = worker.config.redis.require_persistence;
-    store::announce_durability(worker.backends.store.as_ref(), "worker", required).await;
+    store::announce_durability(worker.store.as_ref(), "worker", required).await;
 
     let stop_background = CancellationToken::new();
     let background_tasks = TaskTracker::new();
@@ -104,11 +109,7 @@ pub async fn run(
         // answers; served until the drain is over.
         let route = queues.first().cloned().map_or(Route::Dead, Route::Ready);
         let required = worker.config.redis.require_persistence;
-        let probe = Arc::new(http::BackendsProbe::new(
-            worker.backends.clone(),
-            route,
-            required,
-        ));
+        let probe = Arc::new(http::BackendsProbe::new(backends, route, required));
         let app = http::probes(probe);
         background_tasks.spawn(http::serve(listener, app, stop_background.clone()));
     }

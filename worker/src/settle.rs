@@ -3,7 +3,8 @@
 //! job back instead, so it runs again.
 //!
 //! [`outcome`] turns an attempt's [`Outcome`] into the records, publishes and ack that
-//! architecture.md step 3.7 prescribes.
+//! architecture.md step 3.7 prescribes, and reports it as its
+//! [`Settlement`](crate::Settlement).
 
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub(crate) async fn publish_then_ack(
     ticket: impl Into<Ticket>,
     message: Message,
 ) -> Settled {
-    match worker.backends.broker.publish(vec![message]).await {
+    match worker.broker.publish(vec![message]).await {
         Ok(()) => ack(ticket).await,
         Err(e) => give_back(worker, ticket, "publish", &e).await,
     }
@@ -89,7 +90,7 @@ pub(crate) async fn cancelled(
     unique_key: Option<&str>,
     note: String,
 ) -> Settled {
-    let now = worker.backends.clock.now_ms();
+    let now = worker.clock.now_ms();
     let record = JobRecord {
         state: JobState::Cancelled,
         updated_at_ms: now,
@@ -101,7 +102,6 @@ pub(crate) async fn cancelled(
     // The key first: a `cancelled` record promises a free uniqueness key.
     release_unique(worker, record.id, unique_key).await;
     if let Err(e) = worker
-        .backends
         .store
         .put_records(std::slice::from_ref(&record))
         .await
@@ -114,7 +114,7 @@ pub(crate) async fn cancelled(
 /// Frees the job's uniqueness key; a failure is logged, since the key expires anyway.
 pub(crate) async fn release_unique(worker: &WorkerState, id: JobId, key: Option<&str>) {
     let Some(key) = key else { return };
-    if let Err(e) = worker.backends.store.unique_release(key, id).await {
+    if let Err(e) = worker.store.unique_release(key, id).await {
         telemetry::backend_error("worker", "unique_release", &e);
     }
 }
@@ -128,7 +128,7 @@ pub(crate) async fn dead(
     kind: ErrorKind,
     text: String,
 ) -> Settled {
-    let now = worker.backends.clock.now_ms();
+    let now = worker.clock.now_ms();
     job.errors.push(ErrorRecord {
         attempt: job.attempt,
         at_ms: now,
@@ -181,8 +181,8 @@ pub(crate) async fn outcome(
     running: JobRecord,
     outcome: Outcome,
 ) -> Settled {
-    let now = worker.backends.clock.now_ms();
-    let label = outcome.label();
+    let now = worker.clock.now_ms();
+    let settlement = outcome.settlement();
     let unique = job.unique_key.clone();
     let settled = match outcome {
         Outcome::Completed => {
@@ -203,12 +203,13 @@ pub(crate) async fn outcome(
             // free it first. Should `complete` then fail, the job runs again with its key
             // free, a duplicate the completion marker cannot stop but no lost job.
             release_unique(worker, job.id, unique.as_deref()).await;
-            match worker.backends.store.complete(&record).await {
+            match worker.store.complete(&record).await {
                 Ok(()) => ack(ticket).await,
                 Err(e) => give_back(worker, ticket, "complete", &e).await,
             }
         }
         Outcome::Failed { kind, message } => {
+            let kind = kind.error_kind();
             tracing::info!(error_kind = %kind, error = %message, "attempt failed");
             job.errors.push(ErrorRecord {
                 attempt: job.attempt,
@@ -233,7 +234,7 @@ pub(crate) async fn outcome(
                 note: interruption_note(why, &worker.id, job.attempt, running.note.as_deref()),
                 ..running
             };
-            if let Err(e) = worker.backends.store.put_records(&[record]).await {
+            if let Err(e) = worker.store.put_records(&[record]).await {
                 telemetry::backend_error("worker", "put_records", &e);
             }
             requeue(ticket).await;
@@ -241,7 +242,7 @@ pub(crate) async fn outcome(
         }
     };
     if settled {
-        worker.finished(&job, label);
+        worker.finished(&job, settlement);
     }
     settled
 }

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use jobfleet_common::store::{JobRecord, JobState, QueueTally};
-use jobfleet_common::{Backends, Config};
+use jobfleet_common::broker::Broker;
+use jobfleet_common::store::{JobRecord, JobState, QueueTally, WorkerStore};
+use jobfleet_common::{Backends, Config, SharedClock};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::Registry;
 use crate::running::Running;
+use crate::settlement::Settlement;
 
 /// One worker process's shared state.
 pub(crate) struct WorkerState {
@@ -19,7 +21,11 @@ pub(crate) struct WorkerState {
     /// The host name in the id and the heartbeat.
     pub host: String,
     pub config: Arc<Config>,
-    pub backends: Backends,
+    /// The store as a worker may use it: its bundle, not the whole store.
+    pub store: Arc<dyn WorkerStore>,
+    pub broker: Arc<dyn Broker>,
+    /// The store's time (see `store_time`).
+    pub clock: SharedClock,
     pub registry: Arc<Registry>,
     pub running: Arc<Running>,
     /// Cancelled when the worker starts draining: no new attempt starts after it.
@@ -38,6 +44,8 @@ pub(crate) struct WorkerState {
 }
 
 impl WorkerState {
+    /// The state of a worker started on `backends`, whose store it keeps narrowed to a
+    /// [`WorkerStore`].
     pub fn new(
         config: Arc<Config>,
         backends: Backends,
@@ -46,12 +54,19 @@ impl WorkerState {
     ) -> Self {
         let host = host_name();
         let id = worker_id(&host, std::process::id(), rand::random::<u32>()).into();
-        let started_at_ms = backends.clock.now_ms();
+        let Backends {
+            broker,
+            store,
+            clock,
+        } = backends;
+        let started_at_ms = clock.now_ms();
         Self {
             id,
             host,
             config,
-            backends,
+            store,
+            broker,
+            clock,
             registry,
             running: Arc::default(),
             shutdown,
@@ -63,11 +78,9 @@ impl WorkerState {
         }
     }
 
-    /// A delivery of `job` is settled with `outcome`: the log line, the metric, and the
-    /// registry's settled hook.
     /// The `running` record of this worker's attempt at `job`, starting now.
     pub fn running_record(&self, job: &jobfleet_common::Job) -> JobRecord {
-        let now = self.backends.clock.now_ms();
+        let now = self.clock.now_ms();
         JobRecord {
             started_at_ms: Some(now),
             worker: Some(self.id.to_string()),
@@ -75,12 +88,25 @@ impl WorkerState {
         }
     }
 
-    pub fn finished(&self, job: &jobfleet_common::Job, outcome: &'static str) {
+    /// A delivery of `job` is settled with `outcome`: the log line, the metric, the
+    /// heartbeat's tallies and the registry's settled hook.
+    pub fn finished(&self, job: &jobfleet_common::Job, outcome: Settlement) {
         crate::events::finished(job, outcome);
         match outcome {
-            "completed" => self.tally(job, true),
-            "failed" | "timeout" | "panic" | "lock_lost" | "permanent" => self.tally(job, false),
-            _ => {}
+            Settlement::Completed => self.tally(job, true),
+            Settlement::Failed
+            | Settlement::Timeout
+            | Settlement::Panic
+            | Settlement::LockLost
+            | Settlement::Permanent => self.tally(job, false),
+            // No handler's attempt ended here on its own: the throughput and failure rate
+            // the heartbeat reports leave these out.
+            Settlement::WorkerCrashed
+            | Settlement::Cancelled
+            | Settlement::Skipped
+            | Settlement::Duplicate
+            | Settlement::Requeued
+            | Settlement::Busy => {}
         }
         self.registry.settled(job, outcome);
     }

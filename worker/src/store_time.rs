@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::clock::{Clock, SharedClock, StoreClock};
-use jobfleet_common::store::{Schedules, Store, StoreError, StoreResult};
-use jobfleet_common::{telemetry, Backends};
+use jobfleet_common::store::{StoreError, StoreResult, StoreTime};
+use jobfleet_common::telemetry;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +55,7 @@ impl Sample {
 
 /// Asks the store's time [`SAMPLES`] times and keeps the reply with the shortest round
 /// trip.
-async fn sample<S: Schedules + ?Sized>(store: &S, local: &dyn Clock) -> StoreResult<Sample> {
+async fn sample<S: StoreTime + ?Sized>(store: &S, local: &dyn Clock) -> StoreResult<Sample> {
     let mut best = round_trip(store, local).await?;
     for _ in 1..SAMPLES {
         let next = round_trip(store, local).await?;
@@ -67,7 +67,7 @@ async fn sample<S: Schedules + ?Sized>(store: &S, local: &dyn Clock) -> StoreRes
 }
 
 /// One request for the store's time.
-async fn round_trip<S: Schedules + ?Sized>(store: &S, local: &dyn Clock) -> StoreResult<Sample> {
+async fn round_trip<S: StoreTime + ?Sized>(store: &S, local: &dyn Clock) -> StoreResult<Sample> {
     let sent = Instant::now();
     let store_ms = store.store_time_ms().await?;
     let received = Instant::now();
@@ -84,29 +84,30 @@ pub(crate) struct Follower {
     clock: Arc<StoreClock>,
     /// This machine's clock, only to report the skew.
     local: SharedClock,
-    store: Arc<dyn Store>,
+    store: Arc<dyn StoreTime>,
     /// Whether the skew was last reported as large, so it is warned about once.
     skewed: bool,
 }
 
-/// Samples the store's time and returns `backends` whose clock follows it, with the
-/// [`Follower`] that keeps it following. A store that cannot tell its time now stops the
-/// start: nothing could run without it anyway.
-pub(crate) async fn follow(backends: Backends) -> Result<(Backends, Follower), WorkerError> {
-    let local = backends.clock.clone();
-    let first = sample(&*backends.store, &*local)
+/// Samples `store`'s time and returns a clock that follows it (in place of `local`, this
+/// machine's), with the [`Follower`] that keeps it following. A store that cannot tell
+/// its time now stops the start: nothing could run without it anyway.
+pub(crate) async fn follow(
+    store: Arc<dyn StoreTime>,
+    local: SharedClock,
+) -> Result<(SharedClock, Follower), WorkerError> {
+    let first = sample(&*store, &*local)
         .await
         .map_err(WorkerError::StoreTime)?;
     let clock = Arc::new(StoreClock::new(first.store_ms, first.received));
     let mut follower = Follower {
         clock: clock.clone(),
         local,
-        store: backends.store.clone(),
+        store,
         skewed: false,
     };
     follower.report(&first, true);
-    let backends = Backends { clock, ..backends };
-    Ok((backends, follower))
+    Ok((clock, follower))
 }
 
 impl Follower {
@@ -201,28 +202,23 @@ mod tests {
         }
     }
 
-    /// Embedded backends whose store keeps `store_clock` while the worker's own clock is
-    /// `local`.
-    fn backends(store_clock: SharedClock, local: SharedClock) -> Backends {
-        Backends {
-            store: Arc::new(EmbeddedStore::new(store_clock)),
-            clock: local,
-            ..Backends::embedded()
-        }
+    /// An embedded store that keeps `store_clock`.
+    fn store(store_clock: SharedClock) -> Arc<dyn StoreTime> {
+        Arc::new(EmbeddedStore::new(store_clock))
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_worker_clock_ahead_of_the_store_follows_the_store() {
         let store_clock: SharedClock = Arc::new(TokioClock::new());
-        let (followed, follower) = follow(backends(store_clock.clone(), Offset::new(120_000)))
+        let (followed, follower) = follow(store(store_clock.clone()), Offset::new(120_000))
             .await
             .expect("sample");
-        assert_eq!(followed.clock.now_ms(), store_clock.now_ms());
+        assert_eq!(followed.now_ms(), store_clock.now_ms());
         assert!(follower.skewed, "a 120 s skew is reported");
         let stop = CancellationToken::new();
         let task = tokio::spawn(follower.run(stop.clone()));
         tokio::time::sleep(RESYNC * 3 + Duration::from_millis(700)).await;
-        assert_eq!(followed.clock.now_ms(), store_clock.now_ms());
+        assert_eq!(followed.now_ms(), store_clock.now_ms());
         stop.cancel();
         task.await.expect("follower stops");
     }
@@ -231,17 +227,17 @@ mod tests {
     async fn a_resample_moves_the_clock_to_the_stores_new_time() {
         let store_clock = Offset::new(0);
         let local: SharedClock = Arc::new(TokioClock::new());
-        let (followed, follower) = follow(backends(store_clock.clone(), local.clone()))
+        let (followed, follower) = follow(store(store_clock.clone()), local.clone())
             .await
             .expect("sample");
         assert!(!follower.skewed);
-        assert_eq!(followed.clock.now_ms(), local.now_ms());
+        assert_eq!(followed.now_ms(), local.now_ms());
         let stop = CancellationToken::new();
         let task = tokio::spawn(follower.run(stop.clone()));
         // The store's time steps back 30 s: the worker's follows at the next sample.
         store_clock.1.store(-30_000, Ordering::Relaxed);
         tokio::time::sleep(RESYNC + Duration::from_millis(1)).await;
-        assert_eq!(followed.clock.now_ms(), local.now_ms() - 30_000);
+        assert_eq!(followed.now_ms(), local.now_ms() - 30_000);
         stop.cancel();
         task.await.expect("follower stops");
     }

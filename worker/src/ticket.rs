@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobfleet_common::broker::{BrokerError, Delivery};
-use jobfleet_common::store::ScheduledJob;
-use jobfleet_common::{telemetry, Job, JobId, SharedClock, Store};
+use jobfleet_common::store::{DelayedSet, ScheduledJob};
+use jobfleet_common::{telemetry, Job, JobId, SharedClock};
 
 use crate::ms::ms_i64;
 
@@ -101,7 +101,7 @@ pub(crate) async fn run_while<T>(hold: Option<&Hold>, attempt: impl Future<Outpu
 
 /// A long job held in the delayed set in place of its acknowledged delivery.
 pub(crate) struct Hold {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DelayedSet>,
     clock: SharedClock,
     entry: ScheduledJob,
     lease_ms: i64,
@@ -116,7 +116,7 @@ impl Hold {
     /// Puts `job` (as `body`) in the delayed set due one lease from now, then acks the
     /// delivery. On a store error the delivery is returned untouched with the error.
     pub async fn take(
-        store: Arc<dyn Store>,
+        store: Arc<dyn DelayedSet>,
         clock: SharedClock,
         job: &Job,
         body: bytes::Bytes,

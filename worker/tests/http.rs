@@ -1,12 +1,12 @@
 //! `worker.http`: a worker serves `/healthz`, `/readyz` and `/metrics` (its attempts
 //! counted there), and refuses to start on an address that is taken, naming the key.
 
-use jobfleet_common::testing::{free_addr, http_get};
+use jobfleet_testkit::{free_addr, http_get};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_common::testing::publish_job;
 use jobfleet_common::{Backends, Config, Job, Route};
+use jobfleet_testkit::publish_job;
 use jobfleet_worker::{Registry, WorkerError};
 use tokio_util::sync::CancellationToken;
 

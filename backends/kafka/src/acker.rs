@@ -15,7 +15,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::Offset;
 use tokio::runtime::Handle;
 
-use super::consume::{list, KafkaConsumer, Lane};
+use super::lane::{list, KafkaConsumer, Lane};
 use super::ledger::Ticket;
 use super::publish::Record;
 use super::{lock, Shared};

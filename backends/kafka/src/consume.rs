@@ -1,5 +1,6 @@
-//! Consumer streams: one group member per stream, a task that polls it, and the
-//! rebalance callbacks that keep the stream's [`Ledger`] in step with its assignment.
+//! Consumer streams: one group member per stream and a task that polls it; what they
+//! share with the rebalance callbacks and the ackers (the stream's [`Lane`], which keeps
+//! its [`Ledger`]) is in `lane`.
 //!
 //! The polling task moves every fetched record into the ledger at once (so picks see
 //! all bands, not librdkafka's queue order) and pauses a partition whose buffer is full.
@@ -22,24 +23,19 @@
 //! member does not leave its group on close; its partitions move only after
 //! `session.timeout.ms` without it (Kafka's rule for static members).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message as _, OwnedMessage};
-use rdkafka::TopicPartitionList;
-use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::acker::KafkaAcker;
-use super::client::{client_error, log_line};
 use super::depth::backlogs_within;
+use super::lane::{list, KafkaConsumer, Lane, Rebalancer};
 use super::ledger::{Entry, Ledger, Partition, Picked};
 use super::membership::Instance;
 use super::publish::Record;
@@ -48,32 +44,6 @@ use jobfleet_common::broker::{BrokerError, Consumer, Delivery, Route};
 
 /// Longest wait for new partitions' backlogs before picks start anyway.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(2);
-
-/// The consumer type of a stream.
-pub(super) type KafkaConsumer = StreamConsumer<Rebalancer>;
-
-/// What a stream, its polling task, its rebalance callbacks and its ackers share.
-pub(super) struct Lane {
-    pub ledger: Mutex<Ledger<OwnedMessage>>,
-    /// For the stream: something may be pickable now.
-    changed: Notify,
-    /// For the polling task: an assignment, a settle, or the stream went away.
-    wake: Notify,
-    /// Partitions assigned whose backlog has not been asked for yet.
-    fresh: Mutex<Vec<Partition>>,
-    detached: AtomicBool,
-    /// Cancelled when the polling task ends: the stream ends too.
-    ended: CancellationToken,
-    group: String,
-}
-
-impl Lane {
-    /// A delivery was settled: the stream may pick again, the task may be able to end.
-    pub fn settled(&self) {
-        self.changed.notify_one();
-        self.wake.notify_one();
-    }
-}
 
 /// Starts a stream of deliveries from `route`, at most `prefetch` unsettled (0: no
 /// limit).
@@ -85,16 +55,9 @@ pub(super) async fn consume(
     let topics = shared.names.topics(route);
     shared.topics.create(&topics, false).await?;
     let group = shared.names.group(route);
-    let lane = Arc::new(Lane {
-        ledger: Mutex::new(Ledger::new(shared.names.bands(), shared.buffer_records)),
-        changed: Notify::new(),
-        wake: Notify::new(),
-        fresh: Mutex::default(),
-        detached: AtomicBool::new(false),
-        ended: CancellationToken::new(),
-        group: group.clone(),
-    });
-    let context = Rebalancer { lane: lane.clone() };
+    let ledger = Ledger::new(shared.names.bands(), shared.buffer_records);
+    let lane = Arc::new(Lane::new(ledger, group.clone()));
+    let context = Rebalancer::new(lane.clone());
     let mut config = shared.settings.consumer(&group);
     let instance = shared
         .settings
@@ -329,86 +292,4 @@ impl Poller {
 /// Whether a consume error leaves the consumer unusable.
 fn is_fatal(e: &KafkaError) -> bool {
     matches!(e, KafkaError::MessageConsumptionFatal(_))
-}
-
-/// A topic-partition list of `partitions`.
-pub(super) fn list(partitions: &[Partition]) -> TopicPartitionList {
-    let mut list = TopicPartitionList::with_capacity(partitions.len());
-    for p in partitions {
-        list.add_partition(&p.topic, p.partition);
-    }
-    list
-}
-
-/// The partitions in a rebalance's list.
-fn partitions(list: &TopicPartitionList) -> Vec<Partition> {
-    list.elements()
-        .iter()
-        .map(|e| Partition {
-            topic: e.topic().into(),
-            partition: e.partition(),
-        })
-        .collect()
-}
-
-/// Keeps a stream's ledger in step with its assignment. Called by librdkafka from the
-/// polling task, inside `recv`.
-pub(super) struct Rebalancer {
-    lane: Arc<Lane>,
-}
-
-impl ClientContext for Rebalancer {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        log_line(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&error, reason);
-    }
-}
-
-impl ConsumerContext for Rebalancer {
-    /// Revoked partitions lose their buffered records before librdkafka commits what was
-    /// stored for them (and then lets them go).
-    ///
-    /// Partitions this stream paused (full buffers) are resumed before they go: librdkafka
-    /// keeps a partition paused across a revocation, so if the next assignment gave it
-    /// back to this member, whose ledger starts it unpaused, it would never be fetched
-    /// again. Resuming while still assigned, before the unassign, keeps librdkafka's own
-    /// fetch start for a later assignment (from the committed offset) the newest op.
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(revoked) => {
-                let revoked = partitions(revoked);
-                tracing::debug!(group = %self.lane.group, revoked = revoked.len(), "kafka revoke");
-                let paused = lock(&self.lane.ledger).revoke(&revoked);
-                lock(&self.lane.fresh).retain(|p| !revoked.contains(p));
-                if !paused.is_empty() {
-                    if let Err(e) = consumer.resume(&list(&paused)) {
-                        tracing::warn!(group = %self.lane.group, error = %e, "kafka resume on revoke");
-                    }
-                }
-            }
-            Rebalance::Error(e) => {
-                tracing::warn!(group = %self.lane.group, error = %e, "kafka rebalance failed");
-            }
-            Rebalance::Assign(_) => {}
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance {
-            let assigned = partitions(assigned);
-            tracing::debug!(group = %self.lane.group, assigned = assigned.len(), "kafka assign");
-            lock(&self.lane.ledger).assign(assigned.iter().cloned());
-            lock(&self.lane.fresh).extend(assigned);
-            self.lane.wake.notify_one();
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            tracing::debug!(group = %self.lane.group, error = %e, "kafka offset commit");
-        }
-    }
 }

@@ -26,7 +26,9 @@
 //! - `client`: the URL, client settings and log routing every client shares.
 //! - `topics`: topic and group names, [`band_of`], creating and deleting topics.
 //! - `publish`: producing batches with delivery reports.
-//! - `consume`: consumer streams, their polling task and rebalance handling.
+//! - `consume`: consumer streams and their polling task.
+//! - `lane`: what a stream, its polling task, its rebalance callbacks and its ackers
+//!   share: the stream's ledger and wake-ups, the consumer type, rebalance handling.
 //! - `ledger`, `offsets`: what a stream hands out next and which offsets may be committed.
 //! - `membership`: static-membership names (`kafka.instance_id`).
 //! - `acker`: settling deliveries.
@@ -36,6 +38,7 @@ mod acker;
 mod client;
 mod consume;
 mod depth;
+mod lane;
 mod ledger;
 mod membership;
 mod offsets;

@@ -64,20 +64,21 @@ impl Store for RedisStore {
 mod tests {
 
     use super::*;
-    use crate::testkit;
+    use crate::test_store;
     use jobfleet_common::clock;
 
     #[tokio::test]
     async fn purge_deletes_its_namespace_only_even_with_glob_characters() {
-        use jobfleet_common::store::{fixtures, Heartbeats};
+        use jobfleet_common::store::Heartbeats;
+        use jobfleet_testkit::fixtures;
         let base = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
-        let url = jobfleet_common::testing::redis_url();
+        let url = jobfleet_testkit::redis_url();
         let connect = |ns: String| {
             let url = url.clone();
             async move {
-                RedisStore::connect(&url, &ns, &testkit::volatile(), clock::system())
+                RedisStore::connect(&url, &ns, &test_store::volatile(), clock::system())
                     .await
-                    .unwrap_or_else(|e| panic!("{e}: {}", jobfleet_common::testing::HOW_TO_START))
+                    .unwrap_or_else(|e| panic!("{e}: {}", jobfleet_testkit::HOW_TO_START))
             }
         };
         // `base*` as a pattern would match `base-other:…` too.

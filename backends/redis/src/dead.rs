@@ -121,57 +121,10 @@ impl DeadLetters for RedisStore {
 mod tests {
 
     use super::*;
-    use crate::testkit::TestStore;
+    use crate::test_store::TestStore;
     use jobfleet_common::job::ErrorKind;
-    use jobfleet_common::store::fixtures::letter;
+    use jobfleet_testkit::fixtures::letter;
     use redis::AsyncCommands;
-
-    fn times(letters: &[DeadSummary]) -> Vec<i64> {
-        letters.iter().map(|l| l.died_at_ms).collect()
-    }
-
-    #[tokio::test]
-    async fn lists_newest_first_through_the_filter() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        let old = letter(Some("q"), ErrorKind::Failed, 10);
-        let new = letter(Some("q"), ErrorKind::Failed, 30);
-        let other = letter(Some("r"), ErrorKind::Timeout, 20);
-        let unknown = letter(None, ErrorKind::Undecodable, 40);
-        for l in [&old, &new, &other, &unknown] {
-            t.dead_put(l.clone()).await?;
-        }
-        assert_eq!(
-            times(&t.dead_list(&DeadFilter::default(), 10).await?),
-            [40, 30, 20, 10]
-        );
-        assert_eq!(
-            times(&t.dead_list(&DeadFilter::default(), 2).await?),
-            [40, 30]
-        );
-        assert!(t.dead_list(&DeadFilter::default(), 0).await?.is_empty());
-        let in_q = DeadFilter {
-            queue: Some("q".into()),
-            ..DeadFilter::default()
-        };
-        assert_eq!(
-            t.dead_list(&in_q, 10).await?,
-            [new.summary(), old.summary()]
-        );
-        let timeouts = DeadFilter {
-            error: Some("timeout".into()),
-            ..DeadFilter::default()
-        };
-        assert_eq!(t.dead_list(&timeouts, 10).await?, [other.summary()]);
-        let expected = BTreeMap::from([
-            ("?".to_string(), 1),
-            ("q".to_string(), 2),
-            ("r".to_string(), 1),
-        ]);
-        assert_eq!(t.dead_counts().await?, expected);
-        assert_eq!(t.dead_get(unknown.id).await?, Some(unknown));
-        t.cleanup().await;
-        Ok(())
-    }
 
     #[tokio::test]
     async fn a_filtered_listing_pages_past_non_matching_letters() -> StoreResult<()> {
@@ -190,39 +143,6 @@ mod tests {
         let all = t.dead_list(&DeadFilter::default(), usize::MAX).await?;
         assert_eq!(all.len(), PAGE + 21);
         assert!(all.windows(2).all(|w| w[0].died_at_ms >= w[1].died_at_ms));
-        t.cleanup().await;
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn put_replaces_without_double_counting_and_remove_counts() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        let mut l = letter(Some("q"), ErrorKind::Failed, 10);
-        t.dead_put(l.clone()).await?;
-        l.reason = "second death".into();
-        l.died_at_ms = 20;
-        t.dead_put(l.clone()).await?;
-        assert_eq!(
-            t.dead_counts().await?,
-            BTreeMap::from([("q".to_string(), 1)])
-        );
-        l.queue = None;
-        t.dead_put(l.clone()).await?;
-        assert_eq!(
-            t.dead_counts().await?,
-            BTreeMap::from([("?".to_string(), 1)])
-        );
-        assert_eq!(t.dead_get(l.id).await?, Some(l.clone()));
-        assert_eq!(
-            t.dead_list(&DeadFilter::default(), 10).await?,
-            [l.summary()]
-        );
-
-        assert_eq!(t.dead_remove(&[l.id, JobId::new()]).await?, 1);
-        assert_eq!(t.dead_remove(&[l.id]).await?, 0);
-        assert_eq!(t.dead_get(l.id).await?, None);
-        assert!(t.dead_counts().await?.is_empty());
-        assert!(t.dead_list(&DeadFilter::default(), 10).await?.is_empty());
         t.cleanup().await;
         Ok(())
     }

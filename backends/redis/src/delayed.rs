@@ -193,40 +193,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::testkit::TestStore;
-    use jobfleet_common::store::fixtures::scheduled as job;
+    use crate::test_store::TestStore;
+    use jobfleet_testkit::fixtures::scheduled as job;
 
     fn ids(jobs: &[ScheduledJob]) -> Vec<JobId> {
         jobs.iter().map(|j| j.id).collect()
-    }
-
-    #[tokio::test]
-    async fn claims_due_jobs_in_order_and_counts_until_released() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        let (a, b, c, later) = (job("q", 30), job("q", 10), job("r", 20), job("q", 500));
-        t.schedule(vec![a.clone(), b.clone(), c.clone(), later.clone()])
-            .await?;
-        assert_eq!(t.next_due_ms().await?, Some(10));
-        assert_eq!(t.claim_due(100, 2, 1_000).await?, [b.clone(), c.clone()]);
-        assert_eq!(ids(&t.claim_due(100, 10, 1_000).await?), [a.id]);
-        assert!(
-            t.claim_due(100, 10, 1_000).await?.is_empty(),
-            "claimed jobs stay claimed"
-        );
-        assert_eq!(t.next_due_ms().await?, Some(500));
-        let counts = BTreeMap::from([("q".to_string(), 3), ("r".to_string(), 1)]);
-        assert_eq!(
-            t.delayed_counts().await?,
-            counts,
-            "claimed jobs count until released"
-        );
-        t.release_done(&[a.id, b.id, c.id]).await?;
-        assert_eq!(
-            t.delayed_counts().await?,
-            BTreeMap::from([("q".to_string(), 1)])
-        );
-        t.cleanup().await;
-        Ok(())
     }
 
     #[tokio::test]
@@ -240,82 +211,6 @@ mod tests {
         );
         assert_eq!(t.next_due_ms().await?, None);
         assert!(t.delayed_counts().await?.is_empty());
-        t.cleanup().await;
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_returns_its_jobs() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        let a = job("q", 10);
-        t.schedule(vec![a.clone()]).await?;
-        assert_eq!(t.claim_due(100, 10, 50).await?, std::slice::from_ref(&a));
-        assert!(
-            t.claim_due(149, 10, 50).await?.is_empty(),
-            "lease still holds"
-        );
-        assert_eq!(
-            t.claim_due(150, 10, 50).await?,
-            std::slice::from_ref(&a),
-            "due time kept"
-        );
-        t.release_done(&[a.id]).await?;
-        assert!(t.claim_due(1_000, 10, 50).await?.is_empty());
-        assert!(t.delayed_counts().await?.is_empty());
-        t.cleanup().await;
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn rescheduling_moves_a_job_without_double_counting() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        let mut a = job("q", 10);
-        t.schedule(vec![a.clone()]).await?;
-        a.due_ms = 300;
-        t.schedule(vec![a.clone()]).await?;
-        assert!(t.claim_due(100, 10, 50).await?.is_empty());
-        assert_eq!(
-            t.delayed_counts().await?,
-            BTreeMap::from([("q".to_string(), 1)])
-        );
-
-        // A claimed job scheduled again starts a new wait: the old release must not drop it.
-        assert_eq!(ids(&t.claim_due(300, 10, 50).await?), [a.id]);
-        a.due_ms = 1_000;
-        a.queue = "r".into();
-        t.schedule(vec![a.clone()]).await?;
-        t.release_done(&[a.id]).await?;
-        assert_eq!(
-            t.delayed_counts().await?,
-            BTreeMap::from([("r".to_string(), 1)])
-        );
-        assert_eq!(t.claim_due(1_000, 10, 50).await?, [a]);
-        t.cleanup().await;
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn unschedule_removes_waiting_and_claimed_jobs() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        let (a, b) = (job("q", 10), job("q", 20));
-        t.schedule(vec![a.clone(), b.clone()]).await?;
-        assert_eq!(t.unschedule(a.id).await?, Some(a.body.clone()), "its body");
-        assert!(t.unschedule(a.id).await?.is_none(), "already gone");
-        assert_eq!(ids(&t.claim_due(100, 10, 1_000).await?), [b.id]);
-        assert!(
-            t.unschedule(b.id).await?.is_none(),
-            "claimed, maybe published: not waiting"
-        );
-        assert!(t.delayed_counts().await?.is_empty());
-        assert_eq!(t.next_due_ms().await?, None);
-        t.cleanup().await;
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn waiting_records_follow_the_store_conformance_checks() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        jobfleet_common::store::fixtures::waiting_records(&*t).await?;
         t.cleanup().await;
         Ok(())
     }

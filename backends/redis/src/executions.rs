@@ -95,13 +95,10 @@ fn admission(reply: &[i64]) -> StoreResult<Admission> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use redis::AsyncCommands;
 
     use super::*;
-    use crate::testkit::TestStore;
-    use jobfleet_common::store::fixtures;
+    use crate::test_store::TestStore;
     use jobfleet_common::store::{JobState, JobStates};
 
     fn lease(holder: &str, ttl_ms: u64) -> LeaseRequest {
@@ -110,14 +107,6 @@ mod tests {
             ttl_ms,
             max_crashes: 2,
         }
-    }
-
-    #[tokio::test]
-    async fn the_store_conformance_checks_pass() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        fixtures::executions(&*t, |ms| tokio::time::sleep(Duration::from_millis(ms))).await?;
-        t.cleanup().await;
-        Ok(())
     }
 
     #[tokio::test]

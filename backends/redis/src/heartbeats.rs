@@ -64,38 +64,3 @@ impl Heartbeats for RedisStore {
         Ok(live)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::testkit::TestStore;
-    use jobfleet_common::store::fixtures::worker;
-
-    fn ids(workers: &[WorkerInfo]) -> Vec<&str> {
-        workers.iter().map(|w| w.id.as_str()).collect()
-    }
-
-    #[tokio::test]
-    async fn heartbeats_expire_and_gone_workers_vanish() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        t.heartbeat(&worker("b"), 100).await?;
-        t.heartbeat(&worker("a"), 10_000).await?;
-        t.heartbeat(&worker("c"), 10_000).await?;
-        assert_eq!(ids(&t.workers().await?), ["a", "b", "c"]);
-        t.worker_gone("c").await?;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(ids(&t.workers().await?), ["a"]);
-
-        let busy = WorkerInfo {
-            running: 3,
-            ..worker("a")
-        };
-        t.heartbeat(&busy, 10_000).await?;
-        assert_eq!(t.workers().await?, [busy]);
-
-        t.cleanup().await;
-        Ok(())
-    }
-}

@@ -18,7 +18,7 @@ use redis::AsyncCommands;
 
 use super::{decode_json, encode_json, RedisStore};
 use jobfleet_common::store::{
-    DataLossIncident, Durability, Integrity, IntegrityCheck, Schedules, StoreResult,
+    DataLossIncident, Durability, Integrity, IntegrityCheck, StoreResult, StoreTime,
 };
 use jobfleet_common::telemetry;
 
@@ -90,7 +90,7 @@ impl Integrity for RedisStore {
         }
         // Stamped by the server's clock, so every process compares it with the same time
         // (a lost lease asks whether a loss was detected after it was taken).
-        let detected_at_ms = Schedules::store_time_ms(self).await?;
+        let detected_at_ms = StoreTime::store_time_ms(self).await?;
         let incident = DataLossIncident {
             detected_at_ms,
             detected_by: detected_by.to_string(),
@@ -138,7 +138,7 @@ impl Integrity for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit;
+    use crate::test_store;
 
     #[test]
     fn sentinels_carry_their_creation_time() {
@@ -149,7 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_vanished_sentinel_is_one_incident_until_cleared() {
-        let t = testkit::TestStore::new().await;
+        let t = test_store::TestStore::new().await;
         assert_eq!(
             t.check_integrity("test").await.expect("check"),
             IntegrityCheck::Intact

@@ -59,7 +59,7 @@
 //! - `admin`: the [`Store`](jobfleet_common::store::Store) trait's own methods (its name,
 //!   deleting a namespace).
 //! - `integrity`: the sentinel that detects a server that lost its data.
-//! - `testkit` (tests, and the `testing` feature): a `redis-server` of a test's own.
+//! - `test_store` (tests only): a store of the test's own on the shared test Redis.
 
 mod admin;
 mod dead;
@@ -74,8 +74,8 @@ mod pipelines;
 mod schedules;
 mod scripts;
 mod states;
-#[cfg(any(test, feature = "testing"))]
-pub mod testkit;
+#[cfg(test)]
+mod test_store;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -352,7 +352,7 @@ mod tests {
     async fn connect_errors_hide_the_password() {
         // Port 1 is never a Redis server: the connection is refused.
         let url = "redis://user:hunter2@127.0.0.1:1/0";
-        let err = RedisStore::connect(url, "ns", &testkit::volatile(), clock::system())
+        let err = RedisStore::connect(url, "ns", &test_store::volatile(), clock::system())
             .await
             .expect_err("refused");
         let text = err.to_string();
@@ -364,9 +364,9 @@ mod tests {
     #[tokio::test]
     async fn refused_credentials_are_not_retryable_and_stay_hidden() {
         // A server of the test's own, known to have no password, whatever the shared one has.
-        let server = testkit::RedisServer::volatile();
+        let server = jobfleet_testkit::RedisServer::volatile();
         let url = &format!("redis://:hunter2@127.0.0.1:{}/", server.port);
-        let err = RedisStore::connect(url, "ns", &testkit::volatile(), clock::system())
+        let err = RedisStore::connect(url, "ns", &test_store::volatile(), clock::system())
             .await
             .expect_err("no such user");
         let text = err.to_string();
@@ -376,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_of_the_wrong_type_is_corrupt() {
-        let t = testkit::TestStore::new().await;
+        let t = test_store::TestStore::new().await;
         let _: () = t
             .conn()
             .set(t.keys.key("delayed:counts"), "oops")
@@ -394,7 +394,7 @@ mod tests {
         let err = RedisStore::connect(
             "redis://127.0.0.1:6379/",
             "",
-            &testkit::volatile(),
+            &test_store::volatile(),
             clock::system(),
         )
         .await;
@@ -406,10 +406,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_tls_url_aimed_at_a_plain_server_fails_fast_and_says_why() {
-        let plain = jobfleet_common::testing::redis_url();
+        let plain = jobfleet_testkit::redis_url();
         let tls = plain.replacen("redis://", "rediss://", 1);
         let started = std::time::Instant::now();
-        let err = RedisStore::connect(&tls, "ns", &testkit::volatile(), clock::system())
+        let err = RedisStore::connect(&tls, "ns", &test_store::volatile(), clock::system())
             .await
             .expect_err("no TLS on the test server");
         // One bounded attempt (5 s at most), not the manager's retries with backoff.

@@ -108,7 +108,7 @@ mod tests {
     use tokio::time::sleep;
 
     use super::*;
-    use crate::testkit::TestStore;
+    use crate::test_store::TestStore;
 
     fn req(holder: &str, mode: LockMode, ttl_ms: u64) -> LockRequest {
         LockRequest {

@@ -184,9 +184,10 @@ async fn config_get(conn: &mut ConnectionManager, name: &str) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{volatile, RedisServer};
+    use crate::test_store::volatile;
     use crate::RedisStore;
     use jobfleet_common::clock;
+    use jobfleet_testkit::RedisServer;
 
     const VOLATILE: &str = "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:12\r\n\
         rdb_last_save_time:1700000000\r\naof_enabled:0\r\n";

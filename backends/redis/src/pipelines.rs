@@ -51,19 +51,3 @@ impl Pipelines for RedisStore {
             .store()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use jobfleet_common::store::fixtures;
-
-    use super::*;
-    use crate::testkit::TestStore;
-
-    #[tokio::test]
-    async fn pipelines_follow_the_store_conformance_checks() -> StoreResult<()> {
-        let t = TestStore::new().await;
-        fixtures::pipelines(&*t).await?;
-        t.cleanup().await;
-        Ok(())
-    }
-}

@@ -226,7 +226,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::testkit::TestStore;
+    use crate::test_store::TestStore;
     use jobfleet_common::store::{JobState, StoreError};
 
     fn record(id: JobId, state: JobState) -> JobRecord {
@@ -358,7 +358,7 @@ mod tests {
         let hours = |h: u64| Duration::from_secs(h * 3600);
         let t = TestStore::with(jobfleet_common::config::RedisConfig {
             retention: hours(2),
-            ..super::super::testkit::volatile()
+            ..super::super::test_store::volatile()
         })
         .await;
         let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());

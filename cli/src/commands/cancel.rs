@@ -5,7 +5,7 @@ use jobfleet_common::{Config, JobId};
 use jobfleet_scheduler::ops::{self, CancelOutcome};
 
 use crate::error::Result;
-use crate::global::connect_shared;
+use crate::global::connect_operator;
 
 /// Flags of `jobfleet cancel`.
 #[derive(Clone, Debug, Args)]
@@ -16,8 +16,8 @@ pub struct CancelArgs {
 
 /// Runs the command.
 pub async fn run(args: CancelArgs, config: Config) -> Result<()> {
-    let backends = connect_shared(&config, "cancel").await?;
-    let outcome = ops::cancel(&backends, args.id).await?;
+    let backends = connect_operator(&config, "cancel").await?;
+    let outcome = ops::cancel(&*backends.store, &*backends.clock, args.id).await?;
     println!("{}", describe(args.id, outcome));
     Ok(())
 }

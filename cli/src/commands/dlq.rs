@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 
 use clap::{Args, Subcommand};
 use jobfleet_common::codec;
-use jobfleet_common::store::{DeadFilter, DeadLetter, DeadSummary};
+use jobfleet_common::store::{DeadFilter, DeadLetter, DeadSummary, OperatorStore};
 use jobfleet_common::{Config, JobId};
 use jobfleet_scheduler::ops;
 
 use crate::error::{Error, Result};
-use crate::global::{connect_shared, connect_to_look};
+use crate::global::{connect_operator, connect_to_look};
 use crate::parse::rfc3339_ms;
 
 /// Flags of `jobfleet dlq`.
@@ -102,16 +102,16 @@ pub async fn run(args: DlqArgs, config: Config) -> Result<()> {
         look.print_warnings();
         look.backends
     } else {
-        connect_shared(&config, "dlq").await?
+        connect_operator(&config, "dlq").await?
     };
+    let store: &dyn OperatorStore = &*backends.store;
     match args.action {
         DlqAction::List(f) => {
-            let letters = ops::dlq_list(&backends, &f.filter(), f.limit).await?;
+            let letters = ops::dlq_list(store, &f.filter(), f.limit).await?;
             print!("{}", render_list(&letters));
         }
         DlqAction::Show { id } => {
-            let letter = backends
-                .store
+            let letter = store
                 .dead_get(id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("no dead letter {id}")))?;
@@ -119,7 +119,9 @@ pub async fn run(args: DlqArgs, config: Config) -> Result<()> {
         }
         DlqAction::Replay { filter, ids } => {
             let report = ops::dlq_replay(
-                &backends,
+                store,
+                &*backends.broker,
+                &*backends.clock,
                 &config.limits,
                 &filter.filter(),
                 &ids,
@@ -142,7 +144,7 @@ pub async fn run(args: DlqArgs, config: Config) -> Result<()> {
             }
         }
         DlqAction::Purge { filter, ids, .. } => {
-            let removed = ops::dlq_purge(&backends, &filter.filter(), &ids).await?;
+            let removed = ops::dlq_purge(store, &filter.filter(), &ids).await?;
             println!("purged {removed}");
         }
     }

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use jobfleet_common::pipeline::PipelineSpec;
+use jobfleet_common::store::OperatorStore;
 use jobfleet_common::{Config, JobId};
 use jobfleet_scheduler::ops::{self, PipelineView};
 
 use crate::error::{Error, Result};
-use crate::global::connect_shared;
+use crate::global::connect_operator;
 use crate::parse::rfc3339_ms;
 
 /// Flags of `jobfleet pipeline`.
@@ -57,15 +58,17 @@ pub async fn run(args: PipelineArgs, config: Config) -> Result<()> {
         }
         PipelineAction::Status { .. } => None,
     };
-    let backends = connect_shared(&config, "pipeline").await?;
+    let backends = connect_operator(&config, "pipeline").await?;
+    let store: &dyn OperatorStore = &*backends.store;
     match args.action {
         PipelineAction::Submit { .. } => {
             let spec = spec.unwrap_or_else(|| unreachable!("read above"));
-            let id = ops::pipeline_submit(&backends, &config.limits, spec).await?;
+            let clock = &*backends.clock;
+            let id = ops::pipeline_submit(store, clock, &config.limits, spec).await?;
             println!("{id}");
         }
         PipelineAction::Status { id, json } => {
-            let view = ops::pipeline_status(&backends, id)
+            let view = ops::pipeline_status(store, id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("no pipeline {id}")))?;
             if json {

@@ -9,8 +9,8 @@ use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use jobfleet_common::store::{DataLossIncident, Durability};
-use jobfleet_common::{Backends, Config};
+use jobfleet_common::store::{DataLossIncident, Durability, OperatorStore};
+use jobfleet_common::{Config, OperatorBackends};
 use jobfleet_scheduler::ops::{self, QueueDepth};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -166,15 +166,14 @@ pub async fn run(args: QueuesArgs, config: Config, shutdown: CancellationToken) 
     }
 }
 
-/// One look at the fleet.
-async fn report(backends: &Backends, config: &Config) -> Result<QueuesReport> {
-    let mut queues = ops::queue_depths(backends, &config.worker.queues).await?;
-    let workers = backends.store.workers().await?;
+/// One look at the fleet, through what an operator command may touch.
+async fn report(backends: &OperatorBackends, config: &Config) -> Result<QueuesReport> {
+    let store: &dyn OperatorStore = &*backends.store;
+    let (broker, clock) = (&*backends.broker, &*backends.clock);
+    let mut queues = ops::queue_depths(store, broker, clock, &config.worker.queues).await?;
+    let workers = store.workers().await?;
     ops::count_failed(&mut queues, &workers);
-    let (data_loss, durability) = tokio::join!(
-        backends.store.data_loss_incident(),
-        backends.store.durability()
-    );
+    let (data_loss, durability) = tokio::join!(store.data_loss_incident(), store.durability());
     Ok(QueuesReport {
         completed: queues.iter().map(|q| q.completed).sum(),
         queues,

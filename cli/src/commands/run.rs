@@ -14,9 +14,9 @@ use bytes::Bytes;
 use clap::Args;
 use jobfleet_common::store::{JobRecord, JobState};
 use jobfleet_common::{Backends, Config, Job};
+use jobfleet_fleet::{Fleet, RoleError};
 use jobfleet_producer::Producer;
 use jobfleet_worker::Registry;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::dev::dev_config;
@@ -107,17 +107,9 @@ pub async fn run_job_on(
     let config = Arc::new(config);
     job.queue = QUEUE.into();
     let id = job.id;
-    let fleet = CancellationToken::new();
-    let mut roles: JoinSet<Result<()>> = JoinSet::new();
-    let (c, b, t) = (config.clone(), backends.clone(), fleet.clone());
-    roles.spawn(async move { Ok(jobfleet_scheduler::run(c, b, t).await?) });
-    let (c, b, r, t) = (
-        config.clone(),
-        backends.clone(),
-        registry.clone(),
-        fleet.clone(),
-    );
-    roles.spawn(async move { Ok(jobfleet_worker::run(c, b, r, t).await?) });
+    let mut fleet = Fleet::new(config.clone(), CancellationToken::new());
+    fleet.start_scheduler(backends.clone());
+    fleet.start_worker(backends.clone(), registry.clone());
     let outcome = async {
         Producer::new(&backends, &config).enqueue(job).await?;
         loop {
@@ -131,12 +123,13 @@ pub async fn run_job_on(
     };
     let record = tokio::select! {
         record = outcome => record,
-        Some(ended) = roles.join_next() => Err(match ended {
-            Ok(Err(e)) => e,
+        Some(ended) = fleet.ended() => Err(match ended.result {
+            Err(RoleError::Worker(e)) => Error::Worker(e),
+            Err(RoleError::Scheduler(e)) => Error::Scheduler(e),
             _ => Error::Task("a fleet role stopped before the job finished".into()),
         }),
     };
-    fleet.cancel();
-    while roles.join_next().await.is_some() {}
+    // What the job ended as is the answer; how the roles stop after it is not.
+    let _ = fleet.stop().await;
     record
 }

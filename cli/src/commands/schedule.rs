@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use jobfleet_common::cron::{MissedPolicy, OverlapPolicy, ScheduleSpec};
+use jobfleet_common::store::OperatorStore;
 use jobfleet_common::{Config, Priority};
 use jobfleet_scheduler::ops::{self, ScheduleView};
 
 use crate::error::{Error, Result};
-use crate::global::connect_shared;
+use crate::global::connect_operator;
 use crate::parse::{duration, priority, rfc3339_ms};
 
 /// Flags of `jobfleet schedule`.
@@ -181,22 +182,22 @@ pub async fn run(args: ScheduleArgs, config: Config) -> Result<()> {
         }
         _ => None,
     };
-    let backends = connect_shared(&config, "schedule").await?;
+    let backends = connect_operator(&config, "schedule").await?;
+    let store: &dyn OperatorStore = &*backends.store;
     let missing = |name: &str| Error::NotFound(format!("no schedule {name:?}"));
     match args.action {
         ScheduleAction::Add(flags) => {
             let spec = add.unwrap_or_else(|| unreachable!("checked above"));
             let created =
-                ops::schedule_add(&backends, &config.limits, &flags.name, &spec, flags.replace)
-                    .await?;
+                ops::schedule_add(store, &config.limits, &flags.name, &spec, flags.replace).await?;
             if flags.paused {
-                ops::schedule_pause(&backends, &flags.name, true).await?;
+                ops::schedule_pause(store, &flags.name, true).await?;
             }
             let verb = if created { "added" } else { "replaced" };
             println!("{verb} schedule {}", flags.name);
         }
         ScheduleAction::List { json } => {
-            let views = ops::schedule_list(&backends).await?;
+            let views = ops::schedule_list(store).await?;
             if json {
                 println!("{}", to_json(&views)?);
             } else {
@@ -204,7 +205,7 @@ pub async fn run(args: ScheduleArgs, config: Config) -> Result<()> {
             }
         }
         ScheduleAction::Show { name, json } => {
-            let view = ops::schedule_show(&backends, &name)
+            let view = ops::schedule_show(store, &name)
                 .await?
                 .ok_or_else(|| missing(&name))?;
             if json {
@@ -214,25 +215,25 @@ pub async fn run(args: ScheduleArgs, config: Config) -> Result<()> {
             }
         }
         ScheduleAction::Pause { name } => {
-            if !ops::schedule_pause(&backends, &name, true).await? {
+            if !ops::schedule_pause(store, &name, true).await? {
                 return Err(missing(&name));
             }
             println!("paused schedule {name}");
         }
         ScheduleAction::Resume { name } => {
-            if !ops::schedule_pause(&backends, &name, false).await? {
+            if !ops::schedule_pause(store, &name, false).await? {
                 return Err(missing(&name));
             }
             println!("resumed schedule {name}");
         }
         ScheduleAction::Remove { name } => {
-            if !ops::schedule_remove(&backends, &name).await? {
+            if !ops::schedule_remove(store, &name).await? {
                 return Err(missing(&name));
             }
             println!("removed schedule {name}");
         }
         ScheduleAction::Trigger { name } => {
-            let id = ops::schedule_trigger(&backends, &name)
+            let id = ops::schedule_trigger(store, &name)
                 .await?
                 .ok_or_else(|| missing(&name))?;
             println!("{id}");

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use clap::Args;
-use jobfleet_common::store::{Heartbeats, JobRecord, JobState};
+use jobfleet_common::store::{Heartbeats, JobRecord, JobState, OperatorStore};
 use jobfleet_common::{Config, JobId};
 
 use crate::error::{Error, Result};
@@ -43,15 +43,14 @@ pub async fn run(args: StatusArgs, config: Config, shutdown: CancellationToken) 
     }
     let look = connect_to_look(&config, "status").await?;
     look.print_warnings();
-    let backends = look.backends;
+    let store: &dyn OperatorStore = &*look.backends.store;
     let mut shown: Option<(JobRecord, Option<Liveness>)> = None;
     loop {
-        let record = backends
-            .store
+        let record = store
             .record(args.id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no record of job {}", args.id)))?;
-        let worker = liveness(backends.store.as_ref(), &record).await;
+        let worker = liveness(store, &record).await;
         let seen = (record, worker);
         if shown.as_ref() != Some(&seen) {
             print_record(&seen.0, seen.1.as_ref(), args.json, args.watch)?;

@@ -74,8 +74,8 @@ pub fn render(workers: &[WorkerInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jobfleet_common::store::fixtures::worker;
     use jobfleet_common::JobId;
+    use jobfleet_testkit::fixtures::worker;
 
     #[test]
     fn rows_align_and_busy_workers_list_their_jobs() {

@@ -2,7 +2,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use jobfleet_common::testing::{amqp_url, redis_url};
+use jobfleet_testkit::{amqp_url, redis_url};
 
 /// `jobfleet <args>` on the test RabbitMQ and Redis under `namespace`, with none of the
 /// developer's own settings (`JOBFLEET_CONFIG`, `RUST_LOG`) and the test Redis accepted

@@ -27,6 +27,18 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+impl ConfigError {
+    /// Schedule `name` of `[schedules]` is invalid: the key is `schedules.<name>`, or
+    /// `schedules.<name>.<field>` for one of its fields.
+    pub fn schedule(name: &str, e: crate::cron::InvalidSchedule) -> Self {
+        let key = match e.field {
+            "name" => format!("schedules.{name}"),
+            field => format!("schedules.{name}.{field}"),
+        };
+        err(key, e.reason)
+    }
+}
+
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
@@ -499,16 +511,13 @@ impl Config {
             return Err(err("scheduler.leader_lease", "must be at least 300ms"));
         }
         for (name, spec) in &self.schedules {
-            let schedule = crate::cron::Schedule::new(name, spec.clone()).map_err(|e| {
-                let key = match e.field {
-                    "name" => format!("schedules.{name}"),
-                    field => format!("schedules.{name}.{field}"),
-                };
-                err(key, e.reason)
-            })?;
+            // The expression and the time zone need a cron parser, which this crate
+            // leaves out: `jobfleet_cron::check_config` reads them where a process starts.
+            spec.check(name)
+                .map_err(|e| ConfigError::schedule(name, e))?;
             // Its jobs must pass the producer's checks (name lengths, payload size,
             // attempts, timeout).
-            let job = schedule.job(0, 0);
+            let job = spec.instant_job(name, 0, 0);
             self.limits
                 .validate(&job, 0)
                 .map_err(|e| err(format!("schedules.{name}.{}", e.field), e.reason))?;

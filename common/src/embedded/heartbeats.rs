@@ -28,24 +28,3 @@ impl HeartbeatTable {
         live
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::fixtures::worker;
-
-    #[test]
-    fn heartbeats_expire_and_gone_workers_vanish() {
-        let mut t = HeartbeatTable::default();
-        t.beat(&worker("b"), 100, 0);
-        t.beat(&worker("a"), 100, 50);
-        t.beat(&worker("c"), 100, 0);
-        let ids = |t: &mut HeartbeatTable, now| -> Vec<String> {
-            t.live(now).into_iter().map(|w| w.id).collect()
-        };
-        assert_eq!(ids(&mut t, 99), ["a", "b", "c"]);
-        t.gone("c");
-        assert_eq!(ids(&mut t, 100), ["a"]);
-        assert!(ids(&mut t, 150).is_empty());
-    }
-}

@@ -26,8 +26,8 @@ use crate::job::JobId;
 use crate::store::{
     Admission, CronAction, CronOutcome, CronStep, DeadFilter, DeadLetter, DeadLetters, DeadSummary,
     DelayedSet, Executions, Heartbeats, Integrity, JobRecord, JobStates, LeaseRequest, LockRequest,
-    Locks, Pipelines, ScheduleSource, ScheduledJob, Schedules, Store, StoreResult, StoredPipeline,
-    StoredSchedule, WorkerInfo, LEADER_LOCK,
+    Locks, Pipelines, ScheduleSource, ScheduledJob, Schedules, Store, StoreResult, StoreTime,
+    StoredPipeline, StoredSchedule, WorkerInfo, LEADER_LOCK,
 };
 
 /// An in-process store; share it behind an `Arc`.
@@ -359,7 +359,11 @@ impl Schedules for EmbeddedStore {
         schedules.apply(step, now_ms);
         Ok(CronOutcome::Applied)
     }
+}
 
+#[async_trait]
+impl StoreTime for EmbeddedStore {
+    /// The injected clock: the one the store itself stamps and expires by.
     async fn store_time_ms(&self) -> StoreResult<i64> {
         Ok(self.now_ms())
     }
@@ -388,28 +392,6 @@ mod tests {
             holder: holder.into(),
             ttl_ms,
         }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pipelines_follow_the_store_conformance_checks() -> StoreResult<()> {
-        crate::store::fixtures::pipelines(&*store()).await
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn waiting_records_follow_the_store_conformance_checks() -> StoreResult<()> {
-        crate::store::fixtures::waiting_records(&*store()).await
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn schedules_follow_the_store_conformance_checks() -> StoreResult<()> {
-        let s = store();
-        crate::store::fixtures::schedules(&*s, |ms| sleep(Duration::from_millis(ms))).await
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn execution_leases_follow_the_store_conformance_checks() -> StoreResult<()> {
-        let s = store();
-        crate::store::fixtures::executions(&*s, |ms| sleep(Duration::from_millis(ms))).await
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,7 +71,7 @@ impl Durability {
     /// and now), a warning where it loses more than about a second of writes, otherwise
     /// at info.
     pub fn log_at_start(&self, role: &'static str, required: bool) {
-        crate::telemetry::store_persisting(self);
+        crate::telemetry::store_persisting(self.persisting);
         let (has, window) = (&self.summary, &self.loss_window);
         if let Some(alarm) = self.alarm(required) {
             tracing::error!(role, "{alarm}");

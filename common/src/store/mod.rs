@@ -3,17 +3,37 @@
 //! A store is several small capabilities, each a trait: the [`DelayedSet`] the scheduler
 //! times jobs in, [`Locks`] with fencing tokens, [`JobStates`] (state records, completion
 //! markers, cancel requests, uniqueness keys), [`Executions`] (the lease that keeps a job
-//! from running twice at once), [`DeadLetters`], [`Heartbeats`] and [`Schedules`] (cron
-//! schedules and the fenced step that fires them) and [`Pipelines`].
-//! [`Store`] is all of them together; every backend implements all of them.
+//! from running twice at once), [`DeadLetters`], [`Heartbeats`], [`Schedules`] (cron
+//! schedules and the fenced step that fires them), [`Pipelines`], [`Integrity`] (a store
+//! that lost its data) and [`StoreTime`] (the store's clock, which every role keeps time
+//! by).
+//!
+//! A backend implements each capability once. Each role holds only the ones it uses,
+//! through its bundle in `roles`: [`WorkerStore`], [`SchedulerStore`], [`OperatorStore`]
+//! (the producer holds [`JobStates`] alone). [`Store`] is every capability together plus
+//! the admin calls (`name`, `purge`): what a backend is connected as, and what narrows
+//! to a role's bundle at that role's entry point. docs/architecture.md has the map of
+//! capabilities, methods and roles.
+//!
+//! # Layout
+//!
+//! - this file: [`StoreError`], the small capabilities ([`DelayedSet`], [`Locks`],
+//!   [`JobStates`], [`DeadLetters`], [`Heartbeats`], [`StoreTime`]) and [`Store`].
+//! - `executions`: [`Executions`], the execution lease taken with a job's admission.
+//! - `schedules`: [`Schedules`], cron schedules and the fenced step that fires them.
+//! - `pipelines`: [`Pipelines`], pipelines and their steps' results.
+//! - `integrity`: [`Integrity`], detecting and recording a store that lost its data.
+//! - `records`: what the capabilities store and return (records, dead letters, …).
+//! - `roles`: the role bundles [`WorkerStore`], [`SchedulerStore`], [`OperatorStore`].
+//!
+//! The behaviour every store must show is checked by the store conformance suite in
+//! `jobfleet-testkit` (`store_conformance`), on the embedded store and on Redis.
 
 mod executions;
-#[cfg(any(test, feature = "testing"))]
-#[doc(hidden)]
-pub mod fixtures;
 mod integrity;
 mod pipelines;
 mod records;
+mod roles;
 mod schedules;
 
 use std::collections::BTreeMap;
@@ -24,11 +44,12 @@ use bytes::Bytes;
 use crate::job::{JobId, LockMode};
 pub use executions::{Admission, Executions, LeaseRequest};
 pub use integrity::{announce_durability, DataLossIncident, Durability, Integrity, IntegrityCheck};
-pub use pipelines::{Pipelines, StoredPipeline};
+pub use pipelines::{enqueue_step, Pipelines, StoredPipeline};
 pub use records::{
     DeadFilter, DeadLetter, DeadSummary, JobRecord, JobState, QueueTally, ScheduledJob, WorkerInfo,
     MAX_RESULT_BYTES,
 };
+pub use roles::{OperatorStore, SchedulerStore, WorkerStore};
 pub use schedules::{
     CronAction, CronFire, CronOutcome, CronStep, Leadership, ScheduleSource, ScheduleState,
     Schedules, StoredSchedule, LEADER_LOCK,
@@ -196,10 +217,22 @@ pub trait Heartbeats: Send + Sync {
     async fn workers(&self) -> StoreResult<Vec<WorkerInfo>>;
 }
 
-/// Every store capability together; what the roles hold as `Arc<dyn Store>`.
+/// The store's own clock.
+#[async_trait]
+pub trait StoreTime: Send + Sync {
+    /// The store's clock, Unix ms: the clock schedules are fired by and due times are
+    /// judged by, so roles on machines whose clocks disagree agree on what is due.
+    async fn store_time_ms(&self) -> StoreResult<i64>;
+}
+
+/// Every store capability together, and the admin calls: what a backend is connected as
+/// (`Backends::store`).
 ///
-/// A role that needs less takes less: an `Arc<dyn Store>` coerces to any one capability
-/// (`Arc<dyn JobStates>`, say), and the producer holds only that.
+/// The roles do not hold it: each narrows it at its entry point to its bundle
+/// (`Arc<dyn Store>` upcasts to `Arc<dyn WorkerStore>`, [`SchedulerStore`],
+/// [`OperatorStore`], or to any one capability, as the producer's `Arc<dyn JobStates>`).
+/// Listing the bundles here is what makes those upcasts possible; the blanket
+/// implementations in `roles` mean a backend implements only the capabilities and this.
 #[async_trait]
 pub trait Store:
     DelayedSet
@@ -211,6 +244,10 @@ pub trait Store:
     + Schedules
     + Pipelines
     + Integrity
+    + StoreTime
+    + WorkerStore
+    + SchedulerStore
+    + OperatorStore
     + 'static
 {
     /// The backend's name (`embedded`, `redis`).
@@ -218,8 +255,9 @@ pub trait Store:
 
     /// Admin: deletes everything this store keeps for its namespace (delayed jobs, locks,
     /// records, leases, dead letters, heartbeats) and returns how many it removed as the
-    /// backend counts them (keys on Redis, tables on the embedded store); for a benchmark or a test that made a namespace of its own, never
-    /// called by the roles. Every backend implements it; the default (for test doubles)
+    /// backend counts them (keys on Redis, tables on the embedded store); for a benchmark
+    /// or a test that made a namespace of its own, never called by the roles. No role's
+    /// bundle has it. Every backend implements it; the default (for test doubles)
     /// refuses.
     async fn purge(&self) -> StoreResult<u64> {
         Err(StoreError::Invalid(format!(

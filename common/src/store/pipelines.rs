@@ -4,7 +4,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::StoreResult;
+use serde_json::Value;
+
+use super::{DelayedSet, JobRecord, JobState, JobStates, ScheduledJob, StoreResult};
+use crate::codec::{self, Format};
 use crate::job::JobId;
 use crate::pipeline::PipelineSpec;
 
@@ -39,4 +42,44 @@ pub trait Pipelines: Send + Sync {
         of: usize,
         result: &str,
     ) -> StoreResult<Option<Vec<String>>>;
+}
+
+/// Enqueues step `step` of pipeline `id` (given the previous step's result): its jobs'
+/// `scheduled` records, then the jobs into the delayed set due at `now_ms`, for a
+/// scheduler to release. Enqueueing a step again enqueues the same job ids. Takes the
+/// two capabilities it writes, so the worker (a step's follow-up) and the operator
+/// commands (a submit) call it with their own bundles.
+pub async fn enqueue_step<S>(
+    store: &S,
+    id: JobId,
+    spec: &PipelineSpec,
+    step: usize,
+    previous: Option<Value>,
+    now_ms: i64,
+) -> StoreResult<usize>
+where
+    S: JobStates + DelayedSet + ?Sized,
+{
+    let jobs = spec.jobs(id, step, previous, now_ms);
+    let name = spec.steps.get(step).map_or("", |s| s.name.as_str());
+    let records: Vec<JobRecord> = jobs
+        .iter()
+        .map(|job| {
+            let mut record = JobRecord::of(job, JobState::Scheduled, now_ms);
+            record.note = Some(format!("pipeline {id} step {step} ({name})"));
+            record
+        })
+        .collect();
+    store.put_records(&records).await?;
+    let scheduled = jobs
+        .iter()
+        .map(|job| ScheduledJob {
+            id: job.id,
+            queue: job.queue.clone(),
+            due_ms: now_ms,
+            body: codec::encode(job, Format::Binary),
+        })
+        .collect();
+    store.schedule(scheduled).await?;
+    Ok(jobs.len())
 }

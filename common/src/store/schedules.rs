@@ -170,9 +170,7 @@ pub trait Schedules: Send + Sync {
     /// Pauses or resumes a schedule; true if it exists. A resume moves the watermark to
     /// the store's now: instants that passed while paused are not fired.
     async fn schedule_pause(&self, name: &str, paused: bool) -> StoreResult<bool>;
-    /// Takes one step of a schedule atomically (see the module docs).
+    /// Takes one step of a schedule atomically (see the module docs). Its times are the
+    /// store's clock ([`super::StoreTime`]).
     async fn cron_step(&self, step: &CronStep) -> StoreResult<CronOutcome>;
-    /// The store's clock, Unix ms: the clock schedules are fired by, so schedulers on
-    /// machines whose clocks disagree agree on what is due.
-    async fn store_time_ms(&self) -> StoreResult<i64>;
 }

@@ -24,12 +24,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use jobfleet_common::limits::Limits;
 use jobfleet_common::store::{DeadFilter, DeadLetter, WorkerInfo};
-use jobfleet_common::{Backends, JobId};
+use jobfleet_common::JobId;
 use serde::{Deserialize, Serialize};
 
 use super::auth::refuse;
 use crate::error::OpsError;
 use crate::ops;
+use jobfleet_common::OperatorBackends;
 
 /// Dead letters a list returns when the request does not say.
 const DEFAULT_DEAD_LIMIT: usize = 100;
@@ -39,7 +40,7 @@ const MAX_DEAD_LIMIT: usize = 1_000;
 /// What the handlers share.
 #[derive(Clone)]
 pub(crate) struct ApiState {
-    pub backends: Backends,
+    pub backends: OperatorBackends,
     pub queues: Arc<Vec<String>>,
     pub limits: Arc<Limits>,
 }
@@ -111,7 +112,7 @@ async fn overview(State(s): State<ApiState>) -> Response {
         Err(e) => return failed(e.into()),
     };
     let names = queues_with_workers(&s.queues, &workers);
-    match ops::queue_depths(&s.backends, &names).await {
+    match super::queue_depths(&s.backends, &names).await {
         Ok(mut queues) => {
             ops::count_failed(&mut queues, &workers);
             Json(Overview {
@@ -131,7 +132,7 @@ async fn overview(State(s): State<ApiState>) -> Response {
 async fn queues(State(s): State<ApiState>) -> Response {
     let workers = s.backends.store.workers().await.unwrap_or_default();
     let names = queues_with_workers(&s.queues, &workers);
-    match ops::queue_depths(&s.backends, &names).await {
+    match super::queue_depths(&s.backends, &names).await {
         Ok(mut depths) => {
             ops::count_failed(&mut depths, &workers);
             Json(depths).into_response()
@@ -170,7 +171,7 @@ async fn cancel(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<JobId>() else {
         return bad_id(&id);
     };
-    match ops::cancel(&s.backends, id).await {
+    match ops::cancel(&*s.backends.store, &*s.backends.clock, id).await {
         Ok(outcome) => {
             let outcome = match outcome {
                 ops::CancelOutcome::WasWaiting => "cancelled".to_string(),
@@ -214,7 +215,7 @@ impl DeadQuery {
 }
 
 async fn dead_list(State(s): State<ApiState>, Query(q): Query<DeadQuery>) -> Response {
-    match ops::dlq_list(&s.backends, &q.filter(), q.limit()).await {
+    match ops::dlq_list(&*s.backends.store, &q.filter(), q.limit()).await {
         Ok(letters) => Json(letters).into_response(),
         Err(e) => failed(e),
     }
@@ -226,7 +227,9 @@ async fn dead_replay(State(s): State<ApiState>, Json(q): Json<DeadQuery>) -> Res
     } else {
         q.ids.len()
     };
-    match ops::dlq_replay(&s.backends, &s.limits, &q.filter(), &q.ids, limit).await {
+    let b = &s.backends;
+    let (store, broker, clock) = (&*b.store, &*b.broker, &*b.clock);
+    match ops::dlq_replay(store, broker, clock, &s.limits, &q.filter(), &q.ids, limit).await {
         Ok(report) => Json(report).into_response(),
         Err(e) => failed(e),
     }
@@ -239,14 +242,14 @@ async fn dead_purge(State(s): State<ApiState>, Json(q): Json<DeadQuery>) -> Resp
             "name the letters to purge: `ids`, or a `queue`, `kind` or `error` filter",
         );
     }
-    match ops::dlq_purge(&s.backends, &q.filter(), &q.ids).await {
+    match ops::dlq_purge(&*s.backends.store, &q.filter(), &q.ids).await {
         Ok(removed) => Json(serde_json::json!({ "removed": removed })).into_response(),
         Err(e) => failed(e),
     }
 }
 
 async fn schedules(State(s): State<ApiState>) -> Response {
-    match ops::schedule_list(&s.backends).await {
+    match ops::schedule_list(&*s.backends.store).await {
         Ok(list) => Json(list).into_response(),
         Err(e) => failed(e),
     }
@@ -257,10 +260,10 @@ async fn schedule_action(
     Path((name, action)): Path<(String, String)>,
 ) -> Response {
     let result = match action.as_str() {
-        "pause" | "resume" => ops::schedule_pause(&s.backends, &name, action == "pause")
+        "pause" | "resume" => ops::schedule_pause(&*s.backends.store, &name, action == "pause")
             .await
             .map(|found| found.then(|| serde_json::json!({ "name": name, "done": action }))),
-        "trigger" => ops::schedule_trigger(&s.backends, &name)
+        "trigger" => ops::schedule_trigger(&*s.backends.store, &name)
             .await
             .map(|job| job.map(|id| serde_json::json!({ "name": name, "job": id }))),
         _ => {

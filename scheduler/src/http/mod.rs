@@ -1,11 +1,16 @@
 //! The scheduler's HTTP endpoint (`scheduler.http`): the probes every process serves
-//! (`/healthz`, `/readyz`, `/metrics`, see `jobfleet_common::http`), the JSON API under
+//! (`/healthz`, `/readyz`, `/metrics`, see `jobfleet_http`), the JSON API under
 //! `/api/`, and the dashboard page at `/`.
 //!
 //! - `auth`: who may use the API and the page: the access token (`scheduler.http_token`,
 //!   as a bearer header or the cookie `/login` sets), the origin and host checks.
 //! - `api`: the JSON API over [`crate::ops`] and the store.
 //! - `dashboard`: the page and its script and style, built into the binary.
+//!
+//! The readiness probe asks the whole store, as every process's does, and is made at the
+//! scheduler's entry; the API and the metrics refresh hold only [`OperatorBackends`],
+//! whose store is an [`OperatorStore`](jobfleet_common::store::OperatorStore): what the
+//! operator commands may touch, no more.
 //!
 //! The probes need no token (they show counts and queue names, and Kubernetes and
 //! Prometheus call them); everything else does, where a token is set. See
@@ -18,13 +23,27 @@ mod dashboard;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jobfleet_common::http::{self, BackendsProbe, Probe};
-use jobfleet_common::{telemetry, Backends, Config, Route};
+use jobfleet_common::{telemetry, Config, OperatorBackends};
+use jobfleet_http::{self as http, BackendsProbe, Probe};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::SchedulerError;
-use crate::ops;
+use crate::error::{OpsError, SchedulerError};
+use crate::ops::{self, QueueDepth};
+
+/// [`ops::queue_depths`] of `queues` on the operator's backends.
+pub(crate) async fn queue_depths(
+    backends: &OperatorBackends,
+    queues: &[String],
+) -> Result<Vec<QueueDepth>, OpsError> {
+    ops::queue_depths(
+        &*backends.store,
+        &*backends.broker,
+        &*backends.clock,
+        queues,
+    )
+    .await
+}
 
 /// Listens on `addr`; failing here stops the scheduler before it starts anything.
 pub(crate) async fn bind(addr: &str) -> Result<TcpListener, SchedulerError> {
@@ -46,20 +65,26 @@ pub(crate) fn configured_queues(config: &Config) -> Vec<String> {
     queues
 }
 
+/// The endpoint, made at the scheduler's entry: where it listens, what answers `/readyz`
+/// and what everything else answers from.
+pub(crate) struct Endpoint {
+    pub listener: TcpListener,
+    /// Asks the whole store, as every process's `/readyz` does.
+    pub ready: BackendsProbe,
+    /// What the API and `/metrics` may use.
+    pub backends: OperatorBackends,
+}
+
 /// Serves until `shutdown`.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    config: &Config,
-    backends: Backends,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn serve(endpoint: Endpoint, config: &Config, shutdown: CancellationToken) {
+    let Endpoint {
+        listener,
+        ready,
+        backends,
+    } = endpoint;
     let queues = Arc::new(configured_queues(config));
     let probe = Arc::new(SchedulerProbe {
-        ready: BackendsProbe::new(
-            backends.clone(),
-            Route::Dead,
-            config.redis.require_persistence,
-        ),
+        ready,
         backends: backends.clone(),
         queues: queues.clone(),
     });
@@ -89,7 +114,7 @@ pub(crate) async fn serve(
 /// queue depth gauges and the live-worker gauge from the backends.
 struct SchedulerProbe {
     ready: BackendsProbe,
-    backends: Backends,
+    backends: OperatorBackends,
     queues: Arc<Vec<String>>,
 }
 
@@ -109,7 +134,7 @@ impl Probe for SchedulerProbe {
         };
         metrics::gauge!(telemetry::LIVE_WORKERS).set(workers.len() as f64);
         let queues = api::queues_with_workers(&self.queues, &workers);
-        match ops::queue_depths(&self.backends, &queues).await {
+        match queue_depths(&self.backends, &queues).await {
             Ok(depths) => {
                 for d in depths {
                     telemetry::queue_depth(&d.queue, "ready", d.ready);

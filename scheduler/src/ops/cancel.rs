@@ -5,8 +5,9 @@
 //! claimed for release, or on its ready route) is dropped by whichever role sees it next,
 //! and a running job's handler is cancelled by its worker.
 
-use jobfleet_common::store::JobState;
-use jobfleet_common::{codec, Backends, JobId};
+use jobfleet_common::clock::Clock;
+use jobfleet_common::store::{JobState, OperatorStore};
+use jobfleet_common::{codec, JobId};
 
 use crate::error::OpsError;
 
@@ -23,9 +24,12 @@ pub enum CancelOutcome {
     Unknown,
 }
 
-/// Cancels job `id`.
-pub async fn cancel(backends: &Backends, id: JobId) -> Result<CancelOutcome, OpsError> {
-    let store = &backends.store;
+/// Cancels job `id`; `clock` stamps the record of a job cancelled while waiting.
+pub async fn cancel(
+    store: &dyn OperatorStore,
+    clock: &dyn Clock,
+    id: JobId,
+) -> Result<CancelOutcome, OpsError> {
     store.request_cancel(id).await?;
     let record = store.record(id).await?;
     // A running long job is held in the delayed set (docs/architecture.md, "Long jobs"):
@@ -46,7 +50,7 @@ pub async fn cancel(backends: &Backends, id: JobId) -> Result<CancelOutcome, Ops
             }
         }
         if let Some(mut record) = record {
-            let now = backends.clock.now_ms();
+            let now = clock.now_ms();
             record.state = JobState::Cancelled;
             record.updated_at_ms = now;
             record.finished_at_ms = Some(now);

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use jobfleet_common::broker::Depth;
-use jobfleet_common::store::WorkerInfo;
-use jobfleet_common::{Backends, Route};
+use jobfleet_common::broker::{Broker, Depth};
+use jobfleet_common::clock::Clock;
+use jobfleet_common::store::{OperatorStore, WorkerInfo};
+use jobfleet_common::Route;
 use serde::Serialize;
 
 use crate::error::OpsError;
@@ -47,15 +48,18 @@ pub fn count_failed(depths: &mut [QueueDepth], workers: &[WorkerInfo]) {
 }
 
 /// Depths of `queues` plus every queue the store knows (producers and workers record
-/// theirs) and every queue with delayed jobs or dead letters, sorted by name.
+/// theirs) and every queue with delayed jobs or dead letters, sorted by name; `clock`
+/// ages the oldest waiting job.
 pub async fn queue_depths(
-    backends: &Backends,
+    store: &dyn OperatorStore,
+    broker: &dyn Broker,
+    clock: &dyn Clock,
     queues: &[String],
 ) -> Result<Vec<QueueDepth>, OpsError> {
-    let known = backends.store.queues_known().await?;
-    let delayed = backends.store.delayed_counts().await?;
-    let dead = backends.store.dead_counts().await?;
-    let completed = backends.store.completed_counts().await?;
+    let known = store.queues_known().await?;
+    let delayed = store.delayed_counts().await?;
+    let dead = store.dead_counts().await?;
+    let completed = store.completed_counts().await?;
     let names: BTreeSet<&String> = queues
         .iter()
         .chain(&known)
@@ -63,10 +67,10 @@ pub async fn queue_depths(
         .chain(dead.keys())
         .collect();
     let listed: Vec<String> = names.iter().map(|q| (*q).clone()).collect();
-    let oldest = backends.store.oldest_pending(&listed).await?;
-    let now = backends.clock.now_ms();
+    let oldest = store.oldest_pending(&listed).await?;
+    let now = clock.now_ms();
     let broker_depths =
-        futures::future::join_all(names.iter().map(|q| broker_depth(backends, q))).await;
+        futures::future::join_all(names.iter().map(|q| broker_depth(broker, q))).await;
     let mut out = Vec::with_capacity(names.len());
     for (name, depth) in names.into_iter().zip(broker_depths) {
         let depth = depth?;
@@ -88,15 +92,11 @@ pub async fn queue_depths(
 
 /// The broker's depth of `queue`'s ready route; unknown where the route cannot exist or
 /// the broker refuses the question.
-async fn broker_depth(backends: &Backends, queue: &str) -> Result<Option<Depth>, OpsError> {
+async fn broker_depth(broker: &dyn Broker, queue: &str) -> Result<Option<Depth>, OpsError> {
     if queue == UNKNOWN_QUEUE {
         return Ok(None);
     }
-    match backends
-        .broker
-        .depth(&Route::Ready(queue.to_string()))
-        .await
-    {
+    match broker.depth(&Route::Ready(queue.to_string())).await {
         Ok(depth) => Ok(depth),
         Err(e) if !e.is_retryable() => Ok(None),
         Err(e) => Err(e.into()),

@@ -7,9 +7,13 @@
 use jobfleet_common::limits::Limits;
 use std::collections::BTreeSet;
 
+use jobfleet_common::broker::Broker;
+use jobfleet_common::clock::Clock;
 use jobfleet_common::codec::{self, Format};
-use jobfleet_common::store::{DeadFilter, DeadLetter, DeadSummary, JobRecord, JobState};
-use jobfleet_common::{Backends, JobId, Message, Route};
+use jobfleet_common::store::{
+    DeadFilter, DeadLetter, DeadLetters, DeadSummary, JobRecord, JobState, OperatorStore,
+};
+use jobfleet_common::{JobId, Message, Route};
 use serde::Serialize;
 
 use crate::error::OpsError;
@@ -30,30 +34,33 @@ pub struct ReplayReport {
 
 /// Dead letters matching `filter`, newest first, at most `limit`, without their bodies.
 pub async fn dlq_list(
-    backends: &Backends,
+    store: &dyn DeadLetters,
     filter: &DeadFilter,
     limit: usize,
 ) -> Result<Vec<DeadSummary>, OpsError> {
-    Ok(backends.store.dead_list(filter, limit).await?)
+    Ok(store.dead_list(filter, limit).await?)
 }
 
 /// Publishes dead jobs again as new first attempts (their error history kept), records
 /// them `pending`, then removes their letters. At most `limit` letters are replayed. A
 /// letter whose body is not a job, or whose job breaks `limits` (a queue name no worker
-/// could consume, say), stays and is reported as not replayable.
+/// could consume, say), stays and is reported as not replayable. `clock` stamps the
+/// replayed jobs' records.
 pub async fn dlq_replay(
-    backends: &Backends,
+    store: &dyn OperatorStore,
+    broker: &dyn Broker,
+    clock: &dyn Clock,
     limits: &Limits,
     filter: &DeadFilter,
     ids: &[JobId],
     limit: usize,
 ) -> Result<ReplayReport, OpsError> {
-    let (letters, not_found) = select(backends, filter, ids, limit).await?;
+    let (letters, not_found) = select(store, filter, ids, limit).await?;
     let mut report = ReplayReport {
         not_found,
         ..ReplayReport::default()
     };
-    let now = backends.clock.now_ms();
+    let now = clock.now_ms();
     let mut messages = Vec::with_capacity(letters.len());
     let mut records = Vec::with_capacity(letters.len());
     let mut queues = BTreeSet::new();
@@ -78,7 +85,7 @@ pub async fn dlq_replay(
         // while another job holds it (replaying would run a duplicate beside it).
         if let Some(key) = &job.unique_key {
             let ttl = limits.unique_key_ttl_ms();
-            if let Some(holder) = backends.store.unique_claim(key, job.id, ttl).await? {
+            if let Some(holder) = store.unique_claim(key, job.id, ttl).await? {
                 if holder != job.id {
                     report.not_replayable.push((
                         letter.id,
@@ -106,24 +113,23 @@ pub async fn dlq_replay(
         return Ok(report);
     }
     let queues: Vec<String> = queues.into_iter().collect();
-    backends.broker.declare(&queues).await?;
+    broker.declare(&queues).await?;
     // Records first: once published, a worker may record `running` at once.
-    backends.store.put_records(&records).await?;
-    backends.broker.publish(messages).await?;
-    backends.store.dead_remove(&report.replayed).await?;
+    store.put_records(&records).await?;
+    broker.publish(messages).await?;
+    store.dead_remove(&report.replayed).await?;
     Ok(report)
 }
 
 /// Removes dead letters (by `ids`, or every one matching `filter` when `ids` is empty);
 /// returns how many were removed.
 pub async fn dlq_purge(
-    backends: &Backends,
+    store: &dyn DeadLetters,
     filter: &DeadFilter,
     ids: &[JobId],
 ) -> Result<u64, OpsError> {
-    let store = &backends.store;
     if !ids.is_empty() {
-        let (letters, _) = select(backends, filter, ids, ids.len()).await?;
+        let (letters, _) = select(store, filter, ids, ids.len()).await?;
         let ids: Vec<JobId> = letters.iter().map(|l| l.id).collect();
         return Ok(if ids.is_empty() {
             0
@@ -150,12 +156,11 @@ pub async fn dlq_purge(
 
 /// The letters a command is about, whole, and the ids asked for that match none.
 async fn select(
-    backends: &Backends,
+    store: &dyn DeadLetters,
     filter: &DeadFilter,
     ids: &[JobId],
     limit: usize,
 ) -> Result<(Vec<DeadLetter>, Vec<JobId>), OpsError> {
-    let store = &backends.store;
     if ids.is_empty() {
         let mut found = Vec::new();
         for summary in store.dead_list(filter, limit).await? {

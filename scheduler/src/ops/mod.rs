@@ -1,6 +1,12 @@
-//! Operator functions: what `jobfleet cancel`, `jobfleet dlq …`, `jobfleet schedule …` and
-//! `jobfleet queues`
-//! call. Each is one short conversation with the backends; none needs a running scheduler.
+//! Operator functions: what `jobfleet cancel`, `dlq …`, `schedule …`, `pipeline …` and
+//! `queues` call, and the scheduler's HTTP API with them. Each is one short conversation
+//! with the backends; none needs a running scheduler.
+//!
+//! Each takes the store as the operators' bundle,
+//! [`OperatorStore`](jobfleet_common::store::OperatorStore), or as the one capability it
+//! uses (`dlq_list` reads only [`DeadLetters`](jobfleet_common::store::DeadLetters)), and
+//! the broker and the clock only where it needs them, so its signature says what it may
+//! touch. A caller holding a whole `Backends` passes `&*backends.store`, which upcasts.
 //!
 //! # Layout
 //!

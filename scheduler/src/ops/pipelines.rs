@@ -3,10 +3,12 @@
 //! the pipeline), so nothing but the jobs themselves moves it.
 
 use futures::stream::{self, StreamExt};
+use jobfleet_common::clock::Clock;
 use jobfleet_common::limits::Limits;
-use jobfleet_common::pipeline::{enqueue_step, step_job_id, PipelineSpec};
-use jobfleet_common::store::{JobRecord, JobState, StoredPipeline};
-use jobfleet_common::{Backends, JobId};
+use jobfleet_common::pipeline::{step_job_id, PipelineSpec};
+use jobfleet_common::store::enqueue_step;
+use jobfleet_common::store::{JobRecord, JobState, OperatorStore, StoredPipeline};
+use jobfleet_common::JobId;
 use serde::Serialize;
 
 use crate::error::OpsError;
@@ -15,24 +17,25 @@ use crate::error::OpsError;
 const READS: usize = 64;
 
 /// Checks `spec` and submits it: its first step's jobs go into the delayed set due at
-/// once (a running scheduler releases them). Returns the pipeline's id.
+/// once (a running scheduler releases them), stamped by `clock`. Returns the
+/// pipeline's id.
 pub async fn pipeline_submit(
-    backends: &Backends,
+    store: &dyn OperatorStore,
+    clock: &dyn Clock,
     limits: &Limits,
     spec: PipelineSpec,
 ) -> Result<JobId, OpsError> {
     spec.check(limits)
         .map_err(|e| OpsError::Invalid(format!("pipeline: {e}")))?;
-    let store = &backends.store;
     let id = JobId::new();
-    let now = backends.clock.now_ms();
+    let now = clock.now_ms();
     let pipeline = StoredPipeline {
         id,
         spec,
         created_at_ms: now,
     };
     store.pipeline_put(&pipeline).await?;
-    enqueue_step(&**store, id, &pipeline.spec, 0, None, now).await?;
+    enqueue_step(store, id, &pipeline.spec, 0, None, now).await?;
     Ok(id)
 }
 
@@ -75,10 +78,9 @@ pub struct StepView {
 
 /// A pipeline's state; `None` if the store has no such pipeline (or it expired).
 pub async fn pipeline_status(
-    backends: &Backends,
+    store: &dyn OperatorStore,
     id: JobId,
 ) -> Result<Option<PipelineView>, OpsError> {
-    let store = &backends.store;
     let Some(pipeline) = store.pipeline_get(id).await? else {
         return Ok(None);
     };

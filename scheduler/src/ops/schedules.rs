@@ -2,10 +2,13 @@
 //! trigger` calls. Each is a store conversation; firing is the running schedulers' job.
 
 use jobfleet_common::codec::{self, Format};
-use jobfleet_common::cron::{Schedule, ScheduleSpec};
+use jobfleet_common::cron::ScheduleSpec;
 use jobfleet_common::limits::Limits;
-use jobfleet_common::store::{JobRecord, JobState, ScheduleSource, ScheduledJob, StoredSchedule};
-use jobfleet_common::{Backends, JobId};
+use jobfleet_common::store::{
+    JobRecord, JobState, OperatorStore, ScheduleSource, ScheduledJob, Schedules, StoredSchedule,
+};
+use jobfleet_common::JobId;
+use jobfleet_cron::Schedule;
 use serde::Serialize;
 
 use crate::error::OpsError;
@@ -36,14 +39,13 @@ pub fn check(name: &str, spec: &ScheduleSpec, limits: &Limits) -> Result<Schedul
 /// Adds a schedule (or, with `replace`, replaces one of that name, keeping its state);
 /// true if it was created. A name already taken without `replace` is refused.
 pub async fn schedule_add(
-    backends: &Backends,
+    store: &dyn Schedules,
     limits: &Limits,
     name: &str,
     spec: &ScheduleSpec,
     replace: bool,
 ) -> Result<bool, OpsError> {
     check(name, spec, limits)?;
-    let store = &backends.store;
     if !replace && store.schedule_get(name).await?.is_some() {
         return Err(OpsError::Invalid(format!(
             "schedule {name:?} exists; add --replace to change it"
@@ -54,20 +56,18 @@ pub async fn schedule_add(
         .await?)
 }
 
-/// Every schedule, by name.
-pub async fn schedule_list(backends: &Backends) -> Result<Vec<ScheduleView>, OpsError> {
-    let store = &backends.store;
+/// Every schedule, by name, with its next fire by the store's clock.
+pub async fn schedule_list(store: &dyn OperatorStore) -> Result<Vec<ScheduleView>, OpsError> {
     let now = store.store_time_ms().await?;
     let stored = store.schedule_list().await?;
     Ok(stored.into_iter().map(|s| view(s, now)).collect())
 }
 
-/// One schedule.
+/// One schedule, with its next fire by the store's clock.
 pub async fn schedule_show(
-    backends: &Backends,
+    store: &dyn OperatorStore,
     name: &str,
 ) -> Result<Option<ScheduleView>, OpsError> {
-    let store = &backends.store;
     let now = store.store_time_ms().await?;
     Ok(store.schedule_get(name).await?.map(|s| view(s, now)))
 }
@@ -93,23 +93,25 @@ fn view(stored: StoredSchedule, now: i64) -> ScheduleView {
 
 /// Pauses (or resumes) a schedule; false if there is none of that name.
 pub async fn schedule_pause(
-    backends: &Backends,
+    store: &dyn Schedules,
     name: &str,
     paused: bool,
 ) -> Result<bool, OpsError> {
-    Ok(backends.store.schedule_pause(name, paused).await?)
+    Ok(store.schedule_pause(name, paused).await?)
 }
 
 /// Removes a schedule and its state; false if there was none.
-pub async fn schedule_remove(backends: &Backends, name: &str) -> Result<bool, OpsError> {
-    Ok(backends.store.schedule_remove(name).await?)
+pub async fn schedule_remove(store: &dyn Schedules, name: &str) -> Result<bool, OpsError> {
+    Ok(store.schedule_remove(name).await?)
 }
 
 /// Fires a schedule once now, outside its instants (paused or not): a job with a fresh
 /// id, due at once in the delayed set, which a running scheduler releases. The
 /// schedule's instants and state do not move. `None` if there is no such schedule.
-pub async fn schedule_trigger(backends: &Backends, name: &str) -> Result<Option<JobId>, OpsError> {
-    let store = &backends.store;
+pub async fn schedule_trigger(
+    store: &dyn OperatorStore,
+    name: &str,
+) -> Result<Option<JobId>, OpsError> {
     let Some(stored) = store.schedule_get(name).await? else {
         return Ok(None);
     };

@@ -16,7 +16,7 @@ use jobfleet_common::{ErrorKind, Job, Priority, Route};
 use jobfleet_worker::{JobContext, JobError, Registry};
 
 use super::WITHIN;
-use crate::harness::{wait_for, Ctx, Factory, Probe};
+use jobfleet_testkit::{wait_for, Ctx, Factory, Probe};
 
 fn recording(kind: &str, probe: &Probe<(u32, i64)>, fail_while_attempt_le: u32) -> Registry {
     let mut registry = Registry::new();
@@ -270,9 +270,17 @@ pub async fn dlq_replay_runs_the_job_again(factory: &Factory) {
         queue: Some(cx.queue.clone()),
         ..DeadFilter::default()
     };
-    jobfleet_scheduler::ops::dlq_replay(&cx.backends, &cx.config.limits, &filter, &[id], 10)
-        .await
-        .expect("replayed");
+    jobfleet_scheduler::ops::dlq_replay(
+        &*cx.backends.store,
+        &*cx.backends.broker,
+        &*cx.backends.clock,
+        &cx.config.limits,
+        &filter,
+        &[id],
+        10,
+    )
+    .await
+    .expect("replayed");
     let record = cx.wait_state(id, JobState::Completed, WITHIN).await;
     assert_eq!(record.attempt, 1, "replay resets attempts");
     assert!(

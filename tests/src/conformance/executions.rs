@@ -10,11 +10,11 @@ use jobfleet_common::broker::Message;
 use jobfleet_common::codec::{self, Format};
 use jobfleet_common::store::{Admission, JobState, LeaseRequest};
 use jobfleet_common::{ErrorKind, Job, Route};
-use jobfleet_worker::{JobContext, Registry};
+use jobfleet_worker::{JobContext, Registry, Settlement};
 
 use super::WITHIN;
 use crate::faults::FaultyStore;
-use crate::harness::{wait_for, Ctx, Factory, Probe};
+use jobfleet_testkit::{wait_for, Ctx, Factory, Probe};
 
 /// Counts executions of a job and the most that ran at once.
 #[derive(Default)]
@@ -53,7 +53,7 @@ fn ready_message(job: &Job) -> Message {
 pub async fn a_running_job_never_runs_twice_at_once(factory: &Factory) {
     let mut cx = Ctx::new(factory, |c| c.worker.concurrency = 2).await;
     let overlap = Arc::new(Overlap::default());
-    let settled: Probe<&'static str> = Probe::default();
+    let settled: Probe<Settlement> = Probe::default();
     for _ in 0..2 {
         let mut registry = Registry::new();
         let o = overlap.clone();
@@ -84,8 +84,8 @@ pub async fn a_running_job_never_runs_twice_at_once(factory: &Factory) {
         settled.items()
     );
     let mut outcomes = settled.items();
-    outcomes.sort_unstable();
-    assert_eq!(outcomes, ["completed", "duplicate"]);
+    outcomes.sort_unstable_by_key(|s| s.as_str());
+    assert_eq!(outcomes, [Settlement::Completed, Settlement::Duplicate]);
     assert_eq!(overlap.runs.load(Ordering::SeqCst), 1, "ran once");
     assert_eq!(
         overlap.most.load(Ordering::SeqCst),

@@ -13,7 +13,7 @@ use jobfleet_scheduler::ops::{self, CancelOutcome};
 use jobfleet_worker::{JobContext, Registry};
 
 use super::WITHIN;
-use crate::harness::{wait_for, Ctx, Factory, Probe};
+use jobfleet_testkit::{wait_for, Ctx, Factory, Probe};
 
 /// A registry with one `kind` that records the job ids it runs and sleeps `ms`
 /// (cooperatively cancellable).
@@ -108,7 +108,9 @@ pub async fn cancel_pending_delayed_and_running(factory: &Factory) {
                 .is_some()
     });
     assert!(waiting.await, "the delayed job reached the delayed set");
-    let outcome = ops::cancel(&cx.backends, delayed).await.expect("cancel");
+    let outcome = ops::cancel(&*cx.backends.store, &*cx.backends.clock, delayed)
+        .await
+        .expect("cancel");
     assert!(matches!(outcome, CancelOutcome::WasWaiting), "{outcome:?}");
     cx.wait_state(delayed, JobState::Cancelled, WITHIN).await;
 
@@ -118,7 +120,9 @@ pub async fn cancel_pending_delayed_and_running(factory: &Factory) {
         .await
         .expect("enqueued")
         .id;
-    let outcome = ops::cancel(&cx.backends, pending).await.expect("cancel");
+    let outcome = ops::cancel(&*cx.backends.store, &*cx.backends.clock, pending)
+        .await
+        .expect("cancel");
     assert!(matches!(outcome, CancelOutcome::Requested), "{outcome:?}");
     cx.start_worker(counting("sleepy", &runs, 10_000));
     cx.wait_state(pending, JobState::Cancelled, WITHIN).await;
@@ -133,7 +137,9 @@ pub async fn cancel_pending_delayed_and_running(factory: &Factory) {
         wait_for(WITHIN, || async { runs.items().contains(&running) }).await,
         "it started"
     );
-    let outcome = ops::cancel(&cx.backends, running).await.expect("cancel");
+    let outcome = ops::cancel(&*cx.backends.store, &*cx.backends.clock, running)
+        .await
+        .expect("cancel");
     assert!(matches!(outcome, CancelOutcome::Requested), "{outcome:?}");
     cx.wait_state(running, JobState::Cancelled, Duration::from_secs(3))
         .await;
@@ -151,7 +157,7 @@ pub async fn cancel_pending_delayed_and_running(factory: &Factory) {
 /// the first completes the key is free again.
 pub async fn unique_key_returns_first_id(factory: &Factory) {
     let mut cx = Ctx::new(factory, |_| {}).await;
-    let key = crate::harness::unique("u");
+    let key = jobfleet_testkit::unique("u");
     let first = cx
         .producer
         .enqueue(Job::new(&cx.queue, "u", "{}").with_unique_key(&key))

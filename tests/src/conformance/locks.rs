@@ -13,7 +13,7 @@ use jobfleet_worker::{JobContext, Registry};
 
 use super::WITHIN;
 use crate::faults::FaultyStore;
-use crate::harness::{wait_for, Ctx, Factory, Probe};
+use jobfleet_testkit::{wait_for, Ctx, Factory, Probe};
 
 fn lock(key: &str, mode: LockMode, on_conflict: ConflictPolicy) -> LockSpec {
     LockSpec {
@@ -33,7 +33,7 @@ async fn wait_all(cx: &Ctx, ids: &[JobId], state: JobState) {
 /// greater than the one before it.
 pub async fn exclusive_lock_serialises_with_increasing_fences(factory: &Factory) {
     let mut cx = Ctx::new(factory, |_| {}).await;
-    let key = crate::harness::unique("lock");
+    let key = jobfleet_testkit::unique("lock");
     let active = Arc::new(Mutex::new((0u32, 0u32)));
     let fences: Probe<u64> = Probe::default();
     cx.start_scheduler();
@@ -94,7 +94,7 @@ fn exclusive_probe(active: &Arc<Mutex<(u32, u32)>>, fences: &Probe<u64>) -> Regi
 /// Shared holders overlap; an exclusive holder never overlaps any other holder.
 pub async fn shared_locks_run_together_but_not_beside_exclusive(factory: &Factory) {
     let mut cx = Ctx::new(factory, |c| c.worker.concurrency = 6).await;
-    let key = crate::harness::unique("rw");
+    let key = jobfleet_testkit::unique("rw");
     // (shared running, exclusive running, most shared at once, violations)
     let state = Arc::new(Mutex::new((0u32, 0u32, 0u32, 0u32)));
     let mut registry = Registry::new();
@@ -175,7 +175,7 @@ pub async fn shared_locks_run_together_but_not_beside_exclusive(factory: &Factor
 /// With policy `skip`, a job whose lock is held ends cancelled without running.
 pub async fn lock_conflict_skip_ends_cancelled(factory: &Factory) {
     let mut cx = Ctx::new(factory, |_| {}).await;
-    let key = crate::harness::unique("held");
+    let key = jobfleet_testkit::unique("held");
     let holder = LockRequest {
         key: key.clone(),
         mode: LockMode::Exclusive,
@@ -245,7 +245,7 @@ pub async fn lock_loss_cancels_the_handler(factory: &Factory) {
     });
     cx.start_scheduler();
     cx.start_worker(registry);
-    let key = crate::harness::unique("lost");
+    let key = jobfleet_testkit::unique("lost");
     let job = Job::new(&cx.queue, "long", "{}")
         .with_lock(lock(&key, LockMode::Exclusive, ConflictPolicy::Requeue))
         .with_max_attempts(1);

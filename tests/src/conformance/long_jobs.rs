@@ -8,7 +8,7 @@ use jobfleet_common::{Job, Route};
 use jobfleet_worker::{JobContext, Registry};
 
 use super::WITHIN;
-use crate::harness::{wait_for, Ctx, Factory, Probe};
+use jobfleet_testkit::{wait_for, Ctx, Factory, Probe};
 
 /// A long job's delivery is acked once it is held; the hold is removed when it completes;
 /// a worker that gives up mid-run hands it back through the scheduler, attempt intact.

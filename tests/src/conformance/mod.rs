@@ -1,6 +1,6 @@
 //! The behaviour every backend pair must show, one async function per check.
 //!
-//! Each check builds a fresh world with [`Ctx::new`](crate::harness::Ctx::new) on random
+//! Each check builds a fresh world with [`Ctx::new`](jobfleet_testkit::Ctx::new) on random
 //! queue and namespace names, starts what it needs through the roles' public entry
 //! points, and waits for outcomes with bounded timeouts (real time, short timers: the same
 //! checks run against brokers in other processes, where tokio's paused clock cannot reach).

@@ -4,7 +4,7 @@ use jobfleet_common::{Job, Priority};
 use jobfleet_worker::{JobContext, Registry};
 
 use super::WITHIN;
-use crate::harness::{wait_for, Ctx, Factory, Probe};
+use jobfleet_testkit::{wait_for, Ctx, Factory, Probe};
 
 /// Jobs waiting in one queue run highest priority first.
 pub async fn priority_order_within_a_queue(factory: &Factory) {

@@ -25,7 +25,7 @@ use jobfleet_worker::{JobContext, JobError};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use serde::{Deserialize, Serialize};
 
-use super::kinds::Keys;
+use super::keys::Keys;
 
 /// Runs for a while, recording its execution; see the module documentation.
 pub const TRACKED: &str = "tracked";

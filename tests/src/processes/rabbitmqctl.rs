@@ -5,7 +5,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::services::HOW_TO_START;
+use jobfleet_testkit::HOW_TO_START;
 
 /// Messages (ready plus unacknowledged) of every queue whose name starts with `prefix`.
 pub fn queue_messages(prefix: &str) -> Vec<(String, u64)> {

@@ -14,11 +14,11 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 
 use super::audit::Audit;
-use super::kinds::Keys;
+use super::keys::Keys;
 use super::{rabbitmqctl, Processes};
-use crate::harness::unique;
-use crate::services::{delete_routes, purge_store, redis_url, HOW_TO_START};
-use jobfleet_common::testing::shared_config;
+use jobfleet_testkit::shared_config;
+use jobfleet_testkit::unique;
+use jobfleet_testkit::{delete_routes, purge_store, redis_url, HOW_TO_START};
 
 /// Jobs per `enqueue_many` call.
 const ENQUEUE_BATCH: usize = 500;
@@ -280,7 +280,7 @@ impl Drop for World {
         self.procs.kill_all();
         let (config, queue) = (self.config.clone(), self.queue.clone());
         // Kafka topics stay: deleting one crashes librdkafka in clients still holding it
-        // in their metadata (see `crate::kafka::KafkaRedis::cleanup`).
+        // in their metadata (see `jobfleet_testkit::KafkaRedis::cleanup`).
         let rabbit = self.on_rabbitmq();
         // On a thread of its own: this also runs while a failed test unwinds.
         let cleanup = std::thread::spawn(move || {

@@ -11,13 +11,13 @@ use jobfleet_common::{Backends, JobId};
 use tokio::sync::mpsc;
 
 use super::Harness;
-use jobfleet_worker::{JobError, Registry};
+use jobfleet_worker::{JobError, Registry, Settlement};
 
 /// What the hook saw, checked at the moment it was called.
 #[derive(Debug, PartialEq)]
 struct Seen {
     id: JobId,
-    outcome: &'static str,
+    outcome: Settlement,
     /// The completion marker existed.
     marked: bool,
     /// The ready route's depth: nothing unacknowledged any more.
@@ -88,14 +88,20 @@ async fn the_hook_sees_each_outcome_after_it_is_recorded_and_acked() {
         marked,
         depth: settled,
     };
-    assert_eq!(seen, expected(ok.id, "completed", true));
+    assert_eq!(seen, expected(ok.id, Settlement::Completed, true));
 
     // The same job again is a duplicate; a failing job is settled once it is on `Failed`.
     h.publish(&ok).await;
-    assert_eq!(next(&mut rx).await, expected(ok.id, "duplicate", true));
+    assert_eq!(
+        next(&mut rx).await,
+        expected(ok.id, Settlement::Duplicate, true)
+    );
     let bad = h.job("bad", "");
     h.publish(&bad).await;
-    assert_eq!(next(&mut rx).await, expected(bad.id, "failed", false));
+    assert_eq!(
+        next(&mut rx).await,
+        expected(bad.id, Settlement::Failed, false)
+    );
     assert_eq!(h.depth(Route::Failed).await.ready, 1);
 
     let cancelled = h.job("ok", "");
@@ -107,7 +113,7 @@ async fn the_hook_sees_each_outcome_after_it_is_recorded_and_acked() {
     h.publish(&cancelled).await;
     assert_eq!(
         next(&mut rx).await,
-        expected(cancelled.id, "cancelled", false)
+        expected(cancelled.id, Settlement::Cancelled, false)
     );
     h.wait_for(cancelled.id, JobState::Cancelled).await;
 

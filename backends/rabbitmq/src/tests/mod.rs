@@ -21,7 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(15);
 const QUIET: Duration = Duration::from_millis(700);
 
 fn url() -> String {
-    jobfleet_common::testing::amqp_url()
+    jobfleet_testkit::amqp_url()
 }
 
 /// A broker under a namespace no other test uses; its queues go when it is dropped.

@@ -2,7 +2,8 @@
 //! workload while a progress display follows the jobs' state records.
 //!
 //! One scheduler and N workers start through the same entry points production uses
-//! (`jobfleet_scheduler::run`, `jobfleet_worker::run`), on one embedded broker and store.
+//! (`jobfleet_scheduler::run`, `jobfleet_worker::run`), on one embedded broker and store,
+//! by the in-process launcher the bench and the tests use too ([`jobfleet_fleet::Fleet`]).
 //! The sample cron schedule ([`workload::SCHEDULE`], every second) fires `echo` jobs
 //! while it runs, unless the configuration declares schedules of its own, and a sample
 //! pipeline ([`workload::pipeline`]: a step, a fan-out over three, a final step) runs
@@ -12,7 +13,6 @@
 
 #[cfg(feature = "data")]
 pub mod data;
-pub mod summary;
 mod tally;
 pub mod workload;
 
@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use jobfleet_common::{Backends, BrokerAddr, Config, JobId, StoreAddr};
+use jobfleet_fleet::{Fleet, RoleError, RoleExit};
 use jobfleet_producer::Producer;
 use jobfleet_scheduler::ops;
-use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-pub use summary::DevSummary;
+pub use crate::dev_summary::DevSummary;
 pub use tally::{Tally, Watcher};
 
 use crate::error::{Error, Result};
@@ -137,21 +137,15 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     let config = Arc::new(config);
     let started = Instant::now();
     let backends = Backends::embedded();
-    let fleet = shutdown.child_token();
-    // A JoinSet rather than a TaskTracker: the roles' results matter, and one ending early
-    // (an error, a panic) has to stop the run.
+    let registry = Arc::new(crate::kinds::registry(&config)?);
     let listener = match &options.http {
-        Some(addr) => Some(
-            jobfleet_common::http::bind("--http", addr)
-                .await
-                .map_err(|e| {
-                    Error::Usage(format!(
-                        "--http {addr}: cannot listen there ({}); pick another address \
+        Some(addr) => Some(jobfleet_http::bind("--http", addr).await.map_err(|e| {
+            Error::Usage(format!(
+                "--http {addr}: cannot listen there ({}); pick another address \
                  (port 0 for any free one) or pass --http off",
-                        e.source
-                    ))
-                })?,
-        ),
+                e.source
+            ))
+        })?),
         None => None,
     };
     let dashboard = listener
@@ -161,27 +155,21 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     if let Some(url) = &dashboard {
         eprintln!("jobfleet dev: dashboard, API and /metrics at {url}");
     }
-    let mut roles: JoinSet<Result<()>> = JoinSet::new();
-    let (c, b, t) = (config.clone(), backends.clone(), fleet.clone());
-    roles.spawn(async move { Ok(jobfleet_scheduler::run_serving(c, b, listener, t).await?) });
-    let registry = Arc::new(crate::kinds::registry(&config)?);
+    // The roles' results matter: one ending early (an error, a panic) stops the run.
+    let mut fleet = Fleet::new(config.clone(), shutdown.child_token());
+    fleet.start_scheduler_serving(backends.clone(), listener);
     for _ in 0..options.workers {
-        let (c, b, r, t) = (
-            config.clone(),
-            backends.clone(),
-            registry.clone(),
-            fleet.clone(),
-        );
-        roles.spawn(async move { Ok(jobfleet_worker::run(c, b, r, t).await?) });
+        fleet.start_worker(backends.clone(), registry.clone());
     }
 
     let mut progress = Progress::new(options.progress, "jobs", options.jobs as u64);
     let mut watcher = Watcher::new(backends.store.clone());
     let mut idle_after = None;
-    let pipeline = ops::pipeline_submit(&backends, &config.limits, workload::pipeline()).await?;
+    let (store, clock) = (&*backends.store, &*backends.clock);
+    let pipeline = ops::pipeline_submit(store, clock, &config.limits, workload::pipeline()).await?;
     #[cfg(feature = "data")]
     let data_pipeline =
-        ops::pipeline_submit(&backends, &config.limits, data::prepare(&data_dir)?).await?;
+        ops::pipeline_submit(store, clock, &config.limits, data::prepare(&data_dir)?).await?;
     let stop = match enqueue_workload(&backends, &config, options.jobs).await {
         Ok(ids) => {
             watcher.watch(ids);
@@ -191,7 +179,7 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
                 started,
                 idle_after: &mut idle_after,
             };
-            follow(&options, &mut roles, &mut view, &shutdown).await
+            follow(&options, &mut fleet, &mut view, &shutdown).await
         }
         Err(e) => Err(e),
     };
@@ -207,11 +195,10 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
     .await;
     #[cfg(not(feature = "data"))]
     let data = "not built (the `data` feature)".to_string();
-    fleet.cancel();
-    let drained = drain(&mut roles).await;
+    let drained = fleet.stop().await.map_err(|f| role_error(f.error));
     let tally = watcher.poll().await.unwrap_or_else(|_| watcher.tally());
     progress.finish();
-    let mut summary = DevSummary::new(&tally, elapsed);
+    let mut summary = tally.summary(elapsed);
     summary.pipeline = pipeline;
     summary.data = data;
     summary.dashboard = dashboard.unwrap_or_else(|| "off".into());
@@ -233,7 +220,7 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> Result<Dev
 async fn pipeline_state(backends: &Backends, id: JobId, wait: bool) -> String {
     let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
     loop {
-        let state = match ops::pipeline_status(backends, id).await {
+        let state = match ops::pipeline_status(&*backends.store, id).await {
             Ok(Some(view)) => view.state.to_string(),
             Ok(None) => "unknown".into(),
             Err(e) => format!("unknown ({e})"),
@@ -316,7 +303,7 @@ struct View<'a> {
 /// that ends on its own ends the run with its error.
 async fn follow(
     options: &DevOptions,
-    roles: &mut JoinSet<Result<()>>,
+    fleet: &mut Fleet,
     view: &mut View<'_>,
     shutdown: &CancellationToken,
 ) -> Result<Stop> {
@@ -329,11 +316,7 @@ async fn follow(
             // role ending is the shutdown itself, not a failure.
             biased;
             () = shutdown.cancelled() => return Ok(Stop::Shutdown),
-            Some(ended) = roles.join_next() => {
-                return Err(role_ended(ended).err().unwrap_or_else(|| {
-                    Error::Task("a fleet role stopped before it was asked to".into())
-                }));
-            }
+            Some(ended) = fleet.ended() => return Err(stopped_early(ended)),
             _ = ticks.tick() => {}
         }
         let tally = match view.watcher.poll().await {
@@ -360,19 +343,22 @@ async fn follow(
     }
 }
 
-/// Waits for every role to return; the first failure, if any.
-async fn drain(roles: &mut JoinSet<Result<()>>) -> Result<()> {
-    let mut first = Ok(());
-    while let Some(ended) = roles.join_next().await {
-        if let (Err(e), Ok(())) = (role_ended(ended), &first) {
-            first = Err(e);
-        }
+/// The error of a role that ended before it was asked to, even without one of its own.
+fn stopped_early(ended: RoleExit) -> Error {
+    match ended.result {
+        Ok(()) => Error::Task("a fleet role stopped before it was asked to".into()),
+        Err(e) => role_error(e),
     }
-    first
 }
 
-fn role_ended(ended: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
-    ended.map_err(|e| Error::Task(e.to_string()))?
+/// A role's error as the command's: the worker's and the scheduler's keep their kind (and
+/// so their exit code), a panic is a failed task.
+fn role_error(error: RoleError) -> Error {
+    match error {
+        RoleError::Worker(e) => Error::Worker(e),
+        RoleError::Scheduler(e) => Error::Scheduler(e),
+        e @ (RoleError::Panicked(_) | RoleError::Aborted) => Error::Task(e.to_string()),
+    }
 }
 
 #[cfg(test)]

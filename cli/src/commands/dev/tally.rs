@@ -6,10 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use jobfleet_common::store::{JobState, StoreResult};
 use jobfleet_common::{JobId, Store};
+
+use crate::dev_summary::DevSummary;
 
 /// Record reads in flight at once during a poll.
 const READS_IN_FLIGHT: usize = 64;
@@ -52,6 +55,31 @@ impl Tally {
             "completed {} · running {} · retrying {} · dead {} · cancelled {} · waiting {}",
             self.completed, self.running, self.retrying, self.dead, self.cancelled, self.waiting
         )
+    }
+
+    /// The summary of this tally over `elapsed` (the schedule, pipeline, data and
+    /// dashboard lines are for the caller to fill in).
+    pub fn summary(&self, elapsed: Duration) -> DevSummary {
+        let secs = elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.finished() as f64 / secs
+        } else {
+            0.0
+        };
+        DevSummary {
+            total: self.total,
+            completed: self.completed,
+            retried: self.retried,
+            dead: self.dead,
+            cancelled: self.cancelled,
+            unfinished: self.total - self.finished(),
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            jobs_per_sec: (rate * 10.0).round() / 10.0,
+            schedule_fires: 0,
+            pipeline: String::new(),
+            data: String::new(),
+            dashboard: String::new(),
+        }
     }
 }
 
@@ -161,5 +189,19 @@ mod tests {
         );
         assert_eq!((t.waiting, t.retrying, t.finished()), (1, 1, 4));
         assert!(!t.is_idle());
+    }
+
+    #[test]
+    fn a_summary_rates_the_finished_jobs_over_the_run() {
+        let t = Tally {
+            total: 10,
+            completed: 8,
+            dead: 2,
+            retried: 3,
+            ..Tally::default()
+        };
+        let s = t.summary(Duration::from_secs(4));
+        assert_eq!((s.unfinished, s.jobs_per_sec, s.retried), (0, 2.5, 3));
+        assert_eq!(s.elapsed_ms, 4000);
     }
 }

@@ -1,62 +1,17 @@
-//! The conformance suite's harness: backend factories, and [`Ctx`], a check's world built
-//! on the shared test kit (`jobfleet-testkit`: the fleet of in-process roles, fast
-//! configurations, waits), re-exported here for the checks.
+//! [`Ctx`]: one conformance check's world: a [`Fleet`] on a [`BackendFactory`]'s
+//! backends, the check's queue and a producer, cleaned up when the check ends, passed
+//! or failed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use jobfleet_common::store::{JobRecord, JobState};
-use jobfleet_common::{Backends, BrokerAddr, Config, JobId, StoreAddr};
+use jobfleet_common::{Config, JobId};
 use jobfleet_producer::Producer;
 
-/// Makes the backends one conformance check runs on.
-#[async_trait]
-pub trait BackendFactory: Send + Sync {
-    /// The backend pair's name, for messages.
-    fn name(&self) -> &'static str;
-    /// Points `config` at the backends (broker and store URLs); the namespace is already
-    /// unique to the test.
-    fn configure(&self, config: &mut Config);
-    /// Fresh backends for `config`. A backend that cannot be reached panics with how to
-    /// start it: a conformance check never passes without its service.
-    async fn backends(&self, config: &Config) -> Backends;
-    /// The band a priority falls in on this broker: brokers with native priorities (the
-    /// default) order all ten levels; a banded one (Kafka) orders only between bands.
-    fn priority_band(&self, config: &Config, priority: u8) -> u8 {
-        let _ = config;
-        priority
-    }
-    /// Removes what a check left in shared services (queues, keys) under its namespace.
-    async fn cleanup(&self, config: &Config, queues: &[String]) {
-        let _ = (config, queues);
-    }
-}
-
-/// How checks receive their backend factory.
-pub type Factory = Arc<dyn BackendFactory>;
-
-/// The in-process embedded broker and store.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Embedded;
-
-#[async_trait]
-impl BackendFactory for Embedded {
-    fn name(&self) -> &'static str {
-        "embedded"
-    }
-
-    fn configure(&self, config: &mut Config) {
-        config.broker = BrokerAddr::Embedded;
-        config.store = StoreAddr::Embedded;
-    }
-
-    async fn backends(&self, _config: &Config) -> Backends {
-        Backends::embedded()
-    }
-}
-
-pub use jobfleet_testkit::{fast_config, init_tracing, unique, wait_for, Fleet, Probe};
+use crate::backends::BackendFactory;
+use crate::fleet::{fast_config, Fleet};
+use crate::services::unique;
 
 /// One check's world: a [`Fleet`] on a backend factory's backends (its `config`,
 /// `backends` and roles, through `Deref`), the check's queue and a producer.
@@ -146,6 +101,6 @@ impl Ctx {
     /// backends.
     pub async fn wait_state(&self, id: JobId, state: JobState, within: Duration) -> JobRecord {
         let store = self.fleet.backends.store.as_ref();
-        jobfleet_testkit::wait_state(store, id, state, within, self.factory.name()).await
+        crate::waits::wait_state(store, id, state, within, self.factory.name()).await
     }
 }

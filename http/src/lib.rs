@@ -12,6 +12,14 @@
 //! These three need no token: they show counts and queue names, never job contents or
 //! secrets, and Kubernetes probes and Prometheus scrape them. The scheduler adds its JSON
 //! API and dashboard to the same router behind its access token.
+//!
+//! A crate of its own so that `jobfleet-common`, which every crate builds on, needs
+//! neither axum nor the Prometheus exporter.
+//!
+//! # Layout
+//!
+//! - this file: the Prometheus [`recorder`], the [`Probe`] an endpoint asks and the
+//!   [`BackendsProbe`] most roles use, [`bind`], the [`probes`] router and [`serve`].
 
 use std::sync::{Arc, OnceLock};
 
@@ -25,7 +33,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Backends, Route};
+use jobfleet_common::{Backends, Route};
 
 /// The Prometheus recorder jobfleet installed in this process, shared by every endpoint.
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -92,7 +100,7 @@ impl Probe for BackendsProbe {
                 let Ok(Some(durability)) = durability else {
                     return Ok(Vec::new());
                 };
-                crate::telemetry::store_persisting(&durability);
+                jobfleet_common::telemetry::store_persisting(durability.persisting);
                 Ok(durability
                     .alarm(self.require_persistence)
                     .into_iter()

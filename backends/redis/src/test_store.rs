@@ -1,16 +1,19 @@
-//! A [`RedisStore`] on the shared test Redis under a fresh random namespace, and the
-//! clean-up that deletes its keys so the shared server does not fill up. The shared Redis
-//! may or may not keep an append-only file, so these stores opt out of
-//! `redis.require_persistence`: the checks here are about the store, not the server.
+//! A [`RedisStore`] of the test's own on the shared test Redis, under a fresh random
+//! namespace, and the clean-up that deletes its keys so the shared server does not fill
+//! up; for this crate's unit tests, which read the store's private parts (its keys, its
+//! connection). The shared Redis may or may not keep an append-only file, so these stores
+//! opt out of `redis.require_persistence`: the checks here are about the store, not the
+//! server. Everything else a test needs (the URLs, a `redis-server` of its own, the
+//! records) is in `jobfleet-testkit`.
 
 use std::ops::Deref;
 
-use jobfleet_common::Store as _;
-
-use crate::RedisStore;
 use jobfleet_common::clock;
 use jobfleet_common::config::RedisConfig;
-use jobfleet_common::testing::{redis_url, HOW_TO_START};
+use jobfleet_common::Store as _;
+use jobfleet_testkit::{redis_url, HOW_TO_START};
+
+use crate::RedisStore;
 
 /// `[redis]` settings that accept any server, with or without persistence.
 pub(crate) fn volatile() -> RedisConfig {
@@ -43,7 +46,7 @@ impl TestStore {
         }
     }
 
-    /// Deletes every key under the namespace ([`Store::purge`]).
+    /// Deletes every key under the namespace ([`Store::purge`](jobfleet_common::Store::purge)).
     pub async fn cleanup(&self) {
         self.store.purge().await.expect("delete test keys");
     }

@@ -1,8 +1,9 @@
-//! A `redis-server` of the test's own, for checks that need a server configured just so
-//! (volatile, with an append-only file, CONFIG disabled, TLS) or that restart or kill
-//! Redis, which the shared server must never be: a free loopback port, a fresh directory
-//! for its files, started and `kill -9`ed on demand, and killed and removed when dropped,
-//! so it never outlives its test, whether that test passes or panics. A machine without
+//! [`RedisServer`]: a `redis-server` of the test's own, for checks that depend on how a
+//! Redis is configured (volatile, with an append-only file, CONFIG disabled, TLS) or that
+//! restart or kill Redis, which the shared server (`TEST_REDIS_URL`) must never be, and
+//! whose configuration no check relies on: a free loopback port, a fresh directory for its
+//! files, started and `kill -9`ed on demand, and killed and removed when dropped, so it
+//! never outlives its test, whether that test passes or panics. A machine without
 //! `redis-server` fails the test with how to install it; nothing is skipped.
 
 use std::path::PathBuf;
