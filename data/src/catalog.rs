@@ -153,6 +153,17 @@ pub trait Published {
     fn job_id(&self) -> &str;
 }
 
+/// A manifest that knows its place in the catalog: what it is a version of, so the one
+/// publication every kind ends with ([`crate::fencing::publish`]) needs nothing else.
+pub trait Catalogued: Published + Serialize {
+    /// The kind of thing it versions.
+    const KIND: Kind;
+    /// The name of the dataset or model.
+    fn name(&self) -> &str;
+    /// Its version.
+    fn version(&self) -> u64;
+}
+
 /// The next free version of `name` (one past the latest).
 pub async fn next_version(storage: &Storage, kind: Kind, name: &str) -> Result<u64, DataError> {
     Ok(versions(storage, kind, name)

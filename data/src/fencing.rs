@@ -7,7 +7,9 @@ use bytes::Bytes;
 use jobfleet_common::LockMode;
 use jobfleet_worker::JobContext;
 
+use crate::catalog::{self, Catalogued};
 use crate::error::DataError;
+use crate::storage::Storage;
 
 /// The fencing token of the job's exclusive lock `key`; a job holding another lock (its
 /// producer set one) is refused, since its token says nothing about what it writes.
@@ -40,4 +42,24 @@ pub(crate) async fn fence(ctx: &JobContext, key: &str, value: u64) -> Result<(),
         ))),
         Err(e) => Err(DataError::Io(e.to_string())),
     }
+}
+
+/// Publishes `manifest` in the catalog once the job's token for the lock `lock` passed the
+/// store's fence (recording the manifest's version): the last step of ingest and train.
+pub(crate) async fn publish<M: Catalogued>(
+    ctx: &JobContext,
+    storage: &Storage,
+    lock: &str,
+    manifest: &M,
+) -> Result<(), DataError> {
+    fence(ctx, lock, manifest.version()).await?;
+    catalog::publish(
+        storage,
+        M::KIND,
+        manifest.name(),
+        manifest.version(),
+        manifest.job_id(),
+        manifest,
+    )
+    .await
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::Published;
+use crate::catalog::{Catalogued, Kind, Published};
 use crate::digest::hex;
 use crate::model::Feature;
 use crate::schema::Schema;
@@ -48,6 +48,16 @@ pub struct DatasetManifest {
 impl Published for DatasetManifest {
     fn job_id(&self) -> &str {
         &self.job_id
+    }
+}
+
+impl Catalogued for DatasetManifest {
+    const KIND: Kind = Kind::Dataset;
+    fn name(&self) -> &str {
+        &self.dataset
+    }
+    fn version(&self) -> u64 {
+        self.version
     }
 }
 
@@ -145,6 +155,16 @@ pub struct ModelManifest {
 impl Published for ModelManifest {
     fn job_id(&self) -> &str {
         &self.job_id
+    }
+}
+
+impl Catalogued for ModelManifest {
+    const KIND: Kind = Kind::Model;
+    fn name(&self) -> &str {
+        &self.model
+    }
+    fn version(&self) -> u64 {
+        self.version
     }
 }
 

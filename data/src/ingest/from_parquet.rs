@@ -64,60 +64,34 @@ fn new_null(data_type: &DataType) -> arrow_array::ArrayRef {
 
 /// Cell `i` of `array`; `None` if the type is not one ingest reads.
 fn cell(array: &dyn Array, i: usize) -> Option<Raw<'_>> {
-    macro_rules! int {
-        ($t:ty) => {
-            array.as_any().downcast_ref::<$t>().map(|a| {
-                if a.is_null(i) {
-                    Raw::Null
-                } else {
-                    Raw::Int(i64::from(a.value(i)))
-                }
-            })
-        };
-    }
     match array.data_type() {
-        DataType::Int8 => int!(Int8Array),
-        DataType::Int16 => int!(Int16Array),
-        DataType::Int32 => int!(Int32Array),
-        DataType::Int64 => int!(Int64Array),
-        DataType::UInt8 => int!(UInt8Array),
-        DataType::UInt16 => int!(UInt16Array),
-        DataType::UInt32 => int!(UInt32Array),
-        DataType::Float32 => array.as_any().downcast_ref::<Float32Array>().map(|a| {
-            if a.is_null(i) {
-                Raw::Null
-            } else {
-                Raw::Float(f64::from(a.value(i)))
-            }
-        }),
-        DataType::Float64 => array.as_any().downcast_ref::<Float64Array>().map(|a| {
-            if a.is_null(i) {
-                Raw::Null
-            } else {
-                Raw::Float(a.value(i))
-            }
-        }),
-        DataType::Utf8 => array.as_any().downcast_ref::<StringArray>().map(|a| {
-            if a.is_null(i) {
-                Raw::Null
-            } else {
-                Raw::Text(a.value(i))
-            }
-        }),
-        DataType::LargeUtf8 => array.as_any().downcast_ref::<LargeStringArray>().map(|a| {
-            if a.is_null(i) {
-                Raw::Null
-            } else {
-                Raw::Text(a.value(i))
-            }
-        }),
-        DataType::Boolean => array.as_any().downcast_ref::<BooleanArray>().map(|a| {
-            if a.is_null(i) {
-                Raw::Null
-            } else {
-                Raw::Bool(a.value(i))
-            }
-        }),
+        DataType::Int8 => typed::<Int8Array>(array, i, |a| Raw::Int(a.value(i).into())),
+        DataType::Int16 => typed::<Int16Array>(array, i, |a| Raw::Int(a.value(i).into())),
+        DataType::Int32 => typed::<Int32Array>(array, i, |a| Raw::Int(a.value(i).into())),
+        DataType::Int64 => typed::<Int64Array>(array, i, |a| Raw::Int(a.value(i))),
+        DataType::UInt8 => typed::<UInt8Array>(array, i, |a| Raw::Int(a.value(i).into())),
+        DataType::UInt16 => typed::<UInt16Array>(array, i, |a| Raw::Int(a.value(i).into())),
+        DataType::UInt32 => typed::<UInt32Array>(array, i, |a| Raw::Int(a.value(i).into())),
+        DataType::Float32 => typed::<Float32Array>(array, i, |a| Raw::Float(a.value(i).into())),
+        DataType::Float64 => typed::<Float64Array>(array, i, |a| Raw::Float(a.value(i))),
+        DataType::Utf8 => typed::<StringArray>(array, i, |a| Raw::Text(a.value(i))),
+        DataType::LargeUtf8 => typed::<LargeStringArray>(array, i, |a| Raw::Text(a.value(i))),
+        DataType::Boolean => typed::<BooleanArray>(array, i, |a| Raw::Bool(a.value(i))),
         _ => None,
     }
+}
+
+/// Cell `i` of `array` as the Arrow type `A` (`None` when it is not one): null, or what
+/// `value` reads from it.
+fn typed<'a, A: Array + 'static>(
+    array: &'a dyn Array,
+    i: usize,
+    value: impl FnOnce(&'a A) -> Raw<'a>,
+) -> Option<Raw<'a>> {
+    let typed = array.as_any().downcast_ref::<A>()?;
+    Some(if typed.is_null(i) {
+        Raw::Null
+    } else {
+        value(typed)
+    })
 }

@@ -274,16 +274,7 @@ async fn publish(
     manifest: &DatasetManifest,
     counts: &Counts,
 ) -> Result<(), DataError> {
-    fencing::fence(ctx, lock, manifest.version).await?;
-    catalog::publish(
-        storage,
-        Kind::Dataset,
-        &manifest.dataset,
-        manifest.version,
-        &manifest.job_id,
-        manifest,
-    )
-    .await?;
+    fencing::publish(ctx, storage, lock, manifest).await?;
     tracing::info!(
         dataset = %manifest.dataset,
         version = manifest.version,

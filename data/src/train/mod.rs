@@ -127,16 +127,7 @@ async fn publish(
     lock: &str,
     manifest: &ModelManifest,
 ) -> Result<(), DataError> {
-    fencing::fence(ctx, lock, manifest.version).await?;
-    catalog::publish(
-        storage,
-        Kind::Model,
-        &manifest.model,
-        manifest.version,
-        &manifest.job_id,
-        manifest,
-    )
-    .await?;
+    fencing::publish(ctx, storage, lock, manifest).await?;
     tracing::info!(
         model = %manifest.model,
         version = manifest.version,
