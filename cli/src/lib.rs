@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: the command line (`Cli`) and running one parsed command; `src/main.rs` only
+//!   parses and calls it.
 //! - [`global`]: the flags every command takes, loading the configuration from them, and
 //!   connecting to shared services (refusing the single-process embedded backend).
 //! - [`commands`]: one module per command, each with its flags and its `run` (listed in
@@ -18,6 +20,7 @@
 //! - [`dev_summary`]: what `jobfleet dev` reports at the end, as plain data below `error`
 //!   (whose `NotIdle` carries it) and the `dev` command.
 
+pub mod app;
 pub mod commands;
 pub mod dev_summary;
 pub mod error;
