@@ -10,5 +10,18 @@ use crate::error::Result;
 
 /// Runs both measurements and prints the report line.
 pub async fn run(args: BenchArgs, config: Config) -> Result<()> {
+    warn_if_unoptimised("bench");
     Ok(jobfleet_bench::run(args, config).await?)
+}
+
+/// Says on stderr that figures from this binary mean little when it is the quick start's
+/// unoptimised build (`cargo run -- dev` builds the `dev` profile); the JSON line is
+/// printed all the same.
+pub(crate) fn warn_if_unoptimised(command: &str) {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "{command}: warning: this jobfleet is an unoptimised (debug) build; measure with \
+             `cargo build --release` (target/release/jobfleet)"
+        );
+    }
 }

@@ -87,6 +87,7 @@ print(json.dumps({"ingest_s": ingest, "train_s": fit}))
 
 /// Runs the benchmark and prints its line.
 pub async fn run(args: BenchDataArgs, mut config: Config) -> Result<()> {
+    super::bench::warn_if_unoptimised("bench-data");
     if args.ingest_rows < 10 || args.predict_rows < 10 || args.features == 0 {
         return Err(Error::Usage(
             "--ingest-rows and --predict-rows must be at least 10, --features at least 1".into(),
