@@ -46,7 +46,8 @@ impl DeadLetters for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .store()?;
-        Ok(())
+        self.must_survive(&format!("the dead letter of job {}", letter.id))
+            .await
     }
 
     async fn dead_list(&self, filter: &DeadFilter, limit: usize) -> StoreResult<Vec<DeadSummary>> {

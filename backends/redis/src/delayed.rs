@@ -108,7 +108,8 @@ impl DelayedSet for RedisStore {
             call.key(&keys[..])
                 .key(records(&jobs))
                 .arg(schedule_args(&jobs)?);
-            return call.invoke_async(&mut conn).await.store();
+            call.invoke_async::<()>(&mut conn).await.store()?;
+            return self.must_survive("delayed jobs taken in").await;
         }
         // Many jobs: one pipeline of script runs, each atomic on its own. Loading the
         // script first in the same pipeline makes every EVALSHA find it.
@@ -123,7 +124,8 @@ impl DelayedSet for RedisStore {
                 .arg(schedule_args(chunk)?)
                 .ignore();
         }
-        pipe.query_async(&mut conn).await.store()
+        pipe.query_async::<()>(&mut conn).await.store()?;
+        self.must_survive("delayed jobs taken in").await
     }
 
     async fn claim_due(

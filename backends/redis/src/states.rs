@@ -151,7 +151,9 @@ impl JobStates for RedisStore {
             .arg(&record.queue)
             .invoke_async::<()>(&mut self.conn())
             .await
-            .store()
+            .store()?;
+        self.must_survive(&format!("the completion marker of job {}", record.id))
+            .await
     }
 
     async fn completed_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
