@@ -103,24 +103,4 @@ impl Ctx {
         let store = self.fleet.backends.store.as_ref();
         crate::waits::wait_state(store, id, state, within, self.factory.name()).await
     }
-
-    /// The jobs of `ids` whose record is not Completed or whose completion marker is
-    /// missing, with what was found: empty when every one finished for good.
-    pub async fn unfinished(&self, ids: &[JobId]) -> Vec<(JobId, Option<JobState>, bool)> {
-        use futures::StreamExt;
-        let store = &self.fleet.backends.store;
-        futures::stream::iter(ids.iter().copied())
-            .map(|id| async move {
-                let record = store.record(id).await.expect("store answers");
-                let marked = store.is_completed(id).await.expect("store answers");
-                (id, record.map(|r| r.state), marked)
-            })
-            .buffer_unordered(32)
-            .filter(|(_, state, marked)| {
-                let ok = *state == Some(JobState::Completed) && *marked;
-                async move { !ok }
-            })
-            .collect()
-            .await
-    }
 }

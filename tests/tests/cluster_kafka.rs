@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use jobfleet_common::store::JobState;
 use jobfleet_common::{Job, JobId};
 use jobfleet_producer::Producer;
 use jobfleet_testkit::{wait_for, Ctx, Factory, KafkaCluster};
@@ -406,7 +408,21 @@ async fn assert_replicated(cluster: &KafkaCluster, topic: &str) {
 
 /// Every job of `ids` has a Completed record and a completion marker.
 async fn assert_finished(cx: &Ctx, ids: &[JobId]) {
-    let unfinished = cx.unfinished(ids).await;
+    let store = &cx.backends.store;
+    let unfinished: Vec<(JobId, Option<JobState>, bool)> =
+        futures::stream::iter(ids.iter().copied())
+            .map(|id| async move {
+                let record = store.record(id).await.expect("store answers");
+                let marked = store.is_completed(id).await.expect("store answers");
+                (id, record.map(|r| r.state), marked)
+            })
+            .buffer_unordered(32)
+            .filter(|(_, state, marked)| {
+                let ok = *state == Some(JobState::Completed) && *marked;
+                async move { !ok }
+            })
+            .collect()
+            .await;
     assert!(
         unfinished.is_empty(),
         "{} jobs without a Completed record and completion marker: {:?}",

@@ -12,25 +12,15 @@
 //! [`BrokerError::NotAccepted`]; a connection or channel lost before every confirm
 //! arrived is [`BrokerError::Connection`], and the next publish reconnects. Either way
 //! some messages may have been stored: a retried batch can duplicate, never lose.
-//!
-//! A confirm that does not come is bounded too: when [`CONFIRM_TIMEOUT`] passes without
-//! any confirm while some are outstanding, the call fails with
-//! [`BrokerError::Connection`] and its channel is dropped from the pool, so the next
-//! publish opens a fresh one. A quorum queue confirms only once a majority of its nodes
-//! has the message: with the majority down (or a leader change the channel does not
-//! recover from) the caller gets a retryable error instead of waiting forever.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-
-use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
-use tokio::sync::Mutex;
+use lapin::{BasicProperties, Confirmation};
 
 use super::reconnect::Patience;
 use super::{lost, priority_of, QueueName, Shared, REASON_HEADER};
@@ -42,13 +32,6 @@ const WINDOW: usize = 1000;
 const SEND_CHUNK: usize = 250;
 /// AMQP delivery mode 2: the server writes the message to disk (on a durable queue).
 const PERSISTENT: u8 = 2;
-/// Longest wait for the next confirm while some are outstanding (reset by each one, so a
-/// large batch that makes progress is never cut short). Longer than a quorum queue's
-/// leader election (a few seconds), short enough that publishing resumes within the
-/// 15 s a fleet promises when a node dies: on RabbitMQ 3.10 a channel on a surviving
-/// node was seen to wait for the confirms of a dead leader's queue for over 5 minutes
-/// (tests/tests/cluster_rabbitmq.rs in a loaded CI run); a fresh channel is confirmed.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Publishes `batch` and waits until the server confirmed every message.
 pub(super) async fn publish(shared: &Shared, batch: Vec<Message>) -> Result<(), BrokerError> {
@@ -85,17 +68,15 @@ pub(super) async fn publish(shared: &Shared, batch: Vec<Message>) -> Result<(), 
     let session = shared.session(Patience::Call).await?;
     let slot = session.publisher();
     let mut confirms = FuturesUnordered::new();
-    let mut sent_on: Option<Channel> = None;
     for chunk in outgoing.chunks(SEND_CHUNK) {
         while confirms.len() + chunk.len() > WINDOW {
-            match next_confirm(&mut confirms, slot, sent_on.as_ref()).await? {
+            match confirms.next().await {
                 Some(confirmation) => settle(shared, confirmation)?,
                 None => break,
             }
         }
         let mut channel = slot.lock().await;
         let channel = session.confirming(&mut channel).await?;
-        sent_on = Some(channel.clone());
         for (routing_key, properties, body) in chunk {
             let options = BasicPublishOptions {
                 mandatory: true,
@@ -114,41 +95,10 @@ pub(super) async fn publish(shared: &Shared, batch: Vec<Message>) -> Result<(), 
             confirms.push(confirm);
         }
     }
-    while let Some(confirmation) = next_confirm(&mut confirms, slot, sent_on.as_ref()).await? {
+    while let Some(confirmation) = confirms.next().await {
         settle(shared, confirmation)?;
     }
     Ok(())
-}
-
-/// The next confirm, or a [`BrokerError::Connection`] when none came within
-/// [`CONFIRM_TIMEOUT`]; then the channel they were sent on leaves the pool (if another
-/// publisher has not replaced it already), so no later publish waits on it.
-async fn next_confirm(
-    confirms: &mut FuturesUnordered<PublisherConfirm>,
-    slot: &Mutex<Option<Channel>>,
-    sent_on: Option<&Channel>,
-) -> Result<Option<lapin::Result<Confirmation>>, BrokerError> {
-    match tokio::time::timeout(CONFIRM_TIMEOUT, confirms.next()).await {
-        Ok(next) => Ok(next),
-        Err(_) => {
-            let mut pooled = slot.lock().await;
-            if let (Some(pooled_channel), Some(sent)) = (pooled.as_ref(), sent_on) {
-                if pooled_channel.id() == sent.id() {
-                    *pooled = None;
-                }
-            }
-            tracing::warn!(
-                outstanding = confirms.len(),
-                "rabbitmq: no publisher confirm within {CONFIRM_TIMEOUT:?}; the channel is \
-                 dropped and the publish fails (retryable)"
-            );
-            Err(BrokerError::Connection(format!(
-                "no publisher confirm within {CONFIRM_TIMEOUT:?} for {} messages (a quorum \
-                 queue without a majority of its nodes, or a lost leader)",
-                confirms.len()
-            )))
-        }
-    }
 }
 
 /// Whether one confirm says the message is safely stored.
