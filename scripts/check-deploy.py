@@ -10,9 +10,6 @@ cluster (no image can be pulled on the machines that run scripts/test.sh):
   config's consumers query is one jobfleet exports (named in common/src/telemetry.rs);
 - the compose file's Kafka runs the version (scripts/kafka/pom.xml) and every setting
   (scripts/kafka/server.properties) the tests and benchmarks run;
-- the high-availability files (deploy/kubernetes/ha/, docker-compose.ha.yml): the same
-  schemas, the RabbitMQ Cluster Operator's RabbitmqCluster by hand, and a fleet
-  configured for them (quorum queues, every RabbitMQ node, Sentinel, a replica's ack);
 - the compose file and the Prometheus config themselves are checked by scripts/test.sh
   with docker-compose and promtool.
 
@@ -30,7 +27,6 @@ import yaml
 ROOT = Path(sys.argv[1])
 VALIDATE = sys.argv[2]
 K8S = ROOT / "deploy" / "kubernetes"
-HA = K8S / "ha"
 failures = []
 
 
@@ -91,69 +87,8 @@ def check_compose_kafka():
                  f"scripts/kafka/server.properties has {key}={value}")
 
 
-def check_ha_fleet(where, env):
-    """A fleet's environment on the clustered engines: quorum queues, every RabbitMQ node
-    of three or more, the store through Sentinel and a replica's ack for what must
-    survive a failover."""
-    env = {k: str(v) for k, v in env.items()}
-    if env.get("JOBFLEET_RABBITMQ__QUEUE_TYPE") != "quorum":
-        fail(f"{where}: JOBFLEET_RABBITMQ__QUEUE_TYPE must be quorum")
-    nodes = [n for n in env.get("JOBFLEET_BROKER", "").split(",") if n]
-    if len(nodes) < 3 or not all(n.startswith("amqp://") for n in nodes):
-        fail(f"{where}: JOBFLEET_BROKER must list the 3 RabbitMQ nodes, found {len(nodes)}")
-    if not env.get("JOBFLEET_STORE", "").startswith("redis+sentinel://"):
-        fail(f"{where}: JOBFLEET_STORE must be a redis+sentinel:// URL")
-    if int(env.get("JOBFLEET_REDIS__MIN_REPLICAS", "0")) < 1:
-        fail(f"{where}: JOBFLEET_REDIS__MIN_REPLICAS must be at least 1")
-
-
-def check_ha():
-    """deploy/kubernetes/ha/ and docker-compose.ha.yml."""
-    standard, env = [], {}
-    for path in sorted(HA.glob("*.yaml")):
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        if any(d["kind"] == "RabbitmqCluster" for d in docs):
-            for d in docs:
-                check_rabbitmq_cluster(path, d)
-        else:
-            standard.append(path)
-        for d in docs:
-            if d["kind"] in ("ConfigMap", "Secret") and d["metadata"]["name"] == "jobfleet":
-                env.update(d.get("data", {}))
-                env.update(d.get("stringData", {}))
-    result = subprocess.run([VALIDATE, "--strict", "--quiet", *map(str, standard)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        fail(f"kubernetes-validate (ha/):\n{result.stdout}{result.stderr}")
-    check_ha_fleet("deploy/kubernetes/ha/config.yaml", env)
-    services = yaml.safe_load((ROOT / "docker-compose.ha.yml").read_text())["services"]
-    for name in ("scheduler-1", "worker"):
-        check_ha_fleet(f"docker-compose.ha.yml {name}", services[name]["environment"])
-    rabbits = [n for n in services if n.startswith("rabbitmq-")]
-    if len(rabbits) < 3:
-        fail(f"docker-compose.ha.yml runs {len(rabbits)} RabbitMQ nodes, not 3")
-
-
-def check_rabbitmq_cluster(path, doc):
-    """The fields of the operator's custom resource jobfleet relies on (its schema is not
-    in kubernetes-validate)."""
-    if doc.get("apiVersion") != "rabbitmq.com/v1beta1":
-        fail(f"{path.name}: RabbitmqCluster apiVersion must be rabbitmq.com/v1beta1")
-    spec = doc.get("spec", {})
-    replicas = spec.get("replicas")
-    if not isinstance(replicas, int) or replicas < 3 or replicas % 2 == 0:
-        fail(f"{path.name}: RabbitmqCluster replicas must be odd and at least 3, is {replicas!r}")
-    if not spec.get("persistence", {}).get("storage"):
-        fail(f"{path.name}: RabbitmqCluster needs persistence.storage (quorum queues' logs)")
-    extra = set(spec) - {"replicas", "persistence", "resources", "rabbitmq", "image",
-                         "service", "override", "tls", "affinity", "tolerations"}
-    if extra:
-        fail(f"{path.name}: unknown RabbitmqCluster spec fields {sorted(extra)}")
-
-
 def main():
     check_compose_kafka()
-    check_ha()
     exported = exported_metrics()
     standard = [p for p in sorted(K8S.glob("*.yaml")) if p.name != "keda-scaledobject.yaml"]
     result = subprocess.run([VALIDATE, "--strict", "--quiet", *map(str, standard)],
@@ -232,5 +167,4 @@ if failures:
     print("\n".join(f"deploy check failed: {f}" for f in failures), file=sys.stderr)
     sys.exit(1)
 print("deploy: kubernetes manifests valid (--strict), ScaledObject fields, worker grace, "
-      "compose Kafka as scripts/kafka, the high-availability files (ha/, docker-compose.ha.yml), "
-      "and every metric queried by Grafana, KEDA and the HPA is exported")
+      "compose Kafka as scripts/kafka, and every metric queried by Grafana, KEDA and the HPA is exported")

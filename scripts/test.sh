@@ -104,8 +104,6 @@ ensure_services() {
 deploy_checks() {
   JOBFLEET_HTTP_TOKEN=compose-config-check-token docker-compose -f docker-compose.yml config -q
   log "docker-compose.yml: valid"
-  JOBFLEET_HTTP_TOKEN=compose-config-check-token docker-compose -f docker-compose.ha.yml config -q
-  log "docker-compose.ha.yml: valid"
   promtool check config deploy/prometheus/prometheus.yml
   "$DEPLOY_VENV/bin/python" scripts/check-deploy.py "$ROOT" "$DEPLOY_VENV/bin/kubernetes-validate"
 }

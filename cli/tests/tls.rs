@@ -6,24 +6,38 @@
 //! TLS; without it, each connection is refused for the certificate, saying so.
 //!
 //! The RabbitMQ node is a second node beside the shared one (its own name, ports, data
-//! and log directories, Erlang cookie), started by the test kit's `RabbitCluster` with a
-//! TLS-only `rabbitmq.conf` and stopped at the end; it takes about 8 s to start here.
+//! and log directories), started from Debian's `/usr/lib/rabbitmq/bin/rabbitmq-server`
+//! and stopped with `rabbitmqctl` at the end; it takes about 8 s to start here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jobfleet_testkit::free_addr;
-use jobfleet_testkit::{RabbitCluster, RedisServer, VOLATILE};
+use jobfleet_testkit::{RedisServer, VOLATILE};
 use support::Process;
 
 mod support;
+
+const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
 fn port_of(addr: &str) -> u16 {
     addr.rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .expect("a port")
+}
+
+fn wait_for_port(port: u16, within: Duration, what: &str, log: &Path) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within {within:?}; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn run_ok(cmd: &mut Command, what: &str) {
@@ -134,9 +148,15 @@ fn redis_tls(certs: &Certificates, port: u16) -> RedisServer {
     RedisServer::start(&args)
 }
 
-/// A RabbitMQ node of the test's own listening for TLS only, on a free port.
-fn rabbitmq_tls(certs: &Certificates) -> RabbitCluster {
-    RabbitCluster::start_with(1, |port| {
+fn rabbitmq_tls(certs: &Certificates, port: u16, dist_port: u16) -> Process {
+    assert!(
+        Path::new(RABBITMQ_SERVER).exists(),
+        "{RABBITMQ_SERVER} is missing: install Debian's rabbitmq-server"
+    );
+    let dir = &certs.dir;
+    let node = format!("jobfleet-tls-{port}@localhost");
+    std::fs::write(
+        dir.join("rabbitmq.conf"),
         format!(
             "listeners.tcp = none\nlisteners.ssl.default = {port}\n\
              ssl_options.cacertfile = {}\nssl_options.certfile = {}\n\
@@ -145,8 +165,35 @@ fn rabbitmq_tls(certs: &Certificates) -> RabbitCluster {
             certs.path("ca.pem"),
             certs.path("server.pem"),
             certs.path("server.key")
-        )
-    })
+        ),
+    )
+    .expect("write rabbitmq.conf");
+    std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("write enabled_plugins");
+    let log = dir.join("rabbitmq.out");
+    let out = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(RABBITMQ_SERVER)
+        .current_dir(dir)
+        .env("RABBITMQ_NODENAME", &node)
+        .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+        .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+        .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", dir.join("log"))
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+        .env("RABBITMQ_PID_FILE", dir.join("rabbitmq.pid"))
+        .stdout(out.try_clone().expect("log handle"))
+        .stderr(out)
+        .spawn()
+        .expect("rabbitmq-server runs");
+    let mut stop = Command::new("rabbitmqctl");
+    stop.args(["-n", &node, "stop"]);
+    let server = Process::with_stop(child, stop);
+    wait_for_port(
+        port,
+        Duration::from_secs(90),
+        "a RabbitMQ node with TLS",
+        &log,
+    );
+    server
 }
 
 /// `jobfleet <args>` on the TLS services, trusting `ca` (or the system's store if `None`).
@@ -180,10 +227,13 @@ fn a_job_runs_over_amqps_and_rediss_and_an_untrusted_certificate_is_refused() {
     let dir = std::env::temp_dir().join(format!("jobfleet-tls-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let certs = Certificates::make(&dir);
-    let redis_port = port_of(&free_addr());
+    let (redis_port, amqps_port, dist_port) = (
+        port_of(&free_addr()),
+        port_of(&free_addr()),
+        port_of(&free_addr()),
+    );
     let _redis = redis_tls(&certs, redis_port);
-    let rabbitmq = rabbitmq_tls(&certs);
-    let amqps_port = rabbitmq.nodes[0].port;
+    let _rabbitmq = rabbitmq_tls(&certs, amqps_port, dist_port);
     let broker = format!("amqps://guest:guest@localhost:{amqps_port}/%2f");
     let store = format!("rediss://localhost:{redis_port}/");
     let ca = certs.path("ca.pem");

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::redact::{redact, url_list};
+use crate::redact::redact;
 
 /// An address that names no backend jobfleet has.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,8 +28,7 @@ pub struct AddrError {
 pub enum BrokerAddr {
     /// The in-process broker (`embedded`), for `jobfleet dev` and tests.
     Embedded,
-    /// A RabbitMQ server, `amqp://…` or `amqps://…`, or the nodes of a cluster as a
-    /// comma-separated list of such URLs (the whole value; see [`url_list`]).
+    /// A RabbitMQ server: `amqp://…` or `amqps://…` (the whole URL).
     Amqp(String),
     /// Kafka bootstrap servers: `kafka://host:port[,host:port]` (the whole URL).
     Kafka(String),
@@ -41,8 +40,7 @@ pub enum BrokerAddr {
 pub enum StoreAddr {
     /// The in-process store (`embedded`), for `jobfleet dev` and tests.
     Embedded,
-    /// A Redis server: `redis://…` or `rediss://…`, or the primary Redis Sentinel names:
-    /// `redis+sentinel://…` or `rediss+sentinel://…` (the whole URL).
+    /// A Redis server: `redis://…` or `rediss://…` (the whole URL).
     Redis(String),
 }
 
@@ -60,7 +58,7 @@ impl BrokerAddr {
     pub fn parse(value: &str) -> Result<Self, AddrError> {
         match (value, scheme(value)) {
             (EMBEDDED, _) => Ok(Self::Embedded),
-            (_, Some("amqp" | "amqps")) => amqp_nodes(value).map(Self::Amqp),
+            (_, Some("amqp" | "amqps")) => Ok(Self::Amqp(value.to_string())),
             (_, Some("kafka")) => Ok(Self::Kafka(value.to_string())),
             _ => Err(AddrError {
                 value: redact(value),
@@ -82,15 +80,6 @@ impl BrokerAddr {
         matches!(self, Self::Embedded)
     }
 
-    /// The RabbitMQ nodes of an `amqp` address, one URL each, passwords included (for
-    /// the client that connects only); empty for the other backends.
-    pub fn amqp_nodes(&self) -> Vec<&str> {
-        match self {
-            Self::Amqp(url) => url_list(url),
-            _ => Vec::new(),
-        }
-    }
-
     /// The backend's name: `embedded`, `rabbitmq` or `kafka`; also the name of the cargo
     /// feature that builds it.
     pub fn backend(&self) -> &'static str {
@@ -102,39 +91,15 @@ impl BrokerAddr {
     }
 }
 
-/// An `amqp` value whose every entry is an `amqp://` or `amqps://` URL with a host; an
-/// entry that is not is refused by itself (redacted), so the error points at it.
-fn amqp_nodes(value: &str) -> Result<String, AddrError> {
-    for entry in url_list(value) {
-        let authority = match entry.split_once("://") {
-            Some(("amqp" | "amqps", rest)) => rest.split(['/', '?', '#']).next().unwrap_or(""),
-            _ => "",
-        };
-        let host = authority
-            .rsplit_once('@')
-            .map_or(authority, |(_, host)| host);
-        if host.is_empty() || host.starts_with(':') {
-            return Err(AddrError {
-                value: redact(entry),
-                expected: "amqp://host… or amqps://host…, one per node of a RabbitMQ list",
-            });
-        }
-    }
-    Ok(value.to_string())
-}
-
 impl StoreAddr {
     /// The forms the `store` key accepts.
-    pub const EXPECTED: &'static str =
-        "embedded, redis://…, rediss://…, redis+sentinel://…, rediss+sentinel://…";
+    pub const EXPECTED: &'static str = "embedded, redis://…, rediss://…";
 
     /// Parses a `store` value.
     pub fn parse(value: &str) -> Result<Self, AddrError> {
         match (value, scheme(value)) {
             (EMBEDDED, _) => Ok(Self::Embedded),
-            (_, Some("redis" | "rediss" | "redis+sentinel" | "rediss+sentinel")) => {
-                Ok(Self::Redis(value.to_string()))
-            }
+            (_, Some("redis" | "rediss")) => Ok(Self::Redis(value.to_string())),
             _ => Err(AddrError {
                 value: redact(value),
                 expected: Self::EXPECTED,
@@ -244,41 +209,6 @@ mod tests {
             StoreAddr::parse("rediss://h:6380/1"),
             Ok(StoreAddr::Redis("rediss://h:6380/1".into()))
         );
-        let sentinels = "redis+sentinel://:S3cret@h1:26379,h2:26379/mymaster/0";
-        assert_eq!(
-            StoreAddr::parse(sentinels),
-            Ok(StoreAddr::Redis(sentinels.into()))
-        );
-        assert!(!StoreAddr::parse(sentinels)
-            .expect("parses")
-            .to_string()
-            .contains("S3cret"));
-        assert_eq!(
-            StoreAddr::parse("rediss+sentinel://h/m").map(|a| a.backend()),
-            Ok("redis")
-        );
-    }
-
-    #[test]
-    fn an_amqp_list_is_one_address_and_a_bad_entry_is_named() {
-        let list = "amqp://u:S3cret@a:5672,amqp://b:5672,amqps://c:5671/%2f";
-        let addr = BrokerAddr::parse(list).expect("a list of nodes");
-        assert_eq!(addr.amqp_nodes().len(), 3);
-        assert_eq!(addr.backend(), "rabbitmq");
-        assert!(!addr.to_string().contains("S3cret"), "{addr}");
-        for bad in [
-            "amqp://u:S3cret@a:5672,kafka://b:9092",
-            "amqp://u:S3cret@a,amqp://",
-            "amqp://u:S3cret@a,amqp://v:S3cret@/%2f",
-            "amqp://u:S3cret@a,amqp://v:S3cret@:5672/?x=y@z",
-        ] {
-            let e = BrokerAddr::parse(bad).expect_err(bad);
-            assert!(!e.to_string().contains("S3cret"), "{e}");
-            assert!(
-                !e.value.starts_with("amqp://u:"),
-                "names the bad entry: {e}"
-            );
-        }
     }
 
     #[test]

@@ -78,16 +78,6 @@ impl Priority {
     pub fn is_valid(self) -> bool {
         self.0 <= Self::MAX
     }
-
-    /// The band this priority falls in on a broker that orders `bands` priority bands
-    /// (Kafka's band topics, RabbitMQ's quorum band queues): `level × bands / 10`,
-    /// rounded down (levels above 9 count as 9; `bands` is taken between 1 and 10). With
-    /// 3 bands: 0–3 → 0, 4–6 → 1, 7–9 → 2; with 10 each level is its own band; with 1
-    /// there is no priority.
-    pub fn band(self, bands: u8) -> u8 {
-        let bands = bands.clamp(1, Self::MAX + 1);
-        self.0.min(Self::MAX) * bands / (Self::MAX + 1)
-    }
 }
 
 impl Default for Priority {

@@ -2,7 +2,7 @@
 //! never drift apart.
 //!
 //! Every metric jobfleet records is named here. Labels: `queue`, `kind`, `outcome`,
-//! `reason`, `route`, `schedule`, `change`, `node`.
+//! `reason`, `route`, `schedule`, `change`.
 
 /// Counter: jobs accepted by the broker from a producer. Labels: queue.
 pub const JOBS_ENQUEUED: &str = "jobfleet_jobs_enqueued_total";
@@ -55,9 +55,6 @@ pub const CRON_FIRE_LATENESS: &str = "jobfleet_cron_fire_lateness_seconds";
 pub const LEADER_CHANGES: &str = "jobfleet_scheduler_leader_changes_total";
 /// Gauge: 1 while this scheduler leads, else 0.
 pub const IS_LEADER: &str = "jobfleet_scheduler_is_leader";
-/// Gauge: 1 for the RabbitMQ node (`host:port`, from the `broker` list) this process is
-/// connected to, 0 for a node it was connected to before. Labels: node.
-pub const BROKER_CONNECTED: &str = "jobfleet_broker_connected";
 
 /// A schedule fired for `instant_ms` at `now_ms` (the store's clock): logs it, counts it
 /// and records its lateness.
@@ -129,15 +126,6 @@ pub fn dead_lettered(queue: &str, reason_kind: &str, reason: &str) {
     tracing::warn!(queue, reason_kind, reason, "dead-lettered");
     metrics::counter!(DEAD, "queue" => queue.to_string(), "reason" => reason_kind.to_string())
         .increment(1);
-}
-
-/// The broker's connection moved to `node` (from `previous`, if another): sets the
-/// connected-node gauge. The backend logs the (re)connect itself, with its details.
-pub fn broker_connected(node: &str, previous: Option<&str>) {
-    if let Some(previous) = previous {
-        metrics::gauge!(BROKER_CONNECTED, "node" => previous.to_string()).set(0.0);
-    }
-    metrics::gauge!(BROKER_CONNECTED, "node" => node.to_string()).set(1.0);
 }
 
 /// A backend call failed: logs it and counts it.

@@ -1,5 +1,5 @@
 //! The backends a check runs on, made by a [`BackendFactory`]: [`Embedded`] in-process,
-//! [`RabbitRedis`], [`RabbitQuorumRedis`] and [`KafkaRedis`] on the real services, and the clean-up of what a
+//! [`RabbitRedis`] and [`KafkaRedis`] on the real services, and the clean-up of what a
 //! check leaves on those.
 //!
 //! A backend that cannot be reached fails the check with how to start it; none is
@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jobfleet_common::clock::{self, TokioClock};
-use jobfleet_common::config::QueueType;
 use jobfleet_common::embedded::EmbeddedStore;
 use jobfleet_common::Store;
 use jobfleet_common::{Backends, BrokerAddr, Config, Priority, StoreAddr};
@@ -114,41 +113,6 @@ impl BackendFactory for RabbitRedis {
         let _ = backends.broker.delete_routes(queues).await;
         let _ = backends.store.purge().await;
         backends.broker.close().await;
-    }
-}
-
-/// RabbitMQ quorum queues as the broker (ready routes as band queues, see
-/// `rabbitmq.bands`), Redis as the store. The namespace is the check's own, so its quorum
-/// queues never meet the classic queues of [`RabbitRedis`] checks.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RabbitQuorumRedis;
-
-#[async_trait]
-impl BackendFactory for RabbitQuorumRedis {
-    fn name(&self) -> &'static str {
-        "rabbitmq-quorum+redis"
-    }
-
-    fn configure(&self, config: &mut Config) {
-        RabbitRedis.configure(config);
-        config.rabbitmq.queue_type = QueueType::Quorum;
-    }
-
-    async fn backends(&self, config: &Config) -> Backends {
-        RabbitRedis.backends(config).await
-    }
-
-    async fn store(&self, config: &Config) -> Arc<dyn Store> {
-        connect_store(config).await
-    }
-
-    fn priority_band(&self, config: &Config, priority: u8) -> u8 {
-        let priority = Priority::new(priority).expect("a level 0-9");
-        priority.band(config.rabbitmq.ready_bands())
-    }
-
-    async fn cleanup(&self, config: &Config, queues: &[String]) {
-        RabbitRedis.cleanup(config, queues).await;
     }
 }
 

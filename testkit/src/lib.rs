@@ -2,11 +2,9 @@
 //!
 //! - where the real services are and how to start them, fresh names
 //!   ([`services`]: [`amqp_url`], [`HOW_TO_START`], [`unique_namespace`], …), a
-//!   `redis-server` of a test's own ([`RedisServer`]), a primary with replicas and
-//!   sentinels of its own ([`RedisSentinels`]), a three-node Kafka of a test's own
-//!   ([`KafkaCluster`]), a RabbitMQ cluster of a test's own ([`RabbitCluster`]);
+//!   `redis-server` of a test's own ([`RedisServer`]);
 //! - the backends a check runs on ([`BackendFactory`]: [`Embedded`], [`RabbitRedis`],
-//!   [`RabbitQuorumRedis`], [`KafkaRedis`]) and clearing what it leaves there ([`purge_store`],
+//!   [`KafkaRedis`]) and clearing what it leaves there ([`purge_store`],
 //!   [`delete_routes`]);
 //! - fleets: [`Fleet`], roles started in-process through the launcher `jobfleet dev`,
 //!   `run` and the bench use (`jobfleet-fleet`), stopped together, on [`fast_config`];
@@ -37,9 +35,6 @@
 //!
 //! - [`services`]: the service URLs, how to start the services, unique names.
 //! - `redis_server`: [`RedisServer`].
-//! - `redis_sentinel`: [`RedisSentinels`].
-//! - `kafka_cluster`: [`KafkaCluster`].
-//! - `rabbitmq_cluster`: [`RabbitCluster`].
 //! - `backends`: [`BackendFactory`] and its three implementations, the clean-ups.
 //! - `fleet`: [`Fleet`] and [`fast_config`].
 //! - `ctx`: [`Ctx`].
@@ -52,10 +47,7 @@ mod backends;
 mod ctx;
 mod fleet;
 mod http;
-mod kafka_cluster;
 mod probe;
-mod rabbitmq_cluster;
-mod redis_sentinel;
 mod redis_server;
 mod routes;
 pub mod services;
@@ -63,16 +55,12 @@ pub mod store_conformance;
 mod waits;
 
 pub use backends::{
-    delete_routes, purge_store, BackendFactory, Embedded, Factory, KafkaRedis, RabbitQuorumRedis,
-    RabbitRedis,
+    delete_routes, purge_store, BackendFactory, Embedded, Factory, KafkaRedis, RabbitRedis,
 };
 pub use ctx::Ctx;
 pub use fleet::{fast_config, Fleet};
 pub use http::{free_addr, http_get};
-pub use kafka_cluster::{KafkaCluster, HOW_TO_INSTALL_KAFKA};
 pub use probe::{init_tracing, Probe};
-pub use rabbitmq_cluster::{RabbitCluster, RabbitNode, HOW_TO_INSTALL_RABBITMQ};
-pub use redis_sentinel::{RedisSentinels, SERVICE as SENTINEL_SERVICE};
 pub use redis_server::{RedisServer, HOW_TO_INSTALL, VOLATILE};
 pub use routes::{publish_job, recv_job};
 pub use services::{

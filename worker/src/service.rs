@@ -142,11 +142,6 @@ impl Worker {
     /// `worker.grace_period` to finish, the rest are handed back. A connection it opened
     /// itself is closed at the end; backends given with [`Worker::on`] are left open.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        if self.config.worker.http.is_some() {
-            // Before connecting, so what the connect records (the broker node it is
-            // connected to) reaches `/metrics` too.
-            let _ = jobfleet_http::recorder();
-        }
         // Backends handed in with `on` may be shared: only close what this call opened.
         let (backends, owned) = match self.backends {
             Some(backends) => (backends, false),

@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | `rabbitmq` | `amqp://…`, `amqps://…` | `jobfleet-rabbitmq` (lapin) |
 //! | `kafka` | `kafka://host:port[,…]` | `jobfleet-kafka` (librdkafka) |
-//! | `redis` | `redis://…`, `rediss://…`, `redis+sentinel://…`, `rediss+sentinel://…` | `jobfleet-redis` |
+//! | `redis` | `redis://…`, `rediss://…` | `jobfleet-redis` |
 //!
 //! All three are on by default, and in the `jobfleet` binary. The crates that connect
 //! by URL (`jobfleet-producer`, `jobfleet-worker`) forward the same features, so a service that only publishes to RabbitMQ builds with
@@ -167,7 +167,7 @@ pub async fn connect_broker(config: &Config) -> Result<Arc<dyn Broker>, ConnectE
         BrokerAddr::Embedded => Err(ConnectError::Mixed),
         #[cfg(feature = "rabbitmq")]
         BrokerAddr::Amqp(url) => {
-            let broker = rabbitmq::RabbitBroker::connect(url, &config.namespace, &config.rabbitmq)
+            let broker = rabbitmq::RabbitBroker::connect(url, &config.namespace)
                 .await
                 .map_err(failed)?;
             Ok(Arc::new(broker))
@@ -201,8 +201,7 @@ pub async fn connect_store(
             let store = redis::RedisStore::connect(url, &config.namespace, &config.redis, clock)
                 .await
                 .map_err(|e| match e {
-                    redis::RedisConnectError::NotDurable(_)
-                    | redis::RedisConnectError::TooFewReplicas(_) => {
+                    redis::RedisConnectError::NotDurable(_) => {
                         ConnectError::NotDurable(e.to_string())
                     }
                     redis::RedisConnectError::Store(e) => {

@@ -15,16 +15,8 @@ use jobfleet_common::broker::BrokerError;
 use jobfleet_common::config::KafkaConfig;
 use jobfleet_common::redact::redact;
 
-/// How long a delivery report may take before a publish fails with a connection error
-/// (librdkafka's delivery timeout). It spans a partition leader's failover on a cluster:
-/// Kafka elects a new leader within the brokers' session timeout (9 s by default in
-/// KRaft), and the producer retries on it meanwhile.
+/// How long a delivery report may take before a publish fails with a connection error.
 pub(super) const MESSAGE_TIMEOUT_MS: &str = "30000";
-/// Retries of a produce request before its records fail: as many as the delivery timeout
-/// allows (librdkafka's idempotent default, written down so a `kafka.properties` entry
-/// cannot lower it: with fewer, a leader change could fail a publish that would have
-/// landed).
-const SEND_MAX_RETRIES: &str = "2147483647";
 /// Longest a fetch waits for records when none are ready. Kafka answers as soon as a
 /// record is there, so this only paces empty polls; some Kafka-compatible servers hold
 /// every fetch this long, and then it is the delivery latency (librdkafka's default is
@@ -105,17 +97,13 @@ impl Settings {
         config
     }
 
-    /// An idempotent producer: every message acknowledged by all in-sync replicas (at
-    /// least the topic's `min.insync.replicas`), retried without duplicates or reordering
-    /// within a partition until the delivery timeout, also across a change of partition
-    /// leader: the new leader has every acknowledged record, and the producer id and
-    /// sequence numbers let it drop a retry of a record it already holds.
+    /// An idempotent producer: every message acknowledged by all in-sync replicas,
+    /// retried without duplicates or reordering within a partition.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.send.max.retries", SEND_MAX_RETRIES)
             .set("message.timeout.ms", MESSAGE_TIMEOUT_MS);
         config
     }

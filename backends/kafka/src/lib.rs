@@ -25,8 +25,6 @@
 //! - this file: [`KafkaBroker`], connecting, closing, error mapping.
 //! - `client`: the URL, client settings and log routing every client shares.
 //! - `topics`: topic and group names, [`band_of`], creating and deleting topics.
-//! - `replication`: the replication topics are created with, and the warning about
-//!   existing topics (and the brokers' offsets topic) replicated otherwise.
 //! - `publish`: producing batches with delivery reports.
 //! - `consume`: consumer streams and their polling task.
 //! - `lane`: what a stream, its polling task, its rebalance callbacks and its ackers
@@ -45,7 +43,6 @@ mod ledger;
 mod membership;
 mod offsets;
 mod publish;
-mod replication;
 mod topics;
 
 use std::collections::{BTreeSet, HashMap};
@@ -67,7 +64,6 @@ use jobfleet_common::config::KafkaConfig;
 
 use client::{Logged, Settings};
 use publish::Record;
-use replication::Replication;
 use topics::{Names, Topics};
 
 pub use client::Settings as ClientSettings;
@@ -151,8 +147,7 @@ impl KafkaBroker {
             Err(e) => return Err(BrokerError::Connection(format!("metadata probe: {e}"))),
         }
         tracing::debug!(?settings, namespace, "kafka broker connected");
-        let replication = Replication::new(config.replication_factor, config.min_insync_replicas);
-        let topics = Topics::new(admin, config.partitions, replication);
+        let topics = Topics::new(admin, config.partitions, config.replication_factor);
         let shared = Arc::new(Shared {
             settings,
             names: Names::new(namespace, config.bands),

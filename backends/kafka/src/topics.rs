@@ -20,7 +20,6 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::client::Logged;
-use super::replication::{Replication, MIN_INSYNC_KEY};
 use super::{kafka_error, lock, REQUEST_TIMEOUT};
 use jobfleet_common::broker::{BrokerError, Route};
 use jobfleet_common::job::Priority;
@@ -34,8 +33,9 @@ const LEADER_POLL: Duration = Duration::from_millis(20);
 /// (levels above 9 count as 9). With 3 bands: 0–3 → 0, 4–6 → 1, 7–9 → 2; with 10 each
 /// level is its own band; with 1 there is no priority.
 pub fn band_of(priority: Priority, bands: u8) -> u8 {
-    // One mapping for every banded broker (RabbitMQ's quorum band queues use it too).
-    priority.band(bands)
+    let bands = bands.clamp(1, Priority::MAX + 1);
+    let level = priority.level().min(Priority::MAX);
+    level * bands / (Priority::MAX + 1)
 }
 
 /// The names of one namespace's topics and groups.
@@ -118,12 +118,12 @@ fn queue_part(queue: &str) -> String {
 pub(super) struct Topics {
     admin: Arc<AdminClient<Logged>>,
     partitions: i32,
-    replication: Replication,
+    replication: i32,
     created: Mutex<HashSet<String>>,
 }
 
 impl Topics {
-    pub fn new(admin: AdminClient<Logged>, partitions: i32, replication: Replication) -> Self {
+    pub fn new(admin: AdminClient<Logged>, partitions: i32, replication: i32) -> Self {
         Self {
             admin: Arc::new(admin),
             partitions,
@@ -132,11 +132,9 @@ impl Topics {
         }
     }
 
-    /// Creates those of `topics` not known to exist (all of them when `force`), with the
-    /// configured replication factor and `min.insync.replicas`, and returns once every
-    /// partition of them has a leader. A topic that already exists is fine, whatever its
-    /// partition count; one replicated otherwise than configured is warned about once
-    /// (`replication`).
+    /// Creates those of `topics` not known to exist (all of them when `force`), and
+    /// returns once every partition of them has a leader. A topic that already exists
+    /// is fine, whatever its partition count.
     pub async fn create(&self, topics: &[String], force: bool) -> Result<(), BrokerError> {
         let missing: Vec<&String> = {
             let created = lock(&self.created);
@@ -151,9 +149,8 @@ impl Topics {
         let new: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|t| {
-                let replication = TopicReplication::Fixed(self.replication.factor());
+                let replication = TopicReplication::Fixed(self.replication);
                 NewTopic::new(t, self.partitions, replication)
-                    .set(MIN_INSYNC_KEY, self.replication.min_insync())
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
@@ -163,14 +160,9 @@ impl Topics {
             .await
             .map_err(|e| kafka_error("create topics", &e))?;
         let mut made = Vec::with_capacity(results.len());
-        let mut existing = Vec::new();
         for result in results {
             match result {
-                Ok(topic) => made.push(topic),
-                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    existing.push(topic.clone());
-                    made.push(topic);
-                }
+                Ok(topic) | Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => made.push(topic),
                 Err((topic, code)) => return Err(admin_error(&topic, code)),
             }
         }
@@ -179,7 +171,6 @@ impl Topics {
         tokio::task::spawn_blocking(move || await_leaders(&admin, &led))
             .await
             .map_err(|e| BrokerError::Connection(format!("topic metadata: {e}")))??;
-        self.replication.check(&self.admin, &existing).await;
         lock(&self.created).extend(made);
         Ok(())
     }

@@ -50,7 +50,6 @@ use lapin::Channel;
 use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 
-use super::bands::{self, Band, Window};
 use super::reconnect::Patience;
 use super::{broker_error, lost, topology, QueueName, Shared, REASON_HEADER};
 use jobfleet_common::broker::{Acker, BrokerError, Consumer, Delivery, Route};
@@ -63,55 +62,25 @@ const RESUME_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
     .without_max_times();
 
 /// Starts a stream of deliveries from `route`, at most `prefetch` unsettled (0: no
-/// limit, as in AMQP). A route of several band queues is one stream over all of them,
-/// highest band first (`bands`).
+/// limit, as in AMQP).
 pub(super) async fn consume(
     shared: Arc<Shared>,
     route: &Route,
     prefetch: u16,
 ) -> Result<Consumer, BrokerError> {
-    let mut queues = shared.topology.queues(route)?;
-    if queues.len() == 1 {
-        let queue = queues.remove(0);
-        return Ok(subscribe(shared, queue, prefetch, None).await?.stream);
-    }
-    let band_prefetch = bands::band_prefetch(prefetch);
-    let mut subscribed = Vec::with_capacity(queues.len());
-    // Highest band first, so its deliveries start flowing first.
-    for queue in queues.into_iter().rev() {
-        let window = Arc::new(Window::new(band_prefetch));
-        subscribed.push(subscribe(shared.clone(), queue, band_prefetch, Some(window)).await?);
-    }
-    subscribed.reverse();
-    Ok(bands::merge(subscribed, bands::CATCH_UP))
-}
-
-/// A stream of deliveries from one queue, and how many messages it held when the
-/// consumer attached. A band queue's deliveries report their settling to `window`.
-async fn subscribe(
-    shared: Arc<Shared>,
-    queue: QueueName,
-    prefetch: u16,
-    window: Option<Arc<Window>>,
-) -> Result<Band, BrokerError> {
+    let queue = shared.topology.queue(route)?;
     let attached = attach(&shared, &queue, prefetch, Patience::Call).await?;
-    let backlog = attached.backlog;
     let subscription = Subscription {
         shared,
         queue,
         prefetch,
         attached: Some(attached),
-        window: window.clone(),
     };
     let stream = futures::stream::unfold(subscription, |mut subscription| async move {
         let item = subscription.next().await?;
         Some((item, subscription))
     });
-    Ok(Band {
-        stream: stream.boxed(),
-        backlog,
-        window,
-    })
+    Ok(stream.boxed())
 }
 
 /// One stream's state: what it consumes and its current consumer.
@@ -121,8 +90,6 @@ struct Subscription {
     prefetch: u16,
     /// `None` after a loss, until the consumer is re-opened.
     attached: Option<Attached>,
-    /// A band queue's prefetch window, told of every settle.
-    window: Option<Arc<Window>>,
 }
 
 impl Subscription {
@@ -138,9 +105,7 @@ impl Subscription {
             item = consumer.next() => item,
         };
         let error = match item {
-            Some(Ok(delivery)) => {
-                return Some(Ok(attached.delivery(delivery, self.window.clone())));
-            }
+            Some(Ok(delivery)) => return Some(Ok(attached.delivery(delivery))),
             Some(Err(e)) => lost(&format!("consuming {}", self.queue.name), &e),
             None => BrokerError::Connection(format!(
                 "consumer of {} cancelled by the server",
@@ -184,7 +149,7 @@ async fn attach(
         .await
         .map_err(|e| broker_error("basic.qos", &e))?;
     // Idempotent, and brings back a queue deleted while we were away.
-    let backlog = topology::declare_on(&channel, queue).await?;
+    topology::declare_on(&channel, queue).await?;
     let consumer = channel
         .basic_consume(
             queue.name.clone(),
@@ -198,26 +163,19 @@ async fn attach(
         channel,
         consumer: Some(consumer),
         tasks: shared.tasks.clone(),
-        backlog,
     })
 }
 
 /// A consumer and its channel.
 struct Attached {
     channel: Channel,
-    /// Messages ready in the queue when the consumer attached.
-    backlog: u32,
     /// Taken when dropped, to give back what it buffered.
     consumer: Option<lapin::Consumer>,
     tasks: TaskTracker,
 }
 
 impl Attached {
-    fn delivery(
-        &self,
-        delivery: lapin::message::Delivery,
-        window: Option<Arc<Window>>,
-    ) -> Delivery {
+    fn delivery(&self, delivery: lapin::message::Delivery) -> Delivery {
         let properties = &delivery.properties;
         let content_type = properties.content_type().as_ref().map(|c| c.to_string());
         let reason = properties
@@ -229,7 +187,6 @@ impl Attached {
             acker: Some(delivery.acker),
             channel: self.channel.clone(),
             tasks: self.tasks.clone(),
-            window,
         };
         let body = Bytes::from(delivery.data);
         Delivery::new(
@@ -295,8 +252,6 @@ struct RabbitAcker {
     acker: Option<lapin::Acker>,
     channel: Channel,
     tasks: TaskTracker,
-    /// Told once the delivery is settled, whichever way (taken then).
-    window: Option<Arc<Window>>,
 }
 
 #[async_trait]
@@ -322,10 +277,6 @@ impl Acker for RabbitAcker {
 
 impl Drop for RabbitAcker {
     fn drop(&mut self) {
-        // Every settle ends here: `ack` and `requeue` drop the acker once they are sent.
-        if let Some(window) = self.window.take() {
-            window.settled();
-        }
         let Some(acker) = self.acker.take().filter(|a| a.usable()) else {
             return;
         };

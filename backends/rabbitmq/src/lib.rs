@@ -6,34 +6,26 @@
 //! Every queue lives under the configured namespace (`ns` below) and is published to
 //! through the default exchange, with the queue's name as routing key:
 //!
-//! | route | queue (classic) | queues (quorum) |
+//! | route | queue | arguments |
 //! | --- | --- | --- |
-//! | `Ready(q)` | `ns.q.{q}`, `x-max-priority` = [`Priority::MAX`] | `ns.q.{q}.b{band}`, band 0 to `rabbitmq.bands - 1` ([`band_queue_name`]) |
-//! | `Delayed` | `ns.delayed` | `ns.delayed` |
-//! | `Failed` | `ns.failed` | `ns.failed` |
-//! | `Dead` | `ns.dead` | `ns.dead` |
+//! | `Ready(q)` | `ns.q.{q}` | `x-max-priority` = [`Priority::MAX`] |
+//! | `Delayed` | `ns.delayed` | none |
+//! | `Failed` | `ns.failed` | none |
+//! | `Dead` | `ns.dead` | none |
 //!
-//! `rabbitmq.queue_type` picks the column and is declared as `x-queue-type` (`classic`
-//! is equivalent to no type, which jobfleet declared before the setting existed).
-//! A quorum ready route with one band is `ns.q.{q}` and has no priority.
 //! All are durable and every message is persistent. A message's [`Message::key`] is
 //! ignored: a RabbitMQ queue is FIFO within a priority and needs no partition key.
 //!
 //! # Layout
 //!
 //! - this file: [`RabbitBroker`], connecting, queue names and error mapping.
-//! - `nodes`: the node or cluster nodes the `broker` URL names, and the order they are
-//!   tried in.
 //! - `reconnect`: the current connection and its publishing channels, re-made with
-//!   exponential backoff when lost, on the next live node.
+//!   exponential backoff when lost.
 //! - `topology`: queue declarations, the cache of what was declared, depth.
 //! - `publish`: the confirm pipeline.
 //! - `consume`: consumer streams that resume after a loss, and the acker.
-//! - `bands`: the merge of a ready route's band queues, highest band first.
 
-mod bands;
 mod consume;
-mod nodes;
 mod publish;
 mod reconnect;
 mod topology;
@@ -46,12 +38,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use lapin::types::ShortString;
+use lapin::uri::AMQPUri;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use jobfleet_common::broker::{Broker, BrokerError, Consumer, Depth, Message, Route};
-use jobfleet_common::config::{QueueType, RabbitConfig};
 use jobfleet_common::job::Priority;
+use jobfleet_common::redact::redact;
 
 use reconnect::{Link, Patience};
 use topology::Topology;
@@ -71,12 +64,6 @@ pub fn queue_name(namespace: &str, route: &Route) -> String {
         Route::Failed => format!("{namespace}.failed"),
         Route::Dead => format!("{namespace}.dead"),
     }
-}
-
-/// The band queue `band` of ready queue `queue` on quorum queues with several bands:
-/// `ns.q.{queue}.b{band}`.
-pub fn band_queue_name(namespace: &str, queue: &str, band: u8) -> String {
-    format!("{}{queue}.b{band}", ready_prefix(namespace))
 }
 
 /// What every ready queue of `namespace` starts with: `ns.q.`.
@@ -106,27 +93,29 @@ struct Shared {
 }
 
 impl RabbitBroker {
-    /// Connects to the server at `url` (`amqp://` or `amqps://`), or to a live node of
-    /// the cluster a comma-separated list of such URLs names (see `nodes`), and keeps
-    /// every queue under `namespace`. Fails at once if no node can be reached; a
-    /// connection lost later is re-made in the background, to the next live node. Errors
-    /// never contain a URL's password.
-    ///
-    /// Queues are declared as `settings` say (`rabbitmq.queue_type`, `rabbitmq.bands`).
-    pub async fn connect(
-        url: &str,
-        namespace: &str,
-        settings: &RabbitConfig,
-    ) -> Result<Self, BrokerError> {
+    /// Connects to the server at `url` (`amqp://` or `amqps://`) and keeps every queue
+    /// under `namespace`. Fails at once if the server cannot be reached; a connection
+    /// lost later is re-made in the background. Errors never contain the URL's password.
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self, BrokerError> {
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err(BrokerError::Invalid(format!(
+                "{} is not an amqp:// or amqps:// URL",
+                redact(url)
+            )));
+        }
         if namespace.is_empty() || namespace.contains(char::is_whitespace) {
             return Err(BrokerError::Invalid(format!(
                 "namespace {namespace:?} must be non-empty and without whitespace"
             )));
         }
-        let nodes = nodes::parse(url, FRAME_MAX)?;
+        // The parser's message may quote the URL, password included: do not pass it on.
+        let mut uri: AMQPUri = url.parse().map_err(|_| {
+            BrokerError::Invalid(format!("{} is not a valid AMQP URL", redact(url)))
+        })?;
+        uri.query.frame_max.get_or_insert(FRAME_MAX);
         let shared = Arc::new(Shared {
-            link: Link::new(nodes, format!("jobfleet/{namespace}")),
-            topology: Topology::new(namespace, settings),
+            link: Link::new(uri, redact(url), format!("jobfleet/{namespace}")),
+            topology: Topology::new(namespace),
             namespace: namespace.to_string(),
             closed: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -169,16 +158,14 @@ impl Broker for RabbitBroker {
         consume::consume(self.shared.clone(), route, prefetch).await
     }
 
-    /// Messages ready in the route's queue (summed over its band queues). `unacked` is
-    /// always `None`: AMQP's passive declare reports only ready messages, and the
-    /// unacknowledged count needs the management API, which jobfleet does not require.
-    /// A queue that does not exist holds nothing.
+    /// Messages ready in the route's queue. `unacked` is always `None`: AMQP's passive
+    /// declare reports only ready messages, and the unacknowledged count needs the
+    /// management API, which jobfleet does not require. A queue that does not exist
+    /// holds nothing.
     async fn depth(&self, route: &Route) -> Result<Option<Depth>, BrokerError> {
         let session = self.shared.session(Patience::Call).await?;
-        let mut ready = 0;
-        for queue in self.shared.topology.queues(route)? {
-            ready += topology::ready_count(&session, &queue).await?;
-        }
+        let name = self.shared.topology.queue(route)?;
+        let ready = topology::ready_count(&session, &name).await?;
         Ok(Some(Depth {
             ready,
             unacked: None,
@@ -194,10 +181,9 @@ impl Broker for RabbitBroker {
             Route::Dead,
         ]);
         for route in routes {
-            for queue in self.shared.topology.queues(&route)? {
-                topology::delete(&session, &queue).await?;
-                self.shared.topology.forget(queue.name.as_str());
-            }
+            let queue = self.shared.topology.queue(&route)?;
+            topology::delete(&session, &queue).await?;
+            self.shared.topology.forget(queue.name.as_str());
         }
         Ok(())
     }
@@ -226,10 +212,9 @@ impl Shared {
     async fn declare(&self, routes: &[Route], force: bool) -> Result<(), BrokerError> {
         let mut missing = Vec::new();
         for route in routes {
-            for queue in self.topology.queues(route)? {
-                if force || !self.topology.is_declared(&queue) {
-                    missing.push(queue);
-                }
+            let queue = self.topology.queue(route)?;
+            if force || !self.topology.is_declared(&queue) {
+                missing.push(queue);
             }
         }
         if missing.is_empty() {
@@ -245,10 +230,8 @@ impl Shared {
 pub(crate) struct QueueName {
     /// The full name, also the routing key.
     pub name: ShortString,
-    /// Classic ready routes carry priorities; the shared routes and quorum queues do not.
+    /// Ready routes carry priorities; the shared routes do not.
     pub prioritised: bool,
-    /// Its `x-queue-type`.
-    pub queue_type: QueueType,
 }
 
 /// The priority property of a message on `queue`: only priority queues get one.

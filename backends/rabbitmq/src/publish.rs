@@ -13,7 +13,6 @@
 //! arrived is [`BrokerError::Connection`], and the next publish reconnects. Either way
 //! some messages may have been stored: a retried batch can duplicate, never lose.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use futures::stream::FuturesUnordered;
@@ -42,22 +41,15 @@ pub(super) async fn publish(shared: &Shared, batch: Vec<Message>) -> Result<(), 
     routes.sort();
     routes.dedup();
     shared.declare(&routes, false).await?;
-    // A ready route on quorum queues is several band queues: each message goes to its
-    // priority's band.
     let mut queues = HashMap::new();
-    for message in &batch {
-        if let Entry::Vacant(slot) = queues.entry((&message.route, message.priority)) {
-            slot.insert(
-                shared
-                    .topology
-                    .queue_for(&message.route, message.priority)?,
-            );
-        }
+    for route in routes {
+        let queue = shared.topology.queue(&route)?;
+        queues.insert(route, queue);
     }
     // Everything that can be refused is refused before the first send.
     let mut outgoing = Vec::with_capacity(batch.len());
     for message in &batch {
-        let queue = &queues[&(&message.route, message.priority)];
+        let queue = &queues[&message.route];
         outgoing.push((
             queue.name.clone(),
             properties(queue, message)?,

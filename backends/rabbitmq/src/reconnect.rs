@@ -1,29 +1,24 @@
 //! The broker's current connection, re-made with exponential backoff when it is lost.
 //!
-//! One [`Session`] is one AMQP connection, to one node of the list (`nodes`), plus a
-//! small pool of publishing channels in confirm mode. One connection attempt goes round
-//! the list once, from the node after the one last lost, and takes the first that
-//! answers; every (re)connect is logged with its node and sets the connected-node gauge
-//! ([`telemetry::broker_connected`]). Callers ask [`Shared::session`] for the current
-//! one; a session whose connection is no longer open is replaced, and the replacement
-//! re-declares every queue declared so far before anyone uses it. Replacing is
-//! serialised by a lock held for one attempt only, so callers that wait with different
-//! patience never block each other for longer than one connection attempt.
+//! One [`Session`] is one AMQP connection plus a small pool of publishing channels in
+//! confirm mode. Callers ask [`Shared::session`] for the current one; a session whose
+//! connection is no longer open is replaced, and the replacement re-declares every queue
+//! declared so far before anyone uses it. Replacing is serialised by a lock held for one
+//! attempt only, so callers that wait with different patience never block each other for
+//! longer than one connection attempt.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use lapin::options::ConfirmSelectOptions;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
-use super::nodes::{self, Node};
-use super::{broker_error, lock, lost, Shared};
+use super::{broker_error, lost, Shared};
 use jobfleet_common::broker::BrokerError;
-use jobfleet_common::telemetry;
 
 /// Publishing channels per connection: enough that concurrent publishers rarely wait for
 /// each other's sends, few enough to keep the server's per-channel cost small.
@@ -50,49 +45,29 @@ pub(super) enum Patience {
     Forever,
 }
 
-/// The nodes to connect to and the current session.
+/// The server to connect to and the current session.
 pub(super) struct Link {
-    /// Never empty.
-    nodes: Vec<Node>,
-    /// The URLs with their passwords masked, for logs and errors.
+    uri: AMQPUri,
+    /// The URL with its password masked, for logs and errors.
     server: String,
     /// Shown by `rabbitmqctl list_connections client_properties` and the management UI.
     connection_name: String,
-    /// Where the next connection attempt starts in `nodes`.
-    start: AtomicUsize,
-    /// The node of the last connection made, for the gauge to clear when it changes.
-    connected: SyncMutex<Option<usize>>,
     current: Mutex<Option<Arc<Session>>>,
 }
 
 impl Link {
-    /// A link to `nodes` (not empty), starting at a random one.
-    pub fn new(nodes: Vec<Node>, connection_name: String) -> Self {
-        let server = nodes
-            .iter()
-            .map(|n| n.shown.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
+    pub fn new(uri: AMQPUri, server: String, connection_name: String) -> Self {
         Self {
-            start: AtomicUsize::new(nodes::random_start(nodes.len())),
-            nodes,
+            uri,
             server,
             connection_name,
-            connected: SyncMutex::new(None),
             current: Mutex::new(None),
         }
     }
 
-    /// The servers' URLs, passwords masked.
+    /// The server's URL, password masked.
     pub fn server(&self) -> &str {
         &self.server
-    }
-
-    /// The node the current session is connected to (`host:port`), if any.
-    #[cfg(test)]
-    pub fn connected_node(&self) -> Option<&str> {
-        let at = (*lock(&self.connected))?;
-        Some(&self.nodes[at].name)
     }
 
     /// Closes the current connection, if any.
@@ -112,81 +87,30 @@ impl Link {
         }
     }
 
-    /// One round of the list from `start`: the first node that accepts a connection.
-    /// When none does, the error names each node's reason; it is retryable if any
-    /// node's is (a refused login on one node must not stop the search for the others).
     async fn open(&self) -> Result<Session, BrokerError> {
-        let start = self.start.load(Ordering::Relaxed);
-        let mut failures = Vec::new();
-        let mut retryable = false;
-        for step in 0..self.nodes.len() {
-            let at = (start + step) % self.nodes.len();
-            match self.open_node(at).await {
-                Ok(session) => return Ok(session),
-                Err(e) => {
-                    retryable |= e.is_retryable();
-                    failures.push(e.to_string());
-                }
-            }
-        }
-        let reason = failures.join("; ");
-        Err(if retryable {
-            BrokerError::Connection(reason)
-        } else {
-            BrokerError::Invalid(reason)
-        })
-    }
-
-    async fn open_node(&self, at: usize) -> Result<Session, BrokerError> {
-        let node = &self.nodes[at];
         let properties = ConnectionProperties::default()
             .with_connection_name(self.connection_name.clone().into());
-        let connect = Connection::connect_uri(node.uri.clone(), properties);
+        let connect = Connection::connect_uri(self.uri.clone(), properties);
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| {
                 BrokerError::Connection(format!(
                     "{}: no answer within {CONNECT_TIMEOUT:?}",
-                    node.shown
+                    self.server
                 ))
             })?
-            .map_err(|e| broker_error(&node.shown, &e))?;
+            .map_err(|e| broker_error(&self.server, &e))?;
         Ok(Session {
             connection,
-            node: at,
             publishers: (0..PUBLISH_CHANNELS).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
         })
-    }
-
-    /// A session on `session.node` is lost: the next attempt starts at the node after it.
-    fn lost(&self, session: &Session) {
-        let next = (session.node + 1) % self.nodes.len();
-        self.start.store(next, Ordering::Relaxed);
-        tracing::warn!(
-            node = %self.nodes[session.node].name,
-            "rabbitmq connection lost; reconnecting"
-        );
-    }
-
-    /// A session on `session.node` is made: logs it and moves the gauge to its node.
-    fn connected(&self, session: &Session, queues: usize) {
-        self.start.store(session.node, Ordering::Relaxed);
-        let node = &self.nodes[session.node].name;
-        tracing::info!(node = %node, queues, "rabbitmq connected");
-        let previous = lock(&self.connected).replace(session.node);
-        let previous = previous
-            .filter(|&p| p != session.node)
-            .map(|p| self.nodes[p].name.as_str());
-        telemetry::broker_connected(node, previous);
     }
 }
 
 /// One connection and its publishing channels.
 pub(super) struct Session {
     connection: Connection,
-    /// Its node's index in the link's list.
-    node: usize,
     /// Opened on first use and re-opened when the server closed them.
     publishers: Vec<Mutex<Option<Channel>>>,
     next: AtomicUsize,
@@ -270,12 +194,14 @@ impl Shared {
         if let Some(session) = current.as_ref().filter(|s| s.is_open()) {
             return Ok(session.clone());
         }
-        if let Some(gone) = current.take() {
-            self.link.lost(&gone);
+        if current.take().is_some() {
+            tracing::warn!(server = %self.link.server, "rabbitmq connection lost; reconnecting");
         }
         let session = Arc::new(self.link.open().await?);
         let queues = self.topology.redeclare(&session).await?;
-        self.link.connected(&session, queues);
+        if queues > 0 {
+            tracing::info!(server = %self.link.server, queues, "rabbitmq reconnected");
+        }
         *current = Some(session.clone());
         Ok(session)
     }

@@ -1,17 +1,10 @@
-//! Queue declarations: the name and arguments of each route's queues (one, or a ready
-//! route's band queues on quorum queues), the cache of queues declared through this
-//! broker (re-declared after a reconnect), and queue depth.
+//! Queue declarations: the name and arguments of each route's queue, the cache of queues
+//! declared through this broker (re-declared after a reconnect), and queue depth.
 //!
 //! Declaring is idempotent on the server as long as the arguments are the same, so every
 //! declaration of a queue uses exactly the arguments below. A queue that already exists
 //! with other arguments (say, created by hand without `x-max-priority`) is refused with
-//! `PRECONDITION_FAILED`, which becomes [`BrokerError::Invalid`]; one of the other queue
-//! type gets a message that names both types and the way to migrate ([`mismatch`]).
-//!
-//! Quorum queues are declared without `x-delivery-limit`: RabbitMQ 3.x then has no limit,
-//! so the broker never drops or dead-letters a job that was redelivered often; jobfleet's
-//! own count (`max_attempts`, and the execution lease's crash count) decides when a job
-//! is dead, and files it with its reason (docs/high-availability.md).
+//! `PRECONDITION_FAILED`, which becomes [`BrokerError::Invalid`].
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -24,58 +17,29 @@ use lapin::Channel;
 use super::reconnect::Session;
 use super::{broker_error, lock, QueueName};
 use jobfleet_common::broker::{BrokerError, Route};
-use jobfleet_common::config::{QueueType, RabbitConfig};
 use jobfleet_common::job::Priority;
 
 /// Queue names under one namespace and the queues declared so far.
 pub(super) struct Topology {
     namespace: String,
-    queue_type: QueueType,
-    /// Band queues per ready route: 1 on classic queues (native priorities).
-    bands: u8,
     declared: Mutex<BTreeSet<QueueName>>,
 }
 
 impl Topology {
-    pub fn new(namespace: &str, settings: &RabbitConfig) -> Self {
+    pub fn new(namespace: &str) -> Self {
         Self {
             namespace: namespace.to_string(),
-            queue_type: settings.queue_type,
-            bands: settings.ready_bands().clamp(1, Priority::MAX + 1),
             declared: Mutex::default(),
         }
     }
 
-    /// The queues behind `route`, lowest band first: one, or a ready route's band queues
-    /// on quorum queues. Refused if a name is longer than AMQP allows.
-    pub fn queues(&self, route: &Route) -> Result<Vec<QueueName>, BrokerError> {
-        match route {
-            Route::Ready(q) if self.bands > 1 => (0..self.bands)
-                .map(|band| self.named(route, super::band_queue_name(&self.namespace, q, band)))
-                .collect(),
-            _ => Ok(vec![
-                self.named(route, super::queue_name(&self.namespace, route))?
-            ]),
-        }
-    }
-
-    /// The queue a message of `priority` goes to on `route`.
-    pub fn queue_for(&self, route: &Route, priority: Priority) -> Result<QueueName, BrokerError> {
-        let mut queues = self.queues(route)?;
-        let band = usize::from(priority.band(self.bands)).min(queues.len() - 1);
-        Ok(queues.swap_remove(band))
-    }
-
-    /// A queue of `route` named `name`; native priorities only on classic ready queues.
-    fn named(&self, route: &Route, name: String) -> Result<QueueName, BrokerError> {
-        let prioritised = matches!(route, Route::Ready(_)) && self.queue_type == QueueType::Classic;
+    /// The queue behind `route`; refused if the name is longer than AMQP allows.
+    pub fn queue(&self, route: &Route) -> Result<QueueName, BrokerError> {
+        let name = super::queue_name(&self.namespace, route);
+        let prioritised = matches!(route, Route::Ready(_));
         let name = ShortString::try_new(name)
             .map_err(|e| BrokerError::Invalid(format!("queue name for route {route}: {e}")))?;
-        Ok(QueueName {
-            name,
-            prioritised,
-            queue_type: self.queue_type,
-        })
+        Ok(QueueName { name, prioritised })
     }
 
     pub fn is_declared(&self, queue: &QueueName) -> bool {
@@ -113,7 +77,7 @@ impl Topology {
         let mut channel = session.channel().await?;
         for queue in &queues {
             match declare_on(&channel, queue).await {
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(BrokerError::Invalid(e)) => {
                     tracing::warn!(queue = %queue.name, error = %e, "rabbitmq re-declare refused");
                     // The refusal closed the channel.
@@ -126,31 +90,21 @@ impl Topology {
     }
 }
 
-/// Declares `queue` (durable, with its arguments) on `channel`; returns how many
-/// messages it holds ready.
-pub(super) async fn declare_on(channel: &Channel, queue: &QueueName) -> Result<u32, BrokerError> {
+/// Declares `queue` (durable, with its arguments) on `channel`.
+pub(super) async fn declare_on(channel: &Channel, queue: &QueueName) -> Result<(), BrokerError> {
     let options = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    let declared = channel
+    channel
         .queue_declare(queue.name.clone(), options, arguments(queue))
         .await
-        .map_err(|e| match mismatch(queue, &e.to_string()) {
-            Some(refusal) => BrokerError::Invalid(refusal),
-            None => broker_error(&format!("declare queue {}", queue.name), &e),
-        })?;
-    Ok(declared.message_count())
+        .map_err(|e| broker_error(&format!("declare queue {}", queue.name), &e))?;
+    Ok(())
 }
 
 /// The declaration arguments; the same on every declaration, or the server refuses.
-///
-/// Every queue names its type, classic ones too, so a vhost's default queue type never
-/// decides it. RabbitMQ 3.10 treats a classic queue declared without `x-queue-type` (by
-/// jobfleet before `rabbitmq.queue_type`) as equivalent, both ways, so existing
-/// deployments and older processes of a fleet keep declaring them
-/// (`tests::quorum::classic_queues_accept_the_type_named_or_not`).
-pub(super) fn arguments(queue: &QueueName) -> FieldTable {
+fn arguments(queue: &QueueName) -> FieldTable {
     let mut arguments = FieldTable::default();
     if queue.prioritised {
         arguments.insert(
@@ -158,54 +112,7 @@ pub(super) fn arguments(queue: &QueueName) -> FieldTable {
             AMQPValue::LongInt(Priority::MAX.into()),
         );
     }
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(queue.queue_type.as_str().into()),
-    );
     arguments
-}
-
-/// The refusal of a declaration whose queue exists with another type: names the queue,
-/// both types and how to migrate. `None` for any other error. The server checks
-/// `x-max-priority` before `x-queue-type`, so its `PRECONDITION_FAILED - inequivalent arg
-/// '…' for queue '…' in vhost '/': received … but current is …` names either:
-///
-/// - `x-queue-type`: the current type is quoted (`none` is a classic queue);
-/// - `x-max-priority` with a current value, on a quorum declaration: only classic queues
-///   have priorities (quorum queues refuse the argument before RabbitMQ 4);
-/// - `x-max-priority` without one, on a classic declaration: a quorum queue, or a classic
-///   queue made without priorities, which the message cannot tell apart.
-pub(super) fn mismatch(queue: &QueueName, error: &str) -> Option<String> {
-    let current = error.split("but current is").nth(1)?;
-    let wanted = queue.queue_type;
-    let existing = if error.contains("inequivalent arg 'x-queue-type'") {
-        // "received none but current is the value 'quorum' of type 'longstr'", or
-        // "received the value 'quorum' of type 'longstr' but current is none".
-        quoted(current).unwrap_or("classic")
-    } else if error.contains("inequivalent arg 'x-max-priority'") {
-        match (wanted, quoted(current)) {
-            (QueueType::Quorum, Some(_)) => "classic",
-            (QueueType::Classic, None) => "quorum (or classic without priorities)",
-            _ => return None,
-        }
-    } else {
-        return None;
-    };
-    Some(format!(
-        "queue {} exists as a {existing} queue, but rabbitmq.queue_type is {wanted}: \
-         RabbitMQ cannot change a queue's type. Set rabbitmq.queue_type to the queue's type \
-         to keep using it, or move its jobs to {wanted} queues \
-         (docs/high-availability.md, \"Migrating from classic to quorum queues\"). The \
-         server said: {error}",
-        queue.name
-    ))
-}
-
-/// The first single-quoted word of `text`.
-fn quoted(text: &str) -> Option<&str> {
-    let start = text.find('\'')? + 1;
-    let len = text[start..].find('\'')?;
-    Some(&text[start..start + len])
 }
 
 /// Messages ready in `queue`, by a passive declare on a channel of its own (a missing

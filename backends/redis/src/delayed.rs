@@ -108,8 +108,7 @@ impl DelayedSet for RedisStore {
             call.key(&keys[..])
                 .key(records(&jobs))
                 .arg(schedule_args(&jobs)?);
-            call.invoke_async::<()>(&mut conn).await.store()?;
-            return self.must_survive("delayed jobs taken in").await;
+            return call.invoke_async(&mut conn).await.store();
         }
         // Many jobs: one pipeline of script runs, each atomic on its own. Loading the
         // script first in the same pipeline makes every EVALSHA find it.
@@ -124,8 +123,7 @@ impl DelayedSet for RedisStore {
                 .arg(schedule_args(chunk)?)
                 .ignore();
         }
-        pipe.query_async::<()>(&mut conn).await.store()?;
-        self.must_survive("delayed jobs taken in").await
+        pipe.query_async(&mut conn).await.store()
     }
 
     async fn claim_due(

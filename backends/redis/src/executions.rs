@@ -40,12 +40,7 @@ impl Executions for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .store()?;
-        let admission = admission(&reply)?;
-        if matches!(admission, Admission::Clear { .. }) {
-            self.must_survive(&format!("the execution lease of job {id}"))
-                .await?;
-        }
-        Ok(admission)
+        admission(&reply)
     }
 
     async fn lease_renew(&self, id: JobId, holder: &str, ttl_ms: u64) -> StoreResult<bool> {

@@ -11,17 +11,11 @@
 //!
 //! A whole fleet restarted together with an emptied Redis cannot tell "lost" from "new":
 //! detection needs a process that saw the old sentinel.
-//!
-//! A failover to a replica that lacks the last writes keeps the sentinel (it was
-//! replicated long before), so the same check also asks `replication` whether this
-//! process wrote past where the promoted replica's copy of the old stream ends, and
-//! reports such a loss the same way.
 
 use crate::IntoStore as _;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::replication::Lost;
 use super::{decode_json, encode_json, RedisStore};
 use jobfleet_common::store::{
     DataLossIncident, Durability, Integrity, IntegrityCheck, StoreResult, StoreTime,
@@ -84,23 +78,24 @@ impl RedisStore {
     }
 }
 
-impl RedisStore {
-    /// Logs and counts the loss `lost`, records it as the open incident unless one is
-    /// open, and returns the check's answer.
-    async fn report_loss(
-        &self,
-        detected_by: &str,
-        lost: String,
-        since_ms: Option<i64>,
-    ) -> StoreResult<IntegrityCheck> {
+#[async_trait]
+impl Integrity for RedisStore {
+    async fn check_integrity(&self, detected_by: &str) -> StoreResult<IntegrityCheck> {
+        // Held across the check, so two tasks of one process sharing this store report
+        // one loss once.
+        let mut remembered = self.sentinel.lock().await;
+        let found: Option<String> = self.conn().get(self.keys.key(SENTINEL)).await.store()?;
+        if found.as_deref() == Some(remembered.as_str()) {
+            return Ok(IntegrityCheck::Intact);
+        }
         // Stamped by the server's clock, so every process compares it with the same time
         // (a lost lease asks whether a loss was detected after it was taken).
         let detected_at_ms = StoreTime::store_time_ms(self).await?;
         let incident = DataLossIncident {
             detected_at_ms,
             detected_by: detected_by.to_string(),
-            lost,
-            since_ms,
+            lost: self.describe_loss(&remembered, found.as_deref()),
+            since_ms: created_ms(&remembered),
         };
         let json = encode_json("data-loss incident", &incident)?;
         let _: Option<String> = redis::cmd("SET")
@@ -110,45 +105,9 @@ impl RedisStore {
             .query_async(&mut self.conn())
             .await
             .store()?;
+        *remembered = self.arm_sentinel().await?;
         telemetry::store_data_lost(self.keys.namespace(), detected_by, &incident.lost);
         Ok(IntegrityCheck::DataLost(incident))
-    }
-}
-
-/// The incident words for writes a failover lost.
-fn describe_failover_loss(lost: &Lost) -> String {
-    format!(
-        "a Redis failover lost writes: this process wrote {} bytes of replication stream \
-         past what the promoted primary (replication id {}) had received. Delayed jobs, \
-         completion markers, leases, dead letters and cron instants written in the last \
-         moments before the failover may be gone: re-enqueue what must run, and set \
-         `redis.min_replicas` to make such writes wait for a replica",
-        lost.bytes, lost.new_replid
-    )
-}
-
-#[async_trait]
-impl Integrity for RedisStore {
-    async fn check_integrity(&self, detected_by: &str) -> StoreResult<IntegrityCheck> {
-        // Held across the check, so two tasks of one process sharing this store report
-        // one loss once.
-        let mut remembered = self.sentinel.lock().await;
-        let found: Option<String> = self.conn().get(self.keys.key(SENTINEL)).await.store()?;
-        if found.as_deref() == Some(remembered.as_str()) {
-            return match self.failover_loss().await? {
-                None => Ok(IntegrityCheck::Intact),
-                Some(lost) => {
-                    let lost = describe_failover_loss(&lost);
-                    self.report_loss(detected_by, lost, None).await
-                }
-            };
-        }
-        let lost = self.describe_loss(&remembered, found.as_deref());
-        let check = self
-            .report_loss(detected_by, lost, created_ms(&remembered))
-            .await?;
-        *remembered = self.arm_sentinel().await?;
-        Ok(check)
     }
 
     async fn data_loss_incident(&self) -> StoreResult<Option<DataLossIncident>> {

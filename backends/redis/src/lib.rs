@@ -45,16 +45,11 @@
 //! fence counters never expire: a token must stay greater than every token before it.
 //! Scripts touch only keys passed as `KEYS`, except the heartbeat listing, which reads
 //! `ns:worker:*` keys it derives from the ids it finds (this store targets a single
-//! primary, alone or with replicas and Redis Sentinel, not a Redis Cluster).
+//! server, not a cluster).
 //!
 //! # Layout
 //!
 //! - this file: [`RedisStore`], connecting and error mapping.
-//! - [`sentinel_url`]: the `redis+sentinel://` store URL.
-//! - `connection`: the shared connection, to one server or to the primary the sentinels
-//!   name, followed across failovers.
-//! - `replication`: writes that must survive a failover (`redis.min_replicas`) and
-//!   detecting the ones a failover lost.
 //! - `keys`: key names (`Keys` for the store, functions for the keys tests and
 //!   operators' tools read).
 //! - `persistence`: the start-up check of the server's persistence (`redis.require_persistence`).
@@ -67,7 +62,6 @@
 //! - `test_store` (tests only): a store of the test's own on the shared test Redis.
 
 mod admin;
-mod connection;
 mod dead;
 mod delayed;
 mod executions;
@@ -77,10 +71,8 @@ pub mod keys;
 mod locks;
 mod persistence;
 mod pipelines;
-mod replication;
 mod schedules;
 mod scripts;
-pub mod sentinel_url;
 mod states;
 #[cfg(test)]
 mod test_store;
@@ -91,10 +83,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
-use connection::{FollowPrimary, StoreConn};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
-use sentinel_url::SentinelUrl;
 
 use jobfleet_common::clock::SharedClock;
 use jobfleet_common::config::RedisConfig;
@@ -116,16 +105,13 @@ const RECONNECT_RETRIES: usize = 4;
 /// connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: StoreConn,
+    conn: ConnectionManager,
     keys: Keys,
     clock: SharedClock,
     /// The `[redis]` settings this store was connected with.
     settings: RedisConfig,
     /// The sentinel value this process saw last (shared by clones); see `integrity`.
     sentinel: Arc<tokio::sync::Mutex<String>>,
-    /// Where this process's writes reached in the primary's replication stream; see
-    /// `replication`.
-    written: Arc<replication::Written>,
 }
 
 /// Why [`RedisStore::connect`] failed.
@@ -139,10 +125,6 @@ pub enum RedisConnectError {
     /// retrying will not help until the server or the configuration changes.
     #[error("config key `redis.require_persistence`: {0}")]
     NotDurable(String),
-    /// The primary has fewer replicas connected than `redis.min_replicas`: retrying will
-    /// not help until replicas connect or the configuration changes.
-    #[error("config key `redis.min_replicas`: {0}")]
-    TooFewReplicas(String),
 }
 
 impl RedisConnectError {
@@ -150,15 +132,13 @@ impl RedisConnectError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Store(e) => e.is_retryable(),
-            Self::NotDurable(_) | Self::TooFewReplicas(_) => false,
+            Self::NotDurable(_) => false,
         }
     }
 }
 
 impl RedisStore {
-    /// Connects to the server at `url` (`redis://` or `rediss://`), or to the primary the
-    /// sentinels of a `redis+sentinel://`/`rediss+sentinel://` URL name (followed across
-    /// failovers, see [`sentinel_url`]), and keeps every key under
+    /// Connects to the server at `url` (`redis://` or `rediss://`) and keeps every key under
     /// `namespace`. Lock and heartbeat expiry follow the server's clock; `clock` stamps
     /// what the store writes of its own (the sentinel's creation).
     ///
@@ -178,21 +158,60 @@ impl RedisStore {
             ))
             .into());
         }
-        let mut conn = if SentinelUrl::is_sentinel(url) {
-            connect_following(url).await
+        let unreachable = |e: RedisError| {
+            let reason = scrub_password(url, &e.to_string());
+            match to_store_error(e) {
+                StoreError::Connection(_) => {
+                    StoreError::Connection(format!("{}: {reason}", redact(url)))
+                }
+                _ => StoreError::Invalid(format!("{}: {reason}", redact(url))),
+            }
+        };
+        let client = redis::Client::open(url).map_err(unreachable)?;
+        // One attempt first, bounded: the manager below retries with backoff (right for a
+        // blip later), which would make a wrong address or a `rediss://` URL aimed at a
+        // plain server take half a minute to fail at start-up.
+        let tls_hint = if url.starts_with("rediss://") {
+            " (a rediss:// URL needs a server that speaks TLS on that port)"
         } else {
-            connect_direct(url).await
-        }?;
-        let found = persistence::check(&mut conn, url, settings).await?;
+            ""
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await
+        {
+            Ok(Ok(_probe)) => {}
+            Ok(Err(e)) => {
+                return Err(match unreachable(e) {
+                    // The server speaks TLS; its certificate is what failed.
+                    StoreError::Connection(m) if m.contains("certificate") => {
+                        StoreError::Connection(format!("{m}{UNTRUSTED_HINT}"))
+                    }
+                    StoreError::Connection(m) => StoreError::Connection(format!("{m}{tls_hint}")),
+                    other => other,
+                }
+                .into());
+            }
+            Err(_) => {
+                return Err(StoreError::Connection(format!(
+                    "{}: no answer within {CONNECT_TIMEOUT:?}{tls_hint}",
+                    redact(url)
+                ))
+                .into());
+            }
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES);
+        let mut conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(unreachable)?;
+        persistence::check(&mut conn, url, settings).await?;
         let mut store = Self {
             conn,
             keys: Keys::new(namespace),
             clock,
             settings: settings.clone(),
             sentinel: Arc::default(),
-            written: Arc::new(replication::Written::new(
-                SentinelUrl::is_sentinel(url) || found.connected_replicas() > 0,
-            )),
         };
         let sentinel = store.arm_sentinel().await.map_err(|e| match e {
             StoreError::Connection(reason) => StoreError::Connection(scrub_password(url, &reason)),
@@ -208,7 +227,7 @@ impl RedisStore {
     }
 
     /// A handle on the shared connection for one call (a clone, as commands need `&mut`).
-    fn conn(&self) -> StoreConn {
+    fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
 
@@ -222,80 +241,6 @@ impl RedisStore {
             .into_iter()
             .filter_map(|(q, n)| u64::try_from(n).ok().map(|n| (q, n)))
             .collect())
-    }
-}
-
-/// `e` from connecting to `url` as a store error naming the URL without its password.
-fn unreachable(url: &str, e: RedisError) -> StoreError {
-    let reason = scrub_password(url, &e.to_string());
-    match to_store_error(e) {
-        StoreError::Connection(_) => StoreError::Connection(format!("{}: {reason}", redact(url))),
-        _ => StoreError::Invalid(format!("{}: {reason}", redact(url))),
-    }
-}
-
-/// One server at `url`, through a self-reconnecting manager.
-async fn connect_direct(url: &str) -> Result<StoreConn, StoreError> {
-    let unreachable = |e: RedisError| unreachable(url, e);
-    let client = redis::Client::open(url).map_err(unreachable)?;
-    // One attempt first, bounded: the manager below retries with backoff (right for a
-    // blip later), which would make a wrong address or a `rediss://` URL aimed at a
-    // plain server take half a minute to fail at start-up.
-    let tls_hint = if url.starts_with("rediss://") {
-        " (a rediss:// URL needs a server that speaks TLS on that port)"
-    } else {
-        ""
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await {
-        Ok(Ok(_probe)) => {}
-        Ok(Err(e)) => {
-            return Err(match unreachable(e) {
-                // The server speaks TLS; its certificate is what failed.
-                StoreError::Connection(m) if m.contains("certificate") => {
-                    StoreError::Connection(format!("{m}{UNTRUSTED_HINT}"))
-                }
-                StoreError::Connection(m) => StoreError::Connection(format!("{m}{tls_hint}")),
-                other => other,
-            });
-        }
-        Err(_) => {
-            return Err(StoreError::Connection(format!(
-                "{}: no answer within {CONNECT_TIMEOUT:?}{tls_hint}",
-                redact(url)
-            )));
-        }
-    }
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(RECONNECT_RETRIES);
-    let conn = ConnectionManager::new_with_config(client, config)
-        .await
-        .map_err(unreachable)?;
-    Ok(StoreConn::Direct(conn))
-}
-
-/// The primary the sentinels of `url` name, followed across failovers; fails unless one
-/// answers now.
-async fn connect_following(url: &str) -> Result<StoreConn, StoreError> {
-    let parsed = SentinelUrl::parse(url)
-        .map_err(|reason| StoreError::Invalid(format!("{}: {reason}", redact(url))))?;
-    let follower = FollowPrimary::new(&parsed, CONNECT_TIMEOUT, RESPONSE_TIMEOUT)
-        .map_err(|e| unreachable(url, e))?;
-    let mut conn = StoreConn::Following(follower);
-    let ping: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-    match ping {
-        Ok(_) => Ok(conn),
-        Err(e) if e.kind() == ErrorKind::MasterNameNotFoundBySentinel => {
-            Err(StoreError::Connection(format!(
-                "{}: no sentinel names a reachable primary for the service {:?}: check the \
-                 service name (`sentinel monitor <service> …` on the sentinels) and that a \
-                 primary is up ({e})",
-                redact(url),
-                parsed.service
-            )))
-        }
-        Err(e) => Err(unreachable(url, e)),
     }
 }
 
@@ -317,8 +262,6 @@ impl fmt::Debug for RedisStore {
 fn to_store_error(e: RedisError) -> StoreError {
     let transient = match e.kind() {
         ErrorKind::AuthenticationFailed => false,
-        // Mid-failover no sentinel names a primary that says it is one yet.
-        ErrorKind::MasterNameNotFoundBySentinel => true,
         ErrorKind::Server(
             ServerErrorKind::BusyLoading
             | ServerErrorKind::TryAgain
@@ -416,25 +359,6 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("user:***@127.0.0.1:1"), "{text}");
         assert!(err.is_retryable(), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn sentinel_urls_fail_fast_naming_the_url_without_the_password() {
-        // No sentinel listens on ports 1 and 2: every one is refused.
-        let url = "redis+sentinel://user:hunter2@127.0.0.1:1,127.0.0.1:2/mymaster/0";
-        let err = RedisStore::connect(url, "ns", &test_store::volatile(), clock::system())
-            .await
-            .expect_err("no sentinel");
-        let text = err.to_string();
-        assert!(!text.contains("hunter2"), "{text}");
-        assert!(text.contains("user:***@127.0.0.1:1,127.0.0.1:2"), "{text}");
-        assert!(err.is_retryable(), "{err:?}");
-        let bad = "redis+sentinel://127.0.0.1:1";
-        let err = RedisStore::connect(bad, "ns", &test_store::volatile(), clock::system())
-            .await
-            .expect_err("no service name");
-        assert!(!err.is_retryable(), "{err:?}");
-        assert!(err.to_string().contains("service name is missing"), "{err}");
     }
 
     #[tokio::test]

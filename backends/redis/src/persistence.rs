@@ -6,8 +6,8 @@
 //! (renamed or disabled on many managed services: then "unknown"). The loss window of
 //! each setting is the table in docs/architecture.md, "Store durability".
 
-use super::connection::StoreConn;
-use super::replication::Replication;
+use redis::aio::ConnectionManager;
+
 use super::{scrub_password, RedisConnectError};
 use jobfleet_common::config::RedisConfig;
 use jobfleet_common::redact::redact;
@@ -26,11 +26,6 @@ pub(super) struct Persistence {
     rdb_last_save_time: Option<i64>,
     /// `rdb_changes_since_last_save`.
     rdb_changes_since_last_save: Option<u64>,
-    /// `INFO replication`; `None` if it could not be read.
-    replication: Option<Replication>,
-    /// `min-replicas-to-write` (writes refused by the server below that many replicas);
-    /// `None` if CONFIG is unavailable.
-    min_replicas_to_write: Option<String>,
 }
 
 impl Persistence {
@@ -53,29 +48,7 @@ impl Persistence {
             rdb_last_save_time: field("rdb_last_save_time").and_then(|v| v.parse().ok()),
             rdb_changes_since_last_save: field("rdb_changes_since_last_save")
                 .and_then(|v| v.parse().ok()),
-            replication: None,
-            min_replicas_to_write: None,
         }
-    }
-
-    /// The replicas connected to the primary at start-up (0 if unknown).
-    pub(super) fn connected_replicas(&self) -> u64 {
-        self.replication
-            .as_ref()
-            .map_or(0, |r| r.connected_replicas)
-    }
-
-    /// The replication part of [`Persistence::describe`]: empty for a lone server.
-    fn describe_replication(&self) -> String {
-        let replicas = self.connected_replicas();
-        let floor = match self.min_replicas_to_write.as_deref() {
-            Some(n) if n != "0" => format!(", min-replicas-to-write {n}"),
-            _ => String::new(),
-        };
-        if replicas == 0 && floor.is_empty() {
-            return String::new();
-        }
-        format!(", {replicas} replica(s) connected{floor}")
     }
 
     /// Whether the server keeps an append-only file.
@@ -101,8 +74,7 @@ impl Persistence {
             (Some(t), Some(n)) => format!(", last RDB snapshot at Unix time {t}, {n} writes since"),
             _ => String::new(),
         };
-        let replicas = self.describe_replication();
-        format!("{aof}, RDB snapshots {save}{last}{replicas}")
+        format!("{aof}, RDB snapshots {save}{last}")
     }
 
     /// What a restart (or crash) of the server loses with this setting.
@@ -127,7 +99,7 @@ impl Persistence {
 
 /// Asks the server what it keeps. An INFO the server refuses (renamed on a managed
 /// service) reads as unknown; one that cannot reach it is the error.
-pub(super) async fn read(conn: &mut StoreConn) -> Result<Persistence, StoreError> {
+pub(super) async fn read(conn: &mut ConnectionManager) -> Result<Persistence, StoreError> {
     let info: Result<String, _> = redis::cmd("INFO")
         .arg("persistence")
         .query_async(conn)
@@ -142,14 +114,7 @@ pub(super) async fn read(conn: &mut StoreConn) -> Result<Persistence, StoreError
     };
     let appendfsync = config_get(conn, "appendfsync").await;
     let save = config_get(conn, "save").await;
-    let mut found = Persistence::parse(info.as_deref(), appendfsync, save);
-    let replication: Result<String, _> = redis::cmd("INFO")
-        .arg("replication")
-        .query_async(conn)
-        .await;
-    found.replication = replication.ok().map(|text| Replication::parse(&text));
-    found.min_replicas_to_write = config_get(conn, "min-replicas-to-write").await;
-    Ok(found)
+    Ok(Persistence::parse(info.as_deref(), appendfsync, save))
 }
 
 /// Asks the server and refuses one without AOF when `settings` require persistence.
@@ -157,7 +122,7 @@ pub(super) async fn read(conn: &mut StoreConn) -> Result<Persistence, StoreError
 /// ([`Durability::log_at_start`]), and operator commands stay quiet. Errors name the key
 /// and both fixes, never the password.
 pub(super) async fn check(
-    conn: &mut StoreConn,
+    conn: &mut ConnectionManager,
     url: &str,
     settings: &RedisConfig,
 ) -> Result<Persistence, RedisConnectError> {
@@ -180,25 +145,7 @@ pub(super) async fn check(
             redact(url)
         )));
     }
-    check_replicas(&found, url, settings)?;
     Ok(found)
-}
-
-/// Refuses a primary with fewer replicas than `redis.min_replicas`: every write that must
-/// survive would fail.
-fn check_replicas(
-    found: &Persistence,
-    url: &str,
-    settings: &RedisConfig,
-) -> Result<(), RedisConnectError> {
-    let (wanted, connected) = (settings.min_replicas, found.connected_replicas());
-    if wanted == 0 || connected >= u64::from(wanted) {
-        return Ok(());
-    }
-    Err(RedisConnectError::TooFewReplicas(format!(
-        "the Redis primary at {} has {connected} replica(s) connected and          `redis.min_replicas` = {wanted} asks each write that must survive a failover to          reach {wanted}: every such write would fail. Start or reconnect the replicas          (`replicaof` on them), or lower `redis.min_replicas`          (JOBFLEET_REDIS__MIN_REPLICAS)",
-        redact(url)
-    )))
 }
 
 impl Persistence {
@@ -219,7 +166,7 @@ impl Persistence {
 }
 
 /// `CONFIG GET name`, or `None` where CONFIG is renamed, disabled or refused.
-async fn config_get(conn: &mut StoreConn, name: &str) -> Option<String> {
+async fn config_get(conn: &mut ConnectionManager, name: &str) -> Option<String> {
     let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")
         .arg(name)
@@ -276,49 +223,6 @@ mod tests {
         let blind = p(None, None, None);
         assert!(!blind.has_aof());
         assert!(blind.loss_window().starts_with("unknown"));
-    }
-
-    #[tokio::test]
-    async fn a_primary_with_too_few_replicas_is_refused_naming_the_key() {
-        let server = RedisServer::volatile();
-        let ns = format!("jobfleet-test-{}", uuid::Uuid::now_v7().simple());
-        let settings = RedisConfig {
-            min_replicas: 1,
-            ..volatile()
-        };
-        let err = RedisStore::connect(&server.url(), &ns, &settings, clock::system())
-            .await
-            .expect_err("no replica connected");
-        assert!(
-            matches!(err, RedisConnectError::TooFewReplicas(_)),
-            "{err:?}"
-        );
-        assert!(!err.is_retryable());
-        let text = err.to_string();
-        for needle in [
-            "config key `redis.min_replicas`",
-            "0 replica(s) connected",
-            "JOBFLEET_REDIS__MIN_REPLICAS",
-        ] {
-            assert!(text.contains(needle), "{needle:?} in: {text}");
-        }
-        // `min-replicas-to-write` on the server is reported with what it keeps.
-        let store = RedisStore::connect(&server.url(), &ns, &volatile(), clock::system())
-            .await
-            .expect("accepted without min_replicas");
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("min-replicas-to-write")
-            .arg("2")
-            .query_async(&mut store.conn())
-            .await
-            .expect("config set");
-        let found = read(&mut store.conn()).await.expect("read");
-        assert!(
-            found.describe().contains("min-replicas-to-write 2"),
-            "{}",
-            found.describe()
-        );
     }
 
     #[tokio::test]

@@ -205,12 +205,6 @@ impl Schedules for RedisStore {
         }
         let reply: Vec<String> = call.invoke_async(&mut self.conn()).await.store()?;
         match reply.first().map(String::as_str) {
-            // A fired (or owed, or settled) instant must not fire again after a failover.
-            Some("applied") if !matches!(step.action, CronAction::Advance) => {
-                self.must_survive(&format!("schedule {}'s step", step.name))
-                    .await?;
-                Ok(CronOutcome::Applied)
-            }
             Some("applied") => Ok(CronOutcome::Applied),
             Some("not_leader") => Ok(CronOutcome::NotLeader),
             Some("moved") => Ok(CronOutcome::Moved),

@@ -151,9 +151,7 @@ impl JobStates for RedisStore {
             .arg(&record.queue)
             .invoke_async::<()>(&mut self.conn())
             .await
-            .store()?;
-        self.must_survive(&format!("the completion marker of job {}", record.id))
-            .await
+            .store()
     }
 
     async fn completed_counts(&self) -> StoreResult<BTreeMap<String, u64>> {

@@ -11,11 +11,6 @@ use crate::global::connect_shared;
 
 /// Connects and runs the scheduler until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    if config.scheduler.http.is_some() {
-        // Before connecting, so what the connect records (the broker node it is
-        // connected to) reaches `/metrics` too; the worker does the same.
-        let _ = jobfleet_http::recorder();
-    }
     let backends = connect_shared(&config, "scheduler").await?;
     tracing::info!(
         tick = ?config.scheduler.tick,

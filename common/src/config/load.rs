@@ -164,28 +164,6 @@ mod tests {
     }
 
     #[test]
-    fn a_broker_list_loads_and_a_bad_node_stops_it_naming_the_key_and_the_node() {
-        let list = "amqp://u:secret@n1:5672/%2f,amqp://n2:5672/%2f,amqp://n3:5672/%2f";
-        let c = load(
-            &format!("broker = \"{list}\"\nstore = \"redis://h\"\n"),
-            &[],
-        )
-        .expect("a list of RabbitMQ nodes");
-        assert_eq!(c.broker.amqp_nodes().len(), 3);
-        let e = load(
-            "store = \"redis://h\"\n",
-            &[(
-                "JOBFLEET_BROKER",
-                "amqp://u:secret@n1,amqp://u:secret@:5672/",
-            )],
-        )
-        .expect_err("a node without a host");
-        assert_eq!(e.key, "broker");
-        assert!(e.reason.contains("amqp://u:***@:5672/"), "{e}");
-        assert!(!e.to_string().contains("secret"), "{e}");
-    }
-
-    #[test]
     fn an_otlp_endpoint_is_a_plain_http_url_and_the_protocol_one_of_two() {
         let c = load(
             "[log]\notlp_endpoint = \"http://127.0.0.1:4318\"\notlp_protocol = \"http/json\"\n",
@@ -254,34 +232,6 @@ mod tests {
     }
 
     #[test]
-    fn kafka_min_insync_replicas_load_and_must_fit_the_replication_factor() {
-        let c = load("", &[]).expect("valid");
-        assert_eq!(
-            (c.kafka.replication_factor, c.kafka.min_insync_replicas),
-            (1, 1),
-            "one broker's defaults"
-        );
-        let c = load(
-            "[kafka]\nreplication_factor = 3\nmin_insync_replicas = 2\n",
-            &[],
-        )
-        .expect("the cluster recommendation is valid");
-        assert_eq!(c.kafka.min_insync_replicas, 2);
-        for (rf, min) in [("1", "2"), ("3", "4"), ("3", "0")] {
-            let e = load(
-                "",
-                &[
-                    ("JOBFLEET_KAFKA__REPLICATION_FACTOR", rf),
-                    ("JOBFLEET_KAFKA__MIN_INSYNC_REPLICAS", min),
-                ],
-            )
-            .expect_err("out of range");
-            assert_eq!(e.key, "kafka.min_insync_replicas", "{rf}/{min}: {e}");
-            assert!(e.reason.contains(&format!("({rf})")), "{e}");
-        }
-    }
-
-    #[test]
     fn kafka_buffer_records_load_and_one_is_refused() {
         assert_eq!(load("", &[]).expect("valid").kafka.buffer_records, 2048);
         let c = load("[kafka]\nbuffer_records = 256\n", &[]).expect("valid");
@@ -314,33 +264,5 @@ mod tests {
         assert!(e.reason.contains("at least 1h"), "{e}");
         let e = load("[redis]\nrequire_persistence = \"maybe\"\n", &[]).expect_err("not a bool");
         assert_eq!(e.key, "redis.require_persistence");
-    }
-
-    #[test]
-    fn redis_replica_keys_load_and_bad_timeouts_are_refused() {
-        let c = Config::default();
-        assert_eq!(
-            c.redis.min_replicas, 0,
-            "no replica acknowledgement by default"
-        );
-        assert_eq!(c.redis.replica_timeout, std::time::Duration::from_secs(1));
-        let c = load(
-            "[redis]\nmin_replicas = 2\nreplica_timeout = \"250ms\"\n",
-            &[("JOBFLEET_REDIS__MIN_REPLICAS", "1")],
-        )
-        .expect("valid");
-        assert_eq!(c.redis.min_replicas, 1, "the environment wins");
-        assert_eq!(
-            c.redis.replica_timeout,
-            std::time::Duration::from_millis(250)
-        );
-        for bad in ["0s", "11s"] {
-            let e = load(&format!("[redis]\nreplica_timeout = \"{bad}\"\n"), &[])
-                .expect_err("out of range");
-            assert_eq!(e.key, "redis.replica_timeout", "{bad}: {e}");
-            assert!(e.reason.contains("at most 10s"), "{e}");
-        }
-        let e = load("[redis]\nmin_replicas = -1\n", &[]).expect_err("negative");
-        assert_eq!(e.key, "redis.min_replicas");
     }
 }

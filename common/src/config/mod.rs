@@ -3,7 +3,6 @@
 //! reason. How the layers (file, environment, flags) are read is in [`load`].
 
 mod load;
-mod rabbitmq;
 mod redis;
 
 use std::collections::BTreeMap;
@@ -16,7 +15,6 @@ use crate::address::{BrokerAddr, StoreAddr};
 use crate::limits::{humantime_serde_compat as hs, Limits};
 use crate::retry::RetryPolicy;
 pub use load::FILE_VAR;
-pub use rabbitmq::{QueueType, RabbitConfig};
 pub use redis::{RedisConfig, MIN_RETENTION};
 
 /// A configuration problem: the key and what is wrong.
@@ -72,8 +70,6 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Redis settings, used when `store` is `redis://…`: persistence and retention.
     pub redis: RedisConfig,
-    /// RabbitMQ settings, used when `broker` is `amqp://…`: the queue type and bands.
-    pub rabbitmq: RabbitConfig,
     /// Logging.
     pub log: LogConfig,
     /// Cron schedules, `[schedules.<name>]`: written into the store by each scheduler at
@@ -97,7 +93,6 @@ impl Default for Config {
             queue_defaults: QueueConfig::default(),
             kafka: KafkaConfig::default(),
             redis: RedisConfig::default(),
-            rabbitmq: RabbitConfig::default(),
             log: LogConfig::default(),
             schedules: BTreeMap::new(),
             data: DataConfig::default(),
@@ -339,14 +334,8 @@ pub struct KafkaConfig {
     pub bands: u8,
     /// Partitions of each topic jobfleet creates.
     pub partitions: i32,
-    /// Replication factor of each topic jobfleet creates: 1 on one broker, 3 on a
-    /// cluster (docs/high-availability.md, "Kafka").
+    /// Replication factor of each topic jobfleet creates.
     pub replication_factor: i32,
-    /// `min.insync.replicas` of each topic jobfleet creates: how many replicas must hold
-    /// a record before a publish is confirmed (the producer uses `acks=all`). Between 1
-    /// and `replication_factor`; 2 with a replication factor of 3 survives one broker
-    /// lost without losing a confirmed job or stopping publishes.
-    pub min_insync_replicas: i32,
     /// Extra librdkafka properties for every client, e.g. `"security.protocol" = "SASL_SSL"`,
     /// `"sasl.mechanisms" = "PLAIN"`, `"sasl.username"`, `"sasl.password"`,
     /// `"ssl.ca.location"`. Values of keys containing `password` are never logged.
@@ -380,7 +369,6 @@ impl std::fmt::Debug for KafkaConfig {
             .field("bands", &self.bands)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
-            .field("min_insync_replicas", &self.min_insync_replicas)
             .field("properties", &properties)
             .field("instance_id", &self.instance_id)
             .field("buffer_records", &self.buffer_records)
@@ -394,7 +382,6 @@ impl Default for KafkaConfig {
             bands: 3,
             partitions: 6,
             replication_factor: 1,
-            min_insync_replicas: 1,
             properties: BTreeMap::new(),
             instance_id: None,
             buffer_records: 2048,
@@ -545,16 +532,6 @@ impl Config {
         if k.replication_factor < 1 {
             return Err(err("kafka.replication_factor", "must be at least 1"));
         }
-        if !(1..=k.replication_factor).contains(&k.min_insync_replicas) {
-            return Err(err(
-                "kafka.min_insync_replicas",
-                format!(
-                    "must be between 1 and kafka.replication_factor ({}): a topic cannot \
-                     require more in-sync replicas than it has",
-                    k.replication_factor
-                ),
-            ));
-        }
         if k.buffer_records < 2 {
             return Err(err("kafka.buffer_records", "must be at least 2"));
         }
@@ -568,7 +545,6 @@ impl Config {
             }
         }
         self.redis.validate()?;
-        self.rabbitmq.validate()?;
         let s = &self.scheduler;
         if s.tick.is_zero() {
             return Err(err("scheduler.tick", "must be greater than 0"));

@@ -2,9 +2,7 @@
 //! uses a fresh namespace and deletes its queues when it ends, even by panicking.
 
 mod delivery;
-mod node_list;
 mod publishing;
-mod quorum;
 mod recovery;
 
 use std::time::Duration;
@@ -16,7 +14,6 @@ use super::reconnect::Patience;
 use super::*;
 use jobfleet_common::broker::{Broker, Consumer, Delivery, Message, Route};
 use jobfleet_common::job::Priority;
-use jobfleet_common::redact::redact;
 
 /// How long a test waits for a delivery that should come.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -36,13 +33,8 @@ struct TestBroker {
 impl TestBroker {
     /// Connects, or fails the test saying how to start RabbitMQ.
     async fn new(queues: &[&str]) -> Self {
-        Self::with(queues, &RabbitConfig::default()).await
-    }
-
-    /// [`TestBroker::new`] declaring queues as `settings` say.
-    async fn with(queues: &[&str], settings: &RabbitConfig) -> Self {
         let namespace = format!("jf-test-{}", uuid::Uuid::now_v7().simple());
-        let broker = match RabbitBroker::connect(&url(), &namespace, settings).await {
+        let broker = match RabbitBroker::connect(&url(), &namespace).await {
             Ok(broker) => broker,
             Err(e) => panic!(
                 "these tests need RabbitMQ at {} ({e}); start it with: rabbitmq-server -detached",
@@ -95,35 +87,29 @@ impl std::ops::Deref for TestBroker {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         // On a thread of its own, so it also runs while the test's runtime unwinds.
+        let namespace = self.namespace().to_string();
         let queues = std::mem::take(&mut self.queues);
-        let routes = queues.iter().map(|q| Route::Ready(q.clone())).chain([
-            Route::Delayed,
-            Route::Failed,
-            Route::Dead,
-        ]);
-        let topology = &self.broker.shared.topology;
-        let names: Vec<String> = routes
-            .filter_map(|r| topology.queues(&r).ok())
-            .flatten()
-            .map(|q| q.name.to_string())
-            .collect();
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
             if let Ok(runtime) = runtime {
-                runtime.block_on(delete_queues(&names));
+                runtime.block_on(delete_queues(&namespace, &queues));
             }
         });
         let _ = cleanup.join();
     }
 }
 
-async fn delete_queues(names: &[String]) {
+async fn delete_queues(namespace: &str, queues: &[String]) {
     let properties = lapin::ConnectionProperties::default();
     let Ok(connection) = lapin::Connection::connect(&url(), properties).await else {
         return;
     };
+    let names = queues
+        .iter()
+        .map(|q| format!("{namespace}.q.{q}"))
+        .chain(["delayed", "failed", "dead"].map(|r| format!("{namespace}.{r}")));
     for name in names {
         // A failed delete closes the channel: one channel per queue.
         if let Ok(channel) = connection.create_channel().await {

@@ -52,7 +52,7 @@ async fn connections_use_16_kib_frames_unless_the_url_sets_them_and_larger_bodie
     let sep = if url().contains('?') { '&' } else { '?' };
     let own = format!("{}{sep}frame_max=65536", url());
     let namespace = format!("jf-test-{}", uuid::Uuid::now_v7().simple());
-    let broker = RabbitBroker::connect(&own, &namespace, &RabbitConfig::default())
+    let broker = RabbitBroker::connect(&own, &namespace)
         .await
         .expect("connect");
     let session = broker
@@ -67,12 +67,7 @@ async fn connections_use_16_kib_frames_unless_the_url_sets_them_and_larger_bodie
 async fn publish_declares_a_route_nobody_declared() {
     let t = TestBroker::new(&["later"]).await;
     // `later` was declared by TestBroker::new; drop it from the cache by deleting it.
-    let queue = t
-        .shared
-        .topology
-        .queues(&ready("later"))
-        .expect("name")
-        .remove(0);
+    let queue = t.shared.topology.queue(&ready("later")).expect("name");
     let session = t.shared.session(Patience::Call).await.expect("session");
     let channel = session.channel().await.expect("channel");
     let options = lapin::options::QueueDeleteOptions::default();
@@ -89,12 +84,7 @@ async fn publish_declares_a_route_nobody_declared() {
 #[tokio::test]
 async fn a_deleted_queue_is_not_accepted_then_declared_again() {
     let t = TestBroker::new(&["gone"]).await;
-    let queue = t
-        .shared
-        .topology
-        .queues(&ready("gone"))
-        .expect("name")
-        .remove(0);
+    let queue = t.shared.topology.queue(&ready("gone")).expect("name");
     let channel = t
         .shared
         .session(Patience::Call)
@@ -151,12 +141,12 @@ async fn concurrent_publishers_all_land() {
 
 #[test]
 fn queue_names_follow_the_namespace() {
-    let topology = topology::Topology::new("ns", &RabbitConfig::default());
-    let name = |r: &Route| topology.queues(r).expect("name").remove(0);
+    let topology = topology::Topology::new("ns");
+    let name = |r: &Route| topology.queue(r).expect("name");
     assert_eq!(name(&ready("email")).name.as_str(), "ns.q.email");
     assert!(name(&ready("email")).prioritised);
     assert_eq!(name(&Route::Delayed).name.as_str(), "ns.delayed");
     assert_eq!(name(&Route::Failed).name.as_str(), "ns.failed");
     assert!(!name(&Route::Dead).prioritised);
-    assert!(topology.queues(&ready(&"x".repeat(300))).is_err());
+    assert!(topology.queue(&ready(&"x".repeat(300))).is_err());
 }

@@ -76,28 +76,24 @@ async fn closing_ends_streams_and_refuses_calls() {
 
 #[tokio::test]
 async fn connect_refuses_bad_urls_and_hides_the_password() {
-    let err = RabbitBroker::connect("redis://127.0.0.1:6379", "ns", &RabbitConfig::default())
+    let err = RabbitBroker::connect("redis://127.0.0.1:6379", "ns")
         .await
         .expect_err("scheme");
     assert!(matches!(err, BrokerError::Invalid(_)), "{err:?}");
-    let err = RabbitBroker::connect(&url(), "", &RabbitConfig::default())
+    let err = RabbitBroker::connect(&url(), "")
         .await
         .expect_err("namespace");
     assert!(matches!(err, BrokerError::Invalid(_)), "{err:?}");
     // Port 1 never has a server: the connection is refused.
-    let err = RabbitBroker::connect(
-        "amqp://user:hunter2@127.0.0.1:1/%2f",
-        "ns",
-        &RabbitConfig::default(),
-    )
-    .await
-    .expect_err("refused");
+    let err = RabbitBroker::connect("amqp://user:hunter2@127.0.0.1:1/%2f", "ns")
+        .await
+        .expect_err("refused");
     let text = format!("{err} {err:?}");
     assert!(!text.contains("hunter2"), "{text}");
     assert!(err.is_retryable(), "{err:?}");
     // A wrong password is refused by the server, and retrying will not fix it.
     let wrong = with_password(&url(), "hunter2");
-    let err = RabbitBroker::connect(&wrong, "ns", &RabbitConfig::default())
+    let err = RabbitBroker::connect(&wrong, "ns")
         .await
         .expect_err("wrong password");
     let text = format!("{err} {err:?}");
